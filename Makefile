@@ -1,0 +1,35 @@
+# The two commands of the README: `make run` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA ?= ./pushmail-data
+
+.PHONY: run test venv lint typecheck pytest bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+venv: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+
+run: venv
+	$(BIN)/pushmail demo-user --data-dir $(DATA)
+	$(BIN)/pushmail serve --data-dir $(DATA)
+
+lint: venv
+	$(BIN)/ruff check src tests bench
+
+typecheck: venv
+	$(BIN)/mypy --strict src/
+
+pytest: venv
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+bench: venv
+	$(BIN)/python bench/idle_latency.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

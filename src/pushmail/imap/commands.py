@@ -1,0 +1,401 @@
+"""The typed form of every IMAP command the server understands.
+
+The parser (``parser.py``) turns bytes into these; the session runs them; the client
+library encodes them (``encode_command``). They are the contract between those three,
+so they carry no behaviour beyond checking themselves.
+
+Mailbox names here are always Unicode (already decoded from modified UTF-7); ``INBOX``
+is already normalised to upper case in any spelling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pushmail.imap.types import DateTime, Secret, SequenceSet
+
+# --------------------------------------------------------------------------- FETCH
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A ``section`` of BODY[...] / BINARY[...] (RFC 3501 §6.4.5).
+
+    ``part`` is the dotted part number (empty for the whole message); ``text`` is the
+    section-text, or None for the whole part; ``fields`` the header names for
+    HEADER.FIELDS and HEADER.FIELDS.NOT (upper-cased).
+    """
+
+    part: tuple[int, ...] = ()
+    text: Literal["HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME"] | None = None
+    fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FetchBody:
+    """``BODY[section]<partial>``, ``BODY.PEEK[...]`` or ``BINARY[...]`` / ``BINARY.SIZE``."""
+
+    section: Section = field(default_factory=Section)
+    partial: tuple[int, int] | None = None  # (offset, length)
+    peek: bool = False
+    binary: bool = False  # BINARY[...] (RFC 3516)
+    size_only: bool = False  # BINARY.SIZE[...]
+
+
+# Simple attributes, named as on the wire. RFC822, RFC822.HEADER and RFC822.TEXT are
+# kept as names: their response names differ from BODY[] (RFC 3501 §6.4.5).
+SimpleAtt = Literal[
+    "FLAGS",
+    "INTERNALDATE",
+    "RFC822.SIZE",
+    "ENVELOPE",
+    "BODY",
+    "BODYSTRUCTURE",
+    "UID",
+    "MODSEQ",
+    "RFC822",
+    "RFC822.HEADER",
+    "RFC822.TEXT",
+    "SAVEDATE",
+]
+FetchAtt = SimpleAtt | FetchBody
+
+# --------------------------------------------------------------------------- SEARCH
+
+
+@dataclass(frozen=True, slots=True)
+class SearchAll:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFlag:
+    """ANSWERED/UNANSWERED, DELETED, DRAFT, FLAGGED, SEEN, RECENT, KEYWORD k ... ."""
+
+    flag: str  # canonical flag, e.g. "\\Seen" or a keyword
+    present: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SearchNew:
+    """NEW: \\Recent and not \\Seen."""
+
+
+@dataclass(frozen=True, slots=True)
+class SearchOld:
+    """OLD: not \\Recent."""
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHeader:
+    """HEADER field value; also FROM, TO, CC, BCC, SUBJECT (substring, case-insensitive)."""
+
+    field: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class SearchText:
+    """BODY (body only) or TEXT (header and body)."""
+
+    where: Literal["BODY", "TEXT"]
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class SearchDate:
+    """BEFORE/ON/SINCE (internal date) and SENTBEFORE/SENTON/SENTSINCE (Date: header)."""
+
+    op: Literal["BEFORE", "ON", "SINCE"]
+    date: str  # ISO date "YYYY-MM-DD"; compared by calendar day
+    sent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SearchSize:
+    larger: bool
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class SearchSet:
+    """A bare sequence set, or ``UID set``."""
+
+    set: SequenceSet
+    uid: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SearchModseq:
+    """MODSEQ [entry type] n (RFC 7162); the entry is accepted and ignored."""
+
+    modseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class SearchNot:
+    key: SearchKey
+
+
+@dataclass(frozen=True, slots=True)
+class SearchOr:
+    left: SearchKey
+    right: SearchKey
+
+
+@dataclass(frozen=True, slots=True)
+class SearchAnd:
+    """A parenthesised list, or the implicit AND of the top-level keys."""
+
+    keys: tuple[SearchKey, ...]
+
+
+SearchKey = (
+    SearchAll
+    | SearchFlag
+    | SearchNew
+    | SearchOld
+    | SearchHeader
+    | SearchText
+    | SearchDate
+    | SearchSize
+    | SearchSet
+    | SearchModseq
+    | SearchNot
+    | SearchOr
+    | SearchAnd
+)
+
+# --------------------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True, slots=True)
+class Capability:
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Noop:
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Logout:
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartTLS:
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticate:
+    tag: str
+    mechanism: str  # upper-cased
+    initial_response: bytes | None = None  # SASL-IR, already base64-decoded; b"" for "="
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    tag: str
+    username: str
+    password: Secret
+
+
+@dataclass(frozen=True, slots=True)
+class QresyncParams:
+    """``(QRESYNC (uidvalidity modseq [known-uids [(seq-match uid-match)]]))``."""
+
+    uidvalidity: int
+    modseq: int
+    known_uids: SequenceSet | None = None
+    seq_match: tuple[SequenceSet, SequenceSet] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Select:
+    tag: str
+    mailbox: str
+    readonly: bool = False  # EXAMINE
+    condstore: bool = False
+    qresync: QresyncParams | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Create:
+    tag: str
+    mailbox: str
+    special_use: tuple[str, ...] = ()  # CREATE-SPECIAL-USE (RFC 6154)
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    tag: str
+    mailbox: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rename:
+    tag: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    tag: str
+    mailbox: str
+    subscribe: bool = True  # False for UNSUBSCRIBE
+
+
+@dataclass(frozen=True, slots=True)
+class ListCmd:
+    """LIST and LSUB, with LIST-EXTENDED options (RFC 5258) and LIST-STATUS (RFC 5819)."""
+
+    tag: str
+    reference: str
+    patterns: tuple[str, ...]
+    lsub: bool = False
+    selection: tuple[str, ...] = ()  # e.g. ("SUBSCRIBED", "SPECIAL-USE")
+    returns: tuple[str, ...] = ()  # e.g. ("CHILDREN", "SPECIAL-USE", "SUBSCRIBED")
+    status_items: tuple[str, ...] = ()  # RETURN (STATUS (...))
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    tag: str
+    mailbox: str
+    items: tuple[str, ...]  # upper-cased: MESSAGES, RECENT, UIDNEXT, UIDVALIDITY, UNSEEN ...
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    tag: str
+    mailbox: str
+    message: bytes
+    flags: tuple[str, ...] = ()
+    internaldate: DateTime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unselect:
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Expunge:
+    tag: str
+    uids: SequenceSet | None = None  # UID EXPUNGE (UIDPLUS)
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    tag: str
+    key: SearchKey
+    uid: bool = False
+    charset: str | None = None
+    returns: tuple[str, ...] | None = None  # ESEARCH: None means no RETURN given
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    tag: str
+    set: SequenceSet
+    items: tuple[FetchAtt, ...]
+    uid: bool = False
+    changedsince: int | None = None
+    vanished: bool = False
+    # The macro or list as given, for echoing nothing; the items are already expanded.
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    tag: str
+    set: SequenceSet
+    mode: Literal["set", "add", "remove"]
+    flags: tuple[str, ...]
+    silent: bool = False
+    uid: bool = False
+    unchangedsince: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """COPY and MOVE (RFC 6851)."""
+
+    tag: str
+    set: SequenceSet
+    mailbox: str
+    uid: bool = False
+    move: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Idle:
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Id:
+    tag: str
+    params: tuple[tuple[str, str | None], ...] | None  # None for NIL
+
+
+@dataclass(frozen=True, slots=True)
+class Enable:
+    tag: str
+    capabilities: tuple[str, ...]  # upper-cased
+
+
+@dataclass(frozen=True, slots=True)
+class Compress:
+    tag: str
+    mechanism: str  # upper-cased, e.g. "DEFLATE"
+
+
+Command = (
+    Capability
+    | Noop
+    | Logout
+    | StartTLS
+    | Authenticate
+    | Login
+    | Select
+    | Create
+    | Delete
+    | Rename
+    | Subscribe
+    | ListCmd
+    | Status
+    | Append
+    | Check
+    | Close
+    | Unselect
+    | Expunge
+    | Search
+    | Fetch
+    | Store
+    | Copy
+    | Idle
+    | Namespace
+    | Id
+    | Enable
+    | Compress
+)

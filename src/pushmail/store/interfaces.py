@@ -1,0 +1,270 @@
+"""What every store backend provides (SQLite now, PostgreSQL later).
+
+The store is the truth; events are hints. Everything a session tells a client is read
+from here, keyed by UIDVALIDITY, UID and MODSEQ, so a session can always ask "what
+changed since the state I last reported" and get an exact answer.
+
+Calls are synchronous: the IMAP driver runs them on a worker thread, never on the
+event loop (DESIGN rule 8). One store object is used by one thread at a time.
+
+Mailbox names are Unicode with "/" as the hierarchy delimiter; "INBOX" is always
+spelled in upper case by the callers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+HIERARCHY_DELIMITER = "/"
+
+# The folders every new user gets, with their SPECIAL-USE attribute (RFC 6154).
+DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
+    ("INBOX", None),
+    ("Sent", "\\Sent"),
+    ("Drafts", "\\Drafts"),
+    ("Trash", "\\Trash"),
+    ("Junk", "\\Junk"),
+)
+
+
+class StoreError(Exception):
+    """Base of the store's errors; the session turns them into ``NO`` replies."""
+
+
+class NotFound(StoreError):
+    """No such user, mailbox or message."""
+
+
+class AlreadyExists(StoreError):
+    """A user or mailbox of that name exists."""
+
+
+class Conflict(StoreError):
+    """The operation is not allowed in the current state (e.g. DELETE INBOX)."""
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    address: str  # lower-cased
+    password_hash: str = ""
+
+    def __repr__(self) -> str:  # the hash never reaches a log
+        return f"User(id={self.id}, address={self.address!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    id: int
+    user_id: int
+    name: str
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    special_use: str | None = None
+    subscribed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxCounts:
+    """What STATUS reports, computed in one query."""
+
+    messages: int
+    recent: int
+    unseen: int
+    size: int  # sum of RFC822.SIZE, for STATUS=SIZE
+    deleted: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageMeta:
+    """One message as a mailbox lists it: no body, cheap to hold many."""
+
+    uid: int
+    modseq: int
+    flags: frozenset[str]
+    internaldate: datetime
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageCache:
+    """Pre-computed answers kept with the body at delivery (as Dovecot's cache).
+
+    ``envelope`` and ``bodystructure`` are already IMAP-encoded; ``body`` is the
+    non-extensible BODY form. Computed once by ``pushmail.mime`` so that FETCH of
+    these items never re-parses the message.
+    """
+
+    envelope: bytes
+    bodystructure: bytes
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message to add: raw bytes exactly as delivered, plus its cache."""
+
+    raw: bytes
+    cache: MessageCache
+    flags: frozenset[str] = frozenset()
+    internaldate: datetime | None = None  # now, when None
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    mailbox_id: int
+    uidvalidity: int
+    uid: int
+    modseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What happened in a mailbox after ``since_modseq``.
+
+    ``changed`` holds every message whose MODSEQ is greater (new ones and flag
+    changes), ascending by UID; ``expunged`` the UIDs expunged after it, ascending.
+    ``expunged_complete`` is False when the store no longer remembers every
+    expunge that far back (then a client must fall back to a full UID comparison).
+    """
+
+    highestmodseq: int
+    uidnext: int
+    changed: tuple[MessageMeta, ...]
+    expunged: tuple[int, ...]
+    expunged_complete: bool = True
+
+
+FlagMode = Literal["set", "add", "remove"]
+
+
+@dataclass(frozen=True, slots=True)
+class FlagResult:
+    """Outcome of a STORE: messages changed, and UIDs refused by UNCHANGEDSINCE."""
+
+    changed: tuple[MessageMeta, ...]
+    modified: tuple[int, ...]  # the [MODIFIED ...] set of RFC 7162 §3.1.3
+
+
+class Store(Protocol):
+    """The operations on users, mailboxes and messages. See module docstring."""
+
+    # -- users ------------------------------------------------------------------
+    def create_user(self, address: str, password_hash: str) -> User:
+        """Create a user with the DEFAULT_MAILBOXES; AlreadyExists if taken."""
+        ...
+
+    def get_user(self, address: str) -> User | None: ...
+
+    def get_user_by_id(self, user_id: int) -> User | None: ...
+
+    def list_users(self) -> list[User]: ...
+
+    def set_password(self, address: str, password_hash: str) -> None: ...
+
+    def delete_user(self, address: str) -> None:
+        """Remove the user and all their mail; NotFound if absent."""
+        ...
+
+    # -- mailboxes --------------------------------------------------------------
+    def list_mailboxes(self, user_id: int) -> list[Mailbox]:
+        """All mailboxes of the user, sorted by name."""
+        ...
+
+    def get_mailbox(self, user_id: int, name: str) -> Mailbox | None: ...
+
+    def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None: ...
+
+    def create_mailbox(self, user_id: int, name: str, special_use: str | None = None) -> Mailbox:
+        """Create ``name`` (and any missing parents); AlreadyExists if it exists.
+
+        UIDVALIDITY of a new mailbox is never one used before by a mailbox of the
+        same name, so a client never mistakes a re-created mailbox for the old one.
+        """
+        ...
+
+    def delete_mailbox(self, user_id: int, name: str) -> None:
+        """Delete the mailbox and its messages; Conflict for INBOX; NotFound if absent."""
+        ...
+
+    def rename_mailbox(self, user_id: int, old: str, new: str) -> None:
+        """Rename ``old`` and its children. Renaming INBOX moves its messages into a new
+        mailbox ``new`` and leaves INBOX empty (RFC 3501 §6.3.5)."""
+        ...
+
+    def set_subscribed(self, user_id: int, name: str, subscribed: bool) -> None:
+        """Subscriptions may name mailboxes that do not exist (RFC 3501 §6.3.6)."""
+        ...
+
+    def subscriptions(self, user_id: int) -> list[str]: ...
+
+    def counts(self, mailbox_id: int) -> MailboxCounts: ...
+
+    # -- messages ---------------------------------------------------------------
+    def append(self, mailbox_id: int, message: NewMessage) -> Appended:
+        """Add one message durably: when this returns, it is on disk (fsync)."""
+        ...
+
+    def deliver(self, targets: Sequence[tuple[int, NewMessage]]) -> list[Appended]:
+        """Add messages to several mailboxes in one durable transaction (one fsync).
+
+        Identical raw bytes are stored once however many mailboxes get them.
+        """
+        ...
+
+    def list_messages(self, mailbox_id: int) -> list[MessageMeta]:
+        """Every message of the mailbox, ascending by UID."""
+        ...
+
+    def get_messages(self, mailbox_id: int, uids: Iterable[int]) -> list[MessageMeta]:
+        """The named messages that still exist, ascending by UID."""
+        ...
+
+    def uids(self, mailbox_id: int) -> list[int]:
+        """Every UID of the mailbox, ascending: the sequence-number map."""
+        ...
+
+    def changes_since(self, mailbox_id: int, since_modseq: int) -> Changes: ...
+
+    def get_raw(self, mailbox_id: int, uid: int) -> bytes:
+        """The message exactly as stored; NotFound if expunged."""
+        ...
+
+    def get_cache(self, mailbox_id: int, uid: int) -> MessageCache: ...
+
+    def store_flags(
+        self,
+        mailbox_id: int,
+        uids: Sequence[int],
+        mode: FlagMode,
+        flags: frozenset[str],
+        unchangedsince: int | None = None,
+    ) -> FlagResult:
+        """Change flags; each changed message gets a new MODSEQ. ``\\Recent`` is
+        never stored. Messages whose flags would not change keep their MODSEQ."""
+        ...
+
+    def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
+        """Remove the ``\\Deleted`` messages (only those in ``uids`` if given);
+        return their UIDs ascending. Expunged UIDs are remembered with their MODSEQ."""
+        ...
+
+    def copy(
+        self, src_mailbox_id: int, uids: Sequence[int], dst_mailbox_id: int, move: bool = False
+    ) -> list[tuple[int, int]]:
+        """Copy (or move) messages, keeping flags and internal date; returns
+        (source UID, new UID) pairs. With ``move`` the sources are expunged in the
+        same transaction."""
+        ...
+
+    def claim_recent(self, mailbox_id: int) -> int:
+        """Atomically take the \\Recent messages for one session: returns the first
+        UID that is recent for the caller and moves the mailbox's recent floor to
+        UIDNEXT, so no other session sees them as recent (RFC 3501 §2.3.2)."""
+        ...
+
+    def close(self) -> None: ...
