@@ -1,10 +1,19 @@
 """Configuration: a TOML file (``--config``) loaded into frozen dataclasses; command-line
-flags override it. Every key is documented in the README's configuration table."""
+flags override it. Every key is documented in ``docs/configuration.md``.
+
+Loading is strict: an unknown key or a value of the wrong type is a ``ConfigError``
+naming the key, because a misspelt setting that is silently ignored (a listener the
+operator believes is off, a limit they believe is set) is worse than a refusal to start.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +54,8 @@ class Config:
     lmtp: Endpoint | None = field(default_factory=lambda: Endpoint("127.0.0.1", 2424))
     tls_cert: Path | None = None  # PEM; a self-signed pair is made in data_dir if unset
     tls_key: Path | None = None
+    lmtp_socket: Path | None = None  # also serve LMTP on this Unix socket
+    domains: tuple[str, ...] = ()  # local mail domains besides those of existing users
     limits: Limits = field(default_factory=Limits)
     imap_settings: ImapSettings = field(default_factory=ImapSettings)
     log_level: str = "INFO"
@@ -56,3 +67,168 @@ class Config:
     @property
     def events_dir(self) -> Path:
         return self.data_dir / "events"
+
+
+class ConfigError(ValueError):
+    """The configuration file or an override is invalid; the message names the key."""
+
+
+OFF = "off"  # an endpoint value that disables the listener
+
+
+def parse_endpoint(value: str) -> Endpoint | None:
+    """``HOST:PORT`` (``[v6addr]:PORT`` for IPv6) or ``off``; ValueError otherwise."""
+    text = value.strip()
+    if text.lower() == OFF:
+        return None
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT or {OFF!r}, got {value!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"write an IPv6 address in brackets: [{host}]:{port}")
+    return Endpoint(host, int(port))
+
+
+def load_config(path: Path | None, overrides: Mapping[str, object] | None = None) -> Config:
+    """Read ``path`` (TOML; None for the defaults), then apply ``overrides``.
+
+    Override keys are the file's keys, with a dot for a table (``"limits.max_message"``);
+    a None value means "not given" and is skipped, so argparse results can be passed
+    straight in. Relative paths in the file are relative to the file's directory;
+    relative paths in overrides are relative to the working directory.
+    """
+    data: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is not None:
+        try:
+            with path.open("rb") as f:
+                data = tomllib.load(f)
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from e
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: invalid TOML: {e}") from e
+        base = path.resolve().parent
+    try:
+        config = _build(Config, data, "", base)
+        return _apply_overrides(config, overrides or {})
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}" if path is not None else str(e)) from None
+
+
+# Settings tables: the key in the file -> its dataclass.
+_TABLES: dict[str, type[Any]] = {"limits": Limits, "imap_settings": ImapSettings}
+
+
+def _build(cls: type[Any], data: Mapping[str, Any], prefix: str, base: Path) -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        name = prefix + key
+        f = known.get(key)
+        if f is None:
+            raise ConfigError(f"unknown key {name!r} (known: {', '.join(sorted(known))})")
+        if key in _TABLES and not prefix:
+            if not isinstance(raw, dict):
+                raise ConfigError(f"{name!r} must be a table ([{key}])")
+            values[key] = _build(_TABLES[key], raw, name + ".", base)
+        else:
+            values[key] = _convert(name, str(f.type), raw, base)
+    return cls(**values)
+
+
+def _apply_overrides(config: Config, overrides: Mapping[str, object]) -> Config:
+    cwd = Path.cwd()
+    for key, raw in overrides.items():
+        if raw is None:
+            continue
+        table, dot, sub = key.partition(".")
+        if not dot:
+            updated = _build(Config, {key: raw}, "", cwd)
+            config = dataclasses.replace(config, **{key: getattr(updated, key)})
+            continue
+        if table not in _TABLES:
+            raise ConfigError(f"unknown table {table!r} in override {key!r}")
+        current = getattr(config, table)
+        updated = _build(_TABLES[table], {sub: raw}, table + ".", cwd)
+        changed = dataclasses.replace(current, **{sub: getattr(updated, sub)})
+        config = dataclasses.replace(config, **{table: changed})
+    return config
+
+
+def _convert(name: str, annotation: str, raw: Any, base: Path) -> Any:
+    """Check and convert one value by its field's annotation (or, for the few keys
+    with a narrower domain than their type, by its name)."""
+    try:
+        converter = _NAMED.get(name) or _CONVERTERS[annotation]
+        return converter(raw, base)
+    except KeyError:
+        raise ConfigError(f"{name!r}: unsupported type {annotation}") from None
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{name!r}: {e}") from None
+
+
+def _to_int(raw: Any, base: Path) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise TypeError(f"expected an integer, got {raw!r}")
+    if raw < 0:
+        raise ValueError(f"must not be negative, got {raw}")
+    return raw
+
+
+def _to_float(raw: Any, base: Path) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise TypeError(f"expected a number, got {raw!r}")
+    if raw < 0:
+        raise ValueError(f"must not be negative, got {raw}")
+    return float(raw)
+
+
+def _to_str(raw: Any, base: Path) -> str:
+    if not isinstance(raw, str) or not raw:
+        raise TypeError(f"expected a non-empty string, got {raw!r}")
+    return raw
+
+
+def _to_path(raw: Any, base: Path) -> Path:
+    if isinstance(raw, Path):
+        return raw
+    return base / Path(_to_str(raw, base)).expanduser()
+
+
+def _to_optional_path(raw: Any, base: Path) -> Path | None:
+    return None if raw is False or raw == "" else _to_path(raw, base)
+
+
+def _to_endpoint(raw: Any, base: Path) -> Endpoint | None:
+    if raw is False or isinstance(raw, Endpoint):
+        return raw or None
+    return parse_endpoint(_to_str(raw, base))
+
+
+def _to_str_tuple(raw: Any, base: Path) -> tuple[str, ...]:
+    if isinstance(raw, str) or not isinstance(raw, list | tuple):
+        raise TypeError(f"expected a list of strings, got {raw!r}")
+    return tuple(_to_str(item, base).lower() for item in raw)
+
+
+def _to_log_level(raw: Any, base: Path) -> str:
+    level = _to_str(raw, base).upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {raw!r}")
+    return level
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_NAMED: dict[str, Any] = {"log_level": _to_log_level}
+
+_CONVERTERS: dict[str, Any] = {
+    "int": _to_int,
+    "float": _to_float,
+    "str": _to_str,
+    "Path": _to_path,
+    "Path | None": _to_optional_path,
+    "Endpoint | None": _to_endpoint,
+    "tuple[str, ...]": _to_str_tuple,
+}

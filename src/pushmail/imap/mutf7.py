@@ -50,6 +50,8 @@ def decode_mutf7(text: str) -> str:
         if not chunk:
             out.append("&")
         else:
+            if "=" in chunk or "/" in chunk:
+                raise ProtocolError("'=' or '/' in modified BASE64 in mailbox name")
             b64 = chunk.replace(",", "/")
             b64 += "=" * (-len(b64) % 4)
             try:
@@ -57,6 +59,9 @@ def decode_mutf7(text: str) -> str:
                 decoded = raw.decode("utf-16-be")
             except (ValueError, UnicodeDecodeError) as exc:
                 raise ProtocolError("bad modified BASE64 in mailbox name") from exc
+            if any(0x20 <= ord(c) <= 0x7E for c in decoded):
+                # RFC 3501 §5.1.3: printable ASCII must represent itself.
+                raise ProtocolError("printable ASCII in modified BASE64 in mailbox name")
             out.append(decoded)
         i = end + 1
     return "".join(out)

@@ -1,0 +1,322 @@
+"""The ``pushmail`` command: run the server, manage users, deliver from an MTA.
+
+Exit codes follow sysexits.h where a caller acts on them: ``pushmail deliver`` is
+run by an MTA as a mailbox command, and the MTA bounces on 67 (no such user) but
+retries on 75 (temporary failure). Secrets are never printed, except the one
+password ``demo-user`` makes up, which the operator asked for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import secrets
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from pushmail.auth.passwords import hash_password
+from pushmail.config import LOG_LEVELS, Config, ConfigError, load_config
+from pushmail.store.interfaces import AlreadyExists, NotFound, Store
+
+__all__ = ["main"]
+
+EX_OK = 0
+EX_FAILURE = 1
+EX_USAGE = 64
+EX_DATAERR = 65
+EX_NOUSER = 67
+EX_SOFTWARE = 70
+EX_CANTCREAT = 73
+EX_TEMPFAIL = 75
+EX_CONFIG = 78
+
+DEMO_ADDRESS = "demo@localhost"
+
+
+class CliError(Exception):
+    """A failure to report in one line, with the exit code to use."""
+
+    def __init__(self, message: str, code: int = EX_FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit status (``python -m pushmail`` exits with it)."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse exits 2 on bad usage; sysexits says 64
+        return EX_OK if e.code in (0, None) else EX_USAGE
+    command: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return command(args)
+    except CliError as e:
+        print(f"pushmail: {e}", file=sys.stderr)
+        return e.code
+    except ConfigError as e:
+        print(f"pushmail: {e}", file=sys.stderr)
+        return EX_CONFIG
+
+
+# -- argument parsing -------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
+    common.add_argument("--data-dir", type=Path, metavar="DIR", help="where mail is kept")
+    parser = argparse.ArgumentParser(
+        prog="pushmail", description="A push-email server: SMTP/LMTP in, IMAP + IDLE out."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", parents=[common], help="run the server")
+    for name in ("imap", "imaps", "smtp", "submission", "lmtp"):
+        serve.add_argument(
+            f"--{name}", metavar="HOST:PORT", help=f"{name} listener, or 'off' to disable it"
+        )
+    serve.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper)
+    serve.set_defaults(func=_cmd_serve)
+
+    user = sub.add_parser("user", help="manage users").add_subparsers(
+        dest="user_command", required=True, metavar="ACTION"
+    )
+    add = user.add_parser("add", parents=[common], help="create a user")
+    add.add_argument("address")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.set_defaults(func=_cmd_user_add)
+    delete = user.add_parser("del", parents=[common], help="delete a user and all their mail")
+    delete.add_argument("address")
+    delete.set_defaults(func=_cmd_user_del)
+    passwd = user.add_parser("passwd", parents=[common], help="set a user's password")
+    passwd.add_argument("address")
+    passwd.add_argument("--password-stdin", action="store_true")
+    passwd.set_defaults(func=_cmd_user_passwd)
+    listing = user.add_parser("list", parents=[common], help="list users")
+    listing.set_defaults(func=_cmd_user_list)
+
+    deliver = sub.add_parser(
+        "deliver", parents=[common], help="deliver a message from stdin (MTA mailbox command)"
+    )
+    deliver.add_argument("address", nargs="+")
+    deliver.add_argument("-f", "--sender", help="envelope sender, recorded as Return-Path")
+    deliver.set_defaults(func=_cmd_deliver)
+
+    demo = sub.add_parser("demo-user", parents=[common], help=f"create {DEMO_ADDRESS}")
+    demo.set_defaults(func=_cmd_demo_user)
+    return parser
+
+
+def _config(args: argparse.Namespace, **extra: object) -> Config:
+    overrides: dict[str, object] = {"data_dir": args.data_dir, **extra}
+    return load_config(args.config, overrides)
+
+
+# -- serve ------------------------------------------------------------------------------
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    listeners = {n: getattr(args, n) for n in ("imap", "imaps", "smtp", "submission", "lmtp")}
+    config = _config(args, log_level=args.log_level, **listeners)
+    _prepare_data_dir(config)
+    _setup_logging(config.log_level)
+    from pushmail.net.server import serve  # the whole server stack, only when serving
+
+    try:
+        asyncio.run(serve(config))
+    except KeyboardInterrupt:  # a second ^C while shutting down
+        return EX_OK
+    except OSError as e:  # e.g. a port in use
+        raise CliError(f"cannot start: {e}", EX_CANTCREAT) from e
+    return EX_OK
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    if level != "DEBUG":  # aiosmtpd logs every command at INFO
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
+
+
+def _prepare_data_dir(config: Config) -> None:
+    try:
+        config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as e:
+        raise CliError(f"cannot create data directory {config.data_dir}: {e}", EX_CANTCREAT) from e
+
+
+def _open_store(config: Config) -> Store:
+    _prepare_data_dir(config)
+    from pushmail.store.sqlite import SqliteStore
+
+    return SqliteStore(config.db_path)
+
+
+def _with_store(args: argparse.Namespace, fn: Callable[[Store], int]) -> int:
+    store = _open_store(_config(args))
+    try:
+        return fn(store)
+    finally:
+        store.close()
+
+
+# -- users ------------------------------------------------------------------------------
+
+
+def _address(raw: str) -> str:
+    address = raw.strip().lower()
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain or any(c.isspace() or c in '<>"\\' for c in address):
+        raise CliError(f"not a valid address: {raw!r}", EX_USAGE)
+    return address
+
+
+def _read_password(from_stdin: bool, stdin: TextIO | None = None) -> str:
+    """The first line of stdin (for scripts), or asked twice on the terminal."""
+    if from_stdin:
+        line = (stdin or sys.stdin).readline()
+        password = line[:-1] if line.endswith("\n") else line
+        password = password[:-1] if password.endswith("\r") else password
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Password again: ") != password:
+            raise CliError("the passwords differ; nothing changed")
+    if not password:
+        raise CliError("empty password refused", EX_USAGE)
+    return password
+
+
+def _cmd_user_add(args: argparse.Namespace) -> int:
+    address = _address(args.address)
+    hashed = hash_password(_read_password(args.password_stdin))
+
+    def add(store: Store) -> int:
+        try:
+            store.create_user(address, hashed)
+        except AlreadyExists:
+            raise CliError(f"user {address} already exists", EX_CANTCREAT) from None
+        print(f"created {address}")
+        return EX_OK
+
+    return _with_store(args, add)
+
+
+def _cmd_user_del(args: argparse.Namespace) -> int:
+    address = _address(args.address)
+
+    def delete(store: Store) -> int:
+        try:
+            store.delete_user(address)
+        except NotFound:
+            raise CliError(f"no such user: {address}", EX_NOUSER) from None
+        print(f"deleted {address} and all their mail")
+        return EX_OK
+
+    return _with_store(args, delete)
+
+
+def _cmd_user_passwd(args: argparse.Namespace) -> int:
+    address = _address(args.address)
+
+    def check(store: Store) -> int:
+        if store.get_user(address) is None:
+            raise CliError(f"no such user: {address}", EX_NOUSER)
+        return EX_OK
+
+    _with_store(args, check)  # before asking for a password that would be wasted
+    hashed = hash_password(_read_password(args.password_stdin))
+
+    def change(store: Store) -> int:
+        try:
+            store.set_password(address, hashed)
+        except NotFound:
+            raise CliError(f"no such user: {address}", EX_NOUSER) from None
+        print(f"password changed for {address}")
+        return EX_OK
+
+    return _with_store(args, change)
+
+
+def _cmd_user_list(args: argparse.Namespace) -> int:
+    def listing(store: Store) -> int:
+        for user in sorted(store.list_users(), key=lambda u: u.address):
+            print(user.address)
+        return EX_OK
+
+    return _with_store(args, listing)
+
+
+def _cmd_demo_user(args: argparse.Namespace) -> int:
+    password = secrets.token_urlsafe(12)
+
+    def create(store: Store) -> int:
+        if store.get_user(DEMO_ADDRESS) is not None:
+            print(f"{DEMO_ADDRESS} already exists; its password was shown when it was made.")
+            print(f"To set a new one: pushmail user passwd {DEMO_ADDRESS}")
+            return EX_OK
+        store.create_user(DEMO_ADDRESS, hash_password(password))
+        print(f"address:  {DEMO_ADDRESS}\npassword: {password}\n")
+        print("Connect a mail client to this machine with that address as the user name:")
+        print("  IMAP        127.0.0.1:1143 (STARTTLS)   or IMAPS 127.0.0.1:1993")
+        print("  SMTP        127.0.0.1:2525 (mail to the demo user, no login)")
+        print("The certificate is self-signed: accept it in the client once.")
+        return EX_OK
+
+    return _with_store(args, create)
+
+
+# -- deliver ----------------------------------------------------------------------------
+
+
+def _cmd_deliver(args: argparse.Namespace) -> int:
+    """Read one message from stdin and store it durably for each address."""
+    from pushmail.delivery import Deliverer, normalize_crlf
+    from pushmail.events.unixsock import UnixSocketPublisher
+
+    config = _config(args)
+    raw = normalize_crlf(sys.stdin.buffer.read())
+    if args.sender is not None:
+        raw = b"Return-Path: <" + _header_safe(args.sender) + b">\r\n" + raw
+    if not raw.strip():
+        raise CliError("empty message on stdin", EX_DATAERR)
+    try:
+        store = _open_store(config)
+    except CliError as e:
+        raise CliError(str(e), EX_TEMPFAIL) from e
+    except Exception as e:  # sqlite3.Error, OSError...: the MTA retries, never bounces
+        raise CliError(f"store unavailable: {e}", EX_TEMPFAIL) from e
+    publisher = UnixSocketPublisher(config.events_dir)
+    try:
+        deliverer = Deliverer(store, publisher, max_size=config.limits.max_message)
+        results = deliverer.deliver(args.address, raw)
+    except Exception as e:
+        raise CliError(f"delivery failed: {e}", EX_TEMPFAIL) from e
+    finally:
+        publisher.close()
+        store.close()
+    for result in results:
+        if result.code >= 300:
+            print(f"pushmail: {result.reply()}", file=sys.stderr)
+    return _deliver_status([r.code for r in results], [r.enhanced for r in results])
+
+
+def _deliver_status(codes: list[int], enhanced: list[str]) -> int:
+    """One exit status for all recipients: temporary trumps permanent, so the MTA
+    retries rather than bounces while any copy might still be stored."""
+    if any(400 <= c < 500 for c in codes):
+        return EX_TEMPFAIL
+    if any(e == "5.1.1" for e in enhanced):
+        return EX_NOUSER
+    if any(c >= 500 for c in codes):
+        return EX_DATAERR
+    return EX_OK
+
+
+def _header_safe(value: str) -> bytes:
+    return "".join(c if "!" <= c <= "~" else "?" for c in value).encode("ascii")

@@ -1,0 +1,137 @@
+"""Delivery: parse once, store durably, then publish (DESIGN §1).
+
+The order matters. The message is on disk in every recipient's INBOX (one
+transaction, one fsync) before any event is published and before the SMTP/LMTP layer
+says 250, so a crash can lose a notification but never an accepted message, and a
+session that hears an event always finds the message in the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from pushmail.events.interfaces import MailboxChanged, Publisher
+from pushmail.events.local import publish_all
+from pushmail.store.interfaces import MessageCache, NewMessage, Store, User
+
+log = logging.getLogger(__name__)
+
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientResult:
+    """The outcome for one recipient, as an SMTP reply (one per RCPT in LMTP)."""
+
+    address: str
+    code: int  # 250, 550 (no such user), 451/452 (temporary), 552 (too big)
+    enhanced: str  # RFC 3463 status, e.g. "2.1.5"
+    text: str
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.code < 300
+
+    def reply(self) -> str:
+        return f"{self.code} {self.enhanced} <{self.address}> {self.text}"
+
+
+def normalize_crlf(raw: bytes) -> bytes:
+    """Turn bare LF line ends into CRLF, as IMAP requires (a file given to
+    ``pushmail deliver`` usually has LF ends). CRLF and lone CR are left alone."""
+    if b"\n" not in raw or raw.count(b"\n") == raw.count(b"\r\n"):
+        return raw
+    return _BARE_LF.sub(b"\r\n", raw)
+
+
+def _bare(address: str) -> str:
+    """The address without surrounding blanks or angle brackets."""
+    address = address.strip()
+    if address.startswith("<") and address.endswith(">"):
+        address = address[1:-1]
+    return address
+
+
+class Deliverer:
+    """Stores incoming mail into users' INBOXes. Synchronous: call it on the store
+    thread (it does disk I/O and, through ``make_cache``, parses the message)."""
+
+    def __init__(
+        self,
+        store: Store,
+        publisher: Publisher,
+        make_cache: Callable[[bytes], MessageCache] | None = None,
+        max_size: int | None = None,
+    ) -> None:
+        if make_cache is None:
+            from pushmail.mime.structure import build_cache  # written alongside; lazy
+
+            make_cache = build_cache
+        self._store = store
+        self._publisher = publisher
+        self._make_cache = make_cache
+        self._max_size = max_size
+
+    def resolve(self, address: str) -> User | None:
+        """The user a RCPT TO address names: case-insensitive, and ``user+tag@dom``
+        is ``user@dom`` (unless a user is literally called ``user+tag@dom``)."""
+        address = _bare(address).lower()
+        user = self._store.get_user(address)
+        if user is not None:
+            return user
+        local, at, domain = address.rpartition("@")
+        if not at or "+" not in local:
+            return None
+        return self._store.get_user(local.split("+", 1)[0] + "@" + domain)
+
+    def deliver(self, recipients: Sequence[str], raw: bytes) -> list[RecipientResult]:
+        """Deliver ``raw`` (stored byte for byte) to every known recipient; one result
+        per recipient, in order. A user named twice (``a@x`` and ``a+t@x``) gets one copy."""
+        if self._max_size is not None and len(raw) > self._max_size:
+            return [_result(r, 552, "5.3.4", "message too big") for r in recipients]
+        targets: dict[int, int] = {}  # user id -> INBOX id
+        found: list[User | None] = []
+        for rcpt in recipients:
+            user = self.resolve(rcpt)
+            found.append(user)
+            if user is not None and user.id not in targets:
+                box = self._store.get_mailbox(user.id, "INBOX")
+                if box is not None:
+                    targets[user.id] = box.id
+        if targets and not self._store_all(targets, raw):
+            return [_result(r, 451, "4.3.0", "local error, try again later") for r in recipients]
+        return [_outcome(rcpt, user, targets) for rcpt, user in zip(recipients, found, strict=True)]
+
+    def _store_all(self, targets: dict[int, int], raw: bytes) -> bool:
+        """Store into every target INBOX in one transaction, then publish; False when
+        nothing was stored (the sender must retry)."""
+        try:
+            message = NewMessage(raw, self._make_cache(raw))
+            appended = self._store.deliver([(box, message) for box in targets.values()])
+        except Exception:
+            log.exception("delivery to %d mailbox(es) failed", len(targets))
+            return False
+        owners = dict(zip(targets.values(), targets.keys(), strict=True))
+        events = [
+            MailboxChanged(owners[a.mailbox_id], a.mailbox_id, a.modseq, "new") for a in appended
+        ]
+        try:
+            publish_all(self._publisher, events)
+        except Exception:  # the mail is safe; sessions will find it on re-check
+            log.exception("publishing %d delivery event(s) failed", len(events))
+        return True
+
+
+def _result(address: str, code: int, enhanced: str, text: str) -> RecipientResult:
+    return RecipientResult(_bare(address), code, enhanced, text)
+
+
+def _outcome(rcpt: str, user: User | None, targets: dict[int, int]) -> RecipientResult:
+    if user is None:
+        return _result(rcpt, 550, "5.1.1", "no such user")
+    if user.id not in targets:
+        return _result(rcpt, 550, "5.2.1", "mailbox unavailable")
+    return _result(rcpt, 250, "2.1.5", "delivered")

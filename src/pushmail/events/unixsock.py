@@ -1,0 +1,237 @@
+"""Change hints across the processes of one machine, with no broker.
+
+Every listening process binds a Unix *datagram* socket in one directory
+(``Config.events_dir``); a publisher sends each event to every socket there. A
+datagram is fire-and-forget: a full receiver (EAGAIN) drops the hint, a dead one
+(ECONNREFUSED/ENOENT) has its socket file removed. That is safe because events are
+only hints: a session that misses one catches up on its periodic re-check (DESIGN §1).
+
+Several events travel in one datagram, separated by newlines, because Linux queues
+only ``net.unix.max_dgram_qlen`` (often 10) datagrams per socket: a delivery to a
+thousand users must not become a thousand datagrams per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from pushmail.events.interfaces import Listener, MailboxChanged
+from pushmail.events.local import ListenerRegistry
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".sock"
+MAX_DATAGRAM = 8192  # bytes of one datagram (many events)
+LISTING_TTL = 1.0  # seconds a directory listing is trusted
+RECV_BATCH = 256  # datagrams read per wake-up, so a flood cannot starve the loop
+_SUN_PATH_MAX = 100  # sun_path is 108 bytes on Linux; keep a margin
+
+
+def encode_batches(events: Iterable[MailboxChanged]) -> Iterator[bytes]:
+    """Newline-joined encoded events, each datagram at most MAX_DATAGRAM bytes."""
+    batch: list[bytes] = []
+    size = 0
+    for event in events:
+        data = event.encode()
+        if batch and size + len(data) + 1 > MAX_DATAGRAM:
+            yield b"\n".join(batch)
+            batch, size = [], 0
+        batch.append(data)
+        size += len(data) + 1
+    if batch:
+        yield b"\n".join(batch)
+
+
+def decode_datagram(data: bytes) -> list[MailboxChanged]:
+    """Every well-formed event of a datagram; junk lines are skipped (hints)."""
+    out = []
+    for line in data.split(b"\n"):
+        event = MailboxChanged.decode(line)
+        if event is not None:
+            out.append(event)
+    return out
+
+
+class _Directory:
+    """The events directory: socket addresses (short even for a deep directory)
+    and a listing of peers that is refreshed at most once per LISTING_TTL."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._dir_fd: int | None = None
+        self._names: list[str] = []
+        self._listed_at = -LISTING_TTL
+
+    def address(self, name: str) -> str:
+        """``path/name``, or the same file through ``/proc/self/fd`` when the path
+        is too long for ``sun_path`` (Linux resolves that magic link)."""
+        full = str(self.path / name)
+        if len(os.fsencode(full)) <= _SUN_PATH_MAX:
+            return full
+        if self._dir_fd is None:
+            self._dir_fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        return f"/proc/self/fd/{self._dir_fd}/{name}"
+
+    def peers(self) -> list[str]:
+        now = time.monotonic()
+        if now - self._listed_at >= LISTING_TTL:
+            try:
+                self._names = [n for n in os.listdir(self.path) if n.endswith(SUFFIX)]
+            except FileNotFoundError:
+                self._names = []
+            self._listed_at = now
+        return self._names
+
+    def forget(self, name: str) -> None:
+        """A peer is gone: remove its file and re-list next time."""
+        with contextlib.suppress(OSError):
+            os.unlink(self.path / name)
+        self._listed_at = -LISTING_TTL
+
+    def close(self) -> None:
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+            self._dir_fd = None
+
+
+class UnixSocketPublisher:
+    """Sends events to every listening process; no event loop needed (for the
+    ``pushmail deliver`` command). Safe to call from several threads."""
+
+    def __init__(self, events_dir: Path, own_name: str | None = None) -> None:
+        self._dir = _Directory(events_dir)
+        self._own = own_name
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
+        self._lock = threading.Lock()
+
+    def publish(self, event: MailboxChanged) -> None:
+        self.publish_many((event,))
+
+    def publish_many(self, events: Iterable[MailboxChanged]) -> None:
+        payloads = list(encode_batches(events))
+        if not payloads:
+            return
+        with self._lock:
+            for name in self._dir.peers():
+                if name != self._own:
+                    self._send(name, payloads)
+
+    def _send(self, name: str, payloads: list[bytes]) -> None:
+        try:
+            address = self._dir.address(name)
+            for payload in payloads:
+                self._sock.sendto(payload, address)
+        except (BlockingIOError, InterruptedError):
+            log.debug("events: %s is full, hint dropped", name)
+        except (ConnectionRefusedError, FileNotFoundError):
+            self._dir.forget(name)  # its process is gone
+        except OSError as exc:
+            if exc.errno == errno.ENOBUFS:
+                log.debug("events: no buffer for %s, hint dropped", name)
+            else:
+                log.warning("events: cannot send to %s: %s", name, exc)
+
+    def directory(self) -> _Directory:
+        return self._dir
+
+    def close(self) -> None:
+        self._sock.close()
+        self._dir.close()
+
+
+class UnixSocketBus:
+    """``events.interfaces.Bus`` across the processes of one machine.
+
+    ``publish`` dispatches to this process's listeners and sends to the others;
+    events from other processes arrive on the loop (``start``). Listeners always run
+    on the loop's thread once started: a publish from another thread (the store
+    thread, after a delivery) is handed over with ``call_soon_threadsafe``.
+    """
+
+    def __init__(self, events_dir: Path) -> None:
+        self._name = f"{os.getpid()}-{secrets.token_hex(6)}{SUFFIX}"
+        self._publisher = UnixSocketPublisher(events_dir, own_name=self._name)
+        self._registry = ListenerRegistry()
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+
+    @property
+    def socket_path(self) -> Path:
+        return self._publisher.directory().path / self._name
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Bind this process's socket and read it on ``loop``."""
+        directory = self._publisher.directory()
+        directory.path.mkdir(parents=True, exist_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sock.bind(directory.address(self._name))
+        self._sock = sock
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
+        loop.add_reader(sock.fileno(), self._on_readable)
+
+    def subscribe(self, user_id: int, listener: Listener) -> Callable[[], None]:
+        return self._registry.subscribe(user_id, listener)
+
+    def publish(self, event: MailboxChanged) -> None:
+        self.publish_many((event,))
+
+    def publish_many(self, events: Iterable[MailboxChanged]) -> None:
+        batch = list(events)
+        self._dispatch_local(batch)
+        self._publisher.publish_many(batch)
+
+    def listener_count(self, user_id: int | None = None) -> int:
+        return self._registry.listener_count(user_id)
+
+    def _dispatch_local(self, events: list[MailboxChanged]) -> None:
+        loop = self._loop
+        if loop is None or threading.get_ident() == self._loop_thread:
+            self._dispatch(events)
+            return
+        with contextlib.suppress(RuntimeError):  # loop closed: nobody to tell
+            loop.call_soon_threadsafe(self._dispatch, events)
+
+    def _dispatch(self, events: list[MailboxChanged]) -> None:
+        for event in events:
+            self._registry.dispatch(event)
+
+    def _on_readable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        for _ in range(RECV_BATCH):
+            try:
+                data = sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.warning("events: receive failed: %s", exc)
+                return
+            self._dispatch(decode_datagram(data))
+
+    def close(self) -> None:
+        """Stop listening and remove this process's socket file."""
+        if self._sock is not None:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+            with contextlib.suppress(OSError):
+                os.unlink(self.socket_path)
+        self._publisher.close()

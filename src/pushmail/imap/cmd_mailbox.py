@@ -1,0 +1,166 @@
+"""Mailbox commands: CREATE, DELETE, RENAME, (UN)SUBSCRIBE, LIST, LSUB, STATUS, APPEND.
+
+Every name is looked up within the logged-in user's own mailboxes only; the store
+API takes the user id from the session, never from the client, so no name can reach
+another user's data.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pushmail.events.interfaces import MailboxChanged
+from pushmail.imap import commands as c
+from pushmail.imap.encoder import mailbox as enc_mailbox
+from pushmail.imap.errors import CommandFailed
+from pushmail.imap.listing import has_children, matches
+from pushmail.imap.session import Session
+from pushmail.mime.structure import build_cache
+from pushmail.store.interfaces import (
+    HIERARCHY_DELIMITER,
+    Mailbox,
+    NewMessage,
+    Store,
+)
+
+_DELIM = b'"' + HIERARCHY_DELIMITER.encode() + b'"'
+_SPECIAL_USES = frozenset(
+    {"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"}
+)
+
+
+def _valid_name(name: str) -> str:
+    name = name.rstrip(HIERARCHY_DELIMITER)
+    if not name or any(ch in name for ch in "*%") or "//" in name:
+        raise CommandFailed("invalid mailbox name", "CANNOT")
+    if any(ord(ch) < 32 for ch in name) or name.startswith(HIERARCHY_DELIMITER):
+        raise CommandFailed("invalid mailbox name", "CANNOT")
+    return name
+
+
+def _changed_list(s: Session) -> None:
+    s.events.append(MailboxChanged(s.require_user().id, 0, 0, "mailboxes"))
+
+
+def create(s: Session, cmd: c.Create, store: Store) -> None:
+    name = _valid_name(cmd.mailbox)
+    if name == "INBOX" or store.get_mailbox(s.require_user().id, name) is not None:
+        raise CommandFailed("mailbox already exists", "ALREADYEXISTS")
+    uses = [u for u in cmd.special_use]
+    if any(u not in _SPECIAL_USES for u in uses) or len(uses) > 1:
+        raise CommandFailed("unsupported special-use attribute", "USEATTR")
+    store.create_mailbox(s.require_user().id, name, uses[0] if uses else None)
+    _changed_list(s)
+    s.ok(cmd.tag, "CREATE completed")
+
+
+def delete(s: Session, cmd: c.Delete, store: Store) -> None:
+    if cmd.mailbox == "INBOX":
+        raise CommandFailed("INBOX cannot be deleted", "CANNOT")
+    mbox = s.mailbox(store, cmd.mailbox)
+    store.delete_mailbox(mbox.user_id, mbox.name)
+    _changed_list(s)
+    s.ok(cmd.tag, "DELETE completed")
+
+
+def rename(s: Session, cmd: c.Rename, store: Store) -> None:
+    new = _valid_name(cmd.new)
+    s.mailbox(store, cmd.old)
+    if new == "INBOX" or store.get_mailbox(s.require_user().id, new) is not None:
+        raise CommandFailed("target mailbox exists", "ALREADYEXISTS")
+    store.rename_mailbox(s.require_user().id, cmd.old, new)
+    _changed_list(s)
+    s.ok(cmd.tag, "RENAME completed")
+
+
+def subscribe(s: Session, cmd: c.Subscribe, store: Store) -> None:
+    if cmd.subscribe:
+        s.mailbox(store, cmd.mailbox)
+    store.set_subscribed(s.require_user().id, cmd.mailbox, cmd.subscribe)
+    s.events.append(MailboxChanged(s.require_user().id, 0, 0, "subscriptions"))
+    verb = "SUBSCRIBE" if cmd.subscribe else "UNSUBSCRIBE"
+    s.ok(cmd.tag, f"{verb} completed")
+
+
+def list_(s: Session, cmd: c.ListCmd, store: Store) -> None:
+    word = b"LSUB" if cmd.lsub else b"LIST"
+    if not cmd.lsub and cmd.patterns == ("",):
+        s.untagged(b"LIST (\\Noselect) " + _DELIM + b' ""')
+        s.ok(cmd.tag, "LIST completed")
+        return
+    uid = s.require_user().id
+    boxes = store.list_mailboxes(uid)
+    names = [b.name for b in boxes]
+    subscribed = set(store.subscriptions(uid))
+    only_subscribed = cmd.lsub or "SUBSCRIBED" in cmd.selection
+    want_special = "SPECIAL-USE" in cmd.selection
+    for box in boxes:
+        if not any(matches(cmd.reference, p, box.name) for p in cmd.patterns):
+            continue
+        if only_subscribed and box.name not in subscribed:
+            continue
+        if want_special and box.special_use is None:
+            continue
+        attrs = _attributes(box, names, subscribed, cmd)
+        s.untagged(word + b" (" + b" ".join(attrs) + b") " + _DELIM + b" " + enc_mailbox(box.name))
+        if cmd.status_items:
+            _status_line(s, store, box, cmd.status_items)
+    s.ok(cmd.tag, f"{word.decode()} completed")
+
+
+def _attributes(
+    box: Mailbox, names: list[str], subscribed: set[str], cmd: c.ListCmd
+) -> list[bytes]:
+    attrs = [b"\\HasChildren" if has_children(box.name, names) else b"\\HasNoChildren"]
+    if box.special_use:
+        attrs.append(box.special_use.encode())
+    if (
+        not cmd.lsub
+        and (box.name in subscribed)
+        and ("SUBSCRIBED" in cmd.selection or "SUBSCRIBED" in cmd.returns)
+    ):
+        attrs.append(b"\\Subscribed")
+    return attrs
+
+
+def _status_values(store: Store, box: Mailbox, items: tuple[str, ...]) -> list[bytes]:
+    counts = store.counts(box.id)
+    values = {
+        "MESSAGES": counts.messages,
+        "RECENT": counts.recent,
+        "UIDNEXT": box.uidnext,
+        "UIDVALIDITY": box.uidvalidity,
+        "UNSEEN": counts.unseen,
+        "SIZE": counts.size,
+        "DELETED": counts.deleted,
+        "HIGHESTMODSEQ": box.highestmodseq,
+    }
+    out = []
+    for item in items:
+        if item not in values:
+            raise CommandFailed(f"unknown STATUS item {item}", "CLIENTBUG")
+        out.append(b"%s %d" % (item.encode(), values[item]))
+    return out
+
+
+def _status_line(s: Session, store: Store, box: Mailbox, items: tuple[str, ...]) -> None:
+    vals = _status_values(store, box, items)
+    s.untagged(b"STATUS " + enc_mailbox(box.name) + b" (" + b" ".join(vals) + b")")
+
+
+def status(s: Session, cmd: c.Status, store: Store) -> None:
+    box = s.mailbox(store, cmd.mailbox)
+    _status_line(s, store, box, cmd.items)
+    s.ok(cmd.tag, "STATUS completed")
+
+
+def append(s: Session, cmd: c.Append, store: Store) -> None:
+    box = s.mailbox(store, cmd.mailbox, trycreate=True)
+    if not cmd.message:
+        raise CommandFailed("empty message")
+    flags = frozenset(f for f in cmd.flags if f != "\\Recent")
+    when = cmd.internaldate.value if cmd.internaldate else datetime.now(UTC)
+    new = NewMessage(cmd.message, build_cache(cmd.message), flags, when)
+    done = store.append(box.id, new)
+    s.events.append(MailboxChanged(box.user_id, box.id, done.modseq, "new"))
+    s.ok(cmd.tag, "APPEND completed", f"APPENDUID {done.uidvalidity} {done.uid}")

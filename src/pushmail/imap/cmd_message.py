@@ -1,0 +1,260 @@
+"""Commands on messages of the selected mailbox: FETCH, STORE, SEARCH, COPY, MOVE
+(and their UID forms), with CONDSTORE's CHANGEDSINCE / UNCHANGEDSINCE / MODSEQ."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from pushmail.events.interfaces import ChangeKind, MailboxChanged
+from pushmail.imap import commands as c
+from pushmail.imap.encoder import quoted
+from pushmail.imap.errors import CommandFailed
+from pushmail.imap.fetch_render import FetchContext, render_fetch
+from pushmail.imap.search_eval import SearchContext, matches, needs_body
+from pushmail.imap.selected import SelectedView
+from pushmail.imap.session import Session
+from pushmail.imap.types import SequenceSet
+from pushmail.store.interfaces import MessageMeta, Store
+
+# Items whose fetching sets \Seen (RFC 3501 §6.4.5), unless the mailbox is read-only.
+_SETS_SEEN = frozenset({"RFC822", "RFC822.TEXT"})
+
+
+def _sets_seen(items: Sequence[c.FetchAtt]) -> bool:
+    for item in items:
+        if isinstance(item, c.FetchBody):
+            if not item.peek and not item.size_only:
+                return True
+        elif item in _SETS_SEEN:
+            return True
+    return False
+
+
+def _uses_modseq(s: Session) -> bool:
+    return "CONDSTORE" in s.enabled
+
+
+def fetch(s: Session, cmd: c.Fetch, store: Store) -> None:
+    view = s.require_view()
+    items = list(cmd.items)
+    if cmd.uid and "UID" not in items:
+        items.insert(0, "UID")
+    if cmd.changedsince is not None:
+        s.enabled.add("CONDSTORE")
+        view.condstore = True
+        if "MODSEQ" not in items:
+            items.append("MODSEQ")
+    if "MODSEQ" in items:
+        s.enabled.add("CONDSTORE")
+        view.condstore = True
+    uids = view.resolve(cmd.set, cmd.uid, s.saved_search)
+    metas = store.get_messages(view.mailbox_id, uids)
+    if cmd.changedsince is not None:
+        metas = [m for m in metas if m.modseq > cmd.changedsince]
+    if cmd.vanished and cmd.uid and cmd.changedsince is not None:
+        _vanished_earlier(s, view, store, cmd)
+    metas = _mark_seen(s, view, store, items, metas)
+    for meta in metas:
+        seq = view.seq_of(meta.uid)
+        if seq is None:
+            continue
+        s.untagged(b"%d FETCH " % seq + render_fetch(items, _context(view, store, seq, meta)))
+    s.ok(cmd.tag, ("UID " if cmd.uid else "") + "FETCH completed")
+
+
+def _context(view: SelectedView, store: Store, seq: int, meta: MessageMeta) -> FetchContext:
+    mid, uid = view.mailbox_id, meta.uid
+    return FetchContext(
+        seq=seq,
+        uid=uid,
+        flags=view.flags_of(meta),
+        internaldate=meta.internaldate,
+        size=meta.size,
+        modseq=meta.modseq,
+        get_raw=lambda: store.get_raw(mid, uid),
+        get_cache=lambda: store.get_cache(mid, uid),
+    )
+
+
+def _mark_seen(
+    s: Session, view: SelectedView, store: Store, items: list[c.FetchAtt], metas: list[MessageMeta]
+) -> list[MessageMeta]:
+    """Set \\Seen on messages whose body is fetched without PEEK, and make sure the
+    new FLAGS go out with the same FETCH response."""
+    if view.readonly or not _sets_seen(items):
+        return metas
+    unseen = [m.uid for m in metas if "\\Seen" not in m.flags]
+    if not unseen:
+        return metas
+    result = store.store_flags(view.mailbox_id, unseen, "add", frozenset({"\\Seen"}))
+    view.note_own_flags(list(result.changed))
+    _publish(s, store, view.mailbox_id, "flags")
+    if "FLAGS" not in items:
+        items.append("FLAGS")
+    changed = {m.uid: m for m in result.changed}
+    return [changed.get(m.uid, m) for m in metas]
+
+
+def _vanished_earlier(s: Session, view: SelectedView, store: Store, cmd: c.Fetch) -> None:
+    assert cmd.changedsince is not None
+    ch = store.changes_since(view.mailbox_id, cmd.changedsince)
+    largest = view.uidnext - 1
+    gone = [u for u in ch.expunged if cmd.set.contains(u, largest)]
+    if gone:
+        s.untagged(b"VANISHED (EARLIER) " + SequenceSet.from_ints(gone).encode().encode())
+
+
+def store_(s: Session, cmd: c.Store, store: Store) -> None:
+    view = s.require_view()
+    if view.readonly:
+        raise CommandFailed("mailbox is read-only", "READ-ONLY")
+    if cmd.unchangedsince is not None:
+        s.enabled.add("CONDSTORE")
+        view.condstore = True
+    uids = view.resolve(cmd.set, cmd.uid, s.saved_search)
+    flags = frozenset(f for f in cmd.flags if f != "\\Recent")
+    result = store.store_flags(view.mailbox_id, uids, cmd.mode, flags, cmd.unchangedsince)
+    view.note_own_flags(list(result.changed))
+    if result.changed:
+        _publish(s, store, view.mailbox_id, "flags")
+    report = result.changed if cmd.silent else store.get_messages(view.mailbox_id, uids)
+    refused = set(result.modified)
+    for meta in report:
+        if cmd.silent and not (view.condstore and cmd.unchangedsince is not None):
+            break
+        seq = view.seq_of(meta.uid)
+        if seq is not None and meta.uid not in refused:
+            s.untagged(view.flags_response(seq, meta, with_uid=cmd.uid))
+    code = None
+    if result.modified:
+        if cmd.uid:
+            mod = SequenceSet.from_ints(sorted(result.modified)).encode()
+        else:
+            seqs = sorted(q for q in (view.seq_of(u) for u in result.modified) if q)
+            mod = SequenceSet.from_ints(seqs).encode()
+        code = f"MODIFIED {mod}"
+    s.ok(cmd.tag, ("UID " if cmd.uid else "") + "STORE completed", code)
+
+
+def _publish(s: Session, store: Store, mailbox_id: int, kind: ChangeKind) -> None:
+    mbox = store.get_mailbox_by_id(mailbox_id)
+    if mbox is not None:
+        s.events.append(MailboxChanged(mbox.user_id, mbox.id, mbox.highestmodseq, kind))
+
+
+def search(s: Session, cmd: c.Search, store: Store) -> None:
+    view = s.require_view()
+    if cmd.charset is not None and cmd.charset.upper() not in ("US-ASCII", "UTF-8"):
+        raise CommandFailed("unsupported charset", "BADCHARSET (US-ASCII UTF-8)")
+    metas = {m.uid: m for m in store.list_messages(view.mailbox_id)}
+    body = needs_body(cmd.key)
+    saved = frozenset(s.saved_search)
+    found: list[tuple[int, int]] = []  # (seq, uid)
+    max_uid = view.uids[-1] if view.uids else 0
+    highest = 0
+    for seq, uid in enumerate(view.uids, 1):
+        meta = metas.get(uid)
+        if meta is None:
+            continue
+        ctx = SearchContext(
+            seq=seq,
+            uid=uid,
+            flags=view.flags_of(meta),
+            internaldate=meta.internaldate,
+            size=meta.size,
+            modseq=meta.modseq,
+            max_seq=len(view.uids),
+            max_uid=max_uid,
+            get_raw=_raw_getter(store, view.mailbox_id, uid) if body else _no_raw,
+            saved=saved,
+        )
+        if matches(cmd.key, ctx):
+            found.append((seq, uid))
+            highest = max(highest, meta.modseq)
+    _search_reply(s, cmd, found, highest if _mentions_modseq(cmd.key) else None)
+
+
+def _no_raw() -> bytes:
+    return b""
+
+
+def _raw_getter(store: Store, mailbox_id: int, uid: int) -> Callable[[], bytes]:
+    return lambda: store.get_raw(mailbox_id, uid)
+
+
+def _mentions_modseq(key: c.SearchKey) -> bool:
+    if isinstance(key, c.SearchModseq):
+        return True
+    if isinstance(key, c.SearchNot):
+        return _mentions_modseq(key.key)
+    if isinstance(key, c.SearchOr):
+        return _mentions_modseq(key.left) or _mentions_modseq(key.right)
+    if isinstance(key, c.SearchAnd):
+        return any(_mentions_modseq(k) for k in key.keys)
+    return False
+
+
+def _search_reply(
+    s: Session, cmd: c.Search, found: list[tuple[int, int]], modseq: int | None
+) -> None:
+    numbers = [uid if cmd.uid else seq for seq, uid in found]
+    returns = cmd.returns
+    if returns is not None and "SAVE" in returns:
+        s.saved_search = tuple(uid for _, uid in found)
+        returns = tuple(r for r in returns if r != "SAVE")
+        if not returns and cmd.returns != ("SAVE",):
+            returns = ("ALL",)
+    if returns is None:
+        tail = b" (MODSEQ %d)" % modseq if modseq and numbers else b""
+        s.untagged(b"SEARCH" + b"".join(b" %d" % n for n in numbers) + tail)
+    elif returns or cmd.returns != ("SAVE",):
+        s.untagged(_esearch(cmd, numbers, returns or ("ALL",), modseq))
+    s.ok(cmd.tag, ("UID " if cmd.uid else "") + "SEARCH completed")
+
+
+def _esearch(
+    cmd: c.Search, numbers: list[int], returns: tuple[str, ...], modseq: int | None
+) -> bytes:
+    """RFC 4731 ESEARCH response."""
+    out = [b"ESEARCH (TAG " + quoted(cmd.tag) + b")"]
+    if cmd.uid:
+        out.append(b"UID")
+    if numbers:
+        if "MIN" in returns:
+            out.append(b"MIN %d" % numbers[0])
+        if "MAX" in returns:
+            out.append(b"MAX %d" % numbers[-1])
+        if "ALL" in returns:
+            out.append(b"ALL " + SequenceSet.from_ints(numbers).encode().encode())
+    if "COUNT" in returns:
+        out.append(b"COUNT %d" % len(numbers))
+    if modseq and numbers:
+        out.append(b"MODSEQ %d" % modseq)
+    return b" ".join(out)
+
+
+def copy(s: Session, cmd: c.Copy, store: Store) -> None:
+    view = s.require_view()
+    if cmd.move and view.readonly:
+        raise CommandFailed("mailbox is read-only", "READ-ONLY")
+    dest = s.mailbox(store, cmd.mailbox, trycreate=True)
+    uids = view.resolve(cmd.set, cmd.uid, s.saved_search)
+    verb = ("UID " if cmd.uid else "") + ("MOVE" if cmd.move else "COPY")
+    if not uids:
+        if not cmd.uid:
+            raise CommandFailed("no such messages")
+        s.ok(cmd.tag, f"{verb} completed (nothing to do)")
+        return
+    pairs = store.copy(view.mailbox_id, uids, dest.id, move=cmd.move)
+    _publish(s, store, dest.id, "new")
+    code = None
+    if pairs:
+        src = SequenceSet.from_ints([a for a, _ in pairs]).encode()
+        dst = SequenceSet.from_ints([b for _, b in pairs]).encode()
+        code = f"COPYUID {dest.uidvalidity} {src} {dst}"
+    if cmd.move:
+        _publish(s, store, view.mailbox_id, "expunge")
+        if code:
+            s.untagged(f"OK [{code}] moved".encode())
+            code = None
+    s.ok(cmd.tag, f"{verb} completed", code)

@@ -1,0 +1,115 @@
+"""Selecting and leaving a mailbox: SELECT, EXAMINE, CLOSE, UNSELECT, EXPUNGE, CHECK,
+including the QRESYNC resynchronisation of SELECT (RFC 7162 §3.2.5)."""
+
+from __future__ import annotations
+
+from pushmail.events.interfaces import MailboxChanged
+from pushmail.imap import commands as c
+from pushmail.imap.errors import CommandFailed
+from pushmail.imap.selected import SelectedView
+from pushmail.imap.session import Session
+from pushmail.imap.states import State
+from pushmail.imap.types import SequenceSet
+from pushmail.store.interfaces import Mailbox, MessageMeta, Store
+
+_FLAGS = b"(\\Answered \\Flagged \\Deleted \\Seen \\Draft)"
+_PERMANENT = b"(\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)"
+
+
+def select(s: Session, cmd: c.Select, store: Store) -> None:
+    had_view = s.view is not None
+    s.view = None
+    s.state = State.AUTHENTICATED
+    if had_view and "QRESYNC" in s.enabled:
+        s.untagged(b"OK [CLOSED] previous mailbox closed")
+    if cmd.qresync is not None and "QRESYNC" not in s.enabled:
+        raise CommandFailed("QRESYNC must be enabled first", "CLIENTBUG")
+    mbox = s.mailbox(store, cmd.mailbox)
+    metas = store.list_messages(mbox.id)
+    view = SelectedView.open(store, mbox, cmd.readonly, metas)
+    if cmd.condstore:
+        s.enabled.add("CONDSTORE")
+    view.condstore = "CONDSTORE" in s.enabled
+    view.qresync = "QRESYNC" in s.enabled
+    _announce(s, view, mbox, metas)
+    if cmd.qresync is not None and cmd.qresync.uidvalidity == mbox.uidvalidity:
+        _qresync(s, view, store, cmd.qresync)
+    s.view = view
+    s.state = State.SELECTED
+    mode = "READ-ONLY" if cmd.readonly else "READ-WRITE"
+    s.ok(cmd.tag, ("EXAMINE" if cmd.readonly else "SELECT") + " completed", mode)
+
+
+def _announce(s: Session, view: SelectedView, mbox: Mailbox, metas: list[MessageMeta]) -> None:
+    s.untagged(b"FLAGS " + _FLAGS)
+    s.untagged(b"OK [PERMANENTFLAGS " + (b"()" if view.readonly else _PERMANENT) + b"] ok")
+    s.untagged(b"%d EXISTS" % view.exists)
+    s.untagged(b"%d RECENT" % len(view.recent))
+    for seq, meta in enumerate(metas, 1):
+        if "\\Seen" not in meta.flags:
+            s.untagged(b"OK [UNSEEN %d] first unseen" % seq)
+            break
+    s.untagged(b"OK [UIDVALIDITY %d] UIDs valid" % mbox.uidvalidity)
+    s.untagged(b"OK [UIDNEXT %d] predicted next UID" % view.uidnext)
+    s.untagged(b"OK [HIGHESTMODSEQ %d] highest" % view.modseq)
+
+
+def _qresync(s: Session, view: SelectedView, store: Store, q: c.QresyncParams) -> None:
+    """Tell a reconnecting client what it missed since ``q.modseq``: the vanished
+    UIDs (within its known UIDs) and every message changed since."""
+    ch = store.changes_since(view.mailbox_id, q.modseq)
+    largest = view.uidnext - 1
+    known = q.known_uids
+    if ch.expunged_complete:
+        gone = list(ch.expunged)
+    else:  # history trimmed: every known UID not present has vanished
+        present = set(view.uids)
+        candidates = range(1, largest + 1) if known is None else known.iter_within(largest)
+        gone = [u for u in candidates if u not in present]
+    if known is not None:
+        gone = [u for u in gone if known.contains(u, largest)]
+    if gone:
+        s.untagged(b"VANISHED (EARLIER) " + SequenceSet.from_ints(sorted(gone)).encode().encode())
+    for meta in ch.changed:
+        seq = view.seq_of(meta.uid)
+        if seq is not None:
+            s.untagged(view.flags_response(seq, meta, with_uid=True))
+
+
+def close(s: Session, cmd: c.Close, store: Store) -> None:
+    view = s.require_view()
+    if not view.readonly:
+        gone = store.expunge(view.mailbox_id)
+        if gone:
+            _publish_expunge(s, store, view.mailbox_id)
+    s.view = None
+    s.state = State.AUTHENTICATED
+    s.ok(cmd.tag, "CLOSE completed")
+
+
+def unselect(s: Session, cmd: c.Unselect, store: Store) -> None:
+    s.require_view()
+    s.view = None
+    s.state = State.AUTHENTICATED
+    s.ok(cmd.tag, "UNSELECT completed")
+
+
+def expunge(s: Session, cmd: c.Expunge, store: Store) -> None:
+    view = s.require_view()
+    if view.readonly:
+        raise CommandFailed("mailbox is read-only", "READ-ONLY")
+    only = None if cmd.uids is None else view.resolve(cmd.uids, uid=True)
+    gone = store.expunge(view.mailbox_id, only)
+    if gone:
+        _publish_expunge(s, store, view.mailbox_id)
+    s.ok(cmd.tag, "EXPUNGE completed")
+
+
+def _publish_expunge(s: Session, store: Store, mailbox_id: int) -> None:
+    mbox = store.get_mailbox_by_id(mailbox_id)
+    if mbox is not None:
+        s.events.append(MailboxChanged(mbox.user_id, mbox.id, mbox.highestmodseq, "expunge"))
+
+
+def check(s: Session, cmd: c.Check, store: Store) -> None:
+    s.ok(cmd.tag, "CHECK completed")

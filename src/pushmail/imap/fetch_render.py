@@ -1,0 +1,142 @@
+"""The data of one ``* n FETCH (...)`` response (RFC 3501 §7.4.2, RFC 3516, RFC 7162).
+
+``render_fetch`` turns the requested items into the parenthesised list, in the order
+asked. Response names follow §7.4.2: ``BODY.PEEK[...]`` answers as ``BODY[...]``, a
+partial fetch as ``BODY[...]<offset>``, RFC822.* keep their names. ENVELOPE,
+BODYSTRUCTURE and BODY come from the pre-computed cache; the raw message is read only
+when an item needs it, and at most once. A section that does not exist is NIL.
+
+The session decides about ``\\Seen`` and about adding UID for UID FETCH.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pushmail.imap.commands import FetchAtt, FetchBody, Section
+from pushmail.imap.encoder import NIL, astring, date_time, flag_list, literal, paren
+from pushmail.imap.errors import CommandFailed
+from pushmail.mime.rawparts import RawPart, parse_message
+from pushmail.mime.sections import (
+    UnknownCteError,
+    apply_partial,
+    decode_binary,
+    extract_section,
+)
+from pushmail.store.interfaces import MessageCache
+
+
+@dataclass(slots=True)
+class FetchContext:
+    """One message as FETCH sees it. ``flags`` already include ``\\Recent`` where the
+    session says so. ``get_raw`` / ``get_cache`` are called lazily, at most once."""
+
+    seq: int
+    uid: int
+    flags: frozenset[str]
+    internaldate: datetime
+    size: int
+    modseq: int
+    get_raw: Callable[[], bytes]
+    get_cache: Callable[[], MessageCache]
+    savedate: datetime | None = None  # RFC 8514; NIL when the store does not keep it
+    _raw: bytes | None = field(default=None, init=False, repr=False)
+    _tree: RawPart | None = field(default=None, init=False, repr=False)
+    _cache: MessageCache | None = field(default=None, init=False, repr=False)
+
+    def raw(self) -> bytes:
+        if self._raw is None:
+            self._raw = self.get_raw()
+        return self._raw
+
+    def tree(self) -> RawPart:
+        if self._tree is None:
+            self._tree = parse_message(self.raw())
+        return self._tree
+
+    def cache(self) -> MessageCache:
+        if self._cache is None:
+            self._cache = self.get_cache()
+        return self._cache
+
+
+def render_fetch(items: Sequence[FetchAtt], ctx: FetchContext) -> bytes:
+    """``(NAME value NAME value ...)`` for ``items``; the bytes after ``* n FETCH ``.
+
+    Raises ``CommandFailed`` with code UNKNOWN-CTE for BINARY[] of a part whose
+    transfer encoding cannot be undone (RFC 3516 §4.3).
+    """
+    return paren(_render_one(item, ctx) for item in items)
+
+
+def _render_one(item: FetchAtt, ctx: FetchContext) -> bytes:
+    if isinstance(item, FetchBody):
+        return _render_body(item, ctx)
+    handler = _SIMPLE[item]
+    return item.encode("ascii") + b" " + handler(ctx)
+
+
+def _rfc822_header(ctx: FetchContext) -> bytes:
+    return literal(ctx.tree().header_bytes(ctx.raw()))
+
+
+def _rfc822_text(ctx: FetchContext) -> bytes:
+    return literal(ctx.tree().body_bytes(ctx.raw()))
+
+
+def _savedate(ctx: FetchContext) -> bytes:
+    return NIL if ctx.savedate is None else date_time(ctx.savedate)
+
+
+_SIMPLE: dict[str, Callable[[FetchContext], bytes]] = {
+    "UID": lambda c: b"%d" % c.uid,
+    "FLAGS": lambda c: flag_list(c.flags),
+    "INTERNALDATE": lambda c: date_time(c.internaldate),
+    "RFC822.SIZE": lambda c: b"%d" % c.size,
+    "MODSEQ": lambda c: b"(%d)" % c.modseq,
+    "ENVELOPE": lambda c: c.cache().envelope,
+    "BODYSTRUCTURE": lambda c: c.cache().bodystructure,
+    "BODY": lambda c: c.cache().body,
+    "RFC822": lambda c: literal(c.raw()),
+    "RFC822.HEADER": _rfc822_header,
+    "RFC822.TEXT": _rfc822_text,
+    "SAVEDATE": _savedate,
+}
+
+
+def section_spec(section: Section) -> bytes:
+    """The text inside the brackets: ``1.2.HEADER.FIELDS (FROM TO)``."""
+    parts = [b"%d" % n for n in section.part]
+    if section.text is not None:
+        parts.append(section.text.encode("ascii"))
+    spec = b".".join(parts)
+    if section.text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
+        spec += b" " + paren(astring(f) for f in section.fields)
+    return spec
+
+
+def _render_body(item: FetchBody, ctx: FetchContext) -> bytes:
+    spec = section_spec(item.section)
+    if item.binary:
+        name = (b"BINARY.SIZE[" if item.size_only else b"BINARY[") + spec + b"]"
+        try:
+            data = decode_binary(ctx.raw(), item.section, ctx.tree())
+        except UnknownCteError as exc:
+            raise CommandFailed(
+                f"unknown content-transfer-encoding {str(exc)[:40]!r}", "UNKNOWN-CTE"
+            ) from None
+        if item.size_only:
+            return name + b" " + (b"0" if data is None else b"%d" % len(data))
+    else:
+        name = b"BODY[" + spec + b"]"
+        data = extract_section(ctx.raw(), item.section, ctx.tree())
+    if item.partial is not None:
+        name += b"<%d>" % item.partial[0]
+    if data is None:
+        return name + b" " + NIL
+    data = apply_partial(data, item.partial)
+    if item.binary and b"\x00" in data:
+        return name + b" ~" + literal(data)  # literal8 (RFC 3516 §4.2)
+    return name + b" " + literal(data)

@@ -1,0 +1,167 @@
+"""The selected mailbox as one session has reported it to its client.
+
+The client's picture of a mailbox is a list of UIDs (position = sequence number) plus
+the MODSEQ up to which it has been told of changes. The store is the truth: on every
+refresh the view asks the store what changed since ``modseq`` and turns that into
+untagged responses (EXISTS, RECENT, FETCH FLAGS, EXPUNGE/VANISHED). A lost or
+duplicated hint therefore only delays a report, never corrupts the client's view.
+
+Expunges are held back while a command that uses sequence numbers runs (RFC 3501
+§7.4.1); the UIDs stay in the view, so numbering stays what the client believes,
+until a command allows them to be sent.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left
+from dataclasses import dataclass, field
+
+from pushmail.imap.encoder import flag_list
+from pushmail.imap.types import SequenceSet
+from pushmail.store.interfaces import Mailbox, MessageMeta, Store
+
+
+@dataclass(slots=True)
+class SelectedView:
+    mailbox_id: int
+    name: str
+    uidvalidity: int
+    readonly: bool
+    uids: array[int]  # sequence number n is uids[n - 1]
+    modseq: int  # every change up to here has been reported
+    uidnext: int  # every message below this UID has been reported as existing
+    recent: set[int] = field(default_factory=set)  # UIDs \Recent for this session
+    recent_floor: int = 0  # UIDs >= this arriving later are \Recent for us
+    pending_expunge: set[int] = field(default_factory=set)  # gone, not yet reported
+    own_flag_reports: dict[int, int] = field(default_factory=dict)  # uid -> modseq sent
+    condstore: bool = False  # send MODSEQ with unsolicited FETCH FLAGS
+    qresync: bool = False  # VANISHED instead of EXPUNGE
+
+    # -- building -------------------------------------------------------------
+    @classmethod
+    def open(
+        cls, store: Store, mailbox: Mailbox, readonly: bool, metas: list[MessageMeta]
+    ) -> SelectedView:
+        """Take a fresh view from ``metas`` (listed after ``mailbox`` was read). The
+        listing may already include changes made after the mailbox row was read;
+        those then show up once as harmless FLAGS updates."""
+        recent_floor = mailbox.uidnext if readonly else store.claim_recent(mailbox.id)
+        uids = array("I", (m.uid for m in metas))
+        highest = max([mailbox.highestmodseq, *(m.modseq for m in metas)])
+        recent = {u for u in uids if u >= recent_floor} if not readonly else set()
+        uidnext = max(mailbox.uidnext, (uids[-1] + 1) if uids else 1)
+        return cls(
+            mailbox_id=mailbox.id,
+            name=mailbox.name,
+            uidvalidity=mailbox.uidvalidity,
+            readonly=readonly,
+            uids=uids,
+            modseq=highest,
+            uidnext=uidnext,
+            recent=recent,
+            recent_floor=uidnext,
+        )
+
+    # -- numbering ------------------------------------------------------------
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    def seq_of(self, uid: int) -> int | None:
+        i = bisect_left(self.uids, uid)
+        if i < len(self.uids) and self.uids[i] == uid:
+            return i + 1
+        return None
+
+    def resolve(self, seqset: SequenceSet, uid: bool, saved: tuple[int, ...] = ()) -> list[int]:
+        """The UIDs a sequence set names, ascending. For a UID set, ``*`` is the
+        largest UID in the view; UIDs not in the view are left out."""
+        if seqset.saved:
+            present = set(self.uids)
+            return [u for u in saved if u in present]
+        if not self.uids:
+            return []
+        if uid:
+            return seqset.select_from(self.uids, self.uids[-1])
+        return [self.uids[n - 1] for n in seqset.iter_within(len(self.uids))]
+
+    def flags_of(self, meta: MessageMeta) -> frozenset[str]:
+        """A message's flags as this session reports them (with \\Recent)."""
+        if meta.uid in self.recent:
+            return meta.flags | {"\\Recent"}
+        return meta.flags
+
+    # -- reporting changes ----------------------------------------------------
+    def refresh(self, store: Store, allow_expunge: bool) -> list[bytes]:
+        """Untagged response data (without ``* `` and CRLF) for every change since
+        the last report, in an order that keeps sequence numbers right."""
+        ch = store.changes_since(self.mailbox_id, self.modseq)
+        out: list[bytes] = []
+        present = set(self.uids)
+        self.pending_expunge.update(u for u in ch.expunged if u in present)
+        if allow_expunge and self.pending_expunge:
+            out.extend(self._report_expunges())
+        new = [m for m in ch.changed if m.uid >= self.uidnext]
+        if new:
+            self._append_new(store, new)
+            out.append(b"%d EXISTS" % len(self.uids))
+            out.append(b"%d RECENT" % len(self.recent))
+        for meta in ch.changed:
+            if meta.uid >= self.uidnext or meta.uid in self.pending_expunge:
+                continue
+            if self.own_flag_reports.get(meta.uid) == meta.modseq:
+                continue
+            seq = self.seq_of(meta.uid)
+            if seq is not None:
+                out.append(self.flags_response(seq, meta, with_uid=self.qresync))
+        self.own_flag_reports.clear()
+        self.modseq = max(self.modseq, ch.highestmodseq)
+        self.uidnext = max(self.uidnext, ch.uidnext)
+        return out
+
+    def flags_response(self, seq: int, meta: MessageMeta, with_uid: bool = False) -> bytes:
+        parts = []
+        if with_uid:
+            parts.append(b"UID %d" % meta.uid)
+        parts.append(b"FLAGS " + flag_list(self.flags_of(meta)))
+        if self.condstore:
+            parts.append(b"MODSEQ (%d)" % meta.modseq)
+        return b"%d FETCH (" % seq + b" ".join(parts) + b")"
+
+    def _append_new(self, store: Store, new: list[MessageMeta]) -> None:
+        if not self.readonly:
+            # Only one session may see a message as \Recent (RFC 3501 §2.3.2).
+            self.recent_floor = max(self.recent_floor, store.claim_recent(self.mailbox_id))
+        for meta in new:
+            if meta.uid >= self.recent_floor and not self.readonly:
+                self.recent.add(meta.uid)
+            self.uids.append(meta.uid)
+        self.uidnext = new[-1].uid + 1
+
+    def _report_expunges(self) -> list[bytes]:
+        gone = sorted(self.pending_expunge)
+        self.pending_expunge.clear()
+        if self.qresync:
+            for uid in gone:
+                self._remove(uid)
+            return [b"VANISHED " + SequenceSet.from_ints(gone).encode().encode()]
+        out = []
+        for uid in gone:
+            seq = self._remove(uid)
+            if seq is not None:
+                out.append(b"%d EXPUNGE" % seq)
+        return out
+
+    def _remove(self, uid: int) -> int | None:
+        seq = self.seq_of(uid)
+        if seq is not None:
+            del self.uids[seq - 1]
+            self.recent.discard(uid)
+        return seq
+
+    def note_own_flags(self, metas: list[MessageMeta]) -> None:
+        """Remember flag changes this session already reported (STORE without
+        .SILENT), so the next refresh does not repeat them."""
+        for m in metas:
+            self.own_flag_reports[m.uid] = m.modseq

@@ -1,0 +1,144 @@
+"""One IMAP connection's logic, free of sockets.
+
+The driver (``net/imap_conn.py``) parses a command, asks the state table whether it is
+allowed, and runs it with ``handlers.execute`` on the store thread. Handlers append
+encoded response lines to ``Session.out``; the driver writes them. A handler that needs
+the driver to do something (TLS, IDLE, a password check off the store thread) returns
+an ``Action``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pushmail.events.interfaces import MailboxChanged
+from pushmail.imap.encoder import Tagged, Untagged
+from pushmail.imap.errors import CommandFailed
+from pushmail.imap.selected import SelectedView
+from pushmail.imap.states import State
+from pushmail.store.interfaces import Mailbox, Store, User
+
+ActionKind = Literal["starttls", "idle", "logout", "verify", "sasl", "compress"]
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """Something only the driver can do, asked for by a handler."""
+
+    kind: ActionKind
+    tag: str = ""
+    user: User | None = None
+    password: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """What every session of a server shares."""
+
+    hostname: str = "localhost"
+    tls_available: bool = True
+    version: str = "0.1.0"
+
+
+BASE_CAPS = (
+    "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
+    "CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS CONDSTORE "
+    "ESEARCH SEARCHRES STATUS=SIZE"
+)
+
+
+class Session:
+    """State of one connection. Runs only on the store thread while a command
+    executes; the driver touches it only between commands."""
+
+    __slots__ = (
+        "auth_failures",
+        "enabled",
+        "events",
+        "loopback",
+        "out",
+        "saved_search",
+        "secure",
+        "server",
+        "state",
+        "user",
+        "view",
+    )
+
+    def __init__(self, server: ServerInfo, secure: bool, loopback: bool) -> None:
+        self.server = server
+        self.secure = secure
+        self.loopback = loopback
+        self.state = State.NOT_AUTHENTICATED
+        self.user: User | None = None
+        self.view: SelectedView | None = None
+        self.out: list[bytes] = []
+        self.events: list[MailboxChanged] = []  # published by the driver after the command
+        self.enabled: set[str] = set()
+        self.saved_search: tuple[int, ...] = ()
+        self.auth_failures = 0
+
+    # -- output -----------------------------------------------------------------
+    def untagged(self, data: bytes) -> None:
+        self.out.append(Untagged(data).encode())
+
+    def tagged(self, tag: str, status: str, text: str, code: str | None = None) -> None:
+        self.out.append(Tagged(tag, status, text, code).encode())
+
+    def take_output(self) -> bytes:
+        data = b"".join(self.out)
+        self.out.clear()
+        return data
+
+    # -- capabilities -----------------------------------------------------------
+    @property
+    def plaintext_ok(self) -> bool:
+        """Passwords may cross this connection: TLS, or a loopback peer."""
+        return self.secure or self.loopback
+
+    def capabilities(self) -> str:
+        caps = BASE_CAPS
+        if self.state is State.NOT_AUTHENTICATED:
+            if not self.secure and self.server.tls_available:
+                caps += " STARTTLS"
+            caps += " AUTH=PLAIN" if self.plaintext_ok else " LOGINDISABLED"
+        else:
+            caps += " QRESYNC"
+        return caps
+
+    def greeting(self) -> bytes:
+        return Untagged(f"OK [CAPABILITY {self.capabilities()}] pushmail ready".encode()).encode()
+
+    # -- execution --------------------------------------------------------------
+    def report_changes(self, store: Store, allow_expunge: bool) -> None:
+        """Append untagged updates for whatever changed in the selected mailbox."""
+        if self.view is None:
+            return
+        for line in self.view.refresh(store, allow_expunge):
+            self.untagged(line)
+
+    def ok(self, tag: str, text: str, code: str | None = None) -> None:
+        self.tagged(tag, "OK", text, code)
+
+    def require_user(self) -> User:
+        if self.user is None:
+            raise CommandFailed("not authenticated")
+        return self.user
+
+    def require_view(self) -> SelectedView:
+        if self.view is None:
+            raise CommandFailed("no mailbox selected")
+        return self.view
+
+    def mailbox(self, store: Store, name: str, trycreate: bool = False) -> Mailbox:
+        mbox = store.get_mailbox(self.require_user().id, name)
+        if mbox is None:
+            raise CommandFailed(
+                f"no mailbox named {name!r}", "TRYCREATE" if trycreate else "NONEXISTENT"
+            )
+        return mbox
+
+    def login_succeeded(self, user: User) -> None:
+        self.user = user
+        self.state = State.AUTHENTICATED

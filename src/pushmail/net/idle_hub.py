@@ -1,0 +1,61 @@
+"""Who is idling on which mailbox, and waking them when a change hint arrives.
+
+Hints come from the bus, possibly on another thread (a delivery runs on the store
+thread), so ``on_event`` only hops onto the loop; the lookup by user and mailbox then
+costs the same whatever number of other sessions idle elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Protocol
+
+from pushmail.events.interfaces import Bus, MailboxChanged
+
+
+class Wakeable(Protocol):
+    def wake(self) -> None: ...
+
+
+class IdleHub:
+    def __init__(self, bus: Bus, loop: asyncio.AbstractEventLoop) -> None:
+        self._bus = bus
+        self._loop = loop
+        # user id -> mailbox id -> idlers; plus the bus subscription per user
+        self._watch: dict[int, dict[int, set[Wakeable]]] = {}
+        self._unsub: dict[int, Callable[[], None]] = {}
+
+    def add(self, user_id: int, mailbox_id: int, conn: Wakeable) -> None:
+        boxes = self._watch.get(user_id)
+        if boxes is None:
+            boxes = self._watch[user_id] = {}
+            self._unsub[user_id] = self._bus.subscribe(user_id, self.on_event)
+        boxes.setdefault(mailbox_id, set()).add(conn)
+
+    def remove(self, user_id: int, mailbox_id: int, conn: Wakeable) -> None:
+        boxes = self._watch.get(user_id)
+        if boxes is None:
+            return
+        conns = boxes.get(mailbox_id)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del boxes[mailbox_id]
+        if not boxes:
+            del self._watch[user_id]
+            self._unsub.pop(user_id)()
+
+    def on_event(self, event: MailboxChanged) -> None:
+        """Bus listener; safe to call from any thread."""
+        self._loop.call_soon_threadsafe(self._dispatch, event)
+
+    def _dispatch(self, event: MailboxChanged) -> None:
+        boxes = self._watch.get(event.user_id)
+        if not boxes:
+            return
+        for conn in list(boxes.get(event.mailbox_id, ())):
+            conn.wake()
+
+    def count(self) -> int:
+        return sum(len(c) for boxes in self._watch.values() for c in boxes.values())

@@ -1,0 +1,358 @@
+"""The thin driver between a socket and the sans-IO IMAP core (DESIGN rule 8).
+
+One ``ImapConnection`` (an ``asyncio.Protocol``, no task of its own) per client. Bytes
+go into the fragmentizer; each complete command is parsed, state-checked, and run on
+the store thread; the session's output is written back. While a command runs, reading
+is paused, so a client cannot pile up work. An idling connection holds no task and
+no buffer: it waits in the ``IdleHub`` until a hint wakes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import ssl
+import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from pushmail.auth.passwords import verify_password
+from pushmail.config import Limits
+from pushmail.events.interfaces import MailboxChanged, Publisher
+from pushmail.imap import cmd_auth, handlers
+from pushmail.imap import commands as c
+from pushmail.imap.errors import ImapError
+from pushmail.imap.fragmentizer import (
+    CommandReady,
+    FragEvent,
+    Fragmentizer,
+    LineTooLong,
+    LiteralTooBig,
+    NeedContinuation,
+)
+from pushmail.imap.parser import parse_command, parse_tag
+from pushmail.imap.session import Action, ServerInfo, Session
+from pushmail.imap.states import check_allowed, uses_seqnums
+from pushmail.net.idle_hub import IdleHub
+from pushmail.net.storethread import StoreRunner
+from pushmail.store.interfaces import Store
+
+log = logging.getLogger("pushmail.imap")
+
+Mode = Literal["command", "idle", "sasl", "closed"]
+# A password hash to check against when the user does not exist, so that a missing
+# user takes as long to refuse as a wrong password.
+_DUMMY_HASH = "{PLAIN}x"
+
+
+@dataclass(slots=True)
+class ImapContext:
+    """Everything the connections of one listener share."""
+
+    info: ServerInfo
+    runner: StoreRunner
+    hub: IdleHub
+    publisher: Publisher
+    limits: Limits
+    tls: ssl.SSLContext | None
+    auth_pool: Executor
+    connections: set[ImapConnection]
+    dummy_hash: str = _DUMMY_HASH
+
+
+def _is_loopback(peer: object) -> bool:
+    if isinstance(peer, tuple) and peer:
+        try:
+            return ipaddress.ip_address(str(peer[0])).is_loopback
+        except ValueError:
+            return False
+    return isinstance(peer, str)  # a Unix socket
+
+
+class ImapConnection(asyncio.Protocol):
+    __slots__ = (
+        "_bad",
+        "_ctx",
+        "_frag",
+        "_idle_tag",
+        "_mode",
+        "_paused",
+        "_running",
+        "_sasl_tag",
+        "_transport",
+        "_wake_again",
+        "_watching",
+        "last_activity",
+        "last_write",
+        "session",
+    )
+
+    def __init__(self, ctx: ImapContext, secure: bool) -> None:
+        self._ctx = ctx
+        self._frag = Fragmentizer(ctx.limits.max_line, ctx.limits.max_literal)
+        self._transport: asyncio.Transport | None = None
+        self._mode: Mode = "command"
+        self._running = False  # a command or refresh is on the store thread
+        self._wake_again = False
+        self._paused = False
+        self._bad = 0
+        self._idle_tag = ""
+        self._sasl_tag = ""
+        self._watching: tuple[int, int] | None = None
+        self.session = Session(ctx.info, secure, loopback=False)
+        self.last_activity = self.last_write = time.monotonic()
+
+    # -- asyncio.Protocol -----------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        self.session.loopback = _is_loopback(transport.get_extra_info("peername"))
+        self._ctx.connections.add(self)
+        self._write(self.session.greeting())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._mode = "closed"
+        self._unwatch()
+        self._ctx.connections.discard(self)
+        self._frag = Fragmentizer(0, 0)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = time.monotonic()
+        if self._mode == "closed":
+            return
+        self._frag.feed(data)
+        self._pump()
+
+    def eof_received(self) -> bool | None:
+        self._unwatch()
+        return None
+
+    # -- reading commands -----------------------------------------------------
+    def _pump(self) -> None:
+        while not self._running and self._mode != "closed":
+            event = self._frag.next_event()
+            if event is None:
+                return
+            self._on_event(event)
+
+    def _on_event(self, event: FragEvent) -> None:
+        if isinstance(event, NeedContinuation):
+            self._write(b"+ Ready for literal data\r\n")
+        elif isinstance(event, LineTooLong):
+            self._bad_input(event.tag, "line too long", "TOOBIG")
+        elif isinstance(event, LiteralTooBig):
+            self._bad_input(event.tag, f"literal of {event.size} octets is too big", "TOOBIG")
+        elif isinstance(event, CommandReady):
+            if self._mode == "idle":
+                self._end_idle(event.data)
+            elif self._mode == "sasl":
+                self._sasl_step(event.data)
+            else:
+                self._command(event.data)
+
+    def _bad_input(self, tag: str | None, text: str, code: str | None = None) -> None:
+        self._bad += 1
+        c_ = f"[{code}] " if code else ""
+        self._write(f"{tag or '*'} BAD {c_}{text}\r\n".encode())
+        if self._bad >= self._ctx.limits.max_bad_commands:
+            self.close(b"* BYE too many bad commands\r\n")
+
+    def _command(self, data: bytes) -> None:
+        try:
+            cmd = parse_command(data)
+            check_allowed(self.session.state, cmd)
+        except ImapError as err:
+            self._bad_input(parse_tag(data), err.text, err.code)
+            return
+        self._bad = 0
+        self._start(self._run_command(cmd))
+
+    def _start(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a coroutine for this connection, reading paused until it ends."""
+        self._running = True
+        if self._transport is not None and not self._paused:
+            self._transport.pause_reading()
+            self._paused = True
+        task = asyncio.ensure_future(coro)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Future[None]) -> None:
+        self._running = False
+        if not task.cancelled() and task.exception() is not None:
+            log.error("internal error in session", exc_info=task.exception())
+            self.close(b"* BYE internal server error\r\n")
+            return
+        if self._wake_again and self._mode == "idle":
+            self._wake_again = False
+            self.wake()
+            return
+        if self._transport is not None and self._paused and self._mode != "closed":
+            self._transport.resume_reading()
+            self._paused = False
+        self._pump()
+
+    # -- running a command ----------------------------------------------------
+    def _execute(
+        self, cmd: c.Command, store: Store
+    ) -> tuple[Action | None, bytes, list[MailboxChanged]]:
+        """On the store thread: the command, then updates the client may be told."""
+        s = self.session
+        action = handlers.execute(s, cmd, store)
+        if s.view is not None and not isinstance(cmd, c.Select | c.Logout):
+            allow = not uses_seqnums(cmd) or (isinstance(cmd, c.Copy) and cmd.move)
+            lines = [b"* " + line + b"\r\n" for line in s.view.refresh(store, allow)]
+            if lines:
+                last = s.out[-1] if s.out else b""
+                if action is None and last.startswith(cmd.tag.encode() + b" "):
+                    s.out[-1:-1] = lines
+                else:
+                    s.out.extend(lines)
+        events = list(s.events)
+        s.events.clear()
+        return action, s.take_output(), events
+
+    async def _run_command(self, cmd: c.Command) -> None:
+        action, out, events = await self._ctx.runner.run(lambda st: self._execute(cmd, st))
+        for event in events:
+            self._ctx.publisher.publish(event)
+        self._write(out)
+        if action is not None:
+            await self._act(action)
+
+    async def _act(self, action: Action) -> None:
+        if action.kind == "logout":
+            self.close()
+        elif action.kind == "starttls":
+            await self._starttls()
+        elif action.kind == "idle":
+            self._begin_idle(action.tag)
+        elif action.kind == "sasl":
+            self._sasl_tag = action.tag
+            self._mode = "sasl"
+            self._frag.raw_lines = True
+            self._write(b"+ \r\n")
+        elif action.kind == "verify":
+            await self._verify(action)
+
+    async def _verify(self, action: Action) -> None:
+        loop = asyncio.get_running_loop()
+        stored = action.user.password_hash if action.user else self._ctx.dummy_hash
+        ok = await loop.run_in_executor(
+            self._ctx.auth_pool, verify_password, stored, action.password
+        )
+        ok = ok and action.user is not None
+        if not ok:
+            fails = self.session.auth_failures + 1
+            await asyncio.sleep(self._ctx.limits.auth_failure_delay * (2 ** (fails - 1)))
+        cmd_auth.finish_login(self.session, action, ok)
+        self._write(self.session.take_output())
+        if self.session.auth_failures >= self._ctx.limits.max_auth_failures:
+            self.close(b"* BYE too many failed logins\r\n")
+
+    def _sasl_step(self, line: bytes) -> None:
+        self._mode = "command"
+        self._frag.raw_lines = False
+        tag = self._sasl_tag
+
+        async def step() -> None:
+            def run(st: Store) -> Action | None:
+                try:
+                    return cmd_auth.sasl_response(tag, line, st)
+                except ImapError as err:
+                    self.session.tagged(tag, err.status, err.text, err.code)
+                    return None
+
+            action = await self._ctx.runner.run(run)
+            self._write(self.session.take_output())
+            if action is not None:
+                await self._verify(action)
+
+        self._start(step())
+
+    async def _starttls(self) -> None:
+        assert self._ctx.tls is not None and self._transport is not None
+        # Anything the client sent after STARTTLS in plaintext is dropped (RFC 3501
+        # §6.2.1, and the command-injection attacks of CVE-2011-0411 style).
+        self._frag = Fragmentizer(self._ctx.limits.max_line, self._ctx.limits.max_literal)
+        loop = asyncio.get_running_loop()
+        try:
+            new = await loop.start_tls(self._transport, self, self._ctx.tls, server_side=True)
+        except (OSError, ssl.SSLError, ConnectionError) as exc:
+            log.info("STARTTLS failed: %s", exc)
+            self._transport.abort()
+            return
+        if new is None:
+            return
+        self._transport = new
+        self._paused = False
+        self.session.secure = True
+
+    # -- IDLE -----------------------------------------------------------------
+    def _begin_idle(self, tag: str) -> None:
+        self._idle_tag = tag
+        self._mode = "idle"
+        self._frag.raw_lines = True
+        self._write(b"+ idling\r\n")
+        s = self.session
+        if s.user is not None and s.view is not None:
+            self._watching = (s.user.id, s.view.mailbox_id)
+            self._ctx.hub.add(s.user.id, s.view.mailbox_id, self)
+
+    def _unwatch(self) -> None:
+        if self._watching is not None:
+            self._ctx.hub.remove(*self._watching, self)
+            self._watching = None
+
+    def _end_idle(self, line: bytes) -> None:
+        self._unwatch()
+        self._mode = "command"
+        self._frag.raw_lines = False
+        if line.rstrip(b"\r\n").upper() == b"DONE":
+            self._write(f"{self._idle_tag} OK IDLE terminated\r\n".encode())
+        else:
+            self._bad_input(self._idle_tag, "expected DONE")
+
+    def wake(self) -> None:
+        """A hint says our mailbox changed: report it (coalesced while busy)."""
+        if self._mode != "idle":
+            return
+        if self._running:
+            self._wake_again = True
+            return
+        self._start(self._refresh())
+
+    async def _refresh(self) -> None:
+        view = self.session.view
+        if view is None:
+            return
+        lines = await self._ctx.runner.run(lambda st: view.refresh(st, True))
+        if lines and self._mode == "idle":
+            self._write(b"".join(b"* " + line + b"\r\n" for line in lines))
+
+    # -- writing and closing --------------------------------------------------
+    def _write(self, data: bytes) -> None:
+        t = self._transport
+        if data and t is not None and not t.is_closing():
+            t.write(data)
+            self.last_write = time.monotonic()
+
+    def keepalive(self) -> None:
+        if self._mode == "idle":
+            self._write(b"* OK Still here\r\n")
+
+    @property
+    def idling(self) -> bool:
+        return self._mode == "idle"
+
+    def close(self, farewell: bytes = b"") -> None:
+        if farewell:
+            self._write(farewell)
+        self._mode = "closed"
+        self._unwatch()
+        if self._transport is not None:
+            self._transport.close()
+
+
+ConnectionFactory = Callable[[], ImapConnection]

@@ -1,0 +1,312 @@
+"""What the three ingress listeners accept, as aiosmtpd handler hooks.
+
+* **MX** (``mode="mx"``): mail for local users only. An unknown user in a local domain
+  is ``550 5.1.1``; any other domain is ``550 5.7.1 relaying denied``, whoever asks:
+  this server is never an open relay. No AUTH.
+* **Submission** (``mode="submission"``): STARTTLS, then AUTH (PLAIN or LOGIN), then
+  MAIL FROM the authenticated address only. Local recipients are delivered; remote
+  ones are refused with ``550 5.7.1 no outbound relay configured`` because pushmail has
+  no outbound queue yet.
+* **LMTP** (``mode="lmtp"``): like MX (an MTA in front decides what to accept), with
+  one reply per recipient after DATA.
+
+A ``250`` after DATA is sent only when the message is durable for that recipient.
+Store failures become ``451 4.3.0`` (try again later), never a dropped connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import functools
+import logging
+import secrets
+from base64 import b64decode
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
+
+from pushmail.auth.passwords import hash_password, verify_password
+from pushmail.delivery import RecipientResult
+from pushmail.smtp.data import DataError
+from pushmail.smtp.delivery_port import LocalDelivery
+from pushmail.smtp.protocol import PushmailSMTP, close_soon, is_lmtp, peer_ip, uses_tls
+from pushmail.smtp.trace import TraceInfo, trace_headers, with_protocol
+
+__all__ = ["IngressHandler", "IngressPolicy", "Mode", "SubmissionHandler"]
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["mx", "submission", "lmtp"]
+
+TEMPFAIL = "451 4.3.0 temporary local problem, try again later"
+
+
+@dataclass(frozen=True, slots=True)
+class IngressPolicy:
+    """The per-listener rules (from ``Config``)."""
+
+    mode: Mode
+    hostname: str
+    max_recipients: int = 100
+    max_login_failures: int = 3
+    login_failure_delay: float = 1.0  # seconds, doubled per failure
+
+
+class IngressHandler:
+    """Hooks for MX and LMTP; the base of the submission handler.
+
+    aiosmtpd discovers hooks by name (``handle_*``, ``auth_*``), so nothing else on
+    this class may start with those prefixes.
+    """
+
+    def __init__(self, policy: IngressPolicy, delivery: LocalDelivery) -> None:
+        self._policy = policy
+        self._delivery = delivery
+
+    # -- hooks ---------------------------------------------------------------------
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        """Advertise AUTH only where logins exist (submission, after STARTTLS)."""
+        session.host_name = hostname
+        if self._policy.mode == "submission":
+            return responses
+        return [r for r in responses if not r[4:].upper().startswith("AUTH")]
+
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        refusal = self._check_sender(session, address)
+        if refusal is not None:
+            return refusal
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if len(envelope.rcpt_tos) >= self._policy.max_recipients:
+            return "452 4.5.3 too many recipients"
+        _, at, domain = address.rpartition("@")
+        if not at or not domain:
+            return "550 5.1.3 recipient must be a full address (user@domain)"
+        try:
+            if await self._delivery.resolve(address) is not None:
+                envelope.rcpt_tos.append(address)
+                envelope.rcpt_options.extend(rcpt_options)
+                return "250 2.1.5 OK"
+            local = await self._delivery.is_local_domain(domain)
+        except Exception:
+            log.exception("store error while checking recipient %r", address)
+            return TEMPFAIL
+        if local:
+            return f"550 5.1.1 <{address}>: no such user here"
+        if self._policy.mode == "submission":
+            return "550 5.7.1 no outbound relay configured"
+        return "550 5.7.1 relaying denied"
+
+    async def handle_exception(self, error: Exception) -> str:
+        """A bug of ours, not the peer's: log it, keep the details to ourselves."""
+        log.error("SMTP session error", exc_info=error)
+        return "451 4.3.0 internal error"
+
+    # -- DATA (called by protocol._data_command) -----------------------------------
+    def data_refused(self, server: SMTP, envelope: Envelope, error: DataError) -> list[str]:
+        count = len(envelope.rcpt_tos) if is_lmtp(server) else 1
+        return [error.reply()] * count
+
+    async def message_received(
+        self, server: SMTP, session: Session, envelope: Envelope, content: bytes
+    ) -> list[str]:
+        """Prepend the trace headers, deliver durably, and turn the per-recipient
+        results into the reply (SMTP) or replies (LMTP)."""
+        recipients = tuple(envelope.rcpt_tos)
+        info = self._trace_info(server, session, envelope, recipients)
+        raw = trace_headers(info) + content
+        try:
+            results: list[RecipientResult] | None = await self._delivery.deliver(recipients, raw)
+        except Exception:
+            log.exception("delivery %s failed", info.queue_id)
+            results = None
+        log.info(
+            "delivery %s from <%s> to %s: %s",
+            info.queue_id,
+            info.sender,
+            ", ".join(recipients),
+            [r.code for r in results] if results else "failed",
+        )
+        return self._replies(server, recipients, results, info.queue_id)
+
+    # -- helpers -------------------------------------------------------------------
+    def _check_sender(self, session: Session, address: str) -> str | None:
+        """None when ``address`` may be the envelope sender. MX and LMTP take any
+        sender, including the null one (``<>``, for bounces)."""
+        return None
+
+    def _trace_info(
+        self, server: SMTP, session: Session, envelope: Envelope, recipients: tuple[str, ...]
+    ) -> TraceInfo:
+        sender = envelope.mail_from or ""
+        return TraceInfo(
+            helo=session.host_name or "unknown",
+            peer_ip=peer_ip(server),
+            by_host=self._policy.hostname,
+            protocol=with_protocol(
+                is_lmtp(server),
+                session.extended_smtp,
+                uses_tls(server),
+                bool(session.authenticated),
+            ),
+            queue_id=secrets.token_hex(6),
+            sender="" if sender == "<>" else sender,
+            recipients=recipients,
+            when=datetime.now(UTC).astimezone(),
+        )
+
+    def _replies(
+        self,
+        server: SMTP,
+        recipients: Sequence[str],
+        results: Sequence[RecipientResult] | None,
+        queue_id: str,
+    ) -> list[str]:
+        if results is None or len(results) != len(recipients):
+            if results is not None:
+                log.error(
+                    "delivery %s: %d results for %d recipients",
+                    queue_id,
+                    len(results),
+                    len(recipients),
+                )
+            return [TEMPFAIL] * (len(recipients) if is_lmtp(server) else 1)
+        if is_lmtp(server):
+            return [r.reply() for r in results]
+        return [_smtp_reply(results, queue_id)]
+
+
+def _smtp_reply(results: Sequence[RecipientResult], queue_id: str) -> str:
+    """SMTP has one reply for all recipients. Success if any copy was stored (a
+    failure for some would need a bounce, which needs an outbound queue we do not
+    have; it is logged); otherwise the first failure, temporary ones first so the
+    sender retries."""
+    if any(r.code < 300 for r in results):
+        for r in results:
+            if r.code >= 300:
+                log.warning("delivery %s: lost for %s: %s", queue_id, r.address, r.reply())
+        return f"250 2.0.0 OK queued as {queue_id}"
+    temporary = [r for r in results if 400 <= r.code < 500]
+    return (temporary or list(results))[0].reply()
+
+
+@functools.cache
+def _decoy_hash() -> str:
+    """A real hash to verify against when the user does not exist, so that a
+    failed login takes as long for an unknown user as for a wrong password."""
+    return hash_password(secrets.token_urlsafe(16))
+
+
+class SubmissionHandler(IngressHandler):
+    """Submission: adds AUTH PLAIN/LOGIN checked against the store, and holds the
+    sender to the authenticated address."""
+
+    async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        """RFC 4616: ``[authzid] NUL authcid NUL passwd``, initial response or not."""
+        blob = await self._client_response(server, args, b"")
+        if blob is None:
+            return AuthResult(success=False, handled=True)
+        parts = blob.split(b"\x00")
+        if len(parts) != 3:
+            await server.push("501 5.5.2 Can't split auth value")
+            return AuthResult(success=False, handled=True)
+        authzid, authcid, password = parts
+        if authzid and authzid != authcid:  # acting as another user is not offered
+            return await self._refuse(server)
+        return await self._check(server, authcid, password)
+
+    async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        """The de-facto LOGIN mechanism: user name, then password, each base64."""
+        login = await self._client_response(server, args, b"User Name\x00")
+        if login is None:
+            return AuthResult(success=False, handled=True)
+        password = await server.challenge_auth(b"Password\x00")
+        if password is MISSING or not isinstance(password, bytes):
+            return AuthResult(success=False, handled=True)
+        return await self._check(server, login, password)
+
+    def _check_sender(self, session: Session, address: str) -> str | None:
+        user = session.auth_data
+        if not isinstance(user, str) or address.lower() != user:
+            return "553 5.7.1 sender address must be your own address"
+        return None
+
+    async def _client_response(
+        self, server: SMTP, args: list[str], challenge: bytes
+    ) -> bytes | None:
+        """The initial response if sent with AUTH, else ask for it; None when the
+        client aborted or sent bad base64 (the reply has been sent)."""
+        if len(args) == 1:
+            blob = await server.challenge_auth(challenge)
+            return blob if isinstance(blob, bytes) else None
+        try:
+            return b64decode(args[1].encode("ascii"), validate=True)
+        except (binascii.Error, UnicodeEncodeError):
+            await server.push("501 5.5.2 Can't decode base64")
+            return None
+
+    async def _check(self, server: SMTP, login: bytes, password: bytes) -> AuthResult:
+        try:
+            address, secret = login.decode("utf-8").lower(), password.decode("utf-8")
+        except UnicodeDecodeError:
+            return await self._refuse(server)
+        try:
+            user = await self._delivery.get_user(address)
+        except Exception:
+            log.exception("store error during AUTH")
+            await server.push("454 4.7.0 temporary authentication failure")
+            return AuthResult(success=False, handled=True)
+        stored = user.password_hash if user is not None else None
+        loop = asyncio.get_running_loop()
+        ok = await loop.run_in_executor(None, _verify, stored, secret)
+        if ok and user is not None:
+            return AuthResult(success=True, auth_data=user.address)
+        return await self._refuse(server)
+
+    async def _refuse(self, server: SMTP) -> AuthResult:
+        """A failed login: wait (longer each time), and hang up after too many."""
+        failures = 1
+        if isinstance(server, PushmailSMTP):
+            server.failed_logins += 1
+            failures = server.failed_logins
+        await asyncio.sleep(self._policy.login_failure_delay * 2 ** (failures - 1))
+        if failures >= self._policy.max_login_failures:
+            await server.push("421 4.7.0 too many failed logins, closing connection")
+            close_soon(server)
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=False, handled=False)
+
+
+def _verify(stored: str | None, secret: str) -> bool:
+    """Runs in a worker thread: the CPU-heavy part of a login."""
+    return verify_password(stored if stored is not None else _decoy_hash(), secret) and (
+        stored is not None
+    )

@@ -1,0 +1,142 @@
+"""aiosmtpd's SMTP and LMTP protocols with pushmail's DATA command.
+
+Only DATA is replaced (see ``smtp.data`` for why): the rest of the dialogue is
+aiosmtpd's, steered by the handler's hooks. The handler decides what to do with a
+complete message and returns its replies: one for SMTP, one per accepted recipient
+for LMTP (RFC 2033 §4.2), in RCPT order.
+
+Each protocol object also registers itself with the listener that made it, so that
+closing a listener closes its open connections too (``asyncio.Server.close`` alone
+leaves them running).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from typing import Any, Protocol
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from pushmail.smtp.data import DataError, read_data
+
+__all__ = ["ConnectionSet", "DataSink", "PushmailLMTP", "PushmailSMTP"]
+
+log = logging.getLogger(__name__)
+
+
+class DataSink(Protocol):
+    """What the handler offers the DATA command."""
+
+    def message_received(
+        self, server: SMTP, session: Session, envelope: Envelope, content: bytes
+    ) -> Awaitable[list[str]]:
+        """Deliver ``content``; return the replies to send, already formatted."""
+        ...
+
+    def data_refused(self, server: SMTP, envelope: Envelope, error: DataError) -> list[str]:
+        """The replies for a DATA section refused by the reader."""
+        ...
+
+
+class ConnectionSet:
+    """The open connections of one listener."""
+
+    def __init__(self) -> None:
+        self.open: set[SMTP] = set()
+
+    def close_all(self) -> None:
+        for proto in list(self.open):
+            transport = proto.transport
+            if transport is not None:
+                transport.close()
+
+
+async def _data_command(server: SMTP, arg: str | None) -> None:
+    """DATA, with the preconditions of RFC 5321 §4.1.1.4 checked as aiosmtpd does."""
+    if await server.check_helo_needed():
+        return
+    if await server.check_auth_needed("DATA"):
+        return
+    envelope = server.envelope
+    assert envelope is not None and server.session is not None
+    if not envelope.rcpt_tos:
+        await server.push("503 5.5.1 Error: need RCPT command")
+        return
+    if arg:
+        await server.push("501 5.5.4 Syntax: DATA")
+        return
+    await server.push("354 End data with <CR><LF>.<CR><LF>")
+    result = await read_data(server._reader, server.data_size_limit)
+    if result.closed:
+        return
+    sink: DataSink = server.event_handler
+    if result.error is not None:
+        replies = sink.data_refused(server, envelope, result.error)
+    else:
+        envelope.content = envelope.original_content = result.content
+        replies = await sink.message_received(server, server.session, envelope, result.content)
+    server.envelope = server._create_envelope()  # aiosmtpd's post-DATA state
+    for reply in replies:
+        await server.push(reply)
+
+
+class PushmailSMTP(SMTP):
+    """SMTP (MX and submission) with the strict DATA reader."""
+
+    failed_logins = 0  # per connection; the handler disconnects after too many
+
+    def __init__(self, handler: Any, *, connections: ConnectionSet, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._connections = connections
+        connections.open.add(self)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._connections.open.discard(self)
+        super().connection_lost(error)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        await _data_command(self, arg)
+
+
+class PushmailLMTP(LMTP):
+    """LMTP (RFC 2033): LHLO instead of EHLO, and one DATA reply per recipient."""
+
+    def __init__(self, handler: Any, *, connections: ConnectionSet, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._connections = connections
+        connections.open.add(self)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._connections.open.discard(self)
+        super().connection_lost(error)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        await _data_command(self, arg)
+
+
+def is_lmtp(server: SMTP) -> bool:
+    return isinstance(server, LMTP)
+
+
+def peer_ip(server: SMTP) -> str | None:
+    """The peer's IP address, or None on a Unix socket."""
+    peer = server.session.peer if server.session is not None else None
+    if isinstance(peer, tuple) and peer and isinstance(peer[0], str):
+        return peer[0]
+    return None
+
+
+def uses_tls(server: SMTP) -> bool:
+    """True after STARTTLS (or on an implicit-TLS transport)."""
+    if server.session is not None and server.session.ssl is not None:
+        return True
+    transport = server.transport
+    return transport is not None and transport.get_extra_info("ssl_object") is not None
+
+
+def close_soon(server: SMTP) -> None:
+    """Drop the connection (after the reply already queued has been written)."""
+    if server.transport is not None:
+        server.transport.close()

@@ -1,0 +1,46 @@
+"""Value rules every store backend shares: flag spelling, mailbox names, dates.
+
+Kept out of the backends so SQLite and a later PostgreSQL agree byte for byte on
+what they store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from pushmail.store.interfaces import HIERARCHY_DELIMITER, Conflict
+
+_SYSTEM_FLAGS = {
+    f.lower(): f for f in ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
+}
+
+
+def canonical_flags(flags: Iterable[str]) -> frozenset[str]:
+    """System flags in their canonical spelling, ``\\Recent`` dropped: it is session
+    state, never stored (RFC 3501 §2.3.2)."""
+    out: set[str] = set()
+    for flag in flags:
+        low = flag.lower()
+        if low != "\\recent":
+            out.add(_SYSTEM_FLAGS.get(low, flag))
+    return frozenset(out)
+
+
+def mailbox_name(name: str) -> str:
+    """INBOX is case-insensitive, every other name is not; reject empty levels."""
+    if name.upper() == "INBOX":
+        return "INBOX"
+    if not name or any(part == "" for part in name.split(HIERARCHY_DELIMITER)):
+        raise Conflict(f"invalid mailbox name {name!r}")
+    return name
+
+
+def split_date(when: datetime | None, now: int) -> tuple[int, int]:
+    """(unix seconds, minutes east of UTC); a naive datetime is taken as UTC."""
+    if when is None:
+        return now, 0
+    offset = when.utcoffset()
+    if offset is None:
+        return int(when.replace(tzinfo=UTC).timestamp()), 0
+    return int(when.timestamp()), int(offset.total_seconds()) // 60

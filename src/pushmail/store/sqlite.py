@@ -1,0 +1,621 @@
+"""The embedded store: one SQLite file shared by every process of one server.
+
+Durability is the law: a method that adds or changes mail returns only after COMMIT,
+and COMMIT fsyncs the WAL (``synchronous=FULL``, see ``sqlite_schema.connect``).
+Every write runs in ``BEGIN IMMEDIATE``, which takes the file's single write lock at
+the start, so the read-modify-write of UIDNEXT and HIGHESTMODSEQ cannot interleave
+with another process's (worker processes and ``pushmail deliver`` share the file).
+
+Message texts live once in ``bodies`` (keyed by SHA-256), however many mailboxes hold
+them; a body goes away in the same transaction as its last message. Statements are
+fixed strings, so the connection's statement cache prepares each one once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+from pushmail.store.common import canonical_flags, mailbox_name, split_date
+from pushmail.store.interfaces import (
+    DEFAULT_MAILBOXES,
+    HIERARCHY_DELIMITER,
+    AlreadyExists,
+    Appended,
+    Changes,
+    Conflict,
+    FlagMode,
+    FlagResult,
+    Mailbox,
+    MailboxCounts,
+    MessageCache,
+    MessageMeta,
+    NewMessage,
+    NotFound,
+    StoreError,
+    User,
+)
+from pushmail.store.sqlite_schema import connect
+
+_MAX_UIDVALIDITY = 0xFFFFFFFF
+
+_MAILBOX_COLS = """
+    SELECT m.id, m.user_id, m.name, m.uidvalidity, m.uidnext, m.highestmodseq, m.special_use,
+           EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = m.user_id AND s.name = m.name)
+    FROM mailboxes m"""
+_META_COLS = "SELECT uid, modseq, flags, internaldate, tzoffset, size FROM messages"
+_IN_UIDS = "uid IN (SELECT value FROM json_each(?))"
+_HAS_DELETED = "instr(' ' || flags || ' ', ' \\Deleted ') > 0"
+
+MetaRow = tuple[int, int, str, int, int, int]
+
+
+def _uid_json(uids: Iterable[int]) -> str:
+    return json.dumps([int(u) for u in uids])
+
+
+class SqliteStore:
+    """``pushmail.store.interfaces.Store`` on one SQLite file. One thread per object."""
+
+    def __init__(self, path: Path) -> None:
+        self._conn = connect(path)
+        self._flag_cache: dict[str, frozenset[str]] = {"": frozenset()}
+        self._tz_cache: dict[int, timezone] = {}
+
+    # -- plumbing ---------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One durable write transaction; the write lock is taken up front."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction, so several queries see one snapshot."""
+        conn = self._conn
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
+    def _flags(self, text: str) -> frozenset[str]:
+        """Decode a flags column; the few distinct values are shared, not rebuilt."""
+        flags = self._flag_cache.get(text)
+        if flags is None:
+            if len(self._flag_cache) > 4096:
+                self._flag_cache = {"": frozenset()}
+            flags = self._flag_cache[text] = frozenset(text.split(" "))
+        return flags
+
+    def _date(self, ts: int, offset: int) -> datetime:
+        tz = self._tz_cache.get(offset)
+        if tz is None:
+            tz = self._tz_cache[offset] = (
+                UTC if offset == 0 else timezone(timedelta(minutes=offset))
+            )
+        return datetime.fromtimestamp(ts, tz)
+
+    def _meta(self, row: MetaRow) -> MessageMeta:
+        return MessageMeta(row[0], row[1], self._flags(row[2]), self._date(row[3], row[4]), row[5])
+
+    def _bump(self, mailbox_id: int) -> int:
+        row = self._conn.execute(
+            "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ? "
+            "RETURNING highestmodseq",
+            (mailbox_id,),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no mailbox {mailbox_id}")
+        return int(row[0])
+
+    def _gc_bodies(self) -> None:
+        """Drop the bodies listed in ``temp.gc_bodies`` that no message holds now."""
+        self._conn.execute(
+            "DELETE FROM bodies WHERE id IN (SELECT body_id FROM temp.gc_bodies) "
+            "AND NOT EXISTS (SELECT 1 FROM messages WHERE body_id = bodies.id)"
+        )
+        self._conn.execute("DELETE FROM temp.gc_bodies")
+
+    # -- users ------------------------------------------------------------------
+    def create_user(self, address: str, password_hash: str) -> User:
+        address = address.lower()
+        with self._write() as conn:
+            try:
+                cur = conn.execute(
+                    "INSERT INTO users (address, password_hash) VALUES (?, ?)",
+                    (address, password_hash),
+                )
+            except sqlite3.IntegrityError:
+                raise AlreadyExists(f"user {address} exists") from None
+            user_id = int(cur.lastrowid or 0)
+            for name, special_use in DEFAULT_MAILBOXES:
+                self._insert_mailbox(user_id, name, special_use)
+                conn.execute(
+                    "INSERT INTO subscriptions (user_id, name) VALUES (?, ?)", (user_id, name)
+                )
+        return User(user_id, address, password_hash)
+
+    def get_user(self, address: str) -> User | None:
+        row = self._conn.execute(
+            "SELECT id, address, password_hash FROM users WHERE address = ?", (address.lower(),)
+        ).fetchone()
+        return None if row is None else User(*row)
+
+    def get_user_by_id(self, user_id: int) -> User | None:
+        row = self._conn.execute(
+            "SELECT id, address, password_hash FROM users WHERE id = ?", (user_id,)
+        ).fetchone()
+        return None if row is None else User(*row)
+
+    def list_users(self) -> list[User]:
+        rows = self._conn.execute("SELECT id, address, password_hash FROM users ORDER BY address")
+        return [User(*row) for row in rows]
+
+    def set_password(self, address: str, password_hash: str) -> None:
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE users SET password_hash = ? WHERE address = ?",
+                (password_hash, address.lower()),
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"no user {address}")
+
+    def delete_user(self, address: str) -> None:
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT id FROM users WHERE address = ?", (address.lower(),)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no user {address}")
+            conn.execute(
+                "INSERT OR IGNORE INTO temp.gc_bodies SELECT body_id FROM messages "
+                "WHERE mailbox_id IN (SELECT id FROM mailboxes WHERE user_id = ?)",
+                (row[0],),
+            )
+            conn.execute("DELETE FROM users WHERE id = ?", (row[0],))
+            self._gc_bodies()
+
+    # -- mailboxes --------------------------------------------------------------
+    def list_mailboxes(self, user_id: int) -> list[Mailbox]:
+        rows = self._conn.execute(
+            f"{_MAILBOX_COLS} WHERE m.user_id = ? ORDER BY m.name", (user_id,)
+        )
+        return [_mailbox(row) for row in rows]
+
+    def get_mailbox(self, user_id: int, name: str) -> Mailbox | None:
+        if name.upper() == "INBOX":
+            name = "INBOX"
+        row = self._conn.execute(
+            f"{_MAILBOX_COLS} WHERE m.user_id = ? AND m.name = ?", (user_id, name)
+        ).fetchone()
+        return None if row is None else _mailbox(row)
+
+    def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None:
+        row = self._conn.execute(f"{_MAILBOX_COLS} WHERE m.id = ?", (mailbox_id,)).fetchone()
+        return None if row is None else _mailbox(row)
+
+    def _mailbox_id(self, user_id: int, name: str) -> int | None:
+        row = self._conn.execute(
+            "SELECT id FROM mailboxes WHERE user_id = ? AND name = ?", (user_id, name)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def _next_uidvalidity(self) -> int:
+        """A global counter that also never falls behind the clock: a mailbox
+        deleted and re-created (even after the counter row were lost) gets a larger
+        UIDVALIDITY than any earlier one of that name."""
+        row = self._conn.execute("SELECT value FROM counters WHERE name = 'uidvalidity'").fetchone()
+        value = max((0 if row is None else int(row[0])) + 1, int(time.time()))
+        if value > _MAX_UIDVALIDITY:
+            raise StoreError("UIDVALIDITY space exhausted")
+        self._conn.execute(
+            "INSERT INTO counters (name, value) VALUES ('uidvalidity', ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (value,),
+        )
+        return value
+
+    def _insert_mailbox(self, user_id: int, name: str, special_use: str | None) -> int:
+        """Insert ``name`` after any missing parents; the caller checked it is new."""
+        parts = name.split(HIERARCHY_DELIMITER)
+        for depth in range(1, len(parts)):
+            parent = HIERARCHY_DELIMITER.join(parts[:depth])
+            if self._mailbox_id(user_id, parent) is None:
+                self._insert_one_mailbox(user_id, parent, None)
+        return self._insert_one_mailbox(user_id, name, special_use)
+
+    def _insert_one_mailbox(self, user_id: int, name: str, special_use: str | None) -> int:
+        cur = self._conn.execute(
+            "INSERT INTO mailboxes (user_id, name, uidvalidity, special_use) VALUES (?, ?, ?, ?)",
+            (user_id, name, self._next_uidvalidity(), special_use),
+        )
+        return int(cur.lastrowid or 0)
+
+    def create_mailbox(self, user_id: int, name: str, special_use: str | None = None) -> Mailbox:
+        name = mailbox_name(name)
+        with self._write():
+            if self._mailbox_id(user_id, name) is not None:
+                raise AlreadyExists(f"mailbox {name} exists")
+            if self.get_user_by_id(user_id) is None:
+                raise NotFound(f"no user {user_id}")
+            mailbox_id = self._insert_mailbox(user_id, name, special_use)
+        mailbox = self.get_mailbox_by_id(mailbox_id)
+        assert mailbox is not None
+        return mailbox
+
+    def delete_mailbox(self, user_id: int, name: str) -> None:
+        name = mailbox_name(name)
+        if name == "INBOX":
+            raise Conflict("INBOX cannot be deleted")
+        with self._write() as conn:
+            mailbox_id = self._mailbox_id(user_id, name)
+            if mailbox_id is None:
+                raise NotFound(f"no mailbox {name}")
+            conn.execute(
+                "INSERT OR IGNORE INTO temp.gc_bodies SELECT body_id FROM messages "
+                "WHERE mailbox_id = ?",
+                (mailbox_id,),
+            )
+            conn.execute("DELETE FROM mailboxes WHERE id = ?", (mailbox_id,))
+            self._gc_bodies()
+
+    def rename_mailbox(self, user_id: int, old: str, new: str) -> None:
+        old, new = mailbox_name(old), mailbox_name(new)
+        with self._write() as conn:
+            old_id = self._mailbox_id(user_id, old)
+            if old_id is None:
+                raise NotFound(f"no mailbox {old}")
+            if self._mailbox_id(user_id, new) is not None:
+                raise AlreadyExists(f"mailbox {new} exists")
+            if old == "INBOX":
+                # RFC 3501 §6.3.5: INBOX's messages move, INBOX stays (children do not).
+                new_id = self._insert_mailbox(user_id, new, None)
+                uids = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT uid FROM messages WHERE mailbox_id = ?", (old_id,)
+                    )
+                ]
+                self._copy(old_id, uids, new_id, move=True)
+                return
+            if new.startswith(old + HIERARCHY_DELIMITER):
+                raise Conflict("cannot rename a mailbox into itself")
+            self._rename_tree(user_id, old, new)
+
+    def _rename_tree(self, user_id: int, old: str, new: str) -> None:
+        prefix = old + HIERARCHY_DELIMITER
+        rows = self._conn.execute(
+            "SELECT id, name FROM mailboxes WHERE user_id = ? AND (name = ? OR "
+            "substr(name, 1, ?) = ?)",
+            (user_id, old, len(prefix), prefix),
+        ).fetchall()
+        moves = [(new + name[len(old) :], mailbox_id) for mailbox_id, name in rows]
+        for target, _ in moves:
+            if self._mailbox_id(user_id, target) is not None:
+                raise AlreadyExists(f"mailbox {target} exists")
+        parts = new.split(HIERARCHY_DELIMITER)
+        for depth in range(1, len(parts)):
+            parent = HIERARCHY_DELIMITER.join(parts[:depth])
+            if parent != old and self._mailbox_id(user_id, parent) is None:
+                self._insert_one_mailbox(user_id, parent, None)
+        self._conn.executemany("UPDATE mailboxes SET name = ? WHERE id = ?", moves)
+
+    def set_subscribed(self, user_id: int, name: str, subscribed: bool) -> None:
+        if name.upper() == "INBOX":
+            name = "INBOX"
+        with self._write() as conn:
+            if subscribed:
+                conn.execute(
+                    "INSERT OR IGNORE INTO subscriptions (user_id, name) VALUES (?, ?)",
+                    (user_id, name),
+                )
+            else:
+                conn.execute(
+                    "DELETE FROM subscriptions WHERE user_id = ? AND name = ?", (user_id, name)
+                )
+
+    def subscriptions(self, user_id: int) -> list[str]:
+        rows = self._conn.execute(
+            "SELECT name FROM subscriptions WHERE user_id = ? ORDER BY name", (user_id,)
+        )
+        return [row[0] for row in rows]
+
+    def counts(self, mailbox_id: int) -> MailboxCounts:
+        with self._read() as conn:
+            box = conn.execute(
+                "SELECT recent_floor FROM mailboxes WHERE id = ?", (mailbox_id,)
+            ).fetchone()
+            if box is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            row = conn.execute(
+                "SELECT count(*), total(uid >= ?), "
+                "total(instr(' ' || flags || ' ', ' \\Seen ') = 0), total(size), "
+                f"total({_HAS_DELETED}) FROM messages WHERE mailbox_id = ?",
+                (box[0], mailbox_id),
+            ).fetchone()
+        return MailboxCounts(*(int(v) for v in row))
+
+    # -- adding messages --------------------------------------------------------
+    def append(self, mailbox_id: int, message: NewMessage) -> Appended:
+        return self.deliver([(mailbox_id, message)])[0]
+
+    def deliver(self, targets: Sequence[tuple[int, NewMessage]]) -> list[Appended]:
+        out: list[Appended] = []
+        rows: list[tuple[int, int, int, int, str, int, int, int]] = []
+        body_ids: dict[bytes, int] = {}
+        now = int(time.time())
+        with self._write() as conn:
+            for mailbox_id, message in targets:
+                body_id = body_ids.get(message.raw)
+                if body_id is None:
+                    body_id = body_ids[message.raw] = self._store_body(message)
+                got = conn.execute(
+                    "UPDATE mailboxes SET uidnext = uidnext + 1, "
+                    "highestmodseq = highestmodseq + 1 WHERE id = ? "
+                    "RETURNING uidvalidity, uidnext - 1, highestmodseq",
+                    (mailbox_id,),
+                ).fetchone()
+                if got is None:
+                    raise NotFound(f"no mailbox {mailbox_id}")
+                uidvalidity, uid, modseq = got
+                ts, offset = split_date(message.internaldate, now)
+                flags = " ".join(sorted(canonical_flags(message.flags)))
+                rows.append((mailbox_id, uid, body_id, modseq, flags, ts, offset, len(message.raw)))
+                out.append(Appended(mailbox_id, uidvalidity, uid, modseq))
+            conn.executemany(
+                "INSERT INTO messages (mailbox_id, uid, body_id, modseq, flags, internaldate, "
+                "tzoffset, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        return out
+
+    def _store_body(self, message: NewMessage) -> int:
+        digest = hashlib.sha256(message.raw).digest()
+        cache = message.cache
+        self._conn.execute(
+            "INSERT INTO bodies (sha256, size, envelope, bodystructure, body, raw) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING",
+            (
+                digest,
+                len(message.raw),
+                cache.envelope,
+                cache.bodystructure,
+                cache.body,
+                message.raw,
+            ),
+        )
+        row = self._conn.execute("SELECT id FROM bodies WHERE sha256 = ?", (digest,)).fetchone()
+        return int(row[0])
+
+    # -- reading messages -------------------------------------------------------
+    def list_messages(self, mailbox_id: int) -> list[MessageMeta]:
+        rows = self._conn.execute(f"{_META_COLS} WHERE mailbox_id = ? ORDER BY uid", (mailbox_id,))
+        return [self._meta(row) for row in rows]
+
+    def get_messages(self, mailbox_id: int, uids: Iterable[int]) -> list[MessageMeta]:
+        rows = self._conn.execute(
+            f"{_META_COLS} WHERE mailbox_id = ? AND {_IN_UIDS} ORDER BY uid",
+            (mailbox_id, _uid_json(uids)),
+        )
+        return [self._meta(row) for row in rows]
+
+    def uids(self, mailbox_id: int) -> list[int]:
+        rows = self._conn.execute(
+            "SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid", (mailbox_id,)
+        )
+        return [row[0] for row in rows]
+
+    def changes_since(self, mailbox_id: int, since_modseq: int) -> Changes:
+        with self._read() as conn:
+            box = conn.execute(
+                "SELECT highestmodseq, uidnext, vanished_floor FROM mailboxes WHERE id = ?",
+                (mailbox_id,),
+            ).fetchone()
+            if box is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            # The (mailbox_id, modseq) index finds the few changed rows; sort them here.
+            rows = conn.execute(
+                f"{_META_COLS} INDEXED BY messages_by_modseq WHERE mailbox_id = ? AND modseq > ?",
+                (mailbox_id, since_modseq),
+            ).fetchall()
+            gone = conn.execute(
+                "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ?",
+                (mailbox_id, since_modseq),
+            ).fetchall()
+        rows.sort()
+        return Changes(
+            highestmodseq=box[0],
+            uidnext=box[1],
+            changed=tuple(self._meta(row) for row in rows),
+            expunged=tuple(sorted(row[0] for row in gone)),
+            expunged_complete=since_modseq >= box[2],
+        )
+
+    def get_raw(self, mailbox_id: int, uid: int) -> bytes:
+        row = self._conn.execute(
+            "SELECT b.raw FROM messages m JOIN bodies b ON b.id = m.body_id "
+            "WHERE m.mailbox_id = ? AND m.uid = ?",
+            (mailbox_id, uid),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no message {uid}")
+        return bytes(row[0])
+
+    def get_cache(self, mailbox_id: int, uid: int) -> MessageCache:
+        row = self._conn.execute(
+            "SELECT b.envelope, b.bodystructure, b.body FROM messages m "
+            "JOIN bodies b ON b.id = m.body_id WHERE m.mailbox_id = ? AND m.uid = ?",
+            (mailbox_id, uid),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no message {uid}")
+        return MessageCache(bytes(row[0]), bytes(row[1]), bytes(row[2]))
+
+    # -- changing messages ------------------------------------------------------
+    def store_flags(
+        self,
+        mailbox_id: int,
+        uids: Sequence[int],
+        mode: FlagMode,
+        flags: frozenset[str],
+        unchangedsince: int | None = None,
+    ) -> FlagResult:
+        wanted = canonical_flags(flags)
+        with self._write() as conn:
+            rows = conn.execute(
+                f"{_META_COLS} WHERE mailbox_id = ? AND {_IN_UIDS} ORDER BY uid",
+                (mailbox_id, _uid_json(uids)),
+            ).fetchall()
+            modified: list[int] = []
+            updates: list[tuple[MetaRow, frozenset[str]]] = []
+            for row in rows:
+                if unchangedsince is not None and row[1] > unchangedsince:
+                    modified.append(row[0])
+                    continue
+                current = self._flags(row[2])
+                if mode == "set":
+                    new = wanted
+                elif mode == "add":
+                    new = current | wanted
+                else:
+                    new = current - wanted
+                if new != current:
+                    updates.append((row, new))
+            if not updates:
+                return FlagResult((), tuple(modified))
+            modseq = self._bump(mailbox_id)
+            changed: list[MessageMeta] = []
+            params: list[tuple[str, int, int, int]] = []
+            for row, new in updates:
+                text = " ".join(sorted(new))
+                params.append((text, modseq, mailbox_id, row[0]))
+                changed.append(self._meta((row[0], modseq, text, row[3], row[4], row[5])))
+            conn.executemany(
+                "UPDATE messages SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
+                params,
+            )
+        return FlagResult(tuple(changed), tuple(modified))
+
+    def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
+        with self._write() as conn:
+            if uids is None:
+                found = conn.execute(
+                    f"SELECT uid FROM messages WHERE mailbox_id = ? AND {_HAS_DELETED}",
+                    (mailbox_id,),
+                ).fetchall()
+            else:
+                found = conn.execute(
+                    f"SELECT uid FROM messages WHERE mailbox_id = ? AND {_IN_UIDS} "
+                    f"AND {_HAS_DELETED}",
+                    (mailbox_id, _uid_json(uids)),
+                ).fetchall()
+            gone = sorted(row[0] for row in found)
+            if gone:
+                self._remove(mailbox_id, gone)
+        return gone
+
+    def _remove(self, mailbox_id: int, uids: list[int]) -> None:
+        """Delete messages, remember them as expunged at a new MODSEQ, free bodies."""
+        modseq = self._bump(mailbox_id)
+        now = int(time.time())
+        conn = self._conn
+        conn.execute(
+            f"INSERT OR IGNORE INTO temp.gc_bodies SELECT body_id FROM messages "
+            f"WHERE mailbox_id = ? AND {_IN_UIDS}",
+            (mailbox_id, _uid_json(uids)),
+        )
+        conn.executemany(
+            "DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", [(mailbox_id, u) for u in uids]
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq, at) VALUES (?, ?, ?, ?)",
+            [(mailbox_id, u, modseq, now) for u in uids],
+        )
+        self._gc_bodies()
+
+    def copy(
+        self, src_mailbox_id: int, uids: Sequence[int], dst_mailbox_id: int, move: bool = False
+    ) -> list[tuple[int, int]]:
+        with self._write():
+            return self._copy(src_mailbox_id, uids, dst_mailbox_id, move)
+
+    def _copy(self, src: int, uids: Sequence[int], dst: int, move: bool) -> list[tuple[int, int]]:
+        conn = self._conn
+        for mailbox_id in (src, dst):
+            if (
+                conn.execute("SELECT 1 FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
+                is None
+            ):
+                raise NotFound(f"no mailbox {mailbox_id}")
+        rows = conn.execute(
+            "SELECT uid, body_id, flags, internaldate, tzoffset, size FROM messages "
+            f"WHERE mailbox_id = ? AND {_IN_UIDS} ORDER BY uid",
+            (src, _uid_json(uids)),
+        ).fetchall()
+        if not rows:
+            return []
+        first, modseq = conn.execute(
+            "UPDATE mailboxes SET uidnext = uidnext + ?, highestmodseq = highestmodseq + 1 "
+            "WHERE id = ? RETURNING uidnext - ?, highestmodseq",
+            (len(rows), dst, len(rows)),
+        ).fetchone()
+        pairs = [(row[0], first + i) for i, row in enumerate(rows)]
+        conn.executemany(
+            "INSERT INTO messages (mailbox_id, uid, body_id, modseq, flags, internaldate, "
+            "tzoffset, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(dst, first + i, r[1], modseq, r[2], r[3], r[4], r[5]) for i, r in enumerate(rows)],
+        )
+        if move:
+            self._remove(src, [row[0] for row in rows])
+        return pairs
+
+    def claim_recent(self, mailbox_id: int) -> int:
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT recent_floor, uidnext FROM mailboxes WHERE id = ?", (mailbox_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            floor, uidnext = row
+            if floor != uidnext:
+                conn.execute(
+                    "UPDATE mailboxes SET recent_floor = ? WHERE id = ?", (uidnext, mailbox_id)
+                )
+        return int(floor)
+
+    # -- housekeeping -----------------------------------------------------------
+    def prune_expunged(self, older_than: float) -> int:
+        """Forget expunge records older than ``older_than`` seconds; a later
+        ``changes_since`` from before them reports ``expunged_complete=False``."""
+        cutoff = int(time.time() - older_than)
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE mailboxes SET vanished_floor = max(vanished_floor, (SELECT max(modseq) "
+                "FROM expunged e WHERE e.mailbox_id = mailboxes.id AND e.at < ?)) "
+                "WHERE id IN (SELECT mailbox_id FROM expunged WHERE at < ?)",
+                (cutoff, cutoff),
+            )
+            cur = conn.execute("DELETE FROM expunged WHERE at < ?", (cutoff,))
+        return cur.rowcount
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _mailbox(row: tuple[int, int, str, int, int, int, str | None, int]) -> Mailbox:
+    return Mailbox(row[0], row[1], row[2], row[3], row[4], row[5], row[6], bool(row[7]))

@@ -1,0 +1,142 @@
+"""The SQLite schema and how a database file is opened and migrated.
+
+Kept apart from ``sqlite.py`` so the queries there read without the DDL in the way.
+The schema is versioned (``schema_version``): each entry of ``MIGRATIONS`` moves the
+file one version up, inside one write transaction, so two processes opening a new
+file at the same moment cannot both create it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+# Version 1: the first schema. Later changes append a new script; never edit one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE counters (
+        name  TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE users (
+        id            INTEGER PRIMARY KEY,
+        address       TEXT NOT NULL UNIQUE,          -- lower-cased
+        password_hash TEXT NOT NULL DEFAULT ''
+    );
+
+    CREATE TABLE mailboxes (
+        id            INTEGER PRIMARY KEY,
+        user_id       INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name          TEXT NOT NULL,
+        uidvalidity   INTEGER NOT NULL,
+        uidnext       INTEGER NOT NULL DEFAULT 1,
+        highestmodseq INTEGER NOT NULL DEFAULT 1,
+        special_use   TEXT,
+        recent_floor  INTEGER NOT NULL DEFAULT 1,    -- first UID still \\Recent
+        vanished_floor INTEGER NOT NULL DEFAULT 0,   -- expunges at or below are forgotten
+        UNIQUE (user_id, name)
+    );
+
+    CREATE TABLE subscriptions (
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name    TEXT NOT NULL,
+        PRIMARY KEY (user_id, name)
+    ) WITHOUT ROWID;
+
+    -- One row per distinct message text, however many mailboxes hold it.
+    CREATE TABLE bodies (
+        id            INTEGER PRIMARY KEY,
+        sha256        BLOB NOT NULL UNIQUE,
+        size          INTEGER NOT NULL,
+        envelope      BLOB NOT NULL,
+        bodystructure BLOB NOT NULL,
+        body          BLOB NOT NULL,
+        raw           BLOB NOT NULL                  -- last: keeps the row header small
+    );
+
+    CREATE TABLE messages (
+        mailbox_id   INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        uid          INTEGER NOT NULL,
+        body_id      INTEGER NOT NULL REFERENCES bodies(id),
+        modseq       INTEGER NOT NULL,
+        flags        TEXT NOT NULL DEFAULT '',       -- sorted, space separated
+        internaldate INTEGER NOT NULL,               -- unix seconds
+        tzoffset     INTEGER NOT NULL DEFAULT 0,     -- minutes east of UTC
+        size         INTEGER NOT NULL,
+        PRIMARY KEY (mailbox_id, uid)
+    ) WITHOUT ROWID;
+    CREATE INDEX messages_by_modseq ON messages (mailbox_id, modseq);
+    CREATE INDEX messages_by_body ON messages (body_id);
+
+    CREATE TABLE expunged (
+        mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        uid        INTEGER NOT NULL,
+        modseq     INTEGER NOT NULL,
+        at         INTEGER NOT NULL,                 -- unix seconds, for pruning
+        PRIMARY KEY (mailbox_id, uid)
+    ) WITHOUT ROWID;
+    CREATE INDEX expunged_by_modseq ON expunged (mailbox_id, modseq);
+    """,
+)
+
+BUSY_TIMEOUT_SECONDS = 30.0
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open ``path`` for durable use by several processes.
+
+    WAL lets readers run beside the one writer; ``synchronous=FULL`` makes every
+    COMMIT fsync the WAL, which is the promise "returned means on disk". The busy
+    timeout makes a writer wait for another process's transaction instead of
+    failing. ``isolation_level=None`` leaves transactions to us (BEGIN IMMEDIATE).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(
+        str(path), timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, cached_statements=256
+    )
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS gc_bodies (body_id INTEGER PRIMARY KEY)")
+    migrate(conn)
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring the file up to the newest schema version (no-op when current)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT version FROM schema_version").fetchone()
+        version = 0 if row is None else int(row[0])
+        if version > len(MIGRATIONS):
+            raise RuntimeError(f"database schema {version} is newer than this pushmail")
+        for script in MIGRATIONS[version:]:
+            for statement in _statements(script):
+                conn.execute(statement)
+        if row is None:
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (len(MIGRATIONS),))
+        else:
+            conn.execute("UPDATE schema_version SET version = ?", (len(MIGRATIONS),))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements (``executescript`` would COMMIT)."""
+    out: list[str] = []
+    current = ""
+    for line in script.splitlines():
+        current += line.split("--", 1)[0] + "\n"
+        if sqlite3.complete_statement(current):
+            if current.strip():
+                out.append(current.strip())
+            current = ""
+    if current.strip():
+        out.append(current.strip())
+    return out

@@ -1,0 +1,5 @@
+"""Fixtures for the SMTP tests; the machinery is in ``smtp_harness``."""
+
+from smtp_harness import smtpd, smtpd_factory
+
+__all__ = ["smtpd", "smtpd_factory"]

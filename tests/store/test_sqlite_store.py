@@ -1,0 +1,142 @@
+"""SQLite-only guarantees: durability settings, real concurrent processes, scale."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pushmail.store.interfaces import MessageCache, NewMessage
+from pushmail.store.sqlite import SqliteStore
+
+CACHE = MessageCache(b"NIL", b"NIL", b"NIL")
+
+WRITER = """
+import sys
+from pathlib import Path
+from pushmail.store.interfaces import MessageCache, NewMessage
+from pushmail.store.sqlite import SqliteStore
+store = SqliteStore(Path(sys.argv[1]))
+box = int(sys.argv[2])
+print("ready", flush=True)
+sys.stdin.readline()
+for n in range(int(sys.argv[3])):
+    raw = f"Subject: child {sys.argv[4]} {n}\\r\\n\\r\\nx\\r\\n".encode()
+    store.append(box, NewMessage(raw, MessageCache(b"NIL", b"NIL", b"NIL")))
+store.close()
+"""
+
+
+def test_durability_pragmas(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db")
+    conn = store._conn
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 1
+    store.close()
+
+
+def test_concurrent_processes_never_share_a_uid(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    store = SqliteStore(path)
+    user = store.create_user("a@x", "h")
+    box = store.get_mailbox(user.id, "INBOX")
+    assert box is not None
+    per_writer = 60
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path), str(box.id), str(per_writer), str(i)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    for child in children:
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.close()
+    for n in range(per_writer):  # the parent writes at the same time
+        store.append(box.id, NewMessage(f"Subject: parent {n}\r\n\r\nx\r\n".encode(), CACHE))
+    for child in children:
+        assert child.wait(timeout=60) == 0
+        assert child.stdout is not None
+        child.stdout.close()
+    total = 3 * per_writer
+    metas = store.list_messages(box.id)
+    assert [m.uid for m in metas] == list(range(1, total + 1))
+    assert len({m.modseq for m in metas}) == total  # one MODSEQ per append
+    subjects = {store.get_raw(box.id, m.uid).split(b"\r\n")[0] for m in metas}
+    assert len(subjects) == total  # nothing lost, nothing doubled
+    store.close()
+
+
+def test_big_delivery_and_big_mailbox(tmp_path: Path) -> None:
+    """One message to 2,000 users is one transaction with one body; a 10,000
+    message mailbox lists quickly. Loose bounds: a regression to per-row commits
+    (one fsync each) or N+1 queries would blow far past them."""
+    store = SqliteStore(tmp_path / "db")
+    conn = store._conn
+    conn.execute("BEGIN")
+    conn.executemany("INSERT INTO users (address) VALUES (?)", [(f"u{i}@x",) for i in range(2000)])
+    conn.executemany(
+        "INSERT INTO mailboxes (user_id, name, uidvalidity) SELECT id, 'INBOX', 1 FROM users"
+        " WHERE address = ?",
+        [(f"u{i}@x",) for i in range(2000)],
+    )
+    conn.execute("COMMIT")
+    boxes = [row[0] for row in conn.execute("SELECT id FROM mailboxes")]
+    message = NewMessage(b"Subject: hi\r\n\r\nall\r\n", CACHE)
+    start = time.perf_counter()
+    store.deliver([(box, message) for box in boxes])
+    assert time.perf_counter() - start < 5.0
+    assert conn.execute("SELECT count(*) FROM bodies").fetchone()[0] == 1
+    assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 2000
+
+    big = boxes[0]
+    store.deliver(
+        [(big, NewMessage(f"Subject: {n}\r\n\r\n.\r\n".encode(), CACHE)) for n in range(10_000)]
+    )
+    start = time.perf_counter()
+    metas = store.list_messages(big)
+    assert time.perf_counter() - start < 2.0
+    assert len(metas) == 10_001 and metas[-1].uid == 10_001
+    store.store_flags(big, list(range(1, 10_002)), "add", frozenset({"\\Seen"}))
+    assert store.counts(big).unseen == 0
+    store.close()
+
+
+def test_pruned_expunges_make_changes_incomplete(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db")
+    user = store.create_user("a@x", "h")
+    box = store.get_mailbox(user.id, "INBOX")
+    assert box is not None
+    for n in range(3):
+        store.append(box.id, NewMessage(f"{n}\r\n".encode(), CACHE, frozenset({"\\Deleted"})))
+    store.expunge(box.id, [1])
+    mid = store.changes_since(box.id, 0).highestmodseq
+    store.expunge(box.id, [2])
+    assert store.prune_expunged(older_than=3600) == 0  # all recent: kept
+    assert store.changes_since(box.id, 0).expunged == (1, 2)
+    store._conn.execute("UPDATE expunged SET at = at - 7200 WHERE uid = 1")
+    assert store.prune_expunged(older_than=3600) == 1
+    old = store.changes_since(box.id, 0)
+    assert old.expunged == (2,) and not old.expunged_complete
+    recent = store.changes_since(box.id, mid)
+    assert recent.expunged == (2,) and recent.expunged_complete
+    store.close()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db")
+    store._conn.execute("UPDATE schema_version SET version = 99")
+    store.close()
+    with pytest.raises(RuntimeError, match="newer"):
+        SqliteStore(tmp_path / "db")
