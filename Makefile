@@ -18,7 +18,7 @@ run: venv
 	$(BIN)/pushmail serve --data-dir $(DATA)
 
 lint: venv
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench)
 
 typecheck: venv
 	$(BIN)/mypy --strict src/
