@@ -14,6 +14,7 @@ from pushmail.config import (
     Endpoint,
     ImapSettings,
     Limits,
+    PushSettings,
     load_config,
     parse_endpoint,
 )
@@ -168,7 +169,9 @@ def test_parse_endpoint(text: str, expected: Endpoint | None) -> None:
 def test_every_key_is_documented() -> None:
     """docs/configuration.md has a table row for every key the loader accepts."""
     documented = set(re.findall(r"^\| `([a-z_.]+)` \|", DOCS.read_text(), re.MULTILINE))
-    keys = {f.name for f in dataclasses.fields(Config) if f.name not in ("limits", "imap_settings")}
+    tables = ("limits", "imap_settings", "push")
+    keys = {f.name for f in dataclasses.fields(Config) if f.name not in tables}
     keys |= {f"limits.{f.name}" for f in dataclasses.fields(Limits)}
     keys |= {f"imap_settings.{f.name}" for f in dataclasses.fields(ImapSettings)}
+    keys |= {f"push.{f.name}" for f in dataclasses.fields(PushSettings)}
     assert documented == keys

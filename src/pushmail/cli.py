@@ -9,7 +9,6 @@ password ``demo-user`` makes up, which the operator asked for.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import logging
 import secrets
@@ -81,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
             f"--{name}", metavar="HOST:PORT", help=f"{name} listener, or 'off' to disable it"
         )
     serve.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper)
+    serve.add_argument(
+        "--http", metavar="HOST:PORT", help="alerts API and settings page listener, or 'off'"
+    )
+    serve.add_argument(
+        "--workers", type=int, metavar="N", help="serving processes (0 = one per CPU)"
+    )
     serve.set_defaults(func=_cmd_serve)
 
     user = sub.add_parser("user", help="manage users").add_subparsers(
@@ -99,6 +104,13 @@ def _parser() -> argparse.ArgumentParser:
     passwd.set_defaults(func=_cmd_user_passwd)
     listing = user.add_parser("list", parents=[common], help="list users")
     listing.set_defaults(func=_cmd_user_list)
+    imp = user.add_parser(
+        "import", parents=[common], help="create users from a Dovecot passwd-file"
+    )
+    imp.add_argument("file", type=Path, help="passwd-file, or - for stdin")
+    imp.add_argument("--update", action="store_true", help="replace existing users' passwords")
+    imp.add_argument("--domain", help="domain for lines whose user name has no @")
+    imp.set_defaults(func=_cmd_user_import)
 
     deliver = sub.add_parser(
         "deliver", parents=[common], help="deliver a message from stdin (MTA mailbox command)"
@@ -107,8 +119,15 @@ def _parser() -> argparse.ArgumentParser:
     deliver.add_argument("-f", "--sender", help="envelope sender, recorded as Return-Path")
     deliver.set_defaults(func=_cmd_deliver)
 
+    from pushmail.push.cli import add_parser as add_alerts_parser  # pushmail alerts …
+
+    add_alerts_parser(sub, common)
     demo = sub.add_parser("demo-user", parents=[common], help=f"create {DEMO_ADDRESS}")
     demo.set_defaults(func=_cmd_demo_user)
+
+    from pushmail.client.cli import add_watch_parser  # the push client (docs/watch.md)
+
+    add_watch_parser(sub)
     return parser
 
 
@@ -122,13 +141,14 @@ def _config(args: argparse.Namespace, **extra: object) -> Config:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     listeners = {n: getattr(args, n) for n in ("imap", "imaps", "smtp", "submission", "lmtp")}
-    config = _config(args, log_level=args.log_level, **listeners)
+    listeners["push.http"] = args.http
+    config = _config(args, log_level=args.log_level, workers=args.workers, **listeners)
     _prepare_data_dir(config)
     _setup_logging(config.log_level)
-    from pushmail.net.server import serve  # the whole server stack, only when serving
+    from pushmail.net.workers import run_server  # the whole server stack, only when serving
 
     try:
-        asyncio.run(serve(config))
+        run_server(config)
     except KeyboardInterrupt:  # a second ^C while shutting down
         return EX_OK
     except OSError as e:  # e.g. a port in use
@@ -250,6 +270,35 @@ def _cmd_user_list(args: argparse.Namespace) -> int:
         return EX_OK
 
     return _with_store(args, listing)
+
+
+def _cmd_user_import(args: argparse.Namespace) -> int:
+    """All good lines in one transaction; every bad line reported with its number.
+    Exit 65 (EX_DATAERR) if any line was bad, even though the good ones were imported,
+    so a script notices."""
+    from pushmail.auth.passwd_file import parse_passwd_file
+
+    try:
+        if str(args.file) == "-":
+            entries, bad = parse_passwd_file(sys.stdin, args.domain)
+        else:
+            with args.file.open(encoding="utf-8") as f:
+                entries, bad = parse_passwd_file(f, args.domain)
+    except (OSError, UnicodeDecodeError) as e:
+        raise CliError(f"cannot read {args.file}: {e}", EX_USAGE) from e
+    for line in bad:
+        print(f"pushmail: {args.file}: {line}", file=sys.stderr)
+
+    def load(store: Store) -> int:
+        existing = {u.address for u in store.list_users()}
+        pairs = [(e.address, e.password_hash) for e in entries]
+        created = store.create_users(pairs, update=args.update)
+        present = sum(1 for e in entries if e.address in existing)
+        verb = "updated" if args.update else "skipped (already exist)"
+        print(f"created {created} users, {verb} {present}, {len(bad)} bad lines")
+        return EX_DATAERR if bad else EX_OK
+
+    return _with_store(args, load)
 
 
 def _cmd_demo_user(args: argparse.Namespace) -> int:

@@ -41,6 +41,22 @@ class ImapSettings:
     idle_keepalive: float = 10 * 60.0  # "* OK Still here" interval while idling; 0 = off
     recheck_interval: float = 60.0  # idle sessions re-read the store this often (lost hints)
     expunge_memory_days: int = 90  # how long expunged UIDs are kept for QRESYNC
+    hibernate: bool = True  # idle plaintext sessions shrink to a small record (net/hibernate.py)
+
+
+@dataclass(frozen=True, slots=True)
+class PushSettings:
+    """True push: content-free alerts and the HTTP API / settings page (pushmail.push)."""
+
+    http: Endpoint | None = field(default_factory=lambda: Endpoint("127.0.0.1", 8443))
+    http_tls: bool = True  # plain HTTP is allowed only on a loopback address
+    vapid_subject: str = "mailto:postmaster@localhost"  # contact for push services (RFC 8292)
+    ttl: int = 300  # seconds a push service keeps an undelivered alert
+    hold: float = 2.0  # seconds a new alert waits for more mail to merge into it
+    min_interval: float = 30.0  # seconds between two alerts to one device
+    lifetime: float = 3600.0  # seconds after which an unsent alert is given up
+    request_timeout: float = 10.0  # seconds for one POST to an endpoint
+    allow_http_endpoints: bool = False  # accept http:// endpoints (tests, trusted LANs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +74,9 @@ class Config:
     domains: tuple[str, ...] = ()  # local mail domains besides those of existing users
     limits: Limits = field(default_factory=Limits)
     imap_settings: ImapSettings = field(default_factory=ImapSettings)
+    push: PushSettings = field(default_factory=PushSettings)
     log_level: str = "INFO"
+    workers: int = 1  # serving processes sharing the ports (SO_REUSEPORT); 0 = one per CPU
 
     @property
     def db_path(self) -> Path:
@@ -118,7 +136,11 @@ def load_config(path: Path | None, overrides: Mapping[str, object] | None = None
 
 
 # Settings tables: the key in the file -> its dataclass.
-_TABLES: dict[str, type[Any]] = {"limits": Limits, "imap_settings": ImapSettings}
+_TABLES: dict[str, type[Any]] = {
+    "limits": Limits,
+    "imap_settings": ImapSettings,
+    "push": PushSettings,
+}
 
 
 def _build(cls: type[Any], data: Mapping[str, Any], prefix: str, base: Path) -> Any:
@@ -177,6 +199,12 @@ def _to_int(raw: Any, base: Path) -> int:
     return raw
 
 
+def _to_bool(raw: Any, base: Path) -> bool:
+    if not isinstance(raw, bool):
+        raise TypeError(f"expected true or false, got {raw!r}")
+    return raw
+
+
 def _to_float(raw: Any, base: Path) -> float:
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise TypeError(f"expected a number, got {raw!r}")
@@ -225,6 +253,7 @@ _NAMED: dict[str, Any] = {"log_level": _to_log_level}
 
 _CONVERTERS: dict[str, Any] = {
     "int": _to_int,
+    "bool": _to_bool,
     "float": _to_float,
     "str": _to_str,
     "Path": _to_path,

@@ -26,6 +26,9 @@ class Server:
     submission: int
     lmtp: int
     proc: subprocess.Popen[bytes] | None = None
+    extra: tuple[str, ...] = ()  # more `pushmail serve` arguments, e.g. ("--workers", "3")
+    http: str = "off"  # the alerts HTTP listener: off unless a test asks for it
+    _started: bool = False
 
     def args(self) -> list[str]:
         ep = lambda p: f"127.0.0.1:{p}"  # noqa: E731
@@ -43,6 +46,9 @@ class Server:
             ep(self.submission),
             "--lmtp",
             ep(self.lmtp),
+            "--http",
+            self.http,
+            *self.extra,
         ]
 
     def cli(self, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -58,7 +64,25 @@ class Server:
         assert r.returncode == 0, r.stderr
 
     def start(self) -> None:
-        with open(self.data_dir / "server.log", "ab") as logfile:
+        """Start the server and wait for its ports. On a first start that loses a
+        port race with another process ("address already in use"), pick new free
+        ports and try again; a restart keeps its ports."""
+        for attempt in range(3):
+            try:
+                self._start_once()
+                self._started = True
+                return
+            except RuntimeError as exc:
+                if self._started or "already in use" not in str(exc) or attempt == 2:
+                    raise
+                self.imap, self.imaps, self.smtp, self.submission, self.lmtp = (
+                    free_port() for _ in range(5)
+                )
+
+    def _start_once(self) -> None:
+        log = self.data_dir / "server.log"
+        offset = log.stat().st_size if log.exists() else 0
+        with open(log, "ab") as logfile:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "pushmail", *self.args()],
                 stdout=subprocess.DEVNULL,
@@ -72,10 +96,15 @@ class Server:
                     break
                 except OSError:
                     if self.proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(
-                            "server did not start: " + (self.data_dir / "server.log").read_text()
-                        ) from None
+                        break
                     time.sleep(0.05)
+        time.sleep(0.1)  # a listener that failed after others bound exits now
+        if self.proc.poll() is not None:
+            self.proc = None
+            with open(log, "rb") as f:
+                f.seek(offset)
+                text = f.read().decode(errors="replace")
+            raise RuntimeError("server did not start: " + text)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -162,6 +162,42 @@ lists = st.builds(
     st.lists(st.sampled_from(sorted(LIST_RETURN_OPTS)), max_size=3).map(tuple),
     st.just(()) | status_items,
 )
+
+
+@st.composite
+def notify_groups(draw: st.DrawFn) -> c.NotifyGroup:
+    """A valid event group of NOTIFY SET (RFC 5465): FETCH items only for the
+    selected mailbox, FlagChange only with MessageNew and MessageExpunge."""
+    kind = draw(
+        st.sampled_from(
+            [
+                "SELECTED",
+                "SELECTED-DELAYED",
+                "INBOXES",
+                "PERSONAL",
+                "SUBSCRIBED",
+                "SUBTREE",
+                "MAILBOXES",
+            ]
+        )
+    )
+    boxes = ()
+    if kind in ("SUBTREE", "MAILBOXES"):
+        boxes = tuple(draw(st.lists(mailboxes, min_size=1, max_size=3)))
+    names = ["MessageNew", "MessageExpunge", "FlagChange", "MailboxName", "SubscriptionChange"]
+    events = draw(st.lists(st.sampled_from(names), unique=True, max_size=5))
+    if "FlagChange" in events:
+        events = [e for e in events if e not in ("MessageNew", "MessageExpunge")]
+        events = ["MessageNew", "MessageExpunge", *events]
+    fetch: tuple[c.FetchAtt, ...] = ()
+    if kind.startswith("SELECTED") and "MessageNew" in events:
+        fetch = tuple(draw(st.lists(fetch_atts, max_size=3)))
+    return c.NotifyGroup(kind, boxes, tuple(events), fetch)  # type: ignore[arg-type]
+
+
+notifies = st.builds(c.Notify, tags, st.none()) | st.builds(
+    c.Notify, tags, st.lists(notify_groups(), min_size=1, max_size=3).map(tuple), st.booleans()
+)
 id_params = st.none() | st.lists(
     st.tuples(st.text(ATOM_CHARS + " ", max_size=30), st.none() | texts), max_size=5
 ).map(tuple)
@@ -218,6 +254,7 @@ commands = st.one_of(
     st.builds(c.Id, tags, id_params),
     st.builds(c.Enable, tags, st.lists(upper_atoms, min_size=1, max_size=3).map(tuple)),
     st.builds(c.Compress, tags, upper_atoms),
+    notifies,
 )
 
 

@@ -44,6 +44,7 @@ EXPECTED: list[tuple[c.Command, str, set[State]]] = [
     (c.Idle("t"), "IDLE", {A, S}),
     (c.Compress("t", "DEFLATE"), "COMPRESS", {A, S}),
     (c.Enable("t", ("CONDSTORE",)), "ENABLE", {A}),
+    (c.Notify("t", None), "NOTIFY", {A, S}),
     (c.Check("t"), "CHECK", {S}),
     (c.Close("t"), "CLOSE", {S}),
     (c.Unselect("t"), "UNSELECT", {S}),

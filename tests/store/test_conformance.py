@@ -83,6 +83,24 @@ def test_user_password_list_and_delete(store: Store) -> None:
         store.delete_user("a@x")
 
 
+def test_create_users_in_bulk_skips_or_updates_existing(store: Store) -> None:
+    store.create_user("old@example.org", "old-hash")
+    pairs = [("New1@Example.org", "h1"), ("old@example.org", "h-new"), ("new2@example.org", "h2")]
+    assert store.create_users(pairs) == 2
+    old = store.get_user("old@example.org")
+    assert old is not None and old.password_hash == "old-hash"
+    new1 = store.get_user("new1@example.org")
+    assert new1 is not None and new1.password_hash == "h1"
+    boxes = store.list_mailboxes(new1.id)
+    assert {(b.name, b.special_use) for b in boxes} == set(DEFAULT_MAILBOXES)
+    assert sorted(store.subscriptions(new1.id)) == sorted(n for n, _ in DEFAULT_MAILBOXES)
+    assert len({b.uidvalidity for b in boxes}) == len(boxes)
+    assert store.create_users([("old@example.org", "h-new"), ("x@example.org", "hx")], True) == 1
+    old = store.get_user("old@example.org")
+    assert old is not None and old.password_hash == "h-new"
+    assert store.create_users([]) == 0
+
+
 def test_unknown_user_lookups_return_none(store: Store) -> None:
     assert store.get_user("nobody@x") is None
     assert store.get_user_by_id(999) is None

@@ -59,3 +59,10 @@ class Bus(Publisher, Protocol):
     """
 
     def subscribe(self, user_id: int, listener: Listener) -> Callable[[], None]: ...
+
+
+class AllUsersBus(Protocol):
+    """A bus that can also hand every user's events to one listener (the push alert
+    engine watches all mailboxes). ``subscribe_all`` returns the unsubscribe function."""
+
+    def subscribe_all(self, listener: Listener) -> Callable[[], None]: ...

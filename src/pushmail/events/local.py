@@ -40,6 +40,7 @@ class ListenerRegistry:
     def __init__(self) -> None:
         self._by_user: dict[int, dict[int, Listener]] = {}
         self._tokens = itertools.count()
+        self._all: dict[int, Listener] = {}  # listeners of every user's events
 
     def subscribe(self, user_id: int, listener: Listener) -> Callable[[], None]:
         token = next(self._tokens)
@@ -54,12 +55,22 @@ class ListenerRegistry:
 
         return unsubscribe
 
+    def subscribe_all(self, listener: Listener) -> Callable[[], None]:
+        """Listen to every user's events (called after that user's own listeners)."""
+        token = next(self._tokens)
+        self._all[token] = listener
+
+        def unsubscribe() -> None:
+            self._all.pop(token, None)
+
+        return unsubscribe
+
     def dispatch(self, event: MailboxChanged) -> None:
         listeners = self._by_user.get(event.user_id)
-        if not listeners:
+        if not listeners and not self._all:
             return
         # A copy: a listener may unsubscribe (itself or another) while we iterate.
-        for listener in tuple(listeners.values()):
+        for listener in (*(listeners or {}).values(), *self._all.values()):
             try:
                 listener(event)
             except Exception:
@@ -83,6 +94,9 @@ class LocalBus:
 
     def subscribe(self, user_id: int, listener: Listener) -> Callable[[], None]:
         return self._registry.subscribe(user_id, listener)
+
+    def subscribe_all(self, listener: Listener) -> Callable[[], None]:
+        return self._registry.subscribe_all(listener)
 
     def publish(self, event: MailboxChanged) -> None:
         self._registry.dispatch(event)

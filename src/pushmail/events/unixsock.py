@@ -188,6 +188,9 @@ class UnixSocketBus:
     def subscribe(self, user_id: int, listener: Listener) -> Callable[[], None]:
         return self._registry.subscribe(user_id, listener)
 
+    def subscribe_all(self, listener: Listener) -> Callable[[], None]:
+        return self._registry.subscribe_all(listener)
+
     def publish(self, event: MailboxChanged) -> None:
         self.publish_many((event,))
 

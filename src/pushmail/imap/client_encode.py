@@ -27,6 +27,8 @@ from pushmail.imap.commands import (
     Id,
     ListCmd,
     Login,
+    Notify,
+    NotifyGroup,
     Rename,
     Search,
     SearchAll,
@@ -391,6 +393,40 @@ def _encode_args2(w: _Writer, cmd: Command) -> None:
         w.raw(" " + " ".join(cmd.capabilities))
     elif isinstance(cmd, Compress):
         w.raw(" " + cmd.mechanism)
+    elif isinstance(cmd, Notify):
+        _encode_notify(w, cmd)
+
+
+def _encode_notify(w: _Writer, cmd: Notify) -> None:
+    if cmd.groups is None:
+        w.raw(" NONE")
+        return
+    w.raw(" SET STATUS" if cmd.status else " SET")
+    for group in cmd.groups:
+        w.raw(" (" + group.kind)
+        _encode_notify_mailboxes(w, group)
+        if not group.events:
+            w.raw(" NONE)")
+            continue
+        for i, event in enumerate(group.events):
+            w.raw((" (" if i == 0 else " ") + event)
+            if event == "MessageNew" and group.fetch:
+                for j, att in enumerate(group.fetch):
+                    w.raw(" (" if j == 0 else " ")
+                    _fetch_att(w, att)
+                w.raw(")")
+        w.raw("))")
+
+
+def _encode_notify_mailboxes(w: _Writer, group: NotifyGroup) -> None:
+    if not group.mailboxes:
+        return
+    w.raw(" (")
+    for i, name in enumerate(group.mailboxes):
+        if i:
+            w.raw(" ")
+        w.mailbox(name)
+    w.raw(")")
 
 
 def encode_command_parts(cmd: Command, literal_plus: bool = True) -> list[bytes]:

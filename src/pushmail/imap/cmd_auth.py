@@ -18,7 +18,7 @@ from pushmail.imap.session import Action, Session
 from pushmail.store.interfaces import Store
 
 # ENABLE-able extensions (RFC 5161); QRESYNC implies CONDSTORE (RFC 7162 §3.2.3).
-_ENABLEABLE = ("CONDSTORE", "QRESYNC")
+_ENABLEABLE = ("CONDSTORE", "QRESYNC", "IMAP4REV2")
 
 
 def capability(s: Session, cmd: c.Capability, store: Store) -> None:
@@ -109,17 +109,19 @@ def id_(s: Session, cmd: c.Id, store: Store) -> None:
 
 
 def enable(s: Session, cmd: c.Enable, store: Store) -> None:
-    newly = []
+    newly = []  # ENABLED lists what the client asked for and got (RFC 5161 §3.2)
     for cap in cmd.capabilities:
-        wanted = ("CONDSTORE", "QRESYNC") if cap == "QRESYNC" else (cap,)
-        for w in wanted:
-            if w in _ENABLEABLE and w not in s.enabled:
-                s.enabled.add(w)
-                newly.append(w)
+        if cap in _ENABLEABLE and cap not in s.enabled and cap not in newly:
+            newly.append(cap)
+    for cap in newly:
+        s.enabled.add(cap)
+        if cap == "QRESYNC":  # QRESYNC implies CONDSTORE (RFC 7162 §3.2.3)
+            s.enabled.add("CONDSTORE")
     if s.view is not None:
         s.view.condstore = "CONDSTORE" in s.enabled
         s.view.qresync = "QRESYNC" in s.enabled
-    s.untagged(("ENABLED " + " ".join(newly)).rstrip().encode())
+    names = ["IMAP4rev2" if n == "IMAP4REV2" else n for n in newly]
+    s.untagged(("ENABLED " + " ".join(names)).rstrip().encode())
     s.ok(cmd.tag, "ENABLE completed")
 
 
@@ -128,8 +130,16 @@ def namespace(s: Session, cmd: c.Namespace, store: Store) -> None:
     s.ok(cmd.tag, "NAMESPACE completed")
 
 
-def compress(s: Session, cmd: c.Compress, store: Store) -> None:
-    raise CommandFailed("COMPRESS is not supported yet", "CANNOT")
+def compress(s: Session, cmd: c.Compress, store: Store) -> Action:
+    """RFC 4978: after this tagged OK (sent uncompressed) both directions are raw
+    DEFLATE; the driver puts ``net/compress.py`` under the connection."""
+    if s.compressed:
+        raise CommandFailed("DEFLATE is already active", "COMPRESSIONACTIVE")
+    if cmd.mechanism != "DEFLATE":
+        raise ProtocolError(f"unknown compression mechanism {cmd.mechanism}")
+    s.compressed = True
+    s.ok(cmd.tag, "DEFLATE active")
+    return Action("compress", cmd.tag)
 
 
 def idle(s: Session, cmd: c.Idle, store: Store) -> Action:

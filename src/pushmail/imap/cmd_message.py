@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from pushmail.events.interfaces import ChangeKind, MailboxChanged
 from pushmail.imap import commands as c
 from pushmail.imap.encoder import quoted
-from pushmail.imap.errors import CommandFailed
+from pushmail.imap.errors import CommandFailed, ProtocolError
 from pushmail.imap.fetch_render import FetchContext, render_fetch
 from pushmail.imap.search_eval import SearchContext, matches, needs_body
 from pushmail.imap.selected import SelectedView
@@ -51,9 +51,13 @@ def fetch(s: Session, cmd: c.Fetch, store: Store) -> None:
     metas = store.get_messages(view.mailbox_id, uids)
     if cmd.changedsince is not None:
         metas = [m for m in metas if m.modseq > cmd.changedsince]
-    if cmd.vanished and cmd.uid and cmd.changedsince is not None:
+    if cmd.vanished:
+        if "QRESYNC" not in s.enabled:  # RFC 7162 §3.2.6: BAD unless enabled
+            raise ProtocolError("VANISHED needs ENABLE QRESYNC first")
         _vanished_earlier(s, view, store, cmd)
     metas = _mark_seen(s, view, store, items, metas)
+    if "FLAGS" in items:  # the client now knows these flags: no unsolicited repeat
+        view.note_own_flags(metas)
     for meta in metas:
         seq = view.seq_of(meta.uid)
         if seq is None:
@@ -99,7 +103,11 @@ def _vanished_earlier(s: Session, view: SelectedView, store: Store, cmd: c.Fetch
     assert cmd.changedsince is not None
     ch = store.changes_since(view.mailbox_id, cmd.changedsince)
     largest = view.uidnext - 1
-    gone = [u for u in ch.expunged if cmd.set.contains(u, largest)]
+    if ch.expunged_complete:
+        gone = [u for u in ch.expunged if cmd.set.contains(u, largest)]
+    else:  # history trimmed: every UID of the set that is not here (RFC 7162 §3.2.6)
+        present = set(view.uids)
+        gone = [u for u in cmd.set.iter_within(largest) if u not in present]
     if gone:
         s.untagged(b"VANISHED (EARLIER) " + SequenceSet.from_ints(gone).encode().encode())
 
@@ -113,18 +121,22 @@ def store_(s: Session, cmd: c.Store, store: Store) -> None:
         view.condstore = True
     uids = view.resolve(cmd.set, cmd.uid, s.saved_search)
     flags = frozenset(f for f in cmd.flags if f != "\\Recent")
+    # A silent STORE may only hide its own change: a message that others changed
+    # since our last report must still have its new FLAGS reported by the refresh.
+    stale = _changed_unseen(view, store, uids) if cmd.silent else set()
     result = store.store_flags(view.mailbox_id, uids, cmd.mode, flags, cmd.unchangedsince)
-    view.note_own_flags(list(result.changed))
+    known = [m for m in result.changed if m.uid not in stale]
+    view.note_own_flags(known)
     if result.changed:
         _publish(s, store, view.mailbox_id, "flags")
-    report = result.changed if cmd.silent else store.get_messages(view.mailbox_id, uids)
-    refused = set(result.modified)
-    for meta in report:
-        if cmd.silent and not (view.condstore and cmd.unchangedsince is not None):
-            break
-        seq = view.seq_of(meta.uid)
-        if seq is not None and meta.uid not in refused:
-            s.untagged(view.flags_response(seq, meta, with_uid=cmd.uid))
+    if cmd.silent:
+        _silent_modseqs(s, view, known, cmd.uid)
+    else:
+        refused = set(result.modified)
+        for meta in store.get_messages(view.mailbox_id, uids):
+            seq = view.seq_of(meta.uid)
+            if seq is not None and meta.uid not in refused:
+                s.untagged(view.flags_response(seq, meta, with_uid=cmd.uid))
     code = None
     if result.modified:
         if cmd.uid:
@@ -134,6 +146,26 @@ def store_(s: Session, cmd: c.Store, store: Store) -> None:
             mod = SequenceSet.from_ints(seqs).encode()
         code = f"MODIFIED {mod}"
     s.ok(cmd.tag, ("UID " if cmd.uid else "") + "STORE completed", code)
+
+
+def _changed_unseen(view: SelectedView, store: Store, uids: list[int]) -> set[int]:
+    """UIDs among ``uids`` changed after the view's last report."""
+    return {m.uid for m in store.get_messages(view.mailbox_id, uids) if m.modseq > view.modseq}
+
+
+def _silent_modseqs(
+    s: Session, view: SelectedView, changed: Sequence[MessageMeta], uid: bool
+) -> None:
+    """STORE .SILENT still tells a CONDSTORE client each changed message's new
+    MODSEQ (RFC 7162 §3.1.3, example 6), so its cache keeps the right value: the
+    change is not echoed again later (``note_own_flags``)."""
+    if not view.condstore:
+        return
+    for meta in changed:
+        seq = view.seq_of(meta.uid)
+        if seq is not None:
+            head = b"UID %d " % meta.uid if uid else b""
+            s.untagged(b"%d FETCH (" % seq + head + b"MODSEQ (%d))" % meta.modseq)
 
 
 def _publish(s: Session, store: Store, mailbox_id: int, kind: ChangeKind) -> None:
@@ -199,6 +231,8 @@ def _search_reply(
 ) -> None:
     numbers = [uid if cmd.uid else seq for seq, uid in found]
     returns = cmd.returns
+    if returns is None and s.rev2:  # RFC 9051 §7.3.4: rev2 answers with ESEARCH
+        returns = ("ALL",)
     if returns is not None and "SAVE" in returns:
         s.saved_search = tuple(uid for _, uid in found)
         returns = tuple(r for r in returns if r != "SAVE")

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pushmail.events.interfaces import MailboxChanged
 from pushmail.imap import commands as c
-from pushmail.imap.errors import CommandFailed
+from pushmail.imap.encoder import mailbox as enc_mailbox
+from pushmail.imap.errors import CommandFailed, ProtocolError
 from pushmail.imap.selected import SelectedView
 from pushmail.imap.session import Session
 from pushmail.imap.states import State
@@ -18,12 +19,13 @@ _PERMANENT = b"(\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)"
 
 def select(s: Session, cmd: c.Select, store: Store) -> None:
     had_view = s.view is not None
+    if cmd.qresync is not None and "QRESYNC" not in s.enabled:
+        # RFC 7162 §3.2.5: a tagged BAD; the old mailbox stays selected.
+        raise ProtocolError("QRESYNC must be enabled first")
     s.view = None
     s.state = State.AUTHENTICATED
-    if had_view and "QRESYNC" in s.enabled:
+    if had_view:  # RFC 7162 §3.2.11 (and RFC 9051): whether or not QRESYNC is on
         s.untagged(b"OK [CLOSED] previous mailbox closed")
-    if cmd.qresync is not None and "QRESYNC" not in s.enabled:
-        raise CommandFailed("QRESYNC must be enabled first", "CLIENTBUG")
     mbox = s.mailbox(store, cmd.mailbox)
     metas = store.list_messages(mbox.id)
     view = SelectedView.open(store, mbox, cmd.readonly, metas)
@@ -31,6 +33,7 @@ def select(s: Session, cmd: c.Select, store: Store) -> None:
         s.enabled.add("CONDSTORE")
     view.condstore = "CONDSTORE" in s.enabled
     view.qresync = "QRESYNC" in s.enabled
+    view.rev2 = s.rev2
     _announce(s, view, mbox, metas)
     if cmd.qresync is not None and cmd.qresync.uidvalidity == mbox.uidvalidity:
         _qresync(s, view, store, cmd.qresync)
@@ -44,14 +47,21 @@ def _announce(s: Session, view: SelectedView, mbox: Mailbox, metas: list[Message
     s.untagged(b"FLAGS " + _FLAGS)
     s.untagged(b"OK [PERMANENTFLAGS " + (b"()" if view.readonly else _PERMANENT) + b"] ok")
     s.untagged(b"%d EXISTS" % view.exists)
+    if view.rev2:  # RFC 9051 §6.3.2: LIST instead of RECENT and UNSEEN
+        s.untagged(b'LIST () "/" ' + enc_mailbox(mbox.name))
+    else:
+        _rev1_counts(s, view, metas)
+    s.untagged(b"OK [UIDVALIDITY %d] UIDs valid" % mbox.uidvalidity)
+    s.untagged(b"OK [UIDNEXT %d] predicted next UID" % view.uidnext)
+    s.untagged(b"OK [HIGHESTMODSEQ %d] highest" % view.modseq)
+
+
+def _rev1_counts(s: Session, view: SelectedView, metas: list[MessageMeta]) -> None:
     s.untagged(b"%d RECENT" % len(view.recent))
     for seq, meta in enumerate(metas, 1):
         if "\\Seen" not in meta.flags:
             s.untagged(b"OK [UNSEEN %d] first unseen" % seq)
             break
-    s.untagged(b"OK [UIDVALIDITY %d] UIDs valid" % mbox.uidvalidity)
-    s.untagged(b"OK [UIDNEXT %d] predicted next UID" % view.uidnext)
-    s.untagged(b"OK [HIGHESTMODSEQ %d] highest" % view.modseq)
 
 
 def _qresync(s: Session, view: SelectedView, store: Store, q: c.QresyncParams) -> None:

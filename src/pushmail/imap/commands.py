@@ -370,6 +370,38 @@ class Compress:
     mechanism: str  # upper-cased, e.g. "DEFLATE"
 
 
+# --------------------------------------------------------------------------- NOTIFY
+
+NotifyEvent = Literal[
+    "MessageNew", "MessageExpunge", "FlagChange", "MailboxName", "SubscriptionChange"
+]
+FilterKind = Literal[
+    "SELECTED", "SELECTED-DELAYED", "INBOXES", "PERSONAL", "SUBSCRIBED", "SUBTREE", "MAILBOXES"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyGroup:
+    """One ``event-group`` of NOTIFY SET (RFC 5465): which mailboxes, which events,
+    and for MessageNew in the selected mailbox the FETCH items to send with it.
+    ``events`` empty means NONE (no events for these mailboxes)."""
+
+    kind: FilterKind
+    mailboxes: tuple[str, ...] = ()  # for SUBTREE and MAILBOXES
+    events: tuple[NotifyEvent, ...] = ()
+    fetch: tuple[FetchAtt, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """NOTIFY SET [STATUS] groups, or NOTIFY NONE (``groups`` None)."""
+
+    tag: str
+    groups: tuple[NotifyGroup, ...] | None
+    status: bool = False
+    unsupported: tuple[str, ...] = ()  # well-formed events we do not offer: NO [BADEVENT]
+
+
 Command = (
     Capability
     | Noop
@@ -398,4 +430,5 @@ Command = (
     | Id
     | Enable
     | Compress
+    | Notify
 )

@@ -62,6 +62,7 @@ from pushmail.imap.parse_mailbox import (
     parse_status,
     parse_subscribe,
 )
+from pushmail.imap.parse_notify import parse_notify
 from pushmail.imap.parse_search import parse_search
 from pushmail.imap.types import Secret
 
@@ -198,6 +199,7 @@ COMMAND_RULES: dict[str, Rule] = {
     "ID": parse_id,
     "ENABLE": parse_enable,
     "COMPRESS": parse_compress,
+    "NOTIFY": parse_notify,  # RFC 5465
 }
 
 UID_RULES: dict[str, Rule] = {

@@ -18,6 +18,7 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from pushmail.imap.encoder import flag_list
+from pushmail.imap.errors import ProtocolError
 from pushmail.imap.types import SequenceSet
 from pushmail.store.interfaces import Mailbox, MessageMeta, Store
 
@@ -37,6 +38,7 @@ class SelectedView:
     own_flag_reports: dict[int, int] = field(default_factory=dict)  # uid -> modseq sent
     condstore: bool = False  # send MODSEQ with unsolicited FETCH FLAGS
     qresync: bool = False  # VANISHED instead of EXPUNGE
+    rev2: bool = False  # ENABLE IMAP4rev2: no \Recent, no RECENT (RFC 9051 §E)
 
     # -- building -------------------------------------------------------------
     @classmethod
@@ -80,6 +82,12 @@ class SelectedView:
         if seqset.saved:
             present = set(self.uids)
             return [u for u in saved if u in present]
+        if not uid:
+            # RFC 3501 §9 (seq-number): a number above EXISTS is a client error (BAD).
+            # ``*`` is always in range, even in an empty mailbox, where it names none.
+            top = max((n for r in seqset.ranges for n in (r.start, r.end) if n), default=0)
+            if top > len(self.uids):
+                raise ProtocolError(f"no message {top}: the mailbox has {len(self.uids)}")
         if not self.uids:
             return []
         if uid:
@@ -88,7 +96,7 @@ class SelectedView:
 
     def flags_of(self, meta: MessageMeta) -> frozenset[str]:
         """A message's flags as this session reports them (with \\Recent)."""
-        if meta.uid in self.recent:
+        if meta.uid in self.recent and not self.rev2:
             return meta.flags | {"\\Recent"}
         return meta.flags
 
@@ -99,16 +107,21 @@ class SelectedView:
         ch = store.changes_since(self.mailbox_id, self.modseq)
         out: list[bytes] = []
         present = set(self.uids)
-        self.pending_expunge.update(u for u in ch.expunged if u in present)
+        if ch.expunged_complete:
+            self.pending_expunge.update(u for u in ch.expunged if u in present)
+        else:  # expunge history trimmed since our modseq: compare the UID lists
+            self.pending_expunge.update(present.difference(store.uids(self.mailbox_id)))
         if allow_expunge and self.pending_expunge:
             out.extend(self._report_expunges())
-        new = [m for m in ch.changed if m.uid >= self.uidnext]
+        first_new = self.uidnext  # _append_new moves uidnext past the new ones
+        new = [m for m in ch.changed if m.uid >= first_new]
         if new:
             self._append_new(store, new)
             out.append(b"%d EXISTS" % len(self.uids))
-            out.append(b"%d RECENT" % len(self.recent))
-        for meta in ch.changed:
-            if meta.uid >= self.uidnext or meta.uid in self.pending_expunge:
+            if not self.rev2:
+                out.append(b"%d RECENT" % len(self.recent))
+        for meta in ch.changed:  # new messages need no FETCH: EXISTS announced them
+            if meta.uid >= first_new or meta.uid in self.pending_expunge:
                 continue
             if self.own_flag_reports.get(meta.uid) == meta.modseq:
                 continue

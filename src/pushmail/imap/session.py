@@ -15,11 +15,12 @@ from typing import Literal
 from pushmail.events.interfaces import MailboxChanged
 from pushmail.imap.encoder import Tagged, Untagged
 from pushmail.imap.errors import CommandFailed
+from pushmail.imap.notify import NotifyState
 from pushmail.imap.selected import SelectedView
 from pushmail.imap.states import State
 from pushmail.store.interfaces import Mailbox, Store, User
 
-ActionKind = Literal["starttls", "idle", "logout", "verify", "sasl", "compress"]
+ActionKind = Literal["starttls", "idle", "logout", "verify", "sasl", "compress", "notify"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +43,9 @@ class ServerInfo:
 
 
 BASE_CAPS = (
-    "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
-    "CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS CONDSTORE "
-    "ESEARCH SEARCHRES STATUS=SIZE"
+    "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
+    "CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS CONDSTORE QRESYNC "
+    "ESEARCH SEARCHRES STATUS=SIZE BINARY NOTIFY"
 )
 
 
@@ -54,9 +55,11 @@ class Session:
 
     __slots__ = (
         "auth_failures",
+        "compressed",
         "enabled",
         "events",
         "loopback",
+        "notify",
         "out",
         "saved_search",
         "secure",
@@ -78,6 +81,8 @@ class Session:
         self.enabled: set[str] = set()
         self.saved_search: tuple[int, ...] = ()
         self.auth_failures = 0
+        self.notify: NotifyState | None = None  # NOTIFY SET in force (RFC 5465)
+        self.compressed = False  # COMPRESS=DEFLATE is active (RFC 4978)
 
     # -- output -----------------------------------------------------------------
     def untagged(self, data: bytes) -> None:
@@ -103,12 +108,17 @@ class Session:
             if not self.secure and self.server.tls_available:
                 caps += " STARTTLS"
             caps += " AUTH=PLAIN" if self.plaintext_ok else " LOGINDISABLED"
-        else:
-            caps += " QRESYNC"
+        elif not self.compressed:
+            caps += " COMPRESS=DEFLATE"
         return caps
 
     def greeting(self) -> bytes:
         return Untagged(f"OK [CAPABILITY {self.capabilities()}] pushmail ready".encode()).encode()
+
+    @property
+    def rev2(self) -> bool:
+        """``ENABLE IMAP4rev2`` was given (RFC 9051 §6.3.1): rev2 behaviour."""
+        return "IMAP4REV2" in self.enabled
 
     # -- execution --------------------------------------------------------------
     def report_changes(self, store: Store, allow_expunge: bool) -> None:

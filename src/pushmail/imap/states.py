@@ -37,6 +37,7 @@ from pushmail.imap.commands import (
     Logout,
     Namespace,
     Noop,
+    Notify,
     Rename,
     Search,
     Select,
@@ -99,6 +100,7 @@ _ROWS = (
     CommandSpec("IDLE", _AUTH, raw_lines=True),  # RFC 2177
     CommandSpec("COMPRESS", _AUTH),  # RFC 4978
     CommandSpec("ENABLE", _AUTH_ONLY),  # RFC 5161 §3.1
+    CommandSpec("NOTIFY", _AUTH),  # RFC 5465 §3
     # §6.4 selected.
     CommandSpec("CHECK", _SELECTED),
     CommandSpec("CLOSE", _SELECTED, on_success=State.AUTHENTICATED),
@@ -138,6 +140,7 @@ _FIXED_NAMES: Mapping[type, str] = MappingProxyType(
         Idle: "IDLE",
         Compress: "COMPRESS",
         Enable: "ENABLE",
+        Notify: "NOTIFY",
         Check: "CHECK",
         Close: "CLOSE",
         Unselect: "UNSELECT",

@@ -18,6 +18,12 @@ class Wakeable(Protocol):
     def wake(self) -> None: ...
 
 
+class UserWatcher(Protocol):
+    """A NOTIFY session (RFC 5465): hears every hint for its user."""
+
+    def notify_event(self, event: MailboxChanged) -> None: ...
+
+
 class IdleHub:
     def __init__(self, bus: Bus, loop: asyncio.AbstractEventLoop) -> None:
         self._bus = bus
@@ -25,12 +31,13 @@ class IdleHub:
         # user id -> mailbox id -> idlers; plus the bus subscription per user
         self._watch: dict[int, dict[int, set[Wakeable]]] = {}
         self._unsub: dict[int, Callable[[], None]] = {}
+        self._users: dict[int, set[UserWatcher]] = {}  # NOTIFY sessions per user
 
     def add(self, user_id: int, mailbox_id: int, conn: Wakeable) -> None:
         boxes = self._watch.get(user_id)
         if boxes is None:
             boxes = self._watch[user_id] = {}
-            self._unsub[user_id] = self._bus.subscribe(user_id, self.on_event)
+            self._subscribe(user_id)
         boxes.setdefault(mailbox_id, set()).add(conn)
 
     def remove(self, user_id: int, mailbox_id: int, conn: Wakeable) -> None:
@@ -44,6 +51,29 @@ class IdleHub:
                 del boxes[mailbox_id]
         if not boxes:
             del self._watch[user_id]
+            self._release(user_id)
+
+    def watch_user(self, user_id: int, conn: UserWatcher) -> None:
+        """Send ``conn`` every hint for ``user_id``, whichever mailbox (NOTIFY)."""
+        self._users.setdefault(user_id, set()).add(conn)
+        self._subscribe(user_id)
+
+    def unwatch_user(self, user_id: int, conn: UserWatcher) -> None:
+        conns = self._users.get(user_id)
+        if conns is None:
+            return
+        conns.discard(conn)
+        if not conns:
+            del self._users[user_id]
+            self._release(user_id)
+
+    def _subscribe(self, user_id: int) -> None:
+        if user_id not in self._unsub:
+            self._unsub[user_id] = self._bus.subscribe(user_id, self.on_event)
+
+    def _release(self, user_id: int) -> None:
+        """Drop the bus subscription once nobody of ``user_id`` listens."""
+        if user_id not in self._watch and user_id not in self._users:
             self._unsub.pop(user_id)()
 
     def on_event(self, event: MailboxChanged) -> None:
@@ -52,10 +82,11 @@ class IdleHub:
 
     def _dispatch(self, event: MailboxChanged) -> None:
         boxes = self._watch.get(event.user_id)
-        if not boxes:
-            return
-        for conn in list(boxes.get(event.mailbox_id, ())):
-            conn.wake()
+        if boxes:
+            for conn in list(boxes.get(event.mailbox_id, ())):
+                conn.wake()
+        for watcher in list(self._users.get(event.user_id, ())):
+            watcher.notify_event(event)
 
     def count(self) -> int:
         return sum(len(c) for boxes in self._watch.values() for c in boxes.values())

@@ -16,13 +16,14 @@ import ssl
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
-from dataclasses import dataclass
-from typing import Any, Literal, cast
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, cast
 
+from pushmail.auth.cache import CredentialCache
 from pushmail.auth.passwords import verify_password
 from pushmail.config import Limits
 from pushmail.events.interfaces import MailboxChanged, Publisher
-from pushmail.imap import cmd_auth, handlers
+from pushmail.imap import cmd_auth, cmd_notify, handlers
 from pushmail.imap import commands as c
 from pushmail.imap.errors import ImapError
 from pushmail.imap.fragmentizer import (
@@ -35,8 +36,15 @@ from pushmail.imap.fragmentizer import (
 )
 from pushmail.imap.parser import parse_command, parse_tag
 from pushmail.imap.session import Action, ServerInfo, Session
-from pushmail.imap.states import check_allowed, uses_seqnums
+from pushmail.imap.states import State, check_allowed
+from pushmail.net.compress import start_compression
 from pushmail.net.idle_hub import IdleHub
+from pushmail.net.tls_layer import TlsLayer
+
+if TYPE_CHECKING:
+    from pushmail.imap.selected import SelectedView
+    from pushmail.net.hibernate import Hibernator
+    from pushmail.store.interfaces import User
 from pushmail.net.storethread import StoreRunner
 from pushmail.store.interfaces import Store
 
@@ -61,6 +69,8 @@ class ImapContext:
     auth_pool: Executor
     connections: set[ImapConnection]
     dummy_hash: str = _DUMMY_HASH
+    hibernator: Hibernator | None = None  # set by the server once the loop runs
+    credentials: CredentialCache = field(default_factory=CredentialCache)
 
 
 def _is_loopback(peer: object) -> bool:
@@ -79,10 +89,12 @@ class ImapConnection(asyncio.Protocol):
         "_frag",
         "_idle_tag",
         "_mode",
+        "_notify_pending",
         "_paused",
         "_running",
         "_sasl_tag",
         "_transport",
+        "_upgrading",
         "_wake_again",
         "_watching",
         "last_activity",
@@ -94,6 +106,7 @@ class ImapConnection(asyncio.Protocol):
         self._ctx = ctx
         self._frag = Fragmentizer(ctx.limits.max_line, ctx.limits.max_literal)
         self._transport: asyncio.Transport | None = None
+        self._upgrading = False  # STARTTLS: the next connection_made is the TLS layer
         self._mode: Mode = "command"
         self._running = False  # a command or refresh is on the store thread
         self._wake_again = False
@@ -102,6 +115,8 @@ class ImapConnection(asyncio.Protocol):
         self._idle_tag = ""
         self._sasl_tag = ""
         self._watching: tuple[int, int] | None = None
+        # NOTIFY (RFC 5465): hints not yet reported; None while not watching the user.
+        self._notify_pending: list[MailboxChanged] | None = None
         self.session = Session(ctx.info, secure, loopback=False)
         self.last_activity = self.last_write = time.monotonic()
 
@@ -110,11 +125,20 @@ class ImapConnection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         self.session.loopback = _is_loopback(transport.get_extra_info("peername"))
         self._ctx.connections.add(self)
+        if self._upgrading:  # STARTTLS done: same session, now over TLS
+            self._upgrading = False
+            self.session.secure = True
+            self._paused = False
+            return
+        if self._mode == "idle":  # resumed from hibernation: no greeting, still idling
+            self._watch()
+            return
         self._write(self.session.greeting())
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._mode = "closed"
         self._unwatch()
+        self._unwatch_user()
         self._ctx.connections.discard(self)
         self._frag = Fragmentizer(0, 0)
 
@@ -188,35 +212,28 @@ class ImapConnection(asyncio.Protocol):
             self._wake_again = False
             self.wake()
             return
+        if self._notify_pending and self._mode in ("command", "idle"):
+            self._start(self._report_notify())  # hints that came while busy
+            return
         if self._transport is not None and self._paused and self._mode != "closed":
             self._transport.resume_reading()
             self._paused = False
         self._pump()
+        self._try_hibernate()
 
     # -- running a command ----------------------------------------------------
     def _execute(
         self, cmd: c.Command, store: Store
     ) -> tuple[Action | None, bytes, list[MailboxChanged]]:
         """On the store thread: the command, then updates the client may be told."""
-        s = self.session
-        action = handlers.execute(s, cmd, store)
-        if s.view is not None and not isinstance(cmd, c.Select | c.Logout):
-            allow = not uses_seqnums(cmd) or (isinstance(cmd, c.Copy) and cmd.move)
-            lines = [b"* " + line + b"\r\n" for line in s.view.refresh(store, allow)]
-            if lines:
-                last = s.out[-1] if s.out else b""
-                if action is None and last.startswith(cmd.tag.encode() + b" "):
-                    s.out[-1:-1] = lines
-                else:
-                    s.out.extend(lines)
-        events = list(s.events)
-        s.events.clear()
-        return action, s.take_output(), events
+        return handlers.run_command(self.session, cmd, store)
 
     async def _run_command(self, cmd: c.Command) -> None:
         action, out, events = await self._ctx.runner.run(lambda st: self._execute(cmd, st))
         for event in events:
             self._ctx.publisher.publish(event)
+        if action is not None and action.kind == "notify":
+            self._set_notify()  # before the OK: no hint may fall between OK and listening
         self._write(out)
         if action is not None:
             await self._act(action)
@@ -235,14 +252,56 @@ class ImapConnection(asyncio.Protocol):
             self._write(b"+ \r\n")
         elif action.kind == "verify":
             await self._verify(action)
+        elif action.kind == "compress" and self._transport is not None:
+            self._transport = start_compression(self, self._transport)
+
+    # -- NOTIFY (RFC 5465): unsolicited output whenever no command runs ---------
+    def _set_notify(self) -> None:
+        s = self.session
+        if s.notify is None or s.user is None:
+            self._unwatch_user()
+        elif self._notify_pending is None:
+            self._notify_pending = []
+            self._ctx.hub.watch_user(s.user.id, self)
+
+    def _unwatch_user(self) -> None:
+        if self._notify_pending is not None and self.session.user is not None:
+            self._ctx.hub.unwatch_user(self.session.user.id, self)
+        self._notify_pending = None
+
+    def notify_event(self, event: MailboxChanged) -> None:
+        """The hub's call for any change of our user: report it now if nothing
+        runs, else right after the running command (``_finished``)."""
+        if self._notify_pending is None or self._mode == "closed":
+            return
+        self._notify_pending.append(event)
+        if not self._running and self._mode in ("command", "idle"):
+            self._start(self._report_notify())
+
+    async def _report_notify(self) -> None:
+        pending = self._notify_pending
+        if not pending:
+            return
+        events = list(pending)
+        pending.clear()
+        s = self.session
+        out = await self._ctx.runner.run(lambda st: cmd_notify.event_lines(s, events, st))
+        if self._mode != "closed":
+            self._write(out)
 
     async def _verify(self, action: Action) -> None:
         loop = asyncio.get_running_loop()
-        stored = action.user.password_hash if action.user else self._ctx.dummy_hash
-        ok = await loop.run_in_executor(
-            self._ctx.auth_pool, verify_password, stored, action.password
-        )
-        ok = ok and action.user is not None
+        user, cache = action.user, self._ctx.credentials
+        stored = user.password_hash if user else self._ctx.dummy_hash
+        if user is not None and cache.check(user.address, stored, action.password):
+            ok = True
+        else:
+            ok = await loop.run_in_executor(
+                self._ctx.auth_pool, verify_password, stored, action.password
+            )
+            ok = ok and user is not None
+            if ok and user is not None:
+                cache.remember(user.address, stored, action.password)
         if not ok:
             fails = self.session.auth_failures + 1
             await asyncio.sleep(self._ctx.limits.auth_failure_delay * (2 ** (fails - 1)))
@@ -272,33 +331,79 @@ class ImapConnection(asyncio.Protocol):
         self._start(step())
 
     async def _starttls(self) -> None:
+        """Put the lean TLS layer (``net/tls_layer.py``) under this connection. The
+        handshake runs as the client sends; ``connection_made`` is called again
+        with the TLS transport once it completes."""
         assert self._ctx.tls is not None and self._transport is not None
         # Anything the client sent after STARTTLS in plaintext is dropped (RFC 3501
         # §6.2.1, and the command-injection attacks of CVE-2011-0411 style).
         self._frag = Fragmentizer(self._ctx.limits.max_line, self._ctx.limits.max_literal)
-        loop = asyncio.get_running_loop()
-        try:
-            new = await loop.start_tls(self._transport, self, self._ctx.tls, server_side=True)
-        except (OSError, ssl.SSLError, ConnectionError) as exc:
-            log.info("STARTTLS failed: %s", exc)
-            self._transport.abort()
-            return
-        if new is None:
-            return
-        self._transport = new
-        self._paused = False
-        self.session.secure = True
+        raw = self._transport
+        layer = TlsLayer(self, self._ctx.tls)
+        self._upgrading = True
+        raw.set_protocol(layer)
+        layer.connection_made(raw)
 
     # -- IDLE -----------------------------------------------------------------
     def _begin_idle(self, tag: str) -> None:
         self._idle_tag = tag
         self._mode = "idle"
         self._frag.raw_lines = True
+        self._watch()  # before "+": a hint right after the client sees it is not lost
         self._write(b"+ idling\r\n")
+
+    def _watch(self) -> None:
         s = self.session
-        if s.user is not None and s.view is not None:
+        if s.user is not None and s.view is not None and self._watching is None:
             self._watching = (s.user.id, s.view.mailbox_id)
             self._ctx.hub.add(s.user.id, s.view.mailbox_id, self)
+
+    def _try_hibernate(self) -> None:
+        """After a command or refresh ends in IDLE with nothing in flight."""
+        h = self._ctx.hibernator
+        # NOTIFY and COMPRESS keep state a hibernation record does not hold.
+        keeps = self._notify_pending is not None or self.session.compressed
+        if h is not None and self._mode == "idle" and not self._running and not keeps:
+            h.hibernate(self)
+
+    # -- hibernation support (net/hibernate.py) ---------------------------------
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        return self._transport
+
+    @property
+    def idle_tag(self) -> str:
+        return self._idle_tag
+
+    def quiet_input(self) -> bool:
+        return self._frag.buffered == 0 and not self._wake_again
+
+    def detach(self) -> None:
+        """Let go of the socket without closing the connection (the hibernator
+        holds a duplicate descriptor)."""
+        self._unwatch()
+        self._mode = "closed"
+        self._ctx.connections.discard(self)
+        t, self._transport = self._transport, None
+        if t is not None:
+            t.abort()
+
+    def resume_idle(
+        self, tag: str, user: User, view: SelectedView, loopback: bool, last_activity: float
+    ) -> None:
+        """Become the connection a hibernated record describes, still in IDLE."""
+        s = self.session
+        s.user, s.view, s.loopback = user, view, loopback
+        s.state = State.SELECTED
+        flags = (("CONDSTORE", view.condstore), ("QRESYNC", view.qresync), ("IMAP4REV2", view.rev2))
+        s.enabled.update(name for name, on in flags if on)
+        self._idle_tag = tag
+        self._mode = "idle"
+        self._frag.raw_lines = True
+        self.last_activity = last_activity
+
+    def write_raw(self, data: bytes) -> None:
+        self._write(data)
 
     def _unwatch(self) -> None:
         if self._watching is not None:
@@ -351,6 +456,7 @@ class ImapConnection(asyncio.Protocol):
             self._write(farewell)
         self._mode = "closed"
         self._unwatch()
+        self._unwatch_user()
         if self._transport is not None:
             self._transport.close()
 

@@ -16,20 +16,35 @@ from pathlib import Path
 
 from pushmail import __version__
 from pushmail.auth.passwords import hash_password
-from pushmail.config import Config, Endpoint
+from pushmail.config import Config, Endpoint, ImapSettings
 from pushmail.events.unixsock import UnixSocketBus
 from pushmail.imap.session import ServerInfo
+from pushmail.net.hibernate import Hibernator
 from pushmail.net.idle_hub import IdleHub
 from pushmail.net.imap_conn import ImapConnection, ImapContext
+from pushmail.net.stats import LoopStats
 from pushmail.net.storethread import StoreRunner
 from pushmail.net.tls import ensure_certificate, server_context
+from pushmail.net.tls_layer import TlsLayer
+from pushmail.push.service import start_push
 from pushmail.smtp.servers import start_smtp_servers
+from pushmail.store.interfaces import Store
 from pushmail.store.sqlite import SqliteStore
 
 log = logging.getLogger("pushmail")
 
 # How often the housekeeping sweep runs: keepalives, autologout, re-checks.
 SWEEP_SECONDS = 5.0
+# How often expunge records older than expunge_memory_days are forgotten.
+PRUNE_SECONDS = 6 * 3600.0
+
+
+def sweep_seconds(settings: ImapSettings) -> float:
+    """The sweep period: SWEEP_SECONDS, or half the shortest keepalive or autologout
+    interval when that is shorter, so short intervals (tests, aggressive NATs) are
+    honoured within half of themselves."""
+    halves = [v / 2 for v in (settings.idle_keepalive, settings.autologout) if v > 0]
+    return max(0.05, min([SWEEP_SECONDS, *halves]))
 
 
 class Housekeeper:
@@ -41,10 +56,19 @@ class Housekeeper:
         self._ctx = ctx
         self._settings = config.imap_settings
         self._last_recheck: dict[ImapConnection, float] = {}
+        # Hibernated sessions are re-checked a share of mailboxes per sweep, so
+        # each mailbox comes round once per recheck_interval.
+        self._period = sweep_seconds(self._settings)
+        self._shares = max(1, int(self._settings.recheck_interval / self._period))
+        self._share = 0
 
     def sweep(self) -> None:
         now = time.monotonic()
         s = self._settings
+        h = self._ctx.hibernator
+        if h is not None:
+            h.sweep(now, s.idle_keepalive, s.autologout)
+
         for conn in list(self._ctx.connections):
             if now - conn.last_activity > s.autologout:
                 conn.close(b"* BYE autologout; idle for too long\r\n")
@@ -61,26 +85,52 @@ class Housekeeper:
         for conn in [c for c in self._last_recheck if c not in self._ctx.connections]:
             del self._last_recheck[conn]
 
+    def _prune(self, store: Store) -> int:
+        return store.prune_expunged(self._settings.expunge_memory_days * 86400.0)
+
     async def run(self) -> None:
+        last_prune = 0.0
         while True:
-            await asyncio.sleep(SWEEP_SECONDS)
+            await asyncio.sleep(self._period)
             self.sweep()
+            if time.monotonic() - last_prune > PRUNE_SECONDS:
+                last_prune = time.monotonic()
+                await self._ctx.runner.run(self._prune)
+            h = self._ctx.hibernator
+            if h is not None and self._settings.recheck_interval:
+                self._share = (self._share + 1) % self._shares
+                await h.recheck(self._share, self._shares)
 
 
-async def _listen(ctx: ImapContext, ep: Endpoint, tls: bool) -> asyncio.base_events.Server:
+async def _listen(
+    ctx: ImapContext, ep: Endpoint, tls: bool, reuse_port: bool
+) -> asyncio.base_events.Server:
     loop = asyncio.get_running_loop()
+    context = ctx.tls
+
+    def factory() -> asyncio.Protocol:
+        conn = ImapConnection(ctx, secure=tls)
+        return TlsLayer(conn, context) if tls and context is not None else conn
+
     return await loop.create_server(
-        lambda: ImapConnection(ctx, secure=tls),
+        factory,
         ep.host,
         ep.port,
-        ssl=ctx.tls if tls else None,
         reuse_address=True,
+        reuse_port=reuse_port or None,
         backlog=4096,
     )
 
 
-async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
-    """Run until SIGTERM/SIGINT (or until the task is cancelled)."""
+async def serve(
+    config: Config, ready: asyncio.Event | None = None, worker: int = 0, workers: int = 1
+) -> None:
+    """Run one serving process until SIGTERM/SIGINT (or until cancelled).
+
+    ``worker`` is this process's index among ``workers`` (see ``net/workers.py``);
+    with more than one, listeners share their ports with ``SO_REUSEPORT`` and the
+    once-per-server duties (the LMTP Unix socket) fall to worker 0."""
+    shared = workers > 1
     loop = asyncio.get_running_loop()
     data_dir = Path(config.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -104,13 +154,30 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
         connections=set(),
         dummy_hash=hash_password("not a real password"),
     )
+    ctx.hibernator = Hibernator(ctx, loop) if config.imap_settings.hibernate else None
     servers = []
     for ep, is_tls in ((config.imap, False), (config.imaps, True)):
         if ep is not None:
-            servers.append(await _listen(ctx, ep, is_tls))
-            log.info("IMAP%s listening on %s", "S" if is_tls else "", ep)
-    smtp = await start_smtp_servers(config, runner, bus, tls)
+            servers.append(await _listen(ctx, ep, is_tls, shared))
+            log.info("IMAP%s listening on %s (worker %d)", "S" if is_tls else "", ep, worker)
+    smtp = await start_smtp_servers(
+        config, runner, bus, tls, reuse_port=shared, unix_sockets=worker == 0
+    )
+    # -- push alerts (pushmail.push): engine + HTTP API run in worker 0 only --
+    push_service = await start_push(config, runner, bus, tls, run_engine=worker == 0)
     housekeeper = asyncio.ensure_future(Housekeeper(ctx, config).run())
+    hib = ctx.hibernator
+    stats = LoopStats(
+        data_dir / "stats" / f"worker-{worker}.json",
+        lambda: {
+            "worker": worker,
+            "connections": len(ctx.connections),
+            "hibernated": len(hib) if hib is not None else 0,
+            "idlers": ctx.hub.count(),
+        },
+        interval=2.0,
+    )
+    stats_task = asyncio.ensure_future(stats.run())
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -122,15 +189,20 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
         log.info("shutting down")
     finally:
         housekeeper.cancel()
+        stats_task.cancel()
+        stats.write()
         for srv in servers:
             srv.close()
         for conn in list(ctx.connections):
             conn.close(b"* BYE server shutting down\r\n")
+        if ctx.hibernator is not None:
+            ctx.hibernator.close(b"* BYE server shutting down\r\n")
         for s in smtp:
             await s.aclose()
         for srv in servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(srv.wait_closed(), 2)
+        await push_service.aclose()  # push alerts
         bus.close()
         ctx.auth_pool.shutdown(wait=False)
         runner.close()

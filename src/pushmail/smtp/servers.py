@@ -56,11 +56,19 @@ class SmtpListener:
 
 
 async def start_smtp_servers(
-    config: Config, runner: StoreRunner, publisher: Publisher, tls: ssl.SSLContext
+    config: Config,
+    runner: StoreRunner,
+    publisher: Publisher,
+    tls: ssl.SSLContext,
+    reuse_port: bool = False,
+    unix_sockets: bool = True,
 ) -> list[SmtpListener]:
     """Listen for SMTP (MX), submission and LMTP on every endpoint of ``config`` that
     is set, plus LMTP on ``config.lmtp_socket`` if set. If one listener fails to start,
-    those already started are closed and the error propagates."""
+    those already started are closed and the error propagates.
+
+    With several worker processes each one listens with ``reuse_port`` (the kernel
+    spreads connections), and only one serves the Unix socket (``unix_sockets``)."""
     delivery = LocalDelivery(runner, publisher, config.hostname, config.domains)
     started: list[SmtpListener] = []
     plan: list[tuple[str, Mode, Endpoint | Path]] = []
@@ -70,11 +78,13 @@ async def start_smtp_servers(
         plan.append(("submission", "submission", config.submission))
     if config.lmtp is not None:
         plan.append(("lmtp", "lmtp", config.lmtp))
-    if config.lmtp_socket is not None:
+    if config.lmtp_socket is not None and unix_sockets:
         plan.append(("lmtp-unix", "lmtp", config.lmtp_socket))
     try:
         for name, mode, where in plan:
-            started.append(await _start_one(name, mode, where, config, delivery, tls))
+            started.append(
+                await _start_one(name, mode, where, config, delivery, tls, reuse_port)
+            )
             log.info("%s listening on %s", name, where)
     except BaseException:
         for listener in started:
@@ -90,6 +100,7 @@ async def _start_one(
     config: Config,
     delivery: LocalDelivery,
     tls: ssl.SSLContext,
+    reuse_port: bool = False,
 ) -> SmtpListener:
     loop = asyncio.get_running_loop()
     policy = IngressPolicy(
@@ -106,7 +117,9 @@ async def _start_one(
             where.unlink()  # a stale socket from an earlier run
         server = await loop.create_unix_server(factory, str(where))
     else:
-        server = await loop.create_server(factory, where.host, where.port, reuse_address=True)
+        server = await loop.create_server(
+            factory, where.host, where.port, reuse_address=True, reuse_port=reuse_port or None
+        )
     return SmtpListener(name, server, connections)
 
 

@@ -158,6 +158,12 @@ class Store(Protocol):
         """Create a user with the DEFAULT_MAILBOXES; AlreadyExists if taken."""
         ...
 
+    def create_users(self, users: Sequence[tuple[str, str]], update: bool = False) -> int:
+        """Create many (address, password hash) users with their DEFAULT_MAILBOXES in
+        one transaction; an existing address is skipped, or its hash replaced when
+        ``update``. Returns the number created."""
+        ...
+
     def get_user(self, address: str) -> User | None: ...
 
     def get_user_by_id(self, user_id: int) -> User | None: ...
@@ -265,6 +271,11 @@ class Store(Protocol):
         """Atomically take the \\Recent messages for one session: returns the first
         UID that is recent for the caller and moves the mailbox's recent floor to
         UIDNEXT, so no other session sees them as recent (RFC 3501 §2.3.2)."""
+        ...
+
+    def prune_expunged(self, older_than: float) -> int:
+        """Forget expunge records older than ``older_than`` seconds; a later
+        ``changes_since`` from before them says ``expunged_complete=False``."""
         ...
 
     def close(self) -> None: ...

@@ -150,6 +150,36 @@ class SqliteStore:
                 )
         return User(user_id, address, password_hash)
 
+    def create_users(self, users: Sequence[tuple[str, str]], update: bool = False) -> int:
+        """Create many users (address, password hash) with their default mailboxes in
+        one transaction, so an import is all or nothing and costs one fsync. An
+        existing address is skipped, or given the new hash when ``update`` is true.
+        Returns how many users were created."""
+        created = 0
+        with self._write() as conn:
+            for raw_address, password_hash in users:
+                address = raw_address.lower()
+                row = conn.execute(
+                    "INSERT INTO users (address, password_hash) VALUES (?, ?) "
+                    "ON CONFLICT (address) DO NOTHING RETURNING id",
+                    (address, password_hash),
+                ).fetchone()
+                if row is None:
+                    if update:
+                        conn.execute(
+                            "UPDATE users SET password_hash = ? WHERE address = ?",
+                            (password_hash, address),
+                        )
+                    continue
+                created += 1
+                for name, special_use in DEFAULT_MAILBOXES:
+                    self._insert_one_mailbox(int(row[0]), name, special_use)
+                    conn.execute(
+                        "INSERT INTO subscriptions (user_id, name) VALUES (?, ?)",
+                        (int(row[0]), name),
+                    )
+        return created
+
     def get_user(self, address: str) -> User | None:
         row = self._conn.execute(
             "SELECT id, address, password_hash FROM users WHERE address = ?", (address.lower(),)

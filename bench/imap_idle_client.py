@@ -1,0 +1,342 @@
+"""Many IMAP sessions parked in IDLE, spread over worker processes, timing each EXISTS.
+
+Why worker processes: one process may hold at most ~20,000 fds here, and the client
+must never be what limits a benchmark, so the coordinator (:class:`ClientPool`) splits
+the sessions over several copies of this script run with ``--worker``. They talk JSON
+lines over stdin/stdout:
+
+* worker -> coordinator once loaded: ``{"started": pid}``.
+* coordinator -> worker, first line: ``{"host", "port", "sessions": [[sid, user, pw]],
+  "concurrency", "timeout", "source"}`` (``source``: the local address to connect
+  from, or null); the worker logs every session in, SELECTs INBOX, enters
+  IDLE and answers ``{"ready": [[sid, exists]], "failed": {sid: reason}}``.
+* ``collect`` -> ``{"events": [[sid, exists, t_ns]], "closed": [sid]}``, all so far.
+* ``quit`` (or EOF, e.g. the coordinator died) -> the worker closes everything and exits.
+
+Timestamps are ``time.monotonic_ns()`` taken in ``data_received`` before any parsing:
+CLOCK_MONOTONIC is system-wide on Linux, so they compare directly with the
+coordinator's LMTP reply times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import proctools
+
+_EXISTS = re.compile(rb"^\* (\d+) EXISTS\r?$")
+_MAX_LINE = 65536
+# Linux: bind() to an address without reserving a port; the port is chosen at connect()
+# from the (source, destination) pair, so one source address is not limited to the
+# ephemeral range once over *all* destinations (include/uapi/linux/in.h).
+_IP_BIND_ADDRESS_NO_PORT = 24
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSpec:
+    """One IMAP session to open: an id unique in the run, and whose mailbox it watches."""
+
+    sid: int
+    user: str
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExistsEvent:
+    """Session *sid* heard ``* exists EXISTS`` at monotonic time *t_ns*."""
+
+    sid: int
+    exists: int
+    t_ns: int
+
+
+def quote(text: str) -> str:
+    """An IMAP quoted string (RFC 3501 ``quoted``); benchmark credentials are ASCII."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class IdleProtocol(asyncio.Protocol):
+    """One connection: a line queue while setting up, bare EXISTS timing once idle.
+
+    Once in IDLE the protocol keeps no task and no queue; ``data_received`` stamps the
+    time and scans the lines, so a wake-up costs the client almost nothing.
+    """
+
+    def __init__(self, sid: int, events: list[ExistsEvent], closed: set[int]) -> None:
+        self.sid = sid
+        self.events = events
+        self.closed = closed
+        self.idling = False
+        self.buffer = b""
+        self.lines: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic_ns()
+        self.buffer += data
+        *complete, self.buffer = self.buffer.split(b"\n")
+        if len(self.buffer) > _MAX_LINE:
+            self.buffer = b""
+        for line in complete:
+            if not self.idling:
+                self.lines.put_nowait(line)
+                continue
+            match = _EXISTS.match(line)
+            if match:
+                self.events.append(ExistsEvent(self.sid, int(match.group(1)), now))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed.add(self.sid)
+        self.lines.put_nowait(None)
+
+    def send(self, line: str) -> None:
+        assert self.transport is not None
+        self.transport.write(line.encode() + b"\r\n")
+
+    async def until(self, prefix: bytes) -> list[bytes]:
+        """Read lines up to and including the first starting with *prefix*."""
+        seen: list[bytes] = []
+        while True:
+            line = await self.lines.get()
+            if line is None:
+                raise ConnectionError("server closed the connection")
+            seen.append(line)
+            if line.startswith(prefix):
+                return seen
+
+
+async def _connect_from(host: str, port: int, source: str) -> socket.socket:
+    """A TCP socket connected to (host, port) from the local address *source*.
+
+    Why: one (source, destination) address pair has only ~28,000 ephemeral ports, so
+    100,000 loopback clients must come from several 127.0.0.x addresses.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        with contextlib.suppress(OSError):  # not Linux: bind() reserves the port, fine
+            sock.setsockopt(socket.IPPROTO_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((source, 0))
+        await asyncio.get_running_loop().sock_connect(sock, (host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def open_idle(
+    host: str,
+    port: int,
+    spec: SessionSpec,
+    events: list[ExistsEvent],
+    closed: set[int],
+    source: str | None = None,
+) -> tuple[IdleProtocol, int]:
+    """LOGIN, SELECT INBOX, IDLE; return the protocol and the EXISTS count at SELECT."""
+    loop = asyncio.get_running_loop()
+
+    def factory() -> IdleProtocol:
+        return IdleProtocol(spec.sid, events, closed)
+
+    if source is None:
+        _, proto = await loop.create_connection(factory, host, port)
+    else:
+        sock = await _connect_from(host, port, source)
+        _, proto = await loop.create_connection(factory, sock=sock)
+    await proto.until(b"* ")
+    proto.send(f"a LOGIN {quote(spec.user)} {quote(spec.password)}")
+    reply = (await proto.until(b"a "))[-1]
+    if not reply.startswith(b"a OK"):
+        raise PermissionError(f"LOGIN: {reply[:120]!r}")
+    proto.send("b SELECT INBOX")
+    lines = await proto.until(b"b ")
+    if not lines[-1].startswith(b"b OK"):
+        raise RuntimeError(f"SELECT: {lines[-1][:120]!r}")
+    exists = 0
+    for line in lines:
+        match = _EXISTS.match(line)
+        if match:
+            exists = int(match.group(1))
+    proto.send("c IDLE")
+    await proto.until(b"+")
+    proto.idling = True
+    return proto, exists
+
+
+async def _open_all(config: dict[str, object]) -> None:
+    """The worker's whole life: open every session, report, then serve commands."""
+    host, port = str(config["host"]), int(str(config["port"]))
+    source = None if config.get("source") is None else str(config["source"])
+    timeout = float(str(config.get("timeout", 60)))
+    gate = asyncio.Semaphore(int(str(config.get("concurrency", 100))))
+    events: list[ExistsEvent] = []
+    closed: set[int] = set()
+    protos: list[IdleProtocol] = []
+    ready: list[list[int]] = []
+    failed: dict[int, str] = {}
+
+    async def one(raw: list[object]) -> None:
+        spec = SessionSpec(int(str(raw[0])), str(raw[1]), str(raw[2]))
+        async with gate:
+            try:
+                proto, exists = await asyncio.wait_for(
+                    open_idle(host, port, spec, events, closed, source), timeout
+                )
+            except (OSError, TimeoutError, PermissionError, RuntimeError) as exc:
+                failed[spec.sid] = f"{type(exc).__name__}: {exc}"[:200]
+                return
+        protos.append(proto)
+        ready.append([spec.sid, exists])
+
+    sessions = config["sessions"]
+    assert isinstance(sessions, list)
+    await asyncio.gather(*(one(raw) for raw in sessions))
+    _emit({"ready": ready, "failed": failed})
+    await _serve_commands(events, closed)
+    for proto in protos:
+        if proto.transport is not None:
+            proto.transport.abort()
+
+
+async def _serve_commands(events: list[ExistsEvent], closed: set[int]) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        command = (await loop.run_in_executor(None, sys.stdin.readline)).strip()
+        if command == "collect":
+            _emit({"events": [[e.sid, e.exists, e.t_ns] for e in events], "closed": sorted(closed)})
+        elif command in ("quit", ""):
+            return
+
+
+def _emit(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def worker_main() -> None:
+    """Entry point of a worker process (``imap_idle_client.py --worker``)."""
+    proctools.raise_nofile()
+    _emit({"started": os.getpid()})
+    line = sys.stdin.readline()
+    if line.strip() not in ("", "quit"):
+        asyncio.run(_open_all(json.loads(line)))
+
+
+class ClientPool:
+    """The coordinator's handle on all worker processes of one run.
+
+    :meth:`spawn` and :meth:`open` are separate so the workers can be started (and have
+    mapped the Python runtime they share with a Python server) *before* the server's
+    baseline memory is read; otherwise their arrival would lower the server's PSS.
+    """
+
+    def __init__(
+        self, procs: int, concurrency: int = 100, sources: list[str] | None = None
+    ) -> None:
+        self.nprocs = max(1, procs)
+        self.concurrency = concurrency
+        # Worker i connects from sources[i % len(sources)]; None: the kernel chooses.
+        self.sources = sources
+        self.workers: list[subprocess.Popen[str]] = []
+        self.baseline: dict[int, int] = {}
+        self.failed: dict[int, str] = {}
+
+    def spawn(self) -> None:
+        """Start the worker processes and wait until each is loaded and waiting."""
+        script = str(Path(__file__).resolve())
+        for _ in range(self.nprocs):
+            self.workers.append(
+                subprocess.Popen(
+                    [sys.executable, script, "--worker"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    preexec_fn=proctools.child_preexec,
+                )
+            )
+        for worker in self.workers:
+            self._receive(worker)  # {"started": pid}
+
+    def open(self, host: str, port: int, sessions: list[SessionSpec], timeout: float) -> None:
+        """Hand out the sessions; block until every one is idling or has failed."""
+        if not self.workers:
+            self.spawn()
+        per_proc = max(1, self.concurrency // self.nprocs)
+        for index, worker in enumerate(self.workers):
+            share = sessions[index :: self.nprocs]
+            config = {
+                "host": host,
+                "port": port,
+                "concurrency": per_proc,
+                "timeout": timeout,
+                "sessions": [[s.sid, s.user, s.password] for s in share],
+                "source": self.sources[index % len(self.sources)] if self.sources else None,
+            }
+            self._send(worker, json.dumps(config))
+        for worker in self.workers:
+            reply = self._receive(worker)
+            self.baseline.update({int(sid): int(n) for sid, n in reply["ready"]})
+            self.failed.update({int(k): str(v) for k, v in reply["failed"].items()})
+
+    @property
+    def pids(self) -> list[int]:
+        """The worker processes' pids (to account for the client side's CPU time)."""
+        return [worker.pid for worker in self.workers]
+
+    def collect(self) -> tuple[list[ExistsEvent], set[int]]:
+        """All EXISTS seen so far by every session, and the sessions the server closed."""
+        events: list[ExistsEvent] = []
+        closed: set[int] = set()
+        for worker in self.workers:
+            self._send(worker, "collect")
+            reply = self._receive(worker)
+            events.extend(ExistsEvent(int(a), int(b), int(c)) for a, b, c in reply["events"])
+            closed.update(int(sid) for sid in reply["closed"])
+        return events, closed
+
+    def close(self) -> None:
+        """Ask every worker to quit; kill those that do not within a few seconds."""
+        for worker in self.workers:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                self._send(worker, "quit")
+        for worker in self.workers:
+            try:
+                worker.wait(10)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait(5)
+        self.workers = []
+
+    @staticmethod
+    def _send(worker: subprocess.Popen[str], line: str) -> None:
+        assert worker.stdin is not None
+        worker.stdin.write(line + "\n")
+        worker.stdin.flush()
+
+    @staticmethod
+    def _receive(worker: subprocess.Popen[str]) -> dict[str, Any]:
+        assert worker.stdout is not None
+        line = worker.stdout.readline()
+        if not line:
+            raise RuntimeError(f"client worker {worker.pid} exited ({worker.poll()})")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--worker"]:
+    worker_main()

@@ -1,0 +1,240 @@
+"""Mailbox operations on an open connection: EXAMINE, STATUS, fetching what is new, and
+the download policy.
+
+Finding "exactly what arrived while away" uses the stored UIDNEXT cursor: every UID at
+or above it is new (``UID FETCH cursor:*``), and UIDs are never reused within one
+UIDVALIDITY (RFC 3501 §2.3.1.1). Where the server offers CONDSTORE (RFC 7162), the
+mailbox's HIGHESTMODSEQ is kept too; a reconnect that finds both it and UIDNEXT
+unchanged skips even that fetch.
+
+The download policy: a message up to ``max_size`` is fetched whole; a larger one only
+as headers plus the first ``partial_bytes`` of its first text part, found from its
+BODYSTRUCTURE, so a 40 MB attachment never crosses a metered link unasked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mailbox
+import re
+from dataclasses import dataclass, replace
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
+from pathlib import Path
+
+from pushmail.client.connection import ImapConnection
+from pushmail.client.response import ResponseError, Untagged, Value, fetch_items
+from pushmail.client.rules import MessageInfo
+from pushmail.client.settings import Download
+from pushmail.imap.commands import Fetch, FetchBody, Section, Select, Status
+from pushmail.imap.types import SeqRange, SequenceSet
+
+__all__ = [
+    "MailboxInfo",
+    "download",
+    "examine",
+    "fetch_new",
+    "fetch_whole",
+    "status",
+]
+
+HEADER_FIELDS = ("FROM", "TO", "SUBJECT", "LIST-ID", "DATE", "MESSAGE-ID")
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxInfo:
+    uidvalidity: int
+    uidnext: int | None
+    highestmodseq: int | None = None
+    exists: int = 0
+
+
+async def examine(conn: ImapConnection, folder: str) -> MailboxInfo:
+    """EXAMINE (read-only: watching must not clear \\Recent), with CONDSTORE if offered."""
+    condstore = "CONDSTORE" in conn.capabilities
+    untagged, _ = await conn.command(Select(conn.next_tag(), folder, True, condstore))
+    codes: dict[str, int] = {}
+    exists = 0
+    for r in untagged:
+        if r.code in ("UIDVALIDITY", "UIDNEXT", "HIGHESTMODSEQ") and r.code_args:
+            arg = r.code_args[0]
+            if isinstance(arg, int):
+                codes[r.code] = arg
+        elif r.keyword == "EXISTS" and r.number is not None:
+            exists = r.number
+    if "UIDVALIDITY" not in codes:
+        raise ResponseError(f"EXAMINE {folder}: no UIDVALIDITY")
+    return MailboxInfo(
+        codes["UIDVALIDITY"], codes.get("UIDNEXT"), codes.get("HIGHESTMODSEQ"), exists
+    )
+
+
+async def status(conn: ImapConnection, folder: str) -> dict[str, int]:
+    """STATUS folder (UIDNEXT UIDVALIDITY [HIGHESTMODSEQ]) — the polling probe."""
+    items = ("UIDNEXT", "UIDVALIDITY") + (
+        ("HIGHESTMODSEQ",) if "CONDSTORE" in conn.capabilities else ()
+    )
+    untagged, _ = await conn.command(Status(conn.next_tag(), folder, items))
+    for r in untagged:
+        if r.keyword == "STATUS" and len(r.values) >= 2:
+            return status_values(r.values[1])
+    raise ResponseError(f"STATUS {folder}: no answer")
+
+
+def status_values(attrs: Value) -> dict[str, int]:
+    if not isinstance(attrs, tuple):
+        raise ResponseError("malformed STATUS data")
+    out: dict[str, int] = {}
+    for i in range(0, len(attrs) - 1, 2):
+        name, value = attrs[i], attrs[i + 1]
+        if isinstance(name, str) and isinstance(value, int):
+            out[name.upper()] = value
+    return out
+
+
+def _uid_set(lo: int, hi: int | None = None) -> SequenceSet:
+    return SequenceSet((SeqRange(lo, hi),))
+
+
+async def fetch_new(
+    conn: ImapConnection, account: str, folder: str, uidvalidity: int, cursor: int
+) -> list[MessageInfo]:
+    """Metadata of every message with UID >= ``cursor``, ascending by UID."""
+    header = FetchBody(Section(text="HEADER.FIELDS", fields=HEADER_FIELDS), peek=True)
+    cmd = Fetch(conn.next_tag(), _uid_set(cursor), ("UID", "RFC822.SIZE", header), uid=True)
+    untagged, _ = await conn.command(cmd)
+    found: dict[int, MessageInfo] = {}
+    for r in untagged:
+        if r.keyword != "FETCH":
+            continue
+        items = fetch_items(r.values)
+        uid = items.get("UID")
+        # "cursor:*" includes the highest UID even when it is below the cursor.
+        if isinstance(uid, int) and uid >= cursor:
+            found[uid] = _info(account, folder, uidvalidity, uid, items)
+    return [found[u] for u in sorted(found)]
+
+
+def _info(
+    account: str, folder: str, uidvalidity: int, uid: int, items: dict[str, Value]
+) -> MessageInfo:
+    raw = next((v for k, v in items.items() if k.startswith("BODY[HEADER")), b"")
+    size = items.get("RFC822.SIZE")
+    headers = BytesHeaderParser(policy=default_policy).parsebytes(
+        raw if isinstance(raw, bytes) else b""
+    )
+
+    def h(name: str) -> str:
+        try:
+            value = headers.get(name)
+            return " ".join(str(value).split()) if value is not None else ""
+        except (ValueError, TypeError, IndexError):  # an undecodable header: show it raw
+            return ""
+
+    return MessageInfo(
+        account,
+        folder,
+        uidvalidity,
+        uid,
+        size if isinstance(size, int) else 0,
+        h("From"),
+        h("To"),
+        h("Subject"),
+        h("List-Id"),
+        h("Date"),
+        h("Message-ID"),
+    )
+
+
+async def fetch_whole(conn: ImapConnection, uid: int) -> bytes | None:
+    cmd = Fetch(conn.next_tag(), _uid_set(uid, uid), ("UID", FetchBody(peek=True)), uid=True)
+    return _body(await conn.command(cmd), "BODY[]")
+
+
+def _body(result: tuple[list[Untagged], object], key: str) -> bytes | None:
+    for r in result[0]:
+        if r.keyword == "FETCH":
+            value = fetch_items(r.values).get(key)
+            if isinstance(value, bytes):
+                return value
+    return None
+
+
+async def fetch_partial(conn: ImapConnection, uid: int, limit: int) -> bytes | None:
+    """Headers, then the first ``limit`` bytes of the first text part (BODYSTRUCTURE first)."""
+    cmd = Fetch(conn.next_tag(), _uid_set(uid, uid), ("BODYSTRUCTURE",), uid=True)
+    untagged, _ = await conn.command(cmd)
+    part: tuple[int, ...] = (1,)
+    for r in untagged:
+        if r.keyword == "FETCH":
+            found = first_text_part(fetch_items(r.values).get("BODYSTRUCTURE"))
+            part = found if found is not None else (1,)
+    head = FetchBody(Section(text="HEADER"), peek=True)
+    text = FetchBody(Section(part=part), partial=(0, limit), peek=True)
+    result = await conn.command(Fetch(conn.next_tag(), _uid_set(uid, uid), (head, text), uid=True))
+    header = _body(result, "BODY[HEADER]")
+    if header is None:
+        return None
+    key = f"BODY[{'.'.join(map(str, part))}]<0>"
+    snippet = _body(result, key) or b""
+    return header.rstrip(b"\r\n") + b"\r\nX-Pushmail-Partial: yes\r\n\r\n" + snippet
+
+
+def first_text_part(bs: Value, prefix: tuple[int, ...] = ()) -> tuple[int, ...] | None:
+    """The part number of the first ``text/*`` leaf of a BODYSTRUCTURE (RFC 3501 §7.4.2)."""
+    if not isinstance(bs, tuple) or not bs:
+        return None
+    if isinstance(bs[0], tuple):  # multipart: (part)(part)... "subtype" extension-data
+        for i, sub in enumerate(_leading_tuples(bs)):
+            found = first_text_part(sub, (*prefix, i + 1))
+            if found is not None:
+                return found
+        return None
+    kind = bs[0]
+    if isinstance(kind, bytes) and kind.lower() == b"text":
+        return prefix or (1,)
+    return None
+
+
+def _leading_tuples(bs: tuple[Value, ...]) -> list[tuple[Value, ...]]:
+    out: list[tuple[Value, ...]] = []
+    for x in bs:
+        if not isinstance(x, tuple):
+            break
+        out.append(x)
+    return out
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")
+
+
+def maildir_for(download_cfg: Download, account: str, folder: str) -> Path:
+    return download_cfg.dir / _UNSAFE.sub("_", account) / _UNSAFE.sub("_", folder)
+
+
+def _store(path: Path, data: bytes, replace_key: str | None) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    md = mailbox.Maildir(path, create=True)
+    msg = mailbox.MaildirMessage(data)
+    if replace_key is not None and replace_key in md:
+        md[replace_key] = msg
+        key = replace_key
+    else:
+        key = md.add(msg)
+    # A message added without flags lives in new/ under its key (mailbox.Maildir.add).
+    return str(path / "new" / key)
+
+
+async def download(
+    conn: ImapConnection, cfg: Download, info: MessageInfo, replace_key: str | None = None
+) -> MessageInfo:
+    """Fetch by the policy and store in the folder's Maildir; the info gains ``path``."""
+    whole = info.size <= cfg.max_size
+    data = await (
+        fetch_whole(conn, info.uid) if whole else fetch_partial(conn, info.uid, cfg.partial_bytes)
+    )
+    if data is None:
+        return info
+    folder = maildir_for(cfg, info.account, info.folder)
+    path = await asyncio.to_thread(_store, folder, data, replace_key)
+    return replace(info, path=path, partial=not whole)

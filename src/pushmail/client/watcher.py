@@ -1,0 +1,309 @@
+"""Watching one account: the strategy choice, the IDLE and polling loops, resync and
+reconnection.
+
+Strategy (``mode = "auto"``): one IDLE connection per folder up to
+``max_idle_connections`` when the server offers IDLE, the remaining folders polled on one
+more connection; without IDLE, every folder is polled. (NOTIFY, RFC 5465, is the next
+strategy to add: one connection for all folders.)
+
+Every loop runs under ``reconnecting``: an error is sorted (network → retry after a
+short jittered exponential backoff; authentication → stop this account and say so;
+connection limits → back off at least ``busy_backoff``), and a network change on Linux
+cuts a backoff short. After each (re)connect the folder is resynced from its stored
+cursor before idling, so what arrived while away is announced exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from pushmail.client.connection import (
+    AuthFailed,
+    CommandFailed,
+    ConnectionLost,
+    Counters,
+    Endpoint,
+    ImapConnection,
+    ServerBusy,
+    classify_login_failure,
+)
+from pushmail.client.heartbeat import Beat, Heartbeat
+from pushmail.client.mailbox import MailboxInfo, examine, fetch_new, status
+from pushmail.client.pipeline import Pipeline
+from pushmail.client.response import ResponseError, Tagged, Untagged
+from pushmail.client.settings import Account
+from pushmail.client.state import FolderState
+from pushmail.imap.commands import Login
+from pushmail.imap.types import Secret
+
+__all__ = ["AccountWatcher", "Backoff", "open_account"]
+
+log = logging.getLogger("pushmail.watch")
+
+
+async def open_account(a: Account, counters: Counters) -> ImapConnection:
+    """Connect and log in; a refused login is sorted into AuthFailed or ServerBusy."""
+    ep = Endpoint(a.host, a.port, a.tls, a.verify_tls)
+    conn = await ImapConnection.open(ep, counters, a.response_timeout, a.tcp_keepalive)
+    try:
+        if not conn.capabilities:
+            await conn.command_text("CAPABILITY")
+        if "LOGINDISABLED" in conn.capabilities:
+            raise AuthFailed("server refuses LOGIN here (use tls or starttls)")
+        password = await asyncio.to_thread(a.secret)
+        try:
+            await conn.command(Login(conn.next_tag(), a.username, Secret(password)))
+        except CommandFailed as e:
+            raise classify_login_failure(e.tagged) from None
+        if "IMAP4REV1" not in conn.capabilities:  # LOGIN's OK did not refresh them
+            await conn.command_text("CAPABILITY")
+    except BaseException:
+        conn.abort()
+        raise
+    return conn
+
+
+class Backoff:
+    """Jittered exponential backoff: ``min * 2**n``, capped, times a random 0.5–1."""
+
+    def __init__(self, low: float, high: float) -> None:
+        self.low, self.high, self.failures = low, high, 0
+
+    def next(self) -> float:
+        delay = min(self.high, self.low * 2.0**self.failures)
+        self.failures += 1
+        return delay * random.uniform(0.5, 1.0)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+@dataclass
+class AccountWatcher:
+    account: Account
+    pipeline: Pipeline
+    heartbeat: Heartbeat
+    counters: Counters
+    network_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    auth_failed: bool = False
+
+    def _event(self, name: str, **fields: object) -> None:
+        self.pipeline.log.write(name, account=self.account.name, **fields)
+
+    # -- entry ----------------------------------------------------------------------
+    async def run(self) -> None:
+        """Decide the strategy once (first successful login), then run its loops."""
+        caps: frozenset[str] = frozenset()
+
+        async def probe() -> None:
+            nonlocal caps
+            conn = await self.login()
+            caps = conn.capabilities
+            await conn.logout()
+
+        if not await self.reconnecting("probe", probe):
+            return
+        folders = self.account.folders
+        use_idle = self.account.mode in ("auto", "idle", "notify") and "IDLE" in caps
+        cap = self.account.max_idle_connections if use_idle else 0
+        idle, polled = folders[:cap], folders[cap:]
+        self._event("strategy", idle=list(idle), poll=list(polled))
+        loops = [self.reconnecting(f"idle {f}", self._idle_body(f)) for f in idle]
+        if polled:
+            loops.append(self.reconnecting("poll", self._poll_body(polled)))
+        await asyncio.gather(*loops)
+
+    async def reconnecting(self, what: str, body: Callable[[], Awaitable[None]]) -> bool:
+        """Run ``body`` until it returns; False if the account's login was refused."""
+        a = self.account
+        backoff = Backoff(a.backoff_min, a.backoff_max)
+        while not self.auth_failed:
+            started = time.monotonic()
+            try:
+                await body()
+                return True
+            except AuthFailed as e:
+                self.auth_failed = True
+                self._event("auth_failed", error=str(e))
+                return False
+            except ServerBusy as e:
+                delay, reason = max(a.busy_backoff, backoff.next()), str(e)
+            except (ConnectionLost, CommandFailed, ResponseError) as e:
+                if time.monotonic() - started > a.backoff_max:
+                    backoff.reset()  # it had been up for a good while
+                delay, reason = backoff.next(), str(e)
+            except Exception as e:  # a bug, or input nothing above foresaw: log, retry
+                log.exception("watcher %s of %s failed", what, a.name)
+                delay, reason = max(a.backoff_max, backoff.next()), f"internal error: {e!r}"
+            self.counters.reconnects += 1
+            self._event("disconnected", where=what, reason=reason, retry_in=round(delay, 2))
+            await self._sleep(delay)
+        return False
+
+    async def _sleep(self, delay: float) -> None:
+        """Sleep, but wake at once when the network changes."""
+        self.network_changed.clear()
+        try:
+            async with asyncio.timeout(delay):
+                await self.network_changed.wait()
+        except TimeoutError:
+            pass
+
+    async def login(self) -> ImapConnection:
+        return await open_account(self.account, self.counters)
+
+    # -- resync ---------------------------------------------------------------------
+    async def catch_up(self, conn: ImapConnection, folder: str, info: MailboxInfo) -> None:
+        """Announce everything that arrived since the stored cursor, then move it."""
+        state = self.pipeline.state
+        name = self.account.name
+        st = state.folder(name, folder)
+        if st is None or st.uidvalidity != info.uidvalidity:
+            if st is not None:
+                self._event("uidvalidity_changed", folder=folder)
+            cursor = self._first_cursor(info)
+            if cursor is None:
+                state.save_folder(
+                    name,
+                    folder,
+                    FolderState(info.uidvalidity, info.uidnext or 1, info.highestmodseq),
+                )
+                return
+            st = FolderState(info.uidvalidity, cursor, None)
+        unchanged = info.highestmodseq is not None and info.highestmodseq == st.highestmodseq
+        if unchanged or (info.uidnext is not None and info.uidnext <= st.uidnext):
+            state.save_folder(
+                name, folder, FolderState(st.uidvalidity, st.uidnext, info.highestmodseq)
+            )
+            return
+        await self.fetch_and_announce(conn, folder, st, info.highestmodseq)
+
+    def _first_cursor(self, info: MailboxInfo) -> int | None:
+        """Where a folder seen for the first time starts: None = announce no backlog."""
+        if not self.pipeline.config.notify_backlog:
+            return None
+        top = info.uidnext or 1
+        return max(1, top - self.pipeline.config.backlog_limit)
+
+    async def fetch_and_announce(
+        self, conn: ImapConnection, folder: str, st: FolderState, modseq: int | None
+    ) -> FolderState:
+        name = self.account.name
+        new = await fetch_new(conn, name, folder, st.uidvalidity, st.uidnext)
+        cursor = st.uidnext
+        for info in new:
+            await self.pipeline.handle(info, conn)
+            cursor = info.uid + 1
+            self.pipeline.state.save_folder(
+                name, folder, FolderState(st.uidvalidity, cursor, st.highestmodseq)
+            )
+        done = FolderState(
+            st.uidvalidity, cursor, modseq if modseq is not None else st.highestmodseq
+        )
+        self.pipeline.state.save_folder(name, folder, done)
+        return done
+
+    # -- IDLE -----------------------------------------------------------------------
+    def _idle_body(self, folder: str) -> Callable[[], Awaitable[None]]:
+        async def body() -> None:
+            conn = await self.login()
+            try:
+                if "IDLE" not in conn.capabilities:
+                    await self._poll_loop(conn, (folder,))
+                    return
+                info = await examine(conn, folder)
+                conn.news = False  # catch_up covers everything EXAMINE reported
+                await self.catch_up(conn, folder, info)
+                self._event("watching", folder=folder, via="idle")
+                await self._idle_loop(conn, folder, info.uidvalidity)
+            finally:
+                conn.abort()
+
+        return body
+
+    async def _idle_loop(self, conn: ImapConnection, folder: str, uidvalidity: int) -> None:
+        a = self.account
+        silence = a.server_keepalive + a.grace if a.server_keepalive > 0 else None
+
+        def renew() -> None:
+            self.counters.renewals += 1
+            conn.write_now(b"DONE\r\n")
+
+        def abort(reason: str) -> None:
+            self._event("dead", folder=folder, reason=reason)
+            conn.abort()
+
+        beat = Beat(
+            renew, abort, lambda: conn.last_heard, a.idle_renew, a.response_timeout, silence
+        )
+        while True:
+            while conn.news:  # including EXISTS heard during the last fetch
+                conn.news = False
+                st = self.pipeline.state.folder(a.name, folder)
+                if st is None or st.uidvalidity != uidvalidity:
+                    raise ConnectionLost("folder state changed under us; resync")
+                await self.fetch_and_announce(conn, folder, st, None)
+            tag = conn.next_tag()
+            await conn.send(f"{tag} IDLE\r\n".encode("ascii"))
+            await conn.wait_continuation()
+            beat.restart()
+            self.heartbeat.add(beat)
+            try:
+                await self._idle_round(conn, tag, beat)
+            finally:
+                self.heartbeat.remove(beat)
+
+    async def _idle_round(self, conn: ImapConnection, tag: str, beat: Beat) -> None:
+        """Read until IDLE's tagged OK (after our DONE on news, or the heartbeat's)."""
+        while True:
+            if conn.news and beat.probe_sent is None:
+                beat.probe_sent = time.monotonic()
+                conn.write_now(b"DONE\r\n")
+                self.heartbeat.poke(beat)
+            resp = await conn.read(None)  # bounded by the heartbeat
+            if isinstance(resp, Tagged):
+                if resp.tag == tag:
+                    if resp.status != "OK":
+                        raise CommandFailed(resp)
+                    return
+            elif isinstance(resp, Untagged):
+                conn.check_bye(resp)
+                conn.note_news(resp)
+                if resp.keyword == "OK":
+                    self.counters.keepalives += 1
+
+    # -- polling --------------------------------------------------------------------
+    def _poll_body(self, folders: tuple[str, ...]) -> Callable[[], Awaitable[None]]:
+        async def body() -> None:
+            conn = await self.login()
+            try:
+                await self._poll_loop(conn, folders)
+            finally:
+                conn.abort()
+
+        return body
+
+    async def _poll_loop(self, conn: ImapConnection, folders: tuple[str, ...]) -> None:
+        for f in folders:
+            await self.catch_up(conn, f, await examine(conn, f))
+            self._event("watching", folder=f, via="poll")
+        while True:
+            await self._sleep(self.account.poll_interval)
+            for f in folders:
+                await self._poll_one(conn, f)
+
+    async def _poll_one(self, conn: ImapConnection, folder: str) -> None:
+        st = self.pipeline.state.folder(self.account.name, folder)
+        values = await status(conn, folder)
+        if st is not None and values.get("UIDVALIDITY") == st.uidvalidity:
+            modseq = values.get("HIGHESTMODSEQ")
+            if modseq is not None and modseq == st.highestmodseq:
+                return
+            if values.get("UIDNEXT", st.uidnext + 1) <= st.uidnext:
+                return
+        await self.catch_up(conn, folder, await examine(conn, folder))

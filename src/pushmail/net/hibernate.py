@@ -1,0 +1,376 @@
+"""Idle connections that cost almost nothing: in-process hibernation.
+
+Dovecot moves an idling client to a separate imap-hibernate process that keeps only
+the socket and a few numbers. We do the same inside each worker: when a plaintext
+connection enters IDLE with nothing buffered, its asyncio transport, protocol,
+session, fragmentizer and sequence-number array are dropped. What remains is a
+``Hibernated`` record (a dozen slots) holding a duplicate of the socket's file
+descriptor, registered in one epoll set per worker that the event loop watches.
+
+- New mail while hibernated: the records of one mailbox are woken together, the
+  store is asked once per (mailbox, MODSEQ) group on the store thread, and when the
+  change is only new messages the ``* N EXISTS`` line is written straight to the
+  descriptor. No object is rebuilt. Anything else (flag changes, expunges, or a
+  socket that will not take the bytes) rehydrates the connection.
+- The client sends anything (``DONE``): the connection is rehydrated — the session is
+  rebuilt from the record, and its sequence-number map from the store as of the
+  record's (UIDNEXT, MODSEQ): the store keeps expunged UIDs with their MODSEQ, so the
+  view the client holds can always be recomputed exactly.
+- Keepalives and autologout are written by the housekeeper's sweep directly.
+
+TLS connections served by our own TLS layer (``net/tls_layer.py``) hibernate too: the
+record keeps their ``TlsState`` (the OpenSSL session and two empty memory BIOs), and
+lines written while hibernated are encrypted with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import select
+import socket
+import time
+from array import array
+from collections.abc import Coroutine, Iterable
+from typing import TYPE_CHECKING, Any
+
+from pushmail.imap.selected import SelectedView
+from pushmail.net.tls_layer import TlsLayer, TlsState
+from pushmail.store.interfaces import Changes, Store, User
+
+if TYPE_CHECKING:
+    from pushmail.net.imap_conn import ImapConnection, ImapContext
+
+log = logging.getLogger("pushmail.hibernate")
+
+_CONDSTORE = 1
+_QRESYNC = 2
+_LOOPBACK = 4
+_READONLY = 8
+_REV2 = 16
+_EPOLL_FLAGS = select.EPOLLIN | select.EPOLLRDHUP
+
+
+class Hibernated:
+    """Everything an idling session needs to be resumed, and nothing more."""
+
+    __slots__ = (
+        "bits",
+        "exists",
+        "fd",
+        "last_activity",
+        "last_write",
+        "mailbox_id",
+        "modseq",
+        "owner",
+        "recent",
+        "tag",
+        "tls",
+        "uidnext",
+        "user_id",
+    )
+
+    def __init__(self, fd: int, conn: ImapConnection, owner: Hibernator) -> None:
+        s = conn.session
+        assert s.user is not None and s.view is not None
+        v = s.view
+        self.fd = fd
+        self.owner = owner
+        self.tls: TlsState | None = (
+            conn.transport.get_extra_info("tls_state") if conn.transport else None
+        )
+        self.user_id = s.user.id
+        self.mailbox_id = v.mailbox_id
+        self.tag = conn.idle_tag
+        self.modseq = v.modseq
+        self.uidnext = v.uidnext
+        self.exists = v.exists
+        self.recent = tuple(sorted(v.recent)) if v.recent else ()
+        self.bits = (
+            (_CONDSTORE if v.condstore else 0)
+            | (_QRESYNC if v.qresync else 0)
+            | (_LOOPBACK if s.loopback else 0)
+            | (_READONLY if v.readonly else 0)
+            | (_REV2 if v.rev2 else 0)
+        )
+        self.last_activity = conn.last_activity
+        self.last_write = conn.last_write
+
+    def wake(self) -> None:
+        """The hub's call: a hint for our mailbox (checked in one batch)."""
+        self.owner.wake(self)
+
+
+def can_hibernate(conn: ImapConnection) -> bool:
+    """Only a plain connection in IDLE with no state beyond the record's."""
+    t = conn.transport
+    s = conn.session
+    v = s.view
+    if t is None:
+        return False
+    tls = t.get_extra_info("tls_state")
+    if s.secure and (tls is None or tls.incoming.pending):
+        return False  # asyncio's own TLS (not ours), or ciphertext not yet read
+    return (
+        not t.is_closing()
+        and t.get_write_buffer_size() == 0
+        and conn.quiet_input()
+        and s.user is not None
+        and v is not None
+        and not v.pending_expunge
+        and not s.saved_search
+        and s.notify is None
+        and not s.compressed
+    )
+
+
+class Hibernator:
+    """One per worker: the epoll set of hibernated sockets and their records."""
+
+    def __init__(self, ctx: ImapContext, loop: asyncio.AbstractEventLoop) -> None:
+        self._ctx = ctx
+        self._loop = loop
+        self._epoll = select.epoll()
+        self._records: dict[int, Hibernated] = {}
+        self._pending: dict[int, Hibernated] = {}  # woken, awaiting one batched check
+        self._flush_scheduled = False
+        self._tasks: set[asyncio.Future[None]] = set()
+        loop.add_reader(self._epoll.fileno(), self._on_ready)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    # -- going to sleep -----------------------------------------------------------
+    def hibernate(self, conn: ImapConnection) -> bool:
+        if not can_hibernate(conn):
+            return False
+        transport = conn.transport
+        assert transport is not None
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return False
+        fd = os.dup(sock.fileno())
+        os.set_blocking(fd, False)
+        rec = Hibernated(fd, conn, self)
+        conn.detach()  # leaves the hub, drops the transport; our dup keeps the socket
+        self._records[fd] = rec
+        self._epoll.register(fd, _EPOLL_FLAGS)
+        self._ctx.hub.add(rec.user_id, rec.mailbox_id, rec)
+        return True
+
+    # -- waking -------------------------------------------------------------------
+    def _on_ready(self) -> None:
+        for fd, _events in self._epoll.poll(0, 1024):
+            rec = self._records.get(fd)
+            if rec is not None:
+                self._resume(rec, None)
+
+    def wake(self, rec: Hibernated) -> None:
+        """A hint for this record's mailbox; checked in one batch per loop pass."""
+        if rec.fd in self._records:
+            self._pending[rec.fd] = rec
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        batch = list(self._pending.values())
+        self._pending.clear()
+        if batch:
+            self._spawn(self._check(batch))
+
+    async def _check(self, batch: list[Hibernated]) -> None:
+        keys = {(r.mailbox_id, r.modseq) for r in batch}
+        # Messages that arrived since a session last looked are \Recent for exactly
+        # one session (RFC 3501 §2.3.2): one claim per mailbox, given to the first
+        # read-write record of that mailbox in this batch.
+        claim = {r.mailbox_id for r in batch if not r.bits & _READONLY}
+
+        def job(store: Store) -> tuple[dict[tuple[int, int], Changes | None], dict[int, int]]:
+            out: dict[tuple[int, int], Changes | None] = {}
+            for mid, modseq in keys:
+                try:
+                    out[(mid, modseq)] = store.changes_since(mid, modseq)
+                except Exception:  # a deleted mailbox: the session must resume
+                    out[(mid, modseq)] = None
+            floors = {}
+            for mid in claim:
+                with contextlib.suppress(Exception):
+                    floors[mid] = store.claim_recent(mid)
+            return out, floors
+
+        found, floors = await self._ctx.runner.run(job)
+        for rec in batch:
+            if rec.fd not in self._records:
+                continue
+            ch = found.get((rec.mailbox_id, rec.modseq))
+            floor = None if rec.bits & _READONLY else floors.pop(rec.mailbox_id, None)
+            if ch is None or not self._apply_new_only(rec, ch, floor):
+                self._resume(rec, b"")
+
+    def _apply_new_only(self, rec: Hibernated, ch: Changes, floor: int | None) -> bool:
+        r"""Report new messages without waking; False if more than that changed.
+        New UIDs at or above ``floor`` (our claim) become \Recent for this session."""
+        if ch.expunged or any(m.uid < rec.uidnext for m in ch.changed):
+            return False
+        new = [m for m in ch.changed if m.uid >= rec.uidnext]
+        rec.modseq = max(rec.modseq, ch.highestmodseq)
+        if new:
+            if floor is not None:
+                rec.recent = rec.recent + tuple(m.uid for m in new if m.uid >= floor)
+            rec.exists += len(new)
+            rec.uidnext = max(rec.uidnext, new[-1].uid + 1, ch.uidnext)
+            line = b"* %d EXISTS\r\n" % rec.exists
+            if not rec.bits & _REV2:  # IMAP4rev2 has no RECENT (RFC 9051 §E)
+                line += b"* %d RECENT\r\n" % len(rec.recent)
+            self._send(rec, line)
+        return True
+
+    def _send(self, rec: Hibernated, data: bytes) -> None:
+        """Write ``data`` (encrypted for TLS) now; what the socket does not take at
+        once goes out through a resumed connection, so nothing is lost or reordered
+        (and a TLS record, once made, is sent exactly as made)."""
+        out = rec.tls.encrypt(data) if rec.tls is not None else data
+        try:
+            n = os.write(rec.fd, out)
+        except BlockingIOError:
+            n = 0
+        except OSError:
+            self._drop(rec)
+            return
+        rec.last_write = time.monotonic()
+        if n != len(out):
+            self._resume(rec, out[n:])
+
+    def _resume(self, rec: Hibernated, pending: bytes | None) -> None:
+        """Give the socket back to a full connection. ``pending`` is wire bytes
+        (ciphertext under TLS) to send first; ``b""`` asks for a refresh after."""
+        self._unregister(rec)
+        self._spawn(self._rehydrate(rec, pending))
+
+    async def _rehydrate(self, rec: Hibernated, pending: bytes | None) -> None:
+        from pushmail.net.imap_conn import ImapConnection
+
+        def job(store: Store) -> tuple[User, SelectedView] | None:
+            user = store.get_user_by_id(rec.user_id)
+            box = store.get_mailbox_by_id(rec.mailbox_id)
+            if user is None or box is None:
+                return None
+            return user, _rebuild_view(store, rec, box.name, box.uidvalidity)
+
+        sock = socket.socket(fileno=rec.fd)
+        try:
+            found = await self._ctx.runner.run(job)
+            if found is None:
+                sock.close()
+                return
+            user, view = found
+            conn = ImapConnection(self._ctx, secure=rec.tls is not None)
+            conn.resume_idle(rec.tag, user, view, rec.bits & _LOOPBACK != 0, rec.last_activity)
+            proto: asyncio.Protocol = conn
+            if rec.tls is not None and self._ctx.tls is not None:
+                proto = TlsLayer(conn, self._ctx.tls, state=rec.tls)
+            raw, _ = await self._loop.connect_accepted_socket(lambda: proto, sock)
+        except Exception:
+            log.exception("could not resume a hibernated connection")
+            sock.close()
+            return
+        if pending:
+            raw.write(pending)
+        elif pending == b"":
+            conn.wake()
+
+    def _unregister(self, rec: Hibernated) -> None:
+        self._records.pop(rec.fd, None)
+        self._pending.pop(rec.fd, None)
+        with contextlib.suppress(OSError, ValueError):
+            self._epoll.unregister(rec.fd)
+        self._ctx.hub.remove(rec.user_id, rec.mailbox_id, rec)
+
+    def _drop(self, rec: Hibernated) -> None:
+        self._unregister(rec)
+        with contextlib.suppress(OSError):
+            os.close(rec.fd)
+
+    # -- housekeeping -------------------------------------------------------------
+    def sweep(self, now: float, keepalive: float, autologout: float) -> None:
+        """Keepalives and autologout for hibernated sessions, written directly."""
+        for rec in list(self._records.values()):
+            if now - rec.last_activity > autologout:
+                with contextlib.suppress(OSError):
+                    os.write(rec.fd, _wire(rec, b"* BYE autologout; idle for too long\r\n"))
+                self._drop(rec)
+            elif keepalive and now - rec.last_write >= keepalive:
+                self._send(rec, b"* OK Still here\r\n")
+
+    async def recheck(self, share: int, of: int) -> None:
+        """Repair lost hints: compare the records of one share of the mailboxes
+        (``mailbox_id % of == share``) with the store's HIGHESTMODSEQ, one cheap
+        lookup per mailbox, and wake those that are behind."""
+        recs = [r for r in self._records.values() if r.mailbox_id % of == share]
+        boxes = {r.mailbox_id for r in recs}
+        if not boxes:
+            return
+
+        def job(store: Store) -> dict[int, int]:
+            out = {}
+            for mid in boxes:
+                box = store.get_mailbox_by_id(mid)
+                out[mid] = box.highestmodseq if box is not None else -1
+            return out
+
+        highest = await self._ctx.runner.run(job)
+        for rec in recs:
+            if highest.get(rec.mailbox_id, rec.modseq) != rec.modseq:
+                self.wake(rec)
+
+    def records(self) -> Iterable[Hibernated]:
+        return self._records.values()
+
+    def close(self, farewell: bytes) -> None:
+        for rec in list(self._records.values()):
+            with contextlib.suppress(OSError):
+                os.write(rec.fd, _wire(rec, farewell))
+            self._drop(rec)
+        self._loop.remove_reader(self._epoll.fileno())
+        self._epoll.close()
+
+
+def _wire(rec: Hibernated, data: bytes) -> bytes:
+    """Best-effort last words: encrypted under TLS (errors ignored, we are closing)."""
+    if rec.tls is None:
+        return data
+    try:
+        return rec.tls.encrypt(data)
+    except Exception:
+        return b""
+
+
+def _rebuild_view(store: Store, rec: Hibernated, name: str, uidvalidity: int) -> SelectedView:
+    """The client's sequence-number map as of (UIDNEXT, MODSEQ): the UIDs below
+    UIDNEXT still present, plus those expunged after MODSEQ (not yet reported)."""
+    present = [u for u in store.uids(rec.mailbox_id) if u < rec.uidnext]
+    gone = [u for u in store.changes_since(rec.mailbox_id, rec.modseq).expunged if u < rec.uidnext]
+    uids = array("I", sorted(set(present) | set(gone)))
+    return SelectedView(
+        mailbox_id=rec.mailbox_id,
+        name=name,
+        uidvalidity=uidvalidity,
+        readonly=bool(rec.bits & _READONLY),
+        uids=uids,
+        modseq=rec.modseq,
+        uidnext=rec.uidnext,
+        recent=set(rec.recent),
+        recent_floor=rec.uidnext,
+        condstore=bool(rec.bits & _CONDSTORE),
+        qresync=bool(rec.bits & _QRESYNC),
+        rev2=bool(rec.bits & _REV2),
+    )

@@ -1,0 +1,151 @@
+"""``pushmail alerts …``: the operator's view of devices, rules and the alert queue.
+
+It does from the shell what the HTTP API does for a user, on the same push database
+(``<data_dir>/push.sqlite3``), so it works whether or not the server runs: a running
+server picks up changes (and queued test alerts) within its poll interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pushmail.config import Config, load_config
+from pushmail.push.alert import test_alert
+from pushmail.push.db import DB_FILE, KINDS, PushDB
+from pushmail.push.db import Device as PushDevice
+from pushmail.push.rules import Rules
+
+EX_OK, EX_FAILURE, EX_USAGE, EX_NOUSER = 0, 1, 64, 67
+
+
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add the ``alerts`` command group to the main parser's subparsers."""
+    alerts = sub.add_parser("alerts", help="push alerts: devices, rules, queue").add_subparsers(
+        dest="alerts_command", required=True, metavar="ACTION"
+    )
+    p = alerts.add_parser("list", parents=[common], help="list devices (of one user or all)")
+    p.add_argument("address", nargs="?")
+    p.set_defaults(func=_run(_list))
+    p = alerts.add_parser("add", parents=[common], help="add a device for a user")
+    p.add_argument("address")
+    p.add_argument("--kind", choices=KINDS, required=True)
+    p.add_argument("--endpoint", required=True, help="push, webhook or ntfy topic URL")
+    p.add_argument("--p256dh", default="", help="webpush: the subscription's public key")
+    p.add_argument("--auth", default="", help="webpush: the subscription's auth secret")
+    p.add_argument("--secret", default="", help="webhook HMAC key / ntfy access token")
+    p.add_argument("--label", default="")
+    p.set_defaults(func=_run(_add))
+    p = alerts.add_parser("remove", parents=[common], help="remove a device")
+    p.add_argument("device_id", type=int)
+    p.set_defaults(func=_run(_remove))
+    p = alerts.add_parser("rules", parents=[common], help="show or set a user's rules")
+    p.add_argument("address")
+    p.add_argument("--device", type=int, help="the rules of one device instead")
+    p.add_argument("--set", metavar="JSON", help='e.g. \'{"only_from": ["boss@example.com"]}\'')
+    p.add_argument("--clear", action="store_true", help="drop the rules (back to defaults)")
+    p.set_defaults(func=_run(_rules))
+    p = alerts.add_parser("test", parents=[common], help="queue a test alert for a device")
+    p.add_argument("device_id", type=int)
+    p.set_defaults(func=_run(_test))
+    p = alerts.add_parser("queue", parents=[common], help="how many alerts wait")
+    p.set_defaults(func=_run(_queue))
+
+
+Command = Callable[[argparse.Namespace, Config, PushDB], int]
+
+
+class _Refused(Exception):
+    def __init__(self, message: str, code: int = EX_FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _run(command: Command) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        config = load_config(args.config, {"data_dir": args.data_dir})
+        config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        db = PushDB(config.data_dir / DB_FILE)
+        try:
+            return command(args, config, db)
+        except _Refused as e:
+            print(f"pushmail: {e}", file=sys.stderr)
+            return e.code
+        finally:
+            db.close()
+
+    return run
+
+
+def _user_id(config: Config, address: str) -> int:
+    from pushmail.store.sqlite import SqliteStore
+
+    store = SqliteStore(config.db_path)
+    try:
+        user = store.get_user(address.strip().lower())
+    finally:
+        store.close()
+    if user is None:
+        raise _Refused(f"no such user: {address}", EX_NOUSER)
+    return user.id
+
+
+def _list(args: argparse.Namespace, config: Config, db: PushDB) -> int:
+    user_id = _user_id(config, args.address) if args.address else None
+    for d in db.devices(user_id):
+        origin = d.public()["endpoint_origin"]
+        print(f"{d.id}\tuser {d.user_id}\t{d.kind}\t{origin}\t{d.label}\tqueued {db.queued(d.id)}")
+    return EX_OK
+
+
+def _add(args: argparse.Namespace, config: Config, db: PushDB) -> int:
+    if not args.endpoint.startswith(("https://", "http://")):
+        raise _Refused("the endpoint must be an http(s) URL", EX_USAGE)
+    if args.kind == "webpush" and not (args.p256dh and args.auth):
+        raise _Refused("webpush needs --p256dh and --auth", EX_USAGE)
+    user_id = _user_id(config, args.address)
+    device = PushDevice(0, user_id, args.kind, args.endpoint, args.p256dh, args.auth,
+                        args.secret, args.label, time.time())  # fmt: skip
+    print(db.add_device(device).id)
+    return EX_OK
+
+
+def _remove(args: argparse.Namespace, config: Config, db: PushDB) -> int:
+    if not db.remove_device(args.device_id):
+        raise _Refused(f"no device {args.device_id}")
+    return EX_OK
+
+
+def _rules(args: argparse.Namespace, config: Config, db: PushDB) -> int:
+    user_id = _user_id(config, args.address)
+    device_id = args.device or 0
+    if device_id and (d := db.device(device_id)) is not None and d.user_id != user_id:
+        raise _Refused(f"device {device_id} is not {args.address}'s")
+    if args.clear:
+        db.set_rules(user_id, None, device_id)
+    elif args.set is not None:
+        try:
+            db.set_rules(user_id, Rules.from_json(json.loads(args.set)), device_id)
+        except ValueError as e:
+            raise _Refused(f"bad rules: {e}", EX_USAGE) from None
+    rules = db.rules(user_id, device_id)
+    print(json.dumps(rules.to_json() if rules else None, indent=2))
+    return EX_OK
+
+
+def _test(args: argparse.Namespace, config: Config, db: PushDB) -> int:
+    device = db.device(args.device_id)
+    if device is None:
+        raise _Refused(f"no device {args.device_id}")
+    alert, topic = test_alert(db.secret(), device.user_id)
+    db.enqueue(device.id, topic, alert, time.time(), 0.0, config.push.lifetime, rate_limited=False)
+    return EX_OK
+
+
+def _queue(args: argparse.Namespace, config: Config, db: PushDB) -> int:
+    print(db.queued())
+    return EX_OK

@@ -1,0 +1,404 @@
+"""The push database: devices, rules, alert cursors and the alert queue.
+
+It is a SQLite file of its own (``<data_dir>/push.sqlite3``), apart from the mail
+store, for two reasons: the mail store's schema stays the store's business, and alert
+bookkeeping (a queue written and deleted on every delivery) never contends with the
+store's single writer. Like the store it is used by one thread at a time; the server
+runs it on its own thread (``DbThread``), the CLI directly.
+
+The queue is what makes alerts survive a restart: an alert is a row from the moment it
+is made until a sender has handed it over or given up. Rows claimed by a sender are
+marked ``inflight``; a crash leaves them so, and ``open`` puts them back (so an alert
+may, rarely, be sent twice; never lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pushmail.push.alert import Alert
+from pushmail.push.rules import Rules
+
+T = TypeVar("T")
+DeviceKind = Literal["webpush", "webhook", "ntfy"]
+KINDS: tuple[DeviceKind, ...] = ("webpush", "webhook", "ntfy")
+DB_FILE = "push.sqlite3"  # in the data directory
+ALL_DEVICES = 0  # device_id of a user's rules that apply to all their devices
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS devices (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    p256dh TEXT NOT NULL DEFAULT '',
+    auth TEXT NOT NULL DEFAULT '',
+    secret TEXT NOT NULL DEFAULT '',
+    label TEXT NOT NULL DEFAULT '',
+    created REAL NOT NULL,
+    last_sent REAL NOT NULL DEFAULT 0,
+    UNIQUE (user_id, endpoint)
+);
+CREATE TABLE IF NOT EXISTS rules (
+    user_id INTEGER NOT NULL,
+    device_id INTEGER NOT NULL,
+    json TEXT NOT NULL,
+    PRIMARY KEY (user_id, device_id)
+);
+CREATE TABLE IF NOT EXISTS cursors (
+    user_id INTEGER NOT NULL,
+    mailbox_id INTEGER NOT NULL,
+    last_uid INTEGER NOT NULL,
+    last_modseq INTEGER NOT NULL,
+    PRIMARY KEY (user_id, mailbox_id)
+);
+CREATE TABLE IF NOT EXISTS queue (
+    id INTEGER PRIMARY KEY,
+    device_id INTEGER NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+    topic TEXT NOT NULL,
+    alert TEXT NOT NULL,
+    created REAL NOT NULL,
+    not_before REAL NOT NULL,
+    deadline REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    inflight INTEGER NOT NULL DEFAULT 0,
+    rate_limited INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX IF NOT EXISTS queue_due ON queue (inflight, not_before);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """One place alerts go: a browser's Web Push subscription (``endpoint`` plus its
+    ``p256dh``/``auth`` keys), a webhook URL (with its HMAC ``secret``) or an ntfy
+    topic URL (``secret``: an optional access token)."""
+
+    id: int
+    user_id: int
+    kind: DeviceKind
+    endpoint: str
+    p256dh: str = ""
+    auth: str = ""
+    secret: str = ""
+    label: str = ""
+    created: float = 0.0
+
+    def __repr__(self) -> str:  # keys and secrets never reach a log
+        return f"Device(id={self.id}, user_id={self.user_id}, kind={self.kind!r})"
+
+    def public(self) -> dict[str, object]:
+        """What the API shows: no keys, no secret, the endpoint's origin only."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "label": self.label,
+            "endpoint_origin": _origin(self.endpoint),
+            "created": self.created,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedAlert:
+    id: int
+    device: Device
+    topic: str
+    alert: Alert
+    created: float
+    deadline: float
+    attempts: int
+
+
+class PushDB:
+    """See module docstring. All methods are synchronous and commit durably."""
+
+    def __init__(self, path: Path) -> None:
+        new = not path.exists()
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        if new:
+            os.chmod(path, 0o600)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+        self._db.execute("UPDATE queue SET inflight = 0 WHERE inflight = 1")
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- the server's secret ------------------------------------------------------------
+
+    def secret(self) -> bytes:
+        """32 random bytes made on first use: keys opaque account ids and sessions."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'secret'").fetchone()
+        if row is not None:
+            return bytes(row[0])
+        value = secrets.token_bytes(32)
+        self._db.execute("INSERT INTO meta (key, value) VALUES ('secret', ?)", (value,))
+        return value
+
+    # -- devices ------------------------------------------------------------------------
+
+    def add_device(self, device: Device) -> Device:
+        """Add a device (``device.id`` is ignored), or update the keys of the user's
+        device with the same endpoint (a browser re-subscribing). Returns it stored."""
+        self._db.execute(
+            "INSERT INTO devices (user_id, kind, endpoint, p256dh, auth, secret, label, created)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, endpoint) DO UPDATE SET"
+            " kind = excluded.kind, p256dh = excluded.p256dh, auth = excluded.auth,"
+            " secret = excluded.secret, label = excluded.label",
+            (
+                device.user_id,
+                device.kind,
+                device.endpoint,
+                device.p256dh,
+                device.auth,
+                device.secret,
+                device.label,
+                device.created,
+            ),
+        )
+        row = self._db.execute(
+            f"SELECT {_DEVICE_COLS} FROM devices WHERE user_id = ? AND endpoint = ?",
+            (device.user_id, device.endpoint),
+        ).fetchone()
+        return _device(row)
+
+    def devices(self, user_id: int | None = None) -> list[Device]:
+        """The user's devices (everyone's with None), oldest first."""
+        if user_id is None:
+            rows = self._db.execute(f"SELECT {_DEVICE_COLS} FROM devices ORDER BY id")
+        else:
+            rows = self._db.execute(
+                f"SELECT {_DEVICE_COLS} FROM devices WHERE user_id = ? ORDER BY id", (user_id,)
+            )
+        return [_device(r) for r in rows]
+
+    def device(self, device_id: int) -> Device | None:
+        row = self._db.execute(
+            f"SELECT {_DEVICE_COLS} FROM devices WHERE id = ?", (device_id,)
+        ).fetchone()
+        return _device(row) if row else None
+
+    def remove_device(self, device_id: int) -> bool:
+        """Remove a device with its rules and queued alerts; False if there was none."""
+        with self._tx():
+            self._db.execute("DELETE FROM rules WHERE device_id = ?", (device_id,))
+            cur = self._db.execute("DELETE FROM devices WHERE id = ?", (device_id,))
+        return cur.rowcount > 0
+
+    # -- rules --------------------------------------------------------------------------
+
+    def rules(self, user_id: int, device_id: int = ALL_DEVICES) -> Rules | None:
+        """The stored rules; None when the user (or device) has none of its own."""
+        row = self._db.execute(
+            "SELECT json FROM rules WHERE user_id = ? AND device_id = ?", (user_id, device_id)
+        ).fetchone()
+        return Rules.from_json(json.loads(row[0])) if row else None
+
+    def set_rules(self, user_id: int, rules: Rules | None, device_id: int = ALL_DEVICES) -> None:
+        """Store rules, or with None drop them (back to defaults / the user's rules)."""
+        if rules is None:
+            self._db.execute(
+                "DELETE FROM rules WHERE user_id = ? AND device_id = ?", (user_id, device_id)
+            )
+            return
+        self._db.execute(
+            "INSERT OR REPLACE INTO rules (user_id, device_id, json) VALUES (?, ?, ?)",
+            (user_id, device_id, json.dumps(rules.to_json())),
+        )
+
+    # -- cursors: the last message alerted per mailbox ----------------------------------
+
+    def cursor(self, user_id: int, mailbox_id: int) -> tuple[int, int] | None:
+        """(last UID, MODSEQ then) up to which new mail was looked at, or None."""
+        row = self._db.execute(
+            "SELECT last_uid, last_modseq FROM cursors WHERE user_id = ? AND mailbox_id = ?",
+            (user_id, mailbox_id),
+        ).fetchone()
+        return (int(row[0]), int(row[1])) if row else None
+
+    def set_cursor(self, user_id: int, mailbox_id: int, last_uid: int, last_modseq: int) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO cursors VALUES (?, ?, ?, ?)",
+            (user_id, mailbox_id, last_uid, last_modseq),
+        )
+
+    # -- the queue ----------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        device_id: int,
+        topic: str,
+        alert: Alert,
+        now: float,
+        hold: float,
+        lifetime: float,
+        rate_limited: bool = True,
+    ) -> None:
+        """Queue ``alert``, merging it into a not-yet-sent alert of the same device and
+        topic (so a burst becomes one alert). A new alert waits ``hold`` seconds for
+        others to merge and is given up ``lifetime`` seconds after it was made."""
+        with self._tx():
+            row = self._db.execute(
+                "SELECT id, alert FROM queue WHERE device_id = ? AND topic = ? AND inflight = 0",
+                (device_id, topic),
+            ).fetchone()
+            if row is not None:
+                merged = Alert.from_dict(json.loads(row[1])).merged(alert)
+                self._db.execute("UPDATE queue SET alert = ? WHERE id = ?", (_dump(merged), row[0]))
+                return
+            self._db.execute(
+                "INSERT INTO queue (device_id, topic, alert, created, not_before, deadline,"
+                " rate_limited) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (device_id, topic, _dump(alert), now, now + hold, now + lifetime, rate_limited),
+            )
+
+    def claim_due(self, now: float, min_interval: float, limit: int) -> list[QueuedAlert]:
+        """Take up to ``limit`` alerts that are due and whose device was not sent to in
+        the last ``min_interval`` seconds (test alerts skip that limit); at most one
+        per device, marked in flight."""
+        rows = self._db.execute(
+            f"SELECT q.id, q.topic, q.alert, q.created, q.deadline, q.attempts, {_DEVICE_COLS_D}"
+            " FROM queue q JOIN devices d ON d.id = q.device_id"
+            " WHERE q.inflight = 0 AND q.not_before <= ?"
+            " AND (q.rate_limited = 0 OR d.last_sent + ? <= ?)"
+            " ORDER BY q.not_before, q.id",
+            (now, min_interval, now),
+        ).fetchall()
+        claimed: list[QueuedAlert] = []
+        seen: set[int] = set()
+        for r in rows:
+            device = _device(r[6:])
+            if device.id in seen:
+                continue
+            seen.add(device.id)
+            alert = Alert.from_dict(json.loads(r[2]))
+            claimed.append(QueuedAlert(r[0], device, r[1], alert, r[3], r[4], r[5]))
+            if len(claimed) >= limit:
+                break
+        if claimed:
+            marks = ",".join("?" * len(claimed))
+            self._db.execute(
+                f"UPDATE queue SET inflight = 1 WHERE id IN ({marks})", [c.id for c in claimed]
+            )
+        return claimed
+
+    def next_due(self, min_interval: float) -> float | None:
+        """The earliest time at which some queued alert may be sent, or None."""
+        row = self._db.execute(
+            "SELECT MIN(CASE WHEN q.rate_limited = 0 THEN q.not_before"
+            " ELSE MAX(q.not_before, d.last_sent + ?) END)"
+            " FROM queue q JOIN devices d ON d.id = q.device_id WHERE q.inflight = 0",
+            (min_interval,),
+        ).fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def sent(self, item: QueuedAlert, now: float) -> None:
+        """The alert was handed over: drop it and start the device's rate limit."""
+        with self._tx():
+            self._db.execute("DELETE FROM queue WHERE id = ?", (item.id,))
+            self._db.execute("UPDATE devices SET last_sent = ? WHERE id = ?", (now, item.device.id))
+
+    def give_up(self, item: QueuedAlert) -> None:
+        self._db.execute("DELETE FROM queue WHERE id = ?", (item.id,))
+
+    def retry_later(self, item: QueuedAlert, when: float) -> bool:
+        """Put a failed alert back to be sent at ``when``; merged into a newer alert
+        for the same device and topic if one was queued meanwhile. False (and the
+        alert dropped) when ``when`` is past its deadline."""
+        with self._tx():
+            if when > item.deadline:
+                self._db.execute("DELETE FROM queue WHERE id = ?", (item.id,))
+                return False
+            newer = self._db.execute(
+                "SELECT id, alert FROM queue WHERE device_id = ? AND topic = ? AND inflight = 0",
+                (item.device.id, item.topic),
+            ).fetchone()
+            if newer is not None:
+                merged = item.alert.merged(Alert.from_dict(json.loads(newer[1])))
+                self._db.execute(
+                    "UPDATE queue SET alert = ? WHERE id = ?", (_dump(merged), newer[0])
+                )
+                self._db.execute("DELETE FROM queue WHERE id = ?", (item.id,))
+            else:
+                self._db.execute(
+                    "UPDATE queue SET inflight = 0, not_before = ?, attempts = attempts + 1"
+                    " WHERE id = ?",
+                    (when, item.id),
+                )
+        return True
+
+    def queued(self, device_id: int | None = None) -> int:
+        """How many alerts wait (for one device, or in all)."""
+        if device_id is None:
+            row = self._db.execute("SELECT COUNT(*) FROM queue").fetchone()
+        else:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM queue WHERE device_id = ?", (device_id,)
+            ).fetchone()
+        return int(row[0])
+
+    def _tx(self) -> sqlite3.Connection:
+        """``with self._tx():`` one IMMEDIATE transaction (sqlite3's context manager
+        commits or rolls back; the explicit BEGIN is needed in autocommit mode)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        return self._db
+
+
+_DEVICE_COLS = "id, user_id, kind, endpoint, p256dh, auth, secret, label, created"
+_DEVICE_COLS_D = ", ".join("d." + c.strip() for c in _DEVICE_COLS.split(","))
+
+
+def _device(row: Sequence[Any]) -> Device:
+    kind = str(row[2])
+    if kind not in KINDS:
+        raise ValueError(f"unknown device kind {kind!r}")
+    endpoint, p256dh, auth, secret, label = (str(v) for v in row[3:8])
+    return Device(
+        int(row[0]),
+        int(row[1]),
+        kind,
+        endpoint,
+        p256dh,
+        auth,
+        secret,
+        label,
+        float(row[8]),
+    )
+
+
+def _dump(alert: Alert) -> str:
+    return json.dumps(alert.to_dict())
+
+
+def _origin(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}" if rest else ""
+
+
+class DbThread:
+    """Runs PushDB calls on one dedicated thread, so the event loop never waits on
+    its fsyncs (DESIGN rule 8) and SQLite sees one user at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="push-db")
+        self._db = self._executor.submit(PushDB, path).result()
+
+    async def run(self, fn: Callable[[PushDB], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, self._db)
+
+    def close(self) -> None:
+        self._executor.submit(self._db.close).result()
+        self._executor.shutdown(wait=True)

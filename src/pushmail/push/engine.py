@@ -1,0 +1,208 @@
+"""From "mailbox changed" hints to queued alerts.
+
+The engine listens to every user's ``MailboxChanged(kind="new")`` hints. A hint only
+says *where* to look (DESIGN §1): the engine asks the store which messages arrived
+since the last point it alerted for that mailbox (a cursor of UID and MODSEQ kept in
+the push database), reads their From headers when a rule needs them, evaluates each
+device's rules and queues one alert per device. A lost hint delays alerts until the
+next hint for that mailbox; a duplicated one finds nothing new.
+
+Hints are handled one after another in one task, after the bus has already woken the
+IDLE sessions, and the store work goes through the store thread's queue like any IMAP
+command: nothing here delays a delivery's 250 or an ``EXISTS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.parser import BytesHeaderParser
+from email.utils import getaddresses
+from typing import Protocol, TypeVar
+
+from pushmail.events.interfaces import MailboxChanged
+from pushmail.push.alert import Alert, collapse_key, opaque_account, test_alert
+from pushmail.push.db import DbThread, Device, PushDB
+from pushmail.push.dispatcher import DeliveryPolicy
+from pushmail.push.rules import Rules
+from pushmail.store.interfaces import NotFound, Store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+MAX_SENDERS = 200  # From headers read per check; further messages count as unknown sender
+
+
+class StoreAccess(Protocol):
+    """How the engine reaches the store: ``net.storethread.StoreRunner`` in the
+    server (the push layer does not import ``net``)."""
+
+    def run(self, fn: Callable[[Store], T]) -> Awaitable[T]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NewMail:
+    """What the store says arrived in one mailbox since the cursor."""
+
+    mailbox: str
+    senders: tuple[str | None, ...]  # one per new message, None if unknown
+    unseen: int
+    total: int
+    last_uid: int
+    modseq: int
+
+
+class AlertEngine:
+    """See module docstring. ``on_queued`` is called after alerts were queued
+    (the dispatcher's ``wake``)."""
+
+    def __init__(
+        self,
+        store: StoreAccess,
+        db: DbThread,
+        secret: bytes,
+        policy: DeliveryPolicy,
+        on_queued: Callable[[], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._db = db
+        self._secret = secret
+        self._policy = policy
+        self._on_queued = on_queued
+        self._clock = clock
+        self._pending: dict[tuple[int, int], int] = {}  # (user, mailbox) -> hint modseq
+        self._task: asyncio.Task[None] | None = None
+
+    def on_event(self, event: MailboxChanged) -> None:
+        """Bus listener (on the loop): note the mailbox, start the worker if idle."""
+        if event.kind != "new" or event.mailbox_id == 0:
+            return
+        key = (event.user_id, event.mailbox_id)
+        self._pending[key] = min(self._pending.get(key, event.modseq), event.modseq)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._work())
+
+    async def _work(self) -> None:
+        while self._pending:
+            (user_id, mailbox_id), modseq = next(iter(self._pending.items()))
+            del self._pending[(user_id, mailbox_id)]
+            try:
+                await self.check(user_id, mailbox_id, modseq)
+            except Exception:  # one bad mailbox must not stop alerts for the rest
+                log.exception("push: checking mailbox %d of user %d failed", mailbox_id, user_id)
+
+    async def idle(self) -> None:
+        """Wait until every hint heard so far has been handled (for tests and
+        shutdown)."""
+        while self._task is not None and not self._task.done():
+            await asyncio.wait({self._task})
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def account(self, user_id: int) -> str:
+        return opaque_account(self._secret, user_id)
+
+    async def check(self, user_id: int, mailbox_id: int, hint_modseq: int) -> int:
+        """Look for new mail in one mailbox and queue alerts; the number queued."""
+        cursor = await self._db.run(lambda db: db.cursor(user_id, mailbox_id))
+        found = await self._store.run(
+            lambda st: new_mail(st, user_id, mailbox_id, cursor, hint_modseq)
+        )
+        if found is None:
+            return 0
+        now = self._clock()
+        queued = await self._db.run(lambda db: self._enqueue(db, user_id, mailbox_id, found, now))
+        if queued:
+            self._on_queued()
+        return queued
+
+    def _enqueue(
+        self, db: PushDB, user_id: int, mailbox_id: int, found: NewMail, now: float
+    ) -> int:
+        """Evaluate every device's rules and queue its alert (database thread)."""
+        db.set_cursor(user_id, mailbox_id, found.last_uid, found.modseq)
+        if not found.senders:
+            return 0
+        user_rules = db.rules(user_id) or Rules()
+        when = datetime.fromtimestamp(now, UTC)
+        account = self.account(user_id)
+        topic = collapse_key(account, found.mailbox)
+        queued = 0
+        for device in db.devices(user_id):
+            count = matching(device, db, user_rules, found, when)
+            if count:
+                alert = Alert(account, found.mailbox, count, found.unseen, found.total)
+                p = self._policy
+                db.enqueue(device.id, topic, alert, now, p.hold, p.lifetime)
+                queued += 1
+        return queued
+
+    async def send_test(self, device: Device) -> None:
+        """Queue a test alert for one device, past its rules and rate limit."""
+        alert, topic = test_alert(self._secret, device.user_id)
+        now = self._clock()
+        lifetime = self._policy.lifetime
+        await self._db.run(
+            lambda db: db.enqueue(device.id, topic, alert, now, 0.0, lifetime, rate_limited=False)
+        )
+        self._on_queued()
+
+
+def matching(device: Device, db: PushDB, user_rules: Rules, found: NewMail, when: datetime) -> int:
+    """How many of the new messages this device is to be told about: the user's
+    rules and the device's own (if any) must both allow each."""
+    own = db.rules(device.user_id, device.id)
+    rule_sets = (user_rules,) if own is None else (user_rules, own)
+    if not all(r.allows_now(when) for r in rule_sets):
+        return 0
+    return sum(
+        1 for s in found.senders if all(r.allows_message(found.mailbox, s) for r in rule_sets)
+    )
+
+
+def new_mail(
+    store: Store, user_id: int, mailbox_id: int, cursor: tuple[int, int] | None, hint_modseq: int
+) -> NewMail | None:
+    """(Store thread.) The unseen messages above the cursor. Without a cursor (the
+    first hint for this mailbox) those from the hint's MODSEQ on."""
+    box = store.get_mailbox_by_id(mailbox_id)
+    if box is None or box.user_id != user_id:
+        return None
+    if cursor is not None:
+        last_uid, since = cursor
+    else:
+        last_uid, since = -1, max(hint_modseq - 1, 0)
+    changes = store.changes_since(box.id, since)
+    if last_uid < 0:
+        fresh = [m.uid for m in changes.changed if m.modseq >= hint_modseq]
+        last_uid = min(fresh) - 1 if fresh else changes.uidnext - 1
+    new = [m for m in changes.changed if m.uid > last_uid and "\\Seen" not in m.flags]
+    senders = tuple(
+        _sender(store, box.id, m.uid) if i < MAX_SENDERS else None for i, m in enumerate(new)
+    )
+    counts = store.counts(box.id)
+    top = max((m.uid for m in changes.changed), default=last_uid)
+    return NewMail(
+        box.name, senders, counts.unseen, counts.messages, max(top, last_uid), changes.highestmodseq
+    )
+
+
+def _sender(store: Store, mailbox_id: int, uid: int) -> str | None:
+    """The first From address of a message, lower-cased; None if it has none."""
+    try:
+        raw = store.get_raw(mailbox_id, uid)
+    except NotFound:  # expunged meanwhile
+        return None
+    head = raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+    headers = BytesHeaderParser().parsebytes(head)
+    for _name, address in getaddresses([str(v) for v in headers.get_all("From", [])]):
+        if "@" in address:
+            return address.lower()
+    return None

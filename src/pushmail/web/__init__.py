@@ -1,0 +1,1 @@
+"""pushmail.web: the HTTP API and the settings page for alerts."""

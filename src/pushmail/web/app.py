@@ -1,0 +1,327 @@
+"""The user-facing HTTP API and settings page (aiohttp).
+
+Users sign in with their mail credentials (HTTP Basic, or the login form's session
+cookie) and manage only their own devices and rules. Everything is JSON; the
+OpenAPI description is at ``/api/openapi.json``. Requests authenticated by cookie
+that change something must carry ``X-Requested-With: pushmail``: a cross-site form
+cannot set that header, so together with ``SameSite=Strict`` this stops CSRF.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from pushmail.push.db import KINDS, DbThread, Device
+from pushmail.push.engine import AlertEngine
+from pushmail.push.rules import Rules
+from pushmail.push.webpush import VapidKey
+from pushmail.store.interfaces import User
+from pushmail.web.auth import COOKIE, SESSION_SECONDS, Authenticator
+from pushmail.web.openapi import openapi
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+MAX_DEVICES = 20  # per user
+MAX_URL = 2048
+MAX_BODY = 64 * 1024
+CSRF_HEADER = "X-Requested-With"
+_USER = web.RequestKey("user", User)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class WebContext:
+    auth: Authenticator
+    db: DbThread
+    engine: AlertEngine
+    vapid: VapidKey
+    allow_http_endpoints: bool
+    secure_cookie: bool
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def make_app(ctx: WebContext) -> web.Application:
+    """The aiohttp application: static page, API routes, error and auth middleware."""
+    app = web.Application(middlewares=[_errors, _authenticate(ctx)], client_max_size=MAX_BODY)
+    api = Api(ctx)
+    r = app.router
+    r.add_get("/", _static("index.html", "text/html"))
+    r.add_get("/app.js", _static("app.js", "text/javascript"))
+    r.add_get("/sw.js", _static("sw.js", "text/javascript"))
+    r.add_get("/api/openapi.json", _openapi)
+    r.add_post("/api/login", api.login)
+    r.add_post("/api/logout", api.logout)
+    r.add_get("/api/me", api.me)
+    r.add_get("/api/devices", api.list_devices)
+    r.add_post("/api/devices", api.add_device)
+    r.add_delete("/api/devices/{id}", api.remove_device)
+    r.add_post("/api/devices/{id}/test", api.test_device)
+    r.add_get("/api/rules", api.get_rules)
+    r.add_put("/api/rules", api.put_rules)
+    r.add_get("/api/devices/{id}/rules", api.get_device_rules)
+    r.add_put("/api/devices/{id}/rules", api.put_device_rules)
+    r.add_delete("/api/devices/{id}/rules", api.delete_device_rules)
+    return app
+
+
+PUBLIC = frozenset({"/", "/app.js", "/sw.js", "/api/openapi.json", "/api/login", "/api/logout"})
+
+
+def _authenticate(ctx: WebContext) -> Any:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in PUBLIC:
+            return await handler(request)
+        user = None
+        header = request.headers.get("Authorization")
+        if header is not None:
+            user = await ctx.auth.check_basic(header)
+        elif COOKIE in request.cookies:
+            user = await ctx.auth.check_cookie(request.cookies[COOKIE])
+            changes = request.method not in ("GET", "HEAD")
+            if user is not None and changes and request.headers.get(CSRF_HEADER) != "pushmail":
+                raise ApiError(403, f"cookie-authenticated changes need {CSRF_HEADER}")
+        if user is None:
+            # No Basic challenge for the settings page's own requests: a browser
+            # would answer it with its password dialog instead of the login form.
+            from_page = request.headers.get(CSRF_HEADER) == "pushmail"
+            challenge = {} if from_page else {"WWW-Authenticate": 'Basic realm="pushmail"'}
+            return _json({"error": "authentication required"}, status=401, headers=challenge)
+        request[_USER] = user
+        return await handler(request)
+
+    return middleware
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure is a JSON ``{"error": ...}``; a bug is a 500 that is logged."""
+    try:
+        return await handler(request)
+    except ApiError as e:
+        return _json({"error": str(e)}, status=e.status)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        return _json({"error": e.reason}, status=e.status)
+    except Exception:
+        log.exception("web: %s %s failed", request.method, request.path)
+        return _json({"error": "internal error"}, status=500)
+
+
+class Api:
+    """The route handlers. Each works only on the signed-in user's own data."""
+
+    def __init__(self, ctx: WebContext) -> None:
+        self._ctx = ctx
+
+    async def login(self, request: web.Request) -> web.StreamResponse:
+        body = await _body(request)
+        address, password = body.get("address"), body.get("password")
+        if not isinstance(address, str) or not isinstance(password, str):
+            raise ApiError(400, "address and password are required")
+        user = await self._ctx.auth.check_password(address, password)
+        if user is None:
+            raise ApiError(401, "wrong address or password")
+        resp = _json({"address": user.address})
+        resp.set_cookie(
+            COOKIE,
+            self._ctx.auth.make_cookie(user),
+            max_age=SESSION_SECONDS,
+            httponly=True,
+            secure=self._ctx.secure_cookie,
+            samesite="Strict",
+            path="/",
+        )
+        return resp
+
+    async def logout(self, request: web.Request) -> web.StreamResponse:
+        resp = web.Response(status=204)
+        resp.del_cookie(COOKIE, path="/")
+        return resp
+
+    async def me(self, request: web.Request) -> web.StreamResponse:
+        user = request[_USER]
+        return _json(
+            {
+                "address": user.address,
+                "account": self._ctx.engine.account(user.id),
+                "vapid_public_key": self._ctx.vapid.application_server_key,
+            }
+        )
+
+    async def list_devices(self, request: web.Request) -> web.StreamResponse:
+        user = request[_USER]
+        devices = await self._ctx.db.run(lambda db: db.devices(user.id))
+        return _json([d.public() for d in devices])
+
+    async def add_device(self, request: web.Request) -> web.StreamResponse:
+        user = request[_USER]
+        device, shown_secret = self._new_device(user, await _body(request))
+
+        def add(db: Any) -> Device | None:
+            known = {d.endpoint for d in db.devices(user.id)}
+            if len(known) >= MAX_DEVICES and device.endpoint not in known:
+                return None
+            return db.add_device(device)  # type: ignore[no-any-return]
+
+        stored = await self._ctx.db.run(add)
+        if stored is None:
+            raise ApiError(409, f"at most {MAX_DEVICES} devices per user")
+        out = stored.public()
+        if shown_secret:
+            out["secret"] = shown_secret  # shown once, for the webhook receiver
+        return _json(out, status=201)
+
+    def _new_device(self, user: User, body: dict[str, Any]) -> tuple[Device, str]:
+        kind = body.get("kind")
+        if kind not in KINDS:
+            raise ApiError(400, f"kind must be one of {', '.join(KINDS)}")
+        endpoint = _endpoint(body.get("endpoint"), self._ctx.allow_http_endpoints)
+        label = body.get("label", "")
+        if not isinstance(label, str) or len(label) > 100:
+            raise ApiError(400, "label must be a string of at most 100 characters")
+        p256dh = auth = secret = ""
+        shown = ""
+        if kind == "webpush":
+            p256dh, auth = _webpush_keys(body.get("keys"))
+        else:
+            given = body.get("secret")
+            if given is not None and (not isinstance(given, str) or not 16 <= len(given) <= 200):
+                raise ApiError(400, "secret must be a string of 16 to 200 characters")
+            secret = given or (secrets.token_urlsafe(32) if kind == "webhook" else "")
+            shown = secret if given is None and kind == "webhook" else ""
+        device = Device(0, user.id, kind, endpoint, p256dh, auth, secret, label, time.time())
+        return device, shown
+
+    async def remove_device(self, request: web.Request) -> web.StreamResponse:
+        device = await self._own_device(request)
+        await self._ctx.db.run(lambda db: db.remove_device(device.id))
+        return web.Response(status=204)
+
+    async def test_device(self, request: web.Request) -> web.StreamResponse:
+        device = await self._own_device(request)
+        await self._ctx.engine.send_test(device)
+        return _json({"queued": True}, status=202)
+
+    async def get_rules(self, request: web.Request) -> web.StreamResponse:
+        user = request[_USER]
+        rules = await self._ctx.db.run(lambda db: db.rules(user.id))
+        return _json((rules or Rules()).to_json())
+
+    async def put_rules(self, request: web.Request) -> web.StreamResponse:
+        user = request[_USER]
+        rules = _rules(await _body(request))
+        await self._ctx.db.run(lambda db: db.set_rules(user.id, rules))
+        return _json(rules.to_json())
+
+    async def get_device_rules(self, request: web.Request) -> web.StreamResponse:
+        device = await self._own_device(request)
+        rules = await self._ctx.db.run(lambda db: db.rules(device.user_id, device.id))
+        return _json(rules.to_json() if rules else None)
+
+    async def put_device_rules(self, request: web.Request) -> web.StreamResponse:
+        device = await self._own_device(request)
+        rules = _rules(await _body(request))
+        await self._ctx.db.run(lambda db: db.set_rules(device.user_id, rules, device.id))
+        return _json(rules.to_json())
+
+    async def delete_device_rules(self, request: web.Request) -> web.StreamResponse:
+        device = await self._own_device(request)
+        await self._ctx.db.run(lambda db: db.set_rules(device.user_id, None, device.id))
+        return web.Response(status=204)
+
+    async def _own_device(self, request: web.Request) -> Device:
+        """The device named in the path if it is the user's (404 otherwise, also
+        for someone else's: ids are not secret, but existence is not shown)."""
+        user = request[_USER]
+        raw = request.match_info["id"]
+        device_id = int(raw) if raw.isdigit() and len(raw) < 18 else -1
+        device = await self._ctx.db.run(lambda db: db.device(device_id))
+        if device is None or device.user_id != user.id:
+            raise ApiError(404, "no such device")
+        return device
+
+
+async def _openapi(request: web.Request) -> web.StreamResponse:
+    return _json(openapi())
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        text=json.dumps(data),
+        status=status,
+        content_type="application/json",
+        headers={"Cache-Control": "no-store", **(headers or {})},
+    )
+
+
+def _static(name: str, content_type: str) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(
+            body=(STATIC / name).read_bytes(),
+            content_type=content_type,
+            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+        )
+
+    return handler
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        data = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "the body must be JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    return data
+
+
+def _rules(body: dict[str, Any]) -> Rules:
+    try:
+        return Rules.from_json(body)
+    except ValueError as e:
+        raise ApiError(400, str(e)) from None
+
+
+def _endpoint(value: Any, allow_http: bool) -> str:
+    if not isinstance(value, str) or len(value) > MAX_URL or any(c.isspace() for c in value):
+        raise ApiError(400, f"endpoint must be a URL of at most {MAX_URL} characters")
+    schemes = ("https://", "http://") if allow_http else ("https://",)
+    if not value.startswith(schemes) or len(value.split("://", 1)[1].split("/")[0]) == 0:
+        raise ApiError(400, "endpoint must be an https:// URL")
+    return value
+
+
+def _webpush_keys(keys: Any) -> tuple[str, str]:
+    """The subscription's ``p256dh`` (a P-256 point, 65 bytes) and ``auth`` (16
+    bytes), URL-safe base64 as ``PushSubscription.toJSON()`` gives them."""
+    if not isinstance(keys, dict):
+        raise ApiError(400, "webpush needs keys: {p256dh, auth}")
+    out = []
+    for name, size in (("p256dh", 65), ("auth", 16)):
+        value = keys.get(name)
+        try:
+            raw = base64.urlsafe_b64decode(str(value) + "=" * (-len(str(value)) % 4))
+        except (binascii.Error, ValueError):
+            raw = b""
+        if not isinstance(value, str) or len(raw) != size:
+            raise ApiError(400, f"keys.{name} must be {size} bytes, URL-safe base64")
+        out.append(value)
+    return out[0], out[1]
