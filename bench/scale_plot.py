@@ -51,9 +51,14 @@ def series(runs: list[Run], *path: str) -> tuple[list[int], list[float]]:
 
 
 def groups(runs: list[Run]) -> dict[str, list[Run]]:
+    """Runs by server, with runs off the default plan (U = min(10,000, N/2) users, empty
+    mailboxes) in groups of their own, named by what differs."""
     out: dict[str, list[Run]] = {}
     for run in runs:
         label = str(run.get("server"))
+        n, users = int(run.get("n", 0)), run.get("users")
+        if users is not None and users != max(1, min(10_000, n // 2)):
+            label += f", {users:,} users"
         if run.get("fill"):
             label += f", {run['fill']:,} msgs/mailbox"
         out.setdefault(label, []).append(run)
@@ -66,7 +71,7 @@ def plot(runs: list[Run], output: Path) -> None:
     matplotlib.use("Agg")  # no display needed
     import matplotlib.pyplot as plt
 
-    fig, (mem, lat) = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, (mem, lat) = plt.subplots(1, 2, figsize=(13, 7))
     for label, members in groups(runs).items():
         style = "o-" if label == "pushmail" else "s"
         for key, marker in (("pss", style), ("rss", style.replace("-", "--"))):
@@ -83,7 +88,7 @@ def plot(runs: list[Run], output: Path) -> None:
     lat.set_title("Delivery (LMTP 250) -> * n EXISTS, p99")
     for axes in (mem, lat):
         axes.grid(True, which="both", alpha=0.3)
-        axes.legend(fontsize="small")
+        axes.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.14))
     fig.tight_layout()
     fig.savefig(output, dpi=110)
     plt.close(fig)
