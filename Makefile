@@ -31,6 +31,7 @@ test: lint typecheck pytest
 # Scale benchmark (bench/README.md): pushmail at 1,000 and 10,000 idle sessions, then
 # Dovecot with imap-hibernate at 10,000; about 6 minutes, capped at 14.5.
 bench: venv
+	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python bench/idle_scale.py --n 1000,10000 --dovecot-n 10000 --hold 10 --timeout 870
 
 clean:

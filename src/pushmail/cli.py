@@ -347,6 +347,7 @@ def _cmd_deliver(args: argparse.Namespace) -> int:
     except Exception as e:
         raise CliError(f"delivery failed: {e}", EX_TEMPFAIL) from e
     finally:
+        publisher.flush(timeout=0.5)  # a busy server's queue may need a moment
         publisher.close()
         store.close()
     for result in results:

@@ -185,3 +185,49 @@ def test_subprocess_publisher_exit_code(tmp_path: Path) -> None:
     """The publisher needs no loop and no listener to exist."""
     done = subprocess.run([sys.executable, "-c", PUBLISH, str(tmp_path)], check=False)
     assert done.returncode == 0
+
+
+@in_loop
+async def test_busy_receiver_gets_every_hint_later(tmp_path: Path) -> None:
+    """A peer whose queue is full (its loop busy) gets the hints once it reads
+    again: the sending bus keeps them and retries from its loop, in order."""
+    sender = UnixSocketBus(tmp_path / "ev")
+    sender.start(asyncio.get_running_loop())
+    receiver = UnixSocketBus(tmp_path / "ev")
+    got: list[MailboxChanged] = []
+    receiver.subscribe(7, got.append)
+    receiver.start(asyncio.get_running_loop())
+    # One event per publish: far more datagrams than the receiver's queue holds,
+    # all sent before the loop lets the receiver read anything.
+    events = [MailboxChanged(7, n, n) for n in range(1, 301)]
+    for event in events:
+        sender.publish(event)
+    await wait_for(got, len(events))
+    assert got == events
+    sender.close()
+    receiver.close()
+
+
+def test_one_shot_publisher_flushes_a_busy_peer(tmp_path: Path) -> None:
+    """``pushmail deliver`` has no loop: flush() retries while the peer drains."""
+    events_dir = tmp_path / "ev"
+    events_dir.mkdir()
+    peer = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    peer.bind(str(events_dir / "1-peer.sock"))
+    publisher = UnixSocketPublisher(events_dir)
+    for n in range(1, 101):
+        publisher.publish(MailboxChanged(1, n, n))
+    received: list[MailboxChanged] = []
+
+    def drain() -> None:
+        peer.settimeout(2)
+        while len(received) < 100:
+            received.extend(decode_datagram(peer.recv(65536)))
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    publisher.flush(timeout=5)
+    reader.join(5)
+    assert [e.mailbox_id for e in received] == list(range(1, 101))
+    publisher.close()
+    peer.close()

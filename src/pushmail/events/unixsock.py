@@ -2,9 +2,11 @@
 
 Every listening process binds a Unix *datagram* socket in one directory
 (``Config.events_dir``); a publisher sends each event to every socket there. A
-datagram is fire-and-forget: a full receiver (EAGAIN) drops the hint, a dead one
-(ECONNREFUSED/ENOENT) has its socket file removed. That is safe because events are
-only hints: a session that misses one catches up on its periodic re-check (DESIGN §1).
+datagram that a full receiver (EAGAIN) cannot take waits in a per-peer backlog that
+the sending process retries from its loop (``pushmail deliver`` retries for a moment
+before it exits); a dead receiver (ECONNREFUSED/ENOENT) has its socket file removed.
+Hints dropped even so (a backlog past MAX_BACKLOG) are safe to lose: a session that
+misses one catches up on its periodic re-check (DESIGN §1).
 
 Several events travel in one datagram, separated by newlines, because Linux queues
 only ``net.unix.max_dgram_qlen`` (often 10) datagrams per socket: a delivery to a
@@ -34,6 +36,8 @@ SUFFIX = ".sock"
 MAX_DATAGRAM = 8192  # bytes of one datagram (many events)
 LISTING_TTL = 1.0  # seconds a directory listing is trusted
 RECV_BATCH = 256  # datagrams read per wake-up, so a flood cannot starve the loop
+MAX_BACKLOG = 4096  # datagrams kept per busy peer (about 32 MB at most)
+RETRY_DELAY = 0.002  # seconds before a busy peer's backlog is tried again
 _SUN_PATH_MAX = 100  # sun_path is 108 bytes on Linux; keep a margin
 
 
@@ -114,6 +118,9 @@ class UnixSocketPublisher:
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
         self._lock = threading.Lock()
+        # Datagrams a busy peer could not take yet (its queue holds only
+        # net.unix.max_dgram_qlen datagrams, 10 by default), in order, per peer.
+        self._backlog: dict[str, list[bytes]] = {}
 
     def publish(self, event: MailboxChanged) -> None:
         self.publish_many((event,))
@@ -125,22 +132,53 @@ class UnixSocketPublisher:
         with self._lock:
             for name in self._dir.peers():
                 if name != self._own:
-                    self._send(name, payloads)
+                    queued = self._backlog.get(name)
+                    if queued is not None:  # keep the order: behind what waits
+                        queued.extend(payloads)
+                        self._trim(name, queued)
+                    else:
+                        self._send(name, payloads)
 
     def _send(self, name: str, payloads: list[bytes]) -> None:
+        """Send in order; what a full peer does not take waits in the backlog."""
+        sent = 0
         try:
             address = self._dir.address(name)
             for payload in payloads:
                 self._sock.sendto(payload, address)
+                sent += 1
         except (BlockingIOError, InterruptedError):
-            log.debug("events: %s is full, hint dropped", name)
+            rest = payloads[sent:]
+            self._backlog[name] = rest
+            self._trim(name, rest)
         except (ConnectionRefusedError, FileNotFoundError):
+            self._backlog.pop(name, None)
             self._dir.forget(name)  # its process is gone
         except OSError as exc:
             if exc.errno == errno.ENOBUFS:
                 log.debug("events: no buffer for %s, hint dropped", name)
             else:
                 log.warning("events: cannot send to %s: %s", name, exc)
+
+    def _trim(self, name: str, queued: list[bytes]) -> None:
+        if len(queued) > MAX_BACKLOG:
+            del queued[: len(queued) - MAX_BACKLOG]
+            log.warning("events: %s is far behind; oldest hints dropped (re-check repairs)", name)
+
+    def retry(self) -> bool:
+        """Try the backlog again; True while some of it still waits."""
+        with self._lock:
+            for name, queued in list(self._backlog.items()):
+                del self._backlog[name]
+                self._send(name, queued)
+            return bool(self._backlog)
+
+    def flush(self, timeout: float) -> None:
+        """Retry the backlog for up to ``timeout`` seconds (for a one-shot process
+        such as ``pushmail deliver``, which has no event loop to retry later)."""
+        deadline = time.monotonic() + timeout
+        while self.retry() and time.monotonic() < deadline:
+            time.sleep(0.005)
 
     def directory(self) -> _Directory:
         return self._dir
@@ -166,6 +204,7 @@ class UnixSocketBus:
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
+        self._retrying = False
 
     @property
     def socket_path(self) -> Path:
@@ -198,6 +237,25 @@ class UnixSocketBus:
         batch = list(events)
         self._dispatch_local(batch)
         self._publisher.publish_many(batch)
+        if self._publisher.retry():
+            self._schedule_retry()
+
+    def _schedule_retry(self) -> None:
+        """Retry a full peer's backlog from the loop, soon, until it drains."""
+        loop = self._loop
+        if loop is None or self._retrying:
+            return
+        self._retrying = True
+        if threading.get_ident() == self._loop_thread:
+            loop.call_later(RETRY_DELAY, self._retry)
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(loop.call_later, RETRY_DELAY, self._retry)
+
+    def _retry(self) -> None:
+        self._retrying = False
+        if self._sock is not None and self._publisher.retry():
+            self._schedule_retry()
 
     def listener_count(self, user_id: int | None = None) -> int:
         return self._registry.listener_count(user_id)
