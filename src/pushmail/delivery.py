@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pushmail.events.interfaces import MailboxChanged, Publisher
 from pushmail.events.local import publish_all
@@ -90,31 +90,60 @@ class Deliverer:
     def deliver(self, recipients: Sequence[str], raw: bytes) -> list[RecipientResult]:
         """Deliver ``raw`` (stored byte for byte) to every known recipient; one result
         per recipient, in order. A user named twice (``a@x`` and ``a+t@x``) gets one copy."""
+        return self.deliver_many([(recipients, raw)])[0]
+
+    def deliver_many(
+        self, items: Sequence[tuple[Sequence[str], bytes]]
+    ) -> list[list[RecipientResult]]:
+        """Deliver several messages in ONE store transaction (group commit: one fsync
+        for the lot, which is what makes many concurrent LMTP sessions fast). Returns
+        each message's per-recipient results, in order. A message that is too big or
+        cannot be parsed fails alone; a store failure fails every message that had
+        somewhere to go (451: nothing of the batch was stored, the senders retry)."""
+        plans = [self._plan(rcpts, raw) for rcpts, raw in items]
+        stored = [p for p in plans if p.message is not None]
+        if stored and not self._store_plans(stored):
+            for plan in stored:
+                plan.refusal = (451, "4.3.0", "local error, try again later")
+        return [plan.results() for plan in plans]
+
+    def _plan(self, recipients: Sequence[str], raw: bytes) -> _Plan:
+        """Resolve one message's recipients and parse it (the parse happens here, on
+        the store thread, never on the event loop)."""
+        plan = _Plan(recipients)
         if self._max_size is not None and len(raw) > self._max_size:
-            return [_result(r, 552, "5.3.4", "message too big") for r in recipients]
-        targets: dict[int, int] = {}  # user id -> INBOX id
-        found: list[User | None] = []
+            plan.refusal = (552, "5.3.4", "message too big")
+            return plan
         for rcpt in recipients:
             user = self.resolve(rcpt)
-            found.append(user)
-            if user is not None and user.id not in targets:
+            plan.found.append(user)
+            if user is not None and user.id not in plan.targets:
                 box = self._store.get_mailbox(user.id, "INBOX")
                 if box is not None:
-                    targets[user.id] = box.id
-        if targets and not self._store_all(targets, raw):
-            return [_result(r, 451, "4.3.0", "local error, try again later") for r in recipients]
-        return [_outcome(rcpt, user, targets) for rcpt, user in zip(recipients, found, strict=True)]
+                    plan.targets[user.id] = box.id
+        if plan.targets:
+            try:
+                plan.message = NewMessage(raw, self._make_cache(raw))
+            except Exception:
+                log.exception("parsing a %d-byte message failed", len(raw))
+                plan.refusal = (451, "4.3.0", "local error, try again later")
+        return plan
 
-    def _store_all(self, targets: dict[int, int], raw: bytes) -> bool:
-        """Store into every target INBOX in one transaction, then publish; False when
-        nothing was stored (the sender must retry)."""
+    def _store_plans(self, plans: Sequence[_Plan]) -> bool:
+        """Store every planned copy in one transaction, then publish; False when
+        nothing was stored (the senders must retry)."""
+        targets: list[tuple[int, NewMessage]] = []
+        owners: dict[int, int] = {}  # INBOX id -> user id
+        for plan in plans:
+            assert plan.message is not None
+            for user_id, box in plan.targets.items():
+                targets.append((box, plan.message))
+                owners[box] = user_id
         try:
-            message = NewMessage(raw, self._make_cache(raw))
-            appended = self._store.deliver([(box, message) for box in targets.values()])
+            appended = self._store.deliver(targets)
         except Exception:
-            log.exception("delivery to %d mailbox(es) failed", len(targets))
+            log.exception("delivery of %d message(s) failed", len(plans))
             return False
-        owners = dict(zip(targets.values(), targets.keys(), strict=True))
         events = [
             MailboxChanged(owners[a.mailbox_id], a.mailbox_id, a.modseq, "new") for a in appended
         ]
@@ -123,6 +152,26 @@ class Deliverer:
         except Exception:  # the mail is safe; sessions will find it on re-check
             log.exception("publishing %d delivery event(s) failed", len(events))
         return True
+
+
+@dataclass(slots=True)
+class _Plan:
+    """One message of a batch on its way through ``deliver_many`` (mutable, private)."""
+
+    recipients: Sequence[str]
+    found: list[User | None] = field(default_factory=list)
+    targets: dict[int, int] = field(default_factory=dict)  # user id -> INBOX id
+    message: NewMessage | None = None
+    refusal: tuple[int, str, str] | None = None  # one reply for every recipient
+
+    def results(self) -> list[RecipientResult]:
+        if self.refusal is not None:
+            code, enhanced, text = self.refusal
+            return [_result(r, code, enhanced, text) for r in self.recipients]
+        return [
+            _outcome(rcpt, user, self.targets)
+            for rcpt, user in zip(self.recipients, self.found, strict=True)
+        ]
 
 
 def _result(address: str, code: int, enhanced: str, text: str) -> RecipientResult:

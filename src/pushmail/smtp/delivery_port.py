@@ -4,11 +4,20 @@ touches SQLite (DESIGN rule 8).
 
 One ``Deliverer`` is kept per store object and only ever used on the store thread:
 it is built lazily inside the first job, from the store that the runner hands in.
+
+Deliveries are group-committed: while one batch is on the store thread, the messages
+that arrive queue up, and the next job stores all of them in one transaction (one
+fsync) before each waiting session hears its own per-recipient replies. Nobody waits
+to *fill* a batch: a lone message goes at once, batches only form under load. At most
+one delivery batch is in flight, so IMAP jobs still get the store thread in between.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from pushmail.delivery import Deliverer, RecipientResult
 from pushmail.events.interfaces import Publisher
@@ -16,6 +25,18 @@ from pushmail.net.storethread import StoreRunner
 from pushmail.store.interfaces import Store, User
 
 __all__ = ["LocalDelivery"]
+
+MAX_BATCH_MESSAGES = 256
+MAX_BATCH_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    """One message queued for the next batch, and the session waiting for it."""
+
+    recipients: tuple[str, ...]
+    raw: bytes
+    future: asyncio.Future[list[RecipientResult]]
 
 
 class LocalDelivery:
@@ -33,6 +54,8 @@ class LocalDelivery:
         self._static_domains = frozenset(d.lower() for d in (hostname, *domains))
         self._deliverer: Deliverer | None = None
         self._deliverer_store: Store | None = None
+        self._queue: deque[_Waiting] = deque()
+        self._batcher: asyncio.Task[None] | None = None
 
     def _get(self, store: Store) -> Deliverer:
         """Store thread only: the Deliverer for the runner's current store."""
@@ -63,6 +86,53 @@ class LocalDelivery:
         return await self._runner.run(scan)
 
     async def deliver(self, recipients: Sequence[str], raw: bytes) -> list[RecipientResult]:
-        """Store ``raw`` for every recipient; durable when this returns."""
-        rcpts = tuple(recipients)
-        return await self._runner.run(lambda store: self._get(store).deliver(rcpts, raw))
+        """Store ``raw`` for every recipient; durable (committed) when this returns."""
+        future: asyncio.Future[list[RecipientResult]] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Waiting(tuple(recipients), raw, future))
+        if self._batcher is None:
+            self._batcher = asyncio.create_task(self._run_batches())
+        return await future
+
+    async def _run_batches(self) -> None:
+        """Send queued messages to the store thread, one batch at a time, until the
+        queue is empty. A job that raises fails only its own batch: each of its
+        sessions gets the exception, which the handler answers with 451. If this task
+        is cancelled (shutdown), everyone still waiting is cancelled too, not left
+        hanging."""
+        batch: list[_Waiting] = []
+        try:
+            while self._queue:
+                batch = self._take_batch()
+                try:
+                    results = await self._deliver_batch([(w.recipients, w.raw) for w in batch])
+                except Exception as exc:
+                    for waiting in batch:
+                        if not waiting.future.done():
+                            waiting.future.set_exception(exc)
+                else:
+                    for waiting, result in zip(batch, results, strict=True):
+                        if not waiting.future.done():  # the session may have gone away
+                            waiting.future.set_result(result)
+                batch = []
+        finally:
+            self._batcher = None
+            for waiting in (*batch, *self._queue):
+                waiting.future.cancel()
+            self._queue.clear()
+
+    async def _deliver_batch(
+        self, items: list[tuple[tuple[str, ...], bytes]]
+    ) -> list[list[RecipientResult]]:
+        """One store job, one transaction: parse, store and publish the whole batch."""
+        return await self._runner.run(lambda store: self._get(store).deliver_many(items))
+
+    def _take_batch(self) -> list[_Waiting]:
+        """Everything queued now, up to the caps (always at least one message)."""
+        batch = [self._queue.popleft()]
+        size = len(batch[0].raw)
+        while self._queue and len(batch) < MAX_BATCH_MESSAGES:
+            size += len(self._queue[0].raw)
+            if size > MAX_BATCH_BYTES:
+                break
+            batch.append(self._queue.popleft())
+        return batch
