@@ -12,7 +12,8 @@ process) can use it. Modes, switched at any time:
 and actions: ``reset_all()`` closes every connection with RST (SO_LINGER 0);
 ``blackhole_existing()`` black-holes only the connections open now (new ones pass);
 ``strip`` removes a byte string from server-to-client data (e.g. b" IDLE" from
-capabilities, to make a server without IDLE).
+capabilities, to make a server without IDLE); ``rewrite_up = (old, new)`` replaces bytes
+in client-to-server data (to make the server refuse a command it would accept).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class FaultProxy:
         self.mode = "pass"
         self.delay = 0.0
         self.strip: bytes = b""
+        self.rewrite_up: tuple[bytes, bytes] | None = None
         self.connections = 0
         self._pairs: set[_Pair] = set()
         self._loop = asyncio.new_event_loop()
@@ -146,6 +148,8 @@ class FaultProxy:
                 await asyncio.sleep(self.delay)
             if not up and self.strip:
                 data = data.replace(self.strip, b"")
+            if up and self.rewrite_up is not None:
+                data = data.replace(*self.rewrite_up)
             with contextlib.suppress(OSError):
                 writer.write(data)
                 await writer.drain()

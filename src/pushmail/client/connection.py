@@ -30,9 +30,12 @@ from pushmail.client.response import (
     ResponseReader,
     Tagged,
     Untagged,
+    Value,
 )
 from pushmail.imap.client_encode import encode_command
 from pushmail.imap.commands import Command
+from pushmail.imap.errors import ProtocolError
+from pushmail.imap.mutf7 import decode_mutf7
 
 __all__ = [
     "AuthFailed",
@@ -136,6 +139,8 @@ class ImapConnection:
         self.last_heard = time.monotonic()
         self.closed = False
         self.news = False  # an EXISTS was seen since the watcher last looked
+        # Folders a ``* STATUS`` named since the watcher last looked (NOTIFY, RFC 5465).
+        self.status_news: set[str] = set()
 
     # -- opening --------------------------------------------------------------------
     @classmethod
@@ -278,6 +283,10 @@ class ImapConnection:
         command's answer must not be lost just because that command ignores it."""
         if resp.keyword in ("EXISTS", "RECENT"):
             self.news = True
+        elif resp.keyword == "STATUS" and resp.values:
+            name = _mailbox_name(resp.values[0])
+            if name is not None:
+                self.status_news.add(name)
 
     def _note_capabilities(self, resp: Untagged | Tagged) -> None:
         if resp.code == "CAPABILITY":
@@ -322,6 +331,21 @@ class ImapConnection:
             pass
         finally:
             self.abort()
+
+
+def _mailbox_name(value: Value) -> str | None:
+    """A mailbox name from a response (atom, quoted or literal; modified UTF-7);
+    None for something that is not a name, which the watcher then ignores."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        return None
+    if value.upper() == "INBOX":
+        return "INBOX"
+    try:
+        return decode_mutf7(value)
+    except ProtocolError:
+        return value  # UTF8=ACCEPT servers send UTF-8 names as they are
 
 
 def _is_busy(code: str | None, text: str) -> bool:

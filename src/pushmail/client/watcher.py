@@ -3,8 +3,12 @@ reconnection.
 
 Strategy (``mode = "auto"``): one IDLE connection per folder up to
 ``max_idle_connections`` when the server offers IDLE, the remaining folders polled on one
-more connection; without IDLE, every folder is polled. (NOTIFY, RFC 5465, is the next
-strategy to add: one connection for all folders.)
+more connection; without IDLE, every folder is polled. When the server offers NOTIFY
+(RFC 5465) and IDLE, every folder is watched on ONE connection instead: ``NOTIFY SET``
+names the folders, each ``* STATUS folder (...)`` it sends makes the watcher catch that
+folder up from its cursor, and the connection idles in between (IDLE is allowed with
+NOTIFY), so renewals and dead-link detection are those of the IDLE path. A refused
+``NOTIFY SET`` falls back to the per-folder strategy.
 
 Every loop runs under ``reconnecting``: an error is sorted (network → retry after a
 short jittered exponential backoff; authentication → stop this account and say so;
@@ -38,7 +42,7 @@ from pushmail.client.pipeline import Pipeline
 from pushmail.client.response import ResponseError, Tagged, Untagged
 from pushmail.client.settings import Account
 from pushmail.client.state import FolderState
-from pushmail.imap.commands import Login
+from pushmail.imap.commands import Login, Notify, NotifyEvent, NotifyGroup
 from pushmail.imap.types import Secret
 
 __all__ = ["AccountWatcher", "Backoff", "open_account"]
@@ -109,6 +113,11 @@ class AccountWatcher:
         if not await self.reconnecting("probe", probe):
             return
         folders = self.account.folders
+        if self.account.mode in ("auto", "notify") and {"NOTIFY", "IDLE"} <= caps:
+            self._event("strategy", notify=list(folders), idle=[], poll=[])
+            if not await self.reconnecting("notify", self._notify_body(folders)):
+                return
+            # The body returns only when NOTIFY SET was refused: watch per folder.
         use_idle = self.account.mode in ("auto", "idle", "notify") and "IDLE" in caps
         cap = self.account.max_idle_connections if use_idle else 0
         idle, polled = folders[:cap], folders[cap:]
@@ -226,7 +235,8 @@ class AccountWatcher:
 
         return body
 
-    async def _idle_loop(self, conn: ImapConnection, folder: str, uidvalidity: int) -> None:
+    def _beat(self, conn: ImapConnection, **where: object) -> Beat:
+        """The heartbeat's view of one idling connection: renew by DONE, abort if dead."""
         a = self.account
         silence = a.server_keepalive + a.grace if a.server_keepalive > 0 else None
 
@@ -235,33 +245,40 @@ class AccountWatcher:
             conn.write_now(b"DONE\r\n")
 
         def abort(reason: str) -> None:
-            self._event("dead", folder=folder, reason=reason)
+            self._event("dead", reason=reason, **where)
             conn.abort()
 
-        beat = Beat(
+        return Beat(
             renew, abort, lambda: conn.last_heard, a.idle_renew, a.response_timeout, silence
         )
+
+    async def _idle_loop(self, conn: ImapConnection, folder: str, uidvalidity: int) -> None:
+        beat = self._beat(conn, folder=folder)
         while True:
             while conn.news:  # including EXISTS heard during the last fetch
                 conn.news = False
-                st = self.pipeline.state.folder(a.name, folder)
+                st = self.pipeline.state.folder(self.account.name, folder)
                 if st is None or st.uidvalidity != uidvalidity:
                     raise ConnectionLost("folder state changed under us; resync")
                 await self.fetch_and_announce(conn, folder, st, None)
-            tag = conn.next_tag()
-            await conn.send(f"{tag} IDLE\r\n".encode("ascii"))
-            await conn.wait_continuation()
-            beat.restart()
-            self.heartbeat.add(beat)
-            try:
-                await self._idle_round(conn, tag, beat)
-            finally:
-                self.heartbeat.remove(beat)
+            await self._idle_once(conn, beat)
+
+    async def _idle_once(self, conn: ImapConnection, beat: Beat) -> None:
+        """One IDLE, until news (or the heartbeat's renewal) ended it with DONE."""
+        tag = conn.next_tag()
+        await conn.send(f"{tag} IDLE\r\n".encode("ascii"))
+        await conn.wait_continuation()
+        beat.restart()
+        self.heartbeat.add(beat)
+        try:
+            await self._idle_round(conn, tag, beat)
+        finally:
+            self.heartbeat.remove(beat)
 
     async def _idle_round(self, conn: ImapConnection, tag: str, beat: Beat) -> None:
         """Read until IDLE's tagged OK (after our DONE on news, or the heartbeat's)."""
         while True:
-            if conn.news and beat.probe_sent is None:
+            if (conn.news or conn.status_news) and beat.probe_sent is None:
                 beat.probe_sent = time.monotonic()
                 conn.write_now(b"DONE\r\n")
                 self.heartbeat.poke(beat)
@@ -276,6 +293,62 @@ class AccountWatcher:
                 conn.note_news(resp)
                 if resp.keyword == "OK":
                     self.counters.keepalives += 1
+
+    # -- NOTIFY ---------------------------------------------------------------------
+    def _notify_body(self, folders: tuple[str, ...]) -> Callable[[], Awaitable[None]]:
+        async def body() -> None:
+            conn = await self.login()
+            try:
+                if "NOTIFY" in conn.capabilities and await self._notify_set(conn, folders):
+                    await self._notify_loop(conn, folders)
+                await conn.logout()
+            finally:
+                conn.abort()
+
+        return body
+
+    async def _notify_set(self, conn: ImapConnection, folders: tuple[str, ...]) -> bool:
+        """NOTIFY SET for new and expunged mail in the watched folders. It comes
+        *before* the catch-up, so nothing can arrive unheard between the two."""
+        events: tuple[NotifyEvent, ...] = ("MessageNew", "MessageExpunge")  # go together
+        groups = (
+            NotifyGroup("SELECTED", events=events),
+            NotifyGroup("MAILBOXES", mailboxes=folders, events=events),
+        )
+        try:
+            await conn.command(Notify(conn.next_tag(), groups))
+        except CommandFailed as e:
+            self._event("notify_refused", reason=str(e))
+            return False
+        return True
+
+    async def _notify_loop(self, conn: ImapConnection, folders: tuple[str, ...]) -> None:
+        """Catch up every folder, then idle; catch up whichever folders events name."""
+        by_name = {_canonical(f): f for f in folders}
+        beat = self._beat(conn, folders=list(folders))
+        for f in folders:
+            await self._notify_catch_up(conn, f)
+            self._event("watching", folder=f, via="notify")
+        while True:
+            dirty = [by_name[n] for n in sorted(conn.status_news) if n in by_name]
+            conn.status_news.clear()
+            for f in dirty:
+                await self._notify_catch_up(conn, f)
+            if not conn.status_news:
+                await self._idle_once(conn, beat)
+
+    async def _notify_catch_up(self, conn: ImapConnection, folder: str) -> None:
+        """EXAMINE, fetch from the cursor, and leave the folder again: with nothing
+        selected every event names its folder in a STATUS. An EXISTS heard while the
+        folder was selected is the folder's own and brings it round once more."""
+        while True:
+            info = await examine(conn, folder)
+            conn.news = False  # the EXAMINE's own EXISTS: catch_up covers it
+            await self.catch_up(conn, folder, info)
+            await conn.command_text("UNSELECT" if "UNSELECT" in conn.capabilities else "CLOSE")
+            if not conn.news:
+                return
+            conn.news = False
 
     # -- polling --------------------------------------------------------------------
     def _poll_body(self, folders: tuple[str, ...]) -> Callable[[], Awaitable[None]]:
@@ -307,3 +380,8 @@ class AccountWatcher:
             if values.get("UIDNEXT", st.uidnext + 1) <= st.uidnext:
                 return
         await self.catch_up(conn, folder, await examine(conn, folder))
+
+
+def _canonical(folder: str) -> str:
+    """INBOX is case-insensitive (RFC 3501 §5.1); every other name is exact."""
+    return "INBOX" if folder.upper() == "INBOX" else folder
