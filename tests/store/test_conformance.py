@@ -272,6 +272,38 @@ def test_default_internaldate_is_now(store: Store) -> None:
     assert abs((datetime.now(UTC) - meta.internaldate).total_seconds()) < 5
 
 
+def test_select_info_agrees_with_the_full_listing(store: Store) -> None:
+    """SELECT builds its view from ``select_info``: it must say what ``list_messages``
+    would (UIDs ascending, first message without \\Seen, highest MODSEQ) in one go."""
+    u = user(store)
+    ib = inbox(store, u)
+    empty = store.select_info(ib)
+    box = store.get_mailbox_by_id(ib)
+    assert box is not None
+    assert list(empty.uids) == [] and empty.first_unseen_uid is None
+    assert (empty.highestmodseq, empty.uidnext) == (box.highestmodseq, box.uidnext)
+    seen = frozenset({"\\Seen"})
+    flags = [seen, seen | {"$Label"}, frozenset({"$Seenish"}), frozenset(), frozenset()]
+    for n, f in enumerate(flags, 1):
+        store.append(ib, msg(n, f))
+    assert store.select_info(ib).first_unseen_uid == 3  # "$Seenish" is not \\Seen
+    store.store_flags(ib, [3], "add", frozenset({"\\Seen", "\\Deleted"}))
+    store.store_flags(ib, [4], "add", frozenset({"\\Deleted"}))
+    assert store.expunge(ib, [4]) == [4]
+    info = store.select_info(ib)
+    metas = store.list_messages(ib)
+    box = store.get_mailbox_by_id(ib)
+    assert box is not None
+    assert list(info.uids) == [m.uid for m in metas] == [1, 2, 3, 5]
+    assert info.first_unseen_uid == 5
+    assert info.highestmodseq == box.highestmodseq >= max(m.modseq for m in metas)
+    assert info.uidnext == box.uidnext == 6
+    store.store_flags(ib, [5], "add", seen)
+    assert store.select_info(ib).first_unseen_uid is None
+    with pytest.raises(NotFound):
+        store.select_info(999)
+
+
 def test_get_messages_filters_and_sorts(store: Store) -> None:
     u = user(store)
     ib = inbox(store, u)

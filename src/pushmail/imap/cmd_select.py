@@ -11,7 +11,7 @@ from pushmail.imap.selected import SelectedView
 from pushmail.imap.session import Session
 from pushmail.imap.states import State
 from pushmail.imap.types import SequenceSet
-from pushmail.store.interfaces import Mailbox, MessageMeta, Store
+from pushmail.store.interfaces import Mailbox, Store
 
 _FLAGS = b"(\\Answered \\Flagged \\Deleted \\Seen \\Draft)"
 _PERMANENT = b"(\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)"
@@ -27,14 +27,14 @@ def select(s: Session, cmd: c.Select, store: Store) -> None:
     if had_view:  # RFC 7162 §3.2.11 (and RFC 9051): whether or not QRESYNC is on
         s.untagged(b"OK [CLOSED] previous mailbox closed")
     mbox = s.mailbox(store, cmd.mailbox)
-    metas = store.list_messages(mbox.id)
-    view = SelectedView.open(store, mbox, cmd.readonly, metas)
+    info = store.select_info(mbox.id)
+    view = SelectedView.open(store, mbox, cmd.readonly, info)
     if cmd.condstore:
         s.enabled.add("CONDSTORE")
     view.condstore = "CONDSTORE" in s.enabled
     view.qresync = "QRESYNC" in s.enabled
     view.rev2 = s.rev2
-    _announce(s, view, mbox, metas)
+    _announce(s, view, mbox, info.first_unseen_uid)
     if cmd.qresync is not None and cmd.qresync.uidvalidity == mbox.uidvalidity:
         _qresync(s, view, store, cmd.qresync)
     s.view = view
@@ -43,25 +43,24 @@ def select(s: Session, cmd: c.Select, store: Store) -> None:
     s.ok(cmd.tag, ("EXAMINE" if cmd.readonly else "SELECT") + " completed", mode)
 
 
-def _announce(s: Session, view: SelectedView, mbox: Mailbox, metas: list[MessageMeta]) -> None:
+def _announce(s: Session, view: SelectedView, mbox: Mailbox, first_unseen: int | None) -> None:
     s.untagged(b"FLAGS " + _FLAGS)
     s.untagged(b"OK [PERMANENTFLAGS " + (b"()" if view.readonly else _PERMANENT) + b"] ok")
     s.untagged(b"%d EXISTS" % view.exists)
     if view.rev2:  # RFC 9051 §6.3.2: LIST instead of RECENT and UNSEEN
         s.untagged(b'LIST () "/" ' + enc_mailbox(mbox.name))
     else:
-        _rev1_counts(s, view, metas)
+        _rev1_counts(s, view, first_unseen)
     s.untagged(b"OK [UIDVALIDITY %d] UIDs valid" % mbox.uidvalidity)
     s.untagged(b"OK [UIDNEXT %d] predicted next UID" % view.uidnext)
     s.untagged(b"OK [HIGHESTMODSEQ %d] highest" % view.modseq)
 
 
-def _rev1_counts(s: Session, view: SelectedView, metas: list[MessageMeta]) -> None:
+def _rev1_counts(s: Session, view: SelectedView, first_unseen: int | None) -> None:
     s.untagged(b"%d RECENT" % len(view.recent))
-    for seq, meta in enumerate(metas, 1):
-        if "\\Seen" not in meta.flags:
-            s.untagged(b"OK [UNSEEN %d] first unseen" % seq)
-            break
+    seq = None if first_unseen is None else view.seq_of(first_unseen)
+    if seq is not None:
+        s.untagged(b"OK [UNSEEN %d] first unseen" % seq)
 
 
 def _qresync(s: Session, view: SelectedView, store: Store, q: c.QresyncParams) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pushmail.imap.encoder import flag_list
 from pushmail.imap.errors import ProtocolError
 from pushmail.imap.types import SequenceSet
-from pushmail.store.interfaces import Mailbox, MessageMeta, Store
+from pushmail.store.interfaces import Mailbox, MessageMeta, SelectInfo, Store
 
 
 @dataclass(slots=True)
@@ -32,7 +32,9 @@ class SelectedView:
     uids: array[int]  # sequence number n is uids[n - 1]
     modseq: int  # every change up to here has been reported
     uidnext: int  # every message below this UID has been reported as existing
-    recent: set[int] = field(default_factory=set)  # UIDs \Recent for this session
+    # UIDs \Recent for this session, ascending: 4 bytes each (a set of ints costs
+    # ~60), which matters when a first SELECT claims a whole filled mailbox.
+    recent: array[int] = field(default_factory=lambda: array("I"))
     recent_floor: int = 0  # UIDs >= this arriving later are \Recent for us
     pending_expunge: set[int] = field(default_factory=set)  # gone, not yet reported
     own_flag_reports: dict[int, int] = field(default_factory=dict)  # uid -> modseq sent
@@ -42,24 +44,21 @@ class SelectedView:
 
     # -- building -------------------------------------------------------------
     @classmethod
-    def open(
-        cls, store: Store, mailbox: Mailbox, readonly: bool, metas: list[MessageMeta]
-    ) -> SelectedView:
-        """Take a fresh view from ``metas`` (listed after ``mailbox`` was read). The
-        listing may already include changes made after the mailbox row was read;
-        those then show up once as harmless FLAGS updates."""
+    def open(cls, store: Store, mailbox: Mailbox, readonly: bool, info: SelectInfo) -> SelectedView:
+        """Take a fresh view from ``info`` (read after ``mailbox``), keeping its UID
+        array rather than a copy. The listing may already include changes made after
+        the mailbox row was read; those then show up once as harmless FLAGS updates."""
         recent_floor = mailbox.uidnext if readonly else store.claim_recent(mailbox.id)
-        uids = array("I", (m.uid for m in metas))
-        highest = max([mailbox.highestmodseq, *(m.modseq for m in metas)])
-        recent = {u for u in uids if u >= recent_floor} if not readonly else set()
-        uidnext = max(mailbox.uidnext, (uids[-1] + 1) if uids else 1)
+        uids = info.uids
+        recent = uids[bisect_left(uids, recent_floor) :] if not readonly else array("I")
+        uidnext = max(mailbox.uidnext, info.uidnext, (uids[-1] + 1) if uids else 1)
         return cls(
             mailbox_id=mailbox.id,
             name=mailbox.name,
             uidvalidity=mailbox.uidvalidity,
             readonly=readonly,
             uids=uids,
-            modseq=highest,
+            modseq=max(mailbox.highestmodseq, info.highestmodseq),
             uidnext=uidnext,
             recent=recent,
             recent_floor=uidnext,
@@ -71,10 +70,8 @@ class SelectedView:
         return len(self.uids)
 
     def seq_of(self, uid: int) -> int | None:
-        i = bisect_left(self.uids, uid)
-        if i < len(self.uids) and self.uids[i] == uid:
-            return i + 1
-        return None
+        i = _index(self.uids, uid)
+        return None if i is None else i + 1
 
     def resolve(self, seqset: SequenceSet, uid: bool, saved: tuple[int, ...] = ()) -> list[int]:
         """The UIDs a sequence set names, ascending. For a UID set, ``*`` is the
@@ -96,7 +93,7 @@ class SelectedView:
 
     def flags_of(self, meta: MessageMeta) -> frozenset[str]:
         """A message's flags as this session reports them (with \\Recent)."""
-        if meta.uid in self.recent and not self.rev2:
+        if not self.rev2 and _index(self.recent, meta.uid) is not None:
             return meta.flags | {"\\Recent"}
         return meta.flags
 
@@ -106,11 +103,10 @@ class SelectedView:
         the last report, in an order that keeps sequence numbers right."""
         ch = store.changes_since(self.mailbox_id, self.modseq)
         out: list[bytes] = []
-        present = set(self.uids)
-        if ch.expunged_complete:
-            self.pending_expunge.update(u for u in ch.expunged if u in present)
+        if ch.expunged_complete:  # a lookup per expunged UID, not a set of them all
+            self.pending_expunge.update(u for u in ch.expunged if _index(self.uids, u) is not None)
         else:  # expunge history trimmed since our modseq: compare the UID lists
-            self.pending_expunge.update(present.difference(store.uids(self.mailbox_id)))
+            self.pending_expunge.update(set(self.uids).difference(store.uids(self.mailbox_id)))
         if allow_expunge and self.pending_expunge:
             out.extend(self._report_expunges())
         first_new = self.uidnext  # _append_new moves uidnext past the new ones
@@ -148,7 +144,7 @@ class SelectedView:
             self.recent_floor = max(self.recent_floor, store.claim_recent(self.mailbox_id))
         for meta in new:
             if meta.uid >= self.recent_floor and not self.readonly:
-                self.recent.add(meta.uid)
+                self.recent.append(meta.uid)  # above every UID held: stays ascending
             self.uids.append(meta.uid)
         self.uidnext = new[-1].uid + 1
 
@@ -170,7 +166,9 @@ class SelectedView:
         seq = self.seq_of(uid)
         if seq is not None:
             del self.uids[seq - 1]
-            self.recent.discard(uid)
+            i = _index(self.recent, uid)
+            if i is not None:
+                del self.recent[i]
         return seq
 
     def note_own_flags(self, metas: list[MessageMeta]) -> None:
@@ -178,3 +176,9 @@ class SelectedView:
         .SILENT), so the next refresh does not repeat them."""
         for m in metas:
             self.own_flag_reports[m.uid] = m.modseq
+
+
+def _index(uids: array[int], uid: int) -> int | None:
+    """Where ``uid`` is in the ascending ``uids``, or None."""
+    i = bisect_left(uids, uid)
+    return i if i < len(uids) and uids[i] == uid else None

@@ -33,6 +33,7 @@ import select
 import socket
 import time
 from array import array
+from bisect import bisect_left
 from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,8 @@ _LOOPBACK = 4
 _READONLY = 8
 _REV2 = 16
 _EPOLL_FLAGS = select.EPOLLIN | select.EPOLLRDHUP
+
+_NO_RECENT: array[int] = array("I")
 
 
 class Hibernated:
@@ -87,7 +90,9 @@ class Hibernated:
         self.modseq = v.modseq
         self.uidnext = v.uidnext
         self.exists = v.exists
-        self.recent = tuple(sorted(v.recent)) if v.recent else ()
+        # 4 bytes per \Recent UID (a tuple of ints costs ~36); most have none and
+        # share one empty array, which is only ever replaced, never changed.
+        self.recent = array("I", v.recent) if v.recent else _NO_RECENT
         self.bits = (
             (_CONDSTORE if v.condstore else 0)
             | (_QRESYNC if v.qresync else 0)
@@ -225,7 +230,7 @@ class Hibernator:
         rec.modseq = max(rec.modseq, ch.highestmodseq)
         if new:
             if floor is not None:
-                rec.recent = rec.recent + tuple(m.uid for m in new if m.uid >= floor)
+                rec.recent = rec.recent + array("I", (m.uid for m in new if m.uid >= floor))
             rec.exists += len(new)
             rec.uidnext = max(rec.uidnext, new[-1].uid + 1, ch.uidnext)
             line = b"* %d EXISTS\r\n" % rec.exists
@@ -357,9 +362,11 @@ def _wire(rec: Hibernated, data: bytes) -> bytes:
 def _rebuild_view(store: Store, rec: Hibernated, name: str, uidvalidity: int) -> SelectedView:
     """The client's sequence-number map as of (UIDNEXT, MODSEQ): the UIDs below
     UIDNEXT still present, plus those expunged after MODSEQ (not yet reported)."""
-    present = [u for u in store.uids(rec.mailbox_id) if u < rec.uidnext]
+    listed = store.uids(rec.mailbox_id)  # ascending: cut at UIDNEXT, no per-UID test
+    uids = array("I", listed[: bisect_left(listed, rec.uidnext)])
     gone = [u for u in store.changes_since(rec.mailbox_id, rec.modseq).expunged if u < rec.uidnext]
-    uids = array("I", sorted(set(present) | set(gone)))
+    if gone:  # rare: expunged while asleep and not yet reported
+        uids = array("I", sorted(set(uids).union(gone)))
     return SelectedView(
         mailbox_id=rec.mailbox_id,
         name=name,
@@ -368,7 +375,7 @@ def _rebuild_view(store: Store, rec: Hibernated, name: str, uidvalidity: int) ->
         uids=uids,
         modseq=rec.modseq,
         uidnext=rec.uidnext,
-        recent=set(rec.recent),
+        recent=array("I", rec.recent),
         recent_floor=rec.uidnext,
         condstore=bool(rec.bits & _CONDSTORE),
         qresync=bool(rec.bits & _QRESYNC),

@@ -13,6 +13,7 @@ spelled in upper case by the callers.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -77,6 +78,22 @@ class MailboxCounts:
     unseen: int
     size: int  # sum of RFC822.SIZE, for STATUS=SIZE
     deleted: int
+
+
+@dataclass(frozen=True, slots=True)
+class SelectInfo:
+    """What SELECT needs of a mailbox, read in one snapshot: the sequence-number map
+    without a ``MessageMeta`` per message, so selecting a large mailbox stays cheap.
+
+    ``uids`` is ascending and handed over to the caller (a ``SelectedView`` keeps it
+    and appends to it). ``highestmodseq`` and ``uidnext`` are at least those of every
+    listed message, so a view built from them reports nothing listed twice.
+    """
+
+    uids: array[int]
+    first_unseen_uid: int | None  # the lowest UID without \Seen, for [UNSEEN n]
+    highestmodseq: int
+    uidnext: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +249,11 @@ class Store(Protocol):
 
     def uids(self, mailbox_id: int) -> list[int]:
         """Every UID of the mailbox, ascending: the sequence-number map."""
+        ...
+
+    def select_info(self, mailbox_id: int) -> SelectInfo:
+        """The UIDs, first unseen UID, HIGHESTMODSEQ and UIDNEXT in one snapshot,
+        without building per-message objects; NotFound if the mailbox is gone."""
         ...
 
     def changes_since(self, mailbox_id: int, since_modseq: int) -> Changes: ...

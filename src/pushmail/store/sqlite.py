@@ -17,6 +17,7 @@ import hashlib
 import json
 import sqlite3
 import time
+from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
@@ -38,6 +39,7 @@ from pushmail.store.interfaces import (
     MessageMeta,
     NewMessage,
     NotFound,
+    SelectInfo,
     StoreError,
     User,
 )
@@ -52,6 +54,7 @@ _MAILBOX_COLS = """
 _META_COLS = "SELECT uid, modseq, flags, internaldate, tzoffset, size FROM messages"
 _IN_UIDS = "uid IN (SELECT value FROM json_each(?))"
 _HAS_DELETED = "instr(' ' || flags || ' ', ' \\Deleted ') > 0"
+_NOT_SEEN = "instr(' ' || flags || ' ', ' \\Seen ') = 0"
 
 MetaRow = tuple[int, int, str, int, int, int]
 
@@ -374,7 +377,7 @@ class SqliteStore:
                 raise NotFound(f"no mailbox {mailbox_id}")
             row = conn.execute(
                 "SELECT count(*), total(uid >= ?), "
-                "total(instr(' ' || flags || ' ', ' \\Seen ') = 0), total(size), "
+                f"total({_NOT_SEEN}), total(size), "
                 f"total({_HAS_DELETED}) FROM messages WHERE mailbox_id = ?",
                 (box[0], mailbox_id),
             ).fetchone()
@@ -445,10 +448,40 @@ class SqliteStore:
         return [self._meta(row) for row in rows]
 
     def uids(self, mailbox_id: int) -> list[int]:
-        rows = self._conn.execute(
-            "SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid", (mailbox_id,)
+        # One row of JSON from the primary key instead of a tuple per message: the
+        # cheapest way SQLite hands over 10^4+ integers (a third of the CPU). An
+        # aggregate's input order is not promised before SQLite 3.44, so the list is
+        # sorted again; it is sorted already, which timsort checks in linear time.
+        (listed,) = self._conn.execute(
+            "SELECT json_group_array(uid) FROM "
+            "(SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid)",
+            (mailbox_id,),
+        ).fetchone()
+        return sorted(json.loads(listed))
+
+    def select_info(self, mailbox_id: int) -> SelectInfo:
+        with self._read() as conn:
+            box = conn.execute(
+                "SELECT highestmodseq, uidnext FROM mailboxes WHERE id = ?", (mailbox_id,)
+            ).fetchone()
+            if box is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            uids = array("I", self.uids(mailbox_id))
+            unseen = conn.execute(
+                f"SELECT uid FROM messages WHERE mailbox_id = ? AND {_NOT_SEEN} "
+                "ORDER BY uid LIMIT 1",
+                (mailbox_id,),
+            ).fetchone()
+            # The (mailbox_id, modseq) index answers max() in one seek.
+            (top,) = conn.execute(
+                "SELECT max(modseq) FROM messages WHERE mailbox_id = ?", (mailbox_id,)
+            ).fetchone()
+        return SelectInfo(
+            uids=uids,
+            first_unseen_uid=None if unseen is None else int(unseen[0]),
+            highestmodseq=max(int(box[0]), int(top or 0)),
+            uidnext=max(int(box[1]), (uids[-1] + 1) if uids else 1),
         )
-        return [row[0] for row in rows]
 
     def changes_since(self, mailbox_id: int, since_modseq: int) -> Changes:
         with self._read() as conn:
