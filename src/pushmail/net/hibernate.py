@@ -38,6 +38,7 @@ from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
 from pushmail.imap.selected import SelectedView
+from pushmail.net.keepalive import keepalive_due
 from pushmail.net.tls_layer import TlsLayer, TlsState
 from pushmail.store.interfaces import Changes, Store, User
 
@@ -195,9 +196,9 @@ class Hibernator:
     async def _check(self, batch: list[Hibernated]) -> None:
         keys = {(r.mailbox_id, r.modseq) for r in batch}
         # Messages that arrived since a session last looked are \Recent for exactly
-        # one session (RFC 3501 §2.3.2): one claim per mailbox, given to the first
-        # read-write record of that mailbox in this batch.
-        claim = {r.mailbox_id for r in batch if not r.bits & _READONLY}
+        # one session (RFC 3501 §2.3.2): one claim per mailbox with new mail, given
+        # to the first read-write record of that mailbox in this batch.
+        writable = {r.mailbox_id for r in batch if not r.bits & _READONLY}
 
         def job(store: Store) -> tuple[dict[tuple[int, int], Changes | None], dict[int, int]]:
             out: dict[tuple[int, int], Changes | None] = {}
@@ -206,13 +207,14 @@ class Hibernator:
                     out[(mid, modseq)] = store.changes_since(mid, modseq)
                 except Exception:  # a deleted mailbox: the session must resume
                     out[(mid, modseq)] = None
+            fresh = {mid for (mid, _), ch in out.items() if ch is not None and ch.changed}
             floors = {}
-            for mid in claim:
+            for mid in fresh & writable:
                 with contextlib.suppress(Exception):
                     floors[mid] = store.claim_recent(mid)
             return out, floors
 
-        found, floors = await self._ctx.runner.run(job)
+        found, floors = await self._ctx.runner.read(job)
         for rec in batch:
             if rec.fd not in self._records:
                 continue
@@ -273,7 +275,7 @@ class Hibernator:
 
         sock = socket.socket(fileno=rec.fd)
         try:
-            found = await self._ctx.runner.run(job)
+            found = await self._ctx.runner.read(job)
             if found is None:
                 sock.close()
                 return
@@ -306,14 +308,18 @@ class Hibernator:
             os.close(rec.fd)
 
     # -- housekeeping -------------------------------------------------------------
-    def sweep(self, now: float, keepalive: float, autologout: float) -> None:
-        """Keepalives and autologout for hibernated sessions, written directly."""
+    def sweep(self, now: float, keepalive: float, autologout: float, wall: float) -> None:
+        """Keepalives (on the schedule of ``net/keepalive.py``; ``wall`` is the wall
+        clock at monotonic ``now``) and autologout for hibernated sessions."""
+        offset = wall - now
         for rec in list(self._records.values()):
             if now - rec.last_activity > autologout:
                 with contextlib.suppress(OSError):
                     os.write(rec.fd, _wire(rec, b"* BYE autologout; idle for too long\r\n"))
                 self._drop(rec)
-            elif keepalive and now - rec.last_write >= keepalive:
+            elif keepalive and wall >= keepalive_due(
+                rec.last_write + offset, rec.user_id, keepalive
+            ):
                 self._send(rec, b"* OK Still here\r\n")
 
     async def recheck(self, share: int, of: int) -> None:
@@ -332,7 +338,7 @@ class Hibernator:
                 out[mid] = box.highestmodseq if box is not None else -1
             return out
 
-        highest = await self._ctx.runner.run(job)
+        highest = await self._ctx.runner.read(job)
         for rec in recs:
             if highest.get(rec.mailbox_id, rec.modseq) != rec.modseq:
                 self.wake(rec)

@@ -34,6 +34,7 @@ from pushmail.imap.fragmentizer import (
     LiteralTooBig,
     NeedContinuation,
 )
+from pushmail.imap.notify import PendingHints
 from pushmail.imap.parser import parse_command, parse_tag
 from pushmail.imap.session import Action, ServerInfo, Session
 from pushmail.imap.states import State, check_allowed
@@ -116,7 +117,7 @@ class ImapConnection(asyncio.Protocol):
         self._sasl_tag = ""
         self._watching: tuple[int, int] | None = None
         # NOTIFY (RFC 5465): hints not yet reported; None while not watching the user.
-        self._notify_pending: list[MailboxChanged] | None = None
+        self._notify_pending: PendingHints | None = None
         self.session = Session(ctx.info, secure, loopback=False)
         self.last_activity = self.last_write = time.monotonic()
 
@@ -212,7 +213,8 @@ class ImapConnection(asyncio.Protocol):
             self._wake_again = False
             self.wake()
             return
-        if self._notify_pending and self._mode in ("command", "idle"):
+        busy = self._mode not in ("command", "idle") or self._output_backlog()
+        if self._notify_pending and not busy:
             self._start(self._report_notify())  # hints that came while busy
             return
         if self._transport is not None and self._paused and self._mode != "closed":
@@ -261,7 +263,7 @@ class ImapConnection(asyncio.Protocol):
         if s.notify is None or s.user is None:
             self._unwatch_user()
         elif self._notify_pending is None:
-            self._notify_pending = []
+            self._notify_pending = PendingHints(self._ctx.limits.notify_max_pending)
             self._ctx.hub.watch_user(s.user.id, self)
 
     def _unwatch_user(self) -> None:
@@ -274,16 +276,21 @@ class ImapConnection(asyncio.Protocol):
         runs, else right after the running command (``_finished``)."""
         if self._notify_pending is None or self._mode == "closed":
             return
-        self._notify_pending.append(event)
-        if not self._running and self._mode in ("command", "idle"):
+        if not self._notify_pending.add(event):
+            self._write(cmd_notify.overflow(self.session))  # RFC 5465 §5.8
+            self._unwatch_user()
+        elif not self._running and self._mode in ("command", "idle"):
             self._start(self._report_notify())
+
+    def _output_backlog(self) -> bool:
+        t = self._transport
+        return t is not None and t.get_write_buffer_size() > self._ctx.limits.notify_max_output
 
     async def _report_notify(self) -> None:
         pending = self._notify_pending
-        if not pending:
-            return
-        events = list(pending)
-        pending.clear()
+        if not pending or self._output_backlog():
+            return  # a client that does not read: hints wait, counted (notify_event)
+        events = pending.take()
         s = self.session
         out = await self._ctx.runner.run(lambda st: cmd_notify.event_lines(s, events, st))
         if self._mode != "closed":
@@ -432,7 +439,7 @@ class ImapConnection(asyncio.Protocol):
         view = self.session.view
         if view is None:
             return
-        lines = await self._ctx.runner.run(lambda st: view.refresh(st, True))
+        lines = await self._ctx.runner.read(lambda st: view.refresh(st, True))
         if lines and self._mode == "idle":
             self._write(b"".join(b"* " + line + b"\r\n" for line in lines))
 

@@ -22,6 +22,7 @@ from pushmail.imap.session import ServerInfo
 from pushmail.net.hibernate import Hibernator
 from pushmail.net.idle_hub import IdleHub
 from pushmail.net.imap_conn import ImapConnection, ImapContext
+from pushmail.net.keepalive import keepalive_due
 from pushmail.net.stats import LoopStats
 from pushmail.net.storethread import StoreRunner
 from pushmail.net.tls import ensure_certificate, server_context
@@ -40,11 +41,13 @@ PRUNE_SECONDS = 6 * 3600.0
 
 
 def sweep_seconds(settings: ImapSettings) -> float:
-    """The sweep period: SWEEP_SECONDS, or half the shortest keepalive or autologout
-    interval when that is shorter, so short intervals (tests, aggressive NATs) are
-    honoured within half of themselves."""
-    halves = [v / 2 for v in (settings.idle_keepalive, settings.autologout) if v > 0]
-    return max(0.05, min([SWEEP_SECONDS, *halves]))
+    """The sweep period: SWEEP_SECONDS, or a quarter of the keepalive interval or
+    half the autologout when shorter, so short intervals (tests, aggressive NATs) are
+    honoured closely."""
+    parts = [settings.idle_keepalive / 4] if settings.idle_keepalive > 0 else []
+    if settings.autologout > 0:
+        parts.append(settings.autologout / 2)
+    return max(0.05, min([SWEEP_SECONDS, *parts]))
 
 
 class Housekeeper:
@@ -63,19 +66,22 @@ class Housekeeper:
         self._share = 0
 
     def sweep(self) -> None:
-        now = time.monotonic()
+        now, wall = time.monotonic(), time.time()
+        offset = wall - now
         s = self._settings
         h = self._ctx.hibernator
         if h is not None:
-            h.sweep(now, s.idle_keepalive, s.autologout)
+            h.sweep(now, s.idle_keepalive, s.autologout, wall)
 
         for conn in list(self._ctx.connections):
             if now - conn.last_activity > s.autologout:
                 conn.close(b"* BYE autologout; idle for too long\r\n")
                 continue
-            if not conn.idling:
+            user = conn.session.user
+            if not conn.idling or user is None:
                 continue
-            if s.idle_keepalive and now - conn.last_write >= s.idle_keepalive:
+            ka = s.idle_keepalive
+            if ka and wall >= keepalive_due(conn.last_write + offset, user.id, ka):
                 conn.keepalive()
             last = self._last_recheck.get(conn, 0.0)
             if s.recheck_interval and now - last >= s.recheck_interval:
@@ -91,7 +97,10 @@ class Housekeeper:
     async def run(self) -> None:
         last_prune = 0.0
         while True:
-            await asyncio.sleep(self._period)
+            # Sweep on the wall clock's multiples of the period, so every worker
+            # sweeps at the same moments and one user's keepalives, due on the same
+            # grid point (net/keepalive.py), leave together from all of them.
+            await asyncio.sleep(self._period - time.time() % self._period)
             self.sweep()
             if time.monotonic() - last_prune > PRUNE_SECONDS:
                 last_prune = time.monotonic()
