@@ -18,10 +18,7 @@ import json
 import sqlite3
 import time
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
+from collections.abc import Iterable, Sequence
 
 from pushmail.store.common import canonical_flags, mailbox_name, split_date
 from pushmail.store.interfaces import (
@@ -43,7 +40,7 @@ from pushmail.store.interfaces import (
     StoreError,
     User,
 )
-from pushmail.store.sqlite_schema import connect
+from pushmail.store.sqlite_base import MetaRow, SqliteBase
 
 _MAX_UIDVALIDITY = 0xFFFFFFFF
 
@@ -56,90 +53,13 @@ _IN_UIDS = "uid IN (SELECT value FROM json_each(?))"
 _HAS_DELETED = "instr(' ' || flags || ' ', ' \\Deleted ') > 0"
 _NOT_SEEN = "instr(' ' || flags || ' ', ' \\Seen ') = 0"
 
-MetaRow = tuple[int, int, str, int, int, int]
-
 
 def _uid_json(uids: Iterable[int]) -> str:
     return json.dumps([int(u) for u in uids])
 
 
-class SqliteStore:
+class SqliteStore(SqliteBase):
     """``pushmail.store.interfaces.Store`` on one SQLite file. One thread per object."""
-
-    def __init__(self, path: Path) -> None:
-        self._conn = connect(path)
-        self._flag_cache: dict[str, frozenset[str]] = {"": frozenset()}
-        self._tz_cache: dict[int, timezone] = {}
-
-    # -- plumbing ---------------------------------------------------------------
-    @contextmanager
-    def _write(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
-        """One write transaction; the write lock is taken up front. ``durable=False``
-        skips the fsync at COMMIT (WAL with ``synchronous=NORMAL``): for bookkeeping
-        whose loss in a crash is harmless; the next durable COMMIT syncs it too."""
-        conn = self._conn
-        if not durable:
-            conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        finally:
-            if not durable:
-                conn.execute("PRAGMA synchronous = FULL")
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction, so several queries see one snapshot."""
-        conn = self._conn
-        conn.execute("BEGIN")
-        try:
-            yield conn
-        finally:
-            if conn.in_transaction:
-                conn.execute("COMMIT")
-
-    def _flags(self, text: str) -> frozenset[str]:
-        """Decode a flags column; the few distinct values are shared, not rebuilt."""
-        flags = self._flag_cache.get(text)
-        if flags is None:
-            if len(self._flag_cache) > 4096:
-                self._flag_cache = {"": frozenset()}
-            flags = self._flag_cache[text] = frozenset(text.split(" "))
-        return flags
-
-    def _date(self, ts: int, offset: int) -> datetime:
-        tz = self._tz_cache.get(offset)
-        if tz is None:
-            tz = self._tz_cache[offset] = (
-                UTC if offset == 0 else timezone(timedelta(minutes=offset))
-            )
-        return datetime.fromtimestamp(ts, tz)
-
-    def _meta(self, row: MetaRow) -> MessageMeta:
-        return MessageMeta(row[0], row[1], self._flags(row[2]), self._date(row[3], row[4]), row[5])
-
-    def _bump(self, mailbox_id: int) -> int:
-        row = self._conn.execute(
-            "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ? "
-            "RETURNING highestmodseq",
-            (mailbox_id,),
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"no mailbox {mailbox_id}")
-        return int(row[0])
-
-    def _gc_bodies(self) -> None:
-        """Drop the bodies listed in ``temp.gc_bodies`` that no message holds now."""
-        self._conn.execute(
-            "DELETE FROM bodies WHERE id IN (SELECT body_id FROM temp.gc_bodies) "
-            "AND NOT EXISTS (SELECT 1 FROM messages WHERE body_id = bodies.id)"
-        )
-        self._conn.execute("DELETE FROM temp.gc_bodies")
 
     # -- users ------------------------------------------------------------------
     def create_user(self, address: str, password_hash: str) -> User:
