@@ -14,10 +14,11 @@ connection's keepalive falls on the last grid point of its user at or before
 ``last_write + interval``, or, when that point would come less than a quarter of an
 interval after the last write, half an interval after it (the next one, a little
 more than half an interval later, is on the grid again). So a keepalive never comes
-later than ``interval`` after the last write, nor sooner than a quarter of it; a connection that hears nothing else gets exactly
-one per ``interval``; and all connections of one user, after at most two keepalives,
-fall on the same grid points and get theirs in the same sweep, in every worker
-process: the grid is on the wall clock, which all processes share.
+later than ``interval`` after the last write, nor sooner than a quarter of it; a
+connection that hears nothing else gets exactly one per ``interval``; and all
+connections of one user, after at most two keepalives, fall on the same grid points
+and get theirs in the same sweep, in every worker process: the grid is on the wall
+clock, which all processes share.
 """
 
 from __future__ import annotations
