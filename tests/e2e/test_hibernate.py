@@ -32,12 +32,16 @@ def hib_server(tmp_path: Path) -> Iterator[Server]:
         srv.stop()
 
 
-def _hibernated(srv: Server) -> int:
+def _stat(srv: Server, key: str) -> int:
     path = srv.data_dir / "stats" / "worker-0.json"
     try:
-        return int(json.loads(path.read_text())["hibernated"])
+        return int(json.loads(path.read_text())[key])
     except (OSError, ValueError, KeyError):
         return -1
+
+
+def _hibernated(srv: Server) -> int:
+    return _stat(srv, "hibernated")
 
 
 def _wait_hibernated(srv: Server, n: int) -> None:
@@ -98,6 +102,33 @@ def test_hibernated_session_gets_keepalive(hib_server: Server) -> None:
         read_until(sock, rb"\* OK Still here\r\n", timeout=20)
         sock.sendall(b"DONE\r\n")
         read_until(sock, b"c OK")
+
+
+def test_client_that_leaves_while_hibernated_is_closed_without_resuming(
+    hib_server: Server,
+) -> None:
+    """A closed socket is dropped asleep (no session rebuilt to read EOF), but a
+    client that half-closes after DONE and LOGOUT still gets its answers."""
+    srv = hib_server
+    for how in ("reset", "fin"):
+        with socket.create_connection(("127.0.0.1", srv.imap), timeout=10) as sock:
+            _idle(sock)
+            _wait_hibernated(srv, 1)
+            if how == "reset":  # SO_LINGER 0: close sends RST
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+        _wait_hibernated(srv, 0)
+    deadline = time.monotonic() + 20
+    while _stat(srv, "hibernated_closed_by_peer") != 2:
+        assert time.monotonic() < deadline, _stat(srv, "hibernated_closed_by_peer")
+        time.sleep(0.2)
+    with socket.create_connection(("127.0.0.1", srv.imap), timeout=10) as sock:
+        _idle(sock)
+        _wait_hibernated(srv, 1)
+        sock.sendall(b"DONE\r\nz LOGOUT\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        got = read_until(sock, b"z OK")
+        assert b"c OK" in got and b"* BYE" in got
+    assert _stat(srv, "hibernated_closed_by_peer") == 2
 
 
 def test_tls_session_hibernates_and_resumes(hib_server: Server) -> None:

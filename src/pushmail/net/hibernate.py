@@ -53,6 +53,7 @@ _LOOPBACK = 4
 _READONLY = 8
 _REV2 = 16
 _EPOLL_FLAGS = select.EPOLLIN | select.EPOLLRDHUP
+_GONE = select.EPOLLHUP | select.EPOLLERR
 
 _NO_RECENT: array[int] = array("I")
 
@@ -143,6 +144,7 @@ class Hibernator:
         self._pending: dict[int, Hibernated] = {}  # woken, awaiting one batched check
         self._flush_scheduled = False
         self._tasks: set[asyncio.Future[None]] = set()
+        self.closed_by_peer = 0  # sockets dropped asleep: the client had gone
         loop.add_reader(self._epoll.fileno(), self._on_ready)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -173,9 +175,18 @@ class Hibernator:
 
     # -- waking -------------------------------------------------------------------
     def _on_ready(self) -> None:
-        for fd, _events in self._epoll.poll(0, 1024):
+        for fd, events in self._epoll.poll(0, 1024):
             rec = self._records.get(fd)
-            if rec is not None:
+            if rec is None:
+                continue
+            if events & _GONE or (events & select.EPOLLRDHUP and _at_eof(fd)):
+                # The client went away (a reset, or FIN with nothing left to read):
+                # nothing to resume. Rebuilding a session just to read EOF would cost
+                # a store read each, and many clients leave at once (a NAT reboot,
+                # the end of a benchmark), so the socket is simply closed.
+                self.closed_by_peer += 1
+                self._drop(rec)
+            else:
                 self._resume(rec, None)
 
     def wake(self, rec: Hibernated) -> None:
@@ -353,6 +364,20 @@ class Hibernator:
             self._drop(rec)
         self._loop.remove_reader(self._epoll.fileno())
         self._epoll.close()
+
+
+def _at_eof(fd: int) -> bool:
+    """True if the peer closed and sent nothing more (a DONE or LOGOUT still in the
+    socket must be answered by a resumed session)."""
+    sock = socket.socket(fileno=fd)
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        sock.detach()
 
 
 def _wire(rec: Hibernated, data: bytes) -> bytes:

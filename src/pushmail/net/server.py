@@ -182,6 +182,7 @@ async def serve(
             "worker": worker,
             "connections": len(ctx.connections),
             "hibernated": len(hib) if hib is not None else 0,
+            "hibernated_closed_by_peer": hib.closed_by_peer if hib is not None else 0,
             "idlers": ctx.hub.count(),
         },
         interval=2.0,
