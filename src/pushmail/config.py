@@ -33,6 +33,12 @@ class Limits:
     max_bad_commands: int = 10  # BADs in a row before disconnecting
     max_auth_failures: int = 3  # failed logins before disconnecting
     auth_failure_delay: float = 1.0  # seconds, doubled per failure
+    # NOTIFY (RFC 5465 §5.8): different changes waiting to be reported to one session
+    # before it is told NOTIFICATIONOVERFLOW and NOTIFY is turned off for it.
+    notify_max_pending: int = 1000
+    # Unsent output (bytes) above which a NOTIFY session's hints wait instead of
+    # being rendered: a client that stops reading ends in NOTIFICATIONOVERFLOW.
+    notify_max_output: int = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)

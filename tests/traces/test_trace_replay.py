@@ -49,3 +49,31 @@ def test_an_unexpected_line_fails(tmp_path: Path) -> None:
     bad.write_text("! deliver INBOX\nC: a SELECT INBOX\nS: a OK [READ-WRITE]\n")
     with pytest.raises(AssertionError, match="unexpected"):
         replay(bad, tmp_path)
+
+
+def test_second_connection_lines_keep_their_own_steps() -> None:
+    steps = parse_trace("C: a NOOP\nS: a OK\nC2: b NOOP\nS2: b OK\n")
+    assert [(s.conn, s.text, s.expect) for s in steps] == [
+        (1, "a NOOP", ["a OK"]),
+        (2, "b NOOP", ["b OK"]),
+    ]
+    with pytest.raises(ValueError, match="without its"):
+        parse_trace("C: a NOOP\nS2: a OK\n")
+
+
+def test_elided_data_matches_only_parenthesised_text(tmp_path: Path) -> None:
+    good = tmp_path / "good.txt"
+    good.write_text(
+        "! deliver INBOX\nC: s SELECT INBOX\nS: ...\nS: s OK [READ-WRITE]\n"
+        "C: f FETCH 1 ALL\nS: * 1 FETCH (...)\nS: f OK\n"
+    )
+    (tmp_path / "a").mkdir()
+    replay(good, tmp_path / "a")
+    bad = tmp_path / "bad.txt"
+    bad.write_text(
+        "! deliver INBOX\nC: s SELECT INBOX\nS: ...\nS: s OK [READ-WRITE]\n"
+        "C: f FETCH 1 ALL\nS: * 2 FETCH (...)\nS: f OK\n"
+    )
+    with pytest.raises(AssertionError, match="expected"):
+        (tmp_path / "b").mkdir()
+        replay(bad, tmp_path / "b")

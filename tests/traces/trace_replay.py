@@ -8,13 +8,19 @@ Format, one item per line:
   multiset (their order in the RFCs is often only illustrative); a tagged reply must
   come last. The human-readable text after ``OK``/``NO``/``BAD``/``BYE`` and a
   response code is not compared. ``${name}`` in an ``S:`` line captures a value
-  (e.g. UIDVALIDITY, which a fresh store chooses itself) for later lines;
+  (e.g. UIDVALIDITY, which a fresh store chooses itself) for later lines,
+  ``${name*}`` one that may contain spaces;
   ``S: ...`` allows further untagged lines not shown.
 - ``! <directive>`` changes the store as another client or the MTA would
-  (``deliver``, ``flags``, ``expunge``, ``create``, ``subscribe``) or the client's transport
-  (``compress``). ``S:`` lines after a directive are unsolicited output that must
-  arrive (within the read deadline). A literal in a response is kept on its line,
-  with ``⏎`` for each CRLF inside it.
+  (``deliver``, ``flags``, ``expunge``, ``create``, ``delete``, ``rename``,
+  ``subscribe``, ``unsubscribe``, ``forget-expunges``), the client's transport
+  (``compress``) or a server limit (``limit NAME VALUE``). ``S:`` lines after a
+  directive are unsolicited output that must arrive (within the read deadline).
+  A literal in a response is kept on its line, with ``⏎`` for each CRLF inside it.
+- ``C2:`` / ``S2:`` (any digit) are a second connection, also logged in as alice,
+  for the RFC examples that show two sessions.
+- ``(...)`` in an ``S:`` line stands for any parenthesised data, as the RFCs write
+  it for output they elide (e.g. ``* 4 FETCH (...)``).
 - ``#`` starts a comment line. Each file starts logged in as alice.
 """
 
@@ -22,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from imap_harness import LineClient, LiveServer
@@ -32,7 +38,7 @@ from pushmail.imap.parse_lexer import Reader, parse_sequence_set
 from pushmail.store.interfaces import FlagMode, Store
 
 _STATUS_TEXT = re.compile(r"^((?:\*|\S+) (?:OK|NO|BAD|BYE|PREAUTH))( \[[^\]]*\])?( .*)?$")
-_VAR = re.compile(r"\$\{(\w+)\}")
+_VAR = re.compile(r"\$\{(\w+)(\*?)\}")
 
 
 def normalize(line: str) -> str:
@@ -49,6 +55,10 @@ class Step:
     text: str
     expect: list[str] = field(default_factory=list)
     more_ok: bool = False  # an "S: ..." line
+    conn: int = 1  # which connection: "C2:" is 2
+
+
+_LINE = re.compile(r"^([CS])(\d?): (.*)$")
 
 
 def parse_trace(text: str) -> list[Step]:
@@ -57,15 +67,18 @@ def parse_trace(text: str) -> list[Step]:
         line = raw.rstrip()
         if not line or line.startswith("#"):
             continue
-        if line.startswith(("C: ", "! ")):
-            steps.append(Step(line[0], line[3:] if line[0] == "C" else line[2:]))
-        elif line.startswith("S: "):
-            if not steps:
-                raise ValueError(f"S: line before any C: or !: {line}")
-            if line[3:] == "...":
+        m = _LINE.match(line)
+        if line.startswith("! "):
+            steps.append(Step("!", line[2:]))
+        elif m is not None and m.group(1) == "C":
+            steps.append(Step("C", m.group(3), conn=int(m.group(2) or 1)))
+        elif m is not None:
+            if not steps or steps[-1].conn != int(m.group(2) or 1):
+                raise ValueError(f"S: line without its C: or !: {line}")
+            if m.group(3) == "...":
                 steps[-1].more_ok = True
             else:
-                steps[-1].expect.append(line[3:])
+                steps[-1].expect.append(m.group(3))
         else:
             raise ValueError(f"not a trace line: {line!r}")
     return steps
@@ -74,9 +87,23 @@ def parse_trace(text: str) -> list[Step]:
 class Replayer:
     def __init__(self, server: LiveServer, client: LineClient) -> None:
         self.server = server
-        self.client = client
+        self.clients = {1: client}
+        self.client = client  # the connection of the step being run
         self.vars: dict[str, str] = {}
-        self.idle_tag = ""
+        self.idle_tags: dict[int, str] = {}
+
+    def close(self) -> None:
+        for n, cl in self.clients.items():
+            if n != 1:
+                cl.sock.close()
+
+    def use(self, conn: int) -> None:
+        """Make ``conn`` the current connection, opening and logging it in first."""
+        if conn not in self.clients:
+            cl = LineClient(self.server.port)
+            self.clients[conn] = cl
+            cl.login()
+        self.client = self.clients[conn]
 
     def subst(self, text: str) -> str:
         return _VAR.sub(lambda m: self.vars[m.group(1)], text)
@@ -88,13 +115,20 @@ class Replayer:
             out.append(re.escape(expected[pos : m.start()]))
             name = m.group(1)
             known = self.vars.get(name)
-            out.append(re.escape(known) if known is not None else rf"(?P<{name}>[^\s()\[\]]+)")
+            if known is not None:
+                out.append(re.escape(known))
+            elif m.group(2):  # ${name*}: any text, spaces included
+                out.append(rf"(?P<{name}>.+)")
+            else:
+                out.append(rf"(?P<{name}>[^\s()\[\]]+)")
             pos = m.end()
         out.append(re.escape(expected[pos:]))
-        return re.compile("".join(out).replace("⏎", r"\r\n") + r"\Z")
+        text = "".join(out).replace(re.escape("(...)"), r"\(.*\)")
+        return re.compile(text.replace("⏎", r"\r\n") + r"\Z", re.S)
 
     def run(self, steps: list[Step]) -> None:
         for step in steps:
+            self.use(step.conn)
             if step.kind == "!":
                 self.directive(step.text)
                 if step.expect:
@@ -106,11 +140,11 @@ class Replayer:
         text = self.subst(step.text)
         self.client.send(text.encode() + b"\r\n")
         if text.upper() == "DONE":
-            tag = self.idle_tag
+            tag = self.idle_tags[step.conn]
         else:
             tag = text.split(" ", 1)[0]
             if text.upper().endswith(" IDLE"):
-                self.idle_tag = tag
+                self.idle_tags[step.conn] = tag
         if step.expect and step.expect[-1].startswith("+"):
             actual = self.read_until(lambda ln: ln.startswith("+"))
         elif any(e.startswith(tag + " ") for e in step.expect):
@@ -131,7 +165,10 @@ class Replayer:
     def check_unsolicited(self, step: Step) -> None:
         actual: list[str] = []
         while len(actual) < len(step.expect):
-            actual.append(self.client.line().decode("utf-8", "replace"))
+            try:
+                actual.append(self.client.line().decode("utf-8", "replace"))
+            except TimeoutError:
+                raise AssertionError(f"no more output after {step.text!r}: {actual}") from None
         self.compare(step, actual)
 
     def compare(self, step: Step, actual: list[str]) -> None:
@@ -180,17 +217,30 @@ class Replayer:
 
             self._change(args[0], args[1], "expunge", gone)
         elif name == "create":
+            self._mailboxes(lambda st, uid: st.create_mailbox(uid, args[0]))
+        elif name == "delete":
+            self._mailboxes(lambda st, uid: st.delete_mailbox(uid, args[0]))
+        elif name == "rename":
+            self._mailboxes(lambda st, uid: st.rename_mailbox(uid, args[0], args[1]))
+        elif name in ("subscribe", "unsubscribe"):
             uid = self.server.user.id
-            self.server.store_call(lambda st: st.create_mailbox(uid, args[0]))
-            self.server.bus.publish(MailboxChanged(uid, 0, 0, "mailboxes"))
-        elif name == "subscribe":
-            uid = self.server.user.id
-            self.server.store_call(lambda st: st.set_subscribed(uid, args[0], True))
+            on = name == "subscribe"
+            self.server.store_call(lambda st: st.set_subscribed(uid, args[0], on))
             self.server.bus.publish(MailboxChanged(uid, 0, 0, "subscriptions"))
+        elif name == "forget-expunges":  # as if the expunge history had expired
+            self.server.store_call(lambda st: st.prune_expunged(-10.0))
+        elif name == "limit":  # e.g. "limit notify_max_pending 0", for later sessions
+            ctx = self.server.ctx
+            ctx.limits = replace(ctx.limits, **{args[0]: int(args[1])})
         elif name == "compress":
             self.client.start_compression()
         else:
             raise ValueError(f"unknown directive {name}")
+
+    def _mailboxes(self, fn: Callable[[Store, int], object]) -> None:
+        uid = self.server.user.id
+        self.server.store_call(lambda st: fn(st, uid))
+        self.server.bus.publish(MailboxChanged(uid, 0, 0, "mailboxes"))
 
     def _change(
         self,
@@ -221,4 +271,8 @@ def replay(path: Path, tmp: Path) -> None:
     steps = parse_trace(path.read_text())
     with live_server(tmp) as server, LineClient(server.port) as client:
         client.login()
-        Replayer(server, client).run(steps)
+        replayer = Replayer(server, client)
+        try:
+            replayer.run(steps)
+        finally:
+            replayer.close()

@@ -114,9 +114,9 @@ def enable(s: Session, cmd: c.Enable, store: Store) -> None:
         if cap in _ENABLEABLE and cap not in s.enabled and cap not in newly:
             newly.append(cap)
     for cap in newly:
+        if cap in ("CONDSTORE", "QRESYNC"):  # QRESYNC implies CONDSTORE (RFC 7162 §3.2.3)
+            s.condstore_command()
         s.enabled.add(cap)
-        if cap == "QRESYNC":  # QRESYNC implies CONDSTORE (RFC 7162 §3.2.3)
-            s.enabled.add("CONDSTORE")
     if s.view is not None:
         s.view.condstore = "CONDSTORE" in s.enabled
         s.view.qresync = "QRESYNC" in s.enabled

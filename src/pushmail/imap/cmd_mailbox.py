@@ -150,6 +150,8 @@ def _status_line(s: Session, store: Store, box: Mailbox, items: tuple[str, ...])
 
 def status(s: Session, cmd: c.Status, store: Store) -> None:
     box = s.mailbox(store, cmd.mailbox)
+    if "HIGHESTMODSEQ" in cmd.items:  # a CONDSTORE enabling command (RFC 7162 §3.1)
+        s.condstore_command()
     _status_line(s, store, box, cmd.items)
     s.ok(cmd.tag, "STATUS completed")
 

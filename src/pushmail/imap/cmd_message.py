@@ -36,24 +36,20 @@ def _uses_modseq(s: Session) -> bool:
 
 def fetch(s: Session, cmd: c.Fetch, store: Store) -> None:
     view = s.require_view()
+    if cmd.vanished and "QRESYNC" not in s.enabled:  # RFC 7162 §3.2.6: BAD unless enabled
+        raise ProtocolError("VANISHED needs ENABLE QRESYNC first")
     items = list(cmd.items)
     if cmd.uid and "UID" not in items:
         items.insert(0, "UID")
-    if cmd.changedsince is not None:
-        s.enabled.add("CONDSTORE")
-        view.condstore = True
-        if "MODSEQ" not in items:
-            items.append("MODSEQ")
+    if cmd.changedsince is not None and "MODSEQ" not in items:
+        items.append("MODSEQ")
     if "MODSEQ" in items:
-        s.enabled.add("CONDSTORE")
-        view.condstore = True
+        s.condstore_command()
     uids = view.resolve(cmd.set, cmd.uid, s.saved_search)
     metas = store.get_messages(view.mailbox_id, uids)
     if cmd.changedsince is not None:
         metas = [m for m in metas if m.modseq > cmd.changedsince]
     if cmd.vanished:
-        if "QRESYNC" not in s.enabled:  # RFC 7162 §3.2.6: BAD unless enabled
-            raise ProtocolError("VANISHED needs ENABLE QRESYNC first")
         _vanished_earlier(s, view, store, cmd)
     metas = _mark_seen(s, view, store, items, metas)
     if "FLAGS" in items:  # the client now knows these flags: no unsolicited repeat
@@ -117,8 +113,7 @@ def store_(s: Session, cmd: c.Store, store: Store) -> None:
     if view.readonly:
         raise CommandFailed("mailbox is read-only", "READ-ONLY")
     if cmd.unchangedsince is not None:
-        s.enabled.add("CONDSTORE")
-        view.condstore = True
+        s.condstore_command()
     uids = view.resolve(cmd.set, cmd.uid, s.saved_search)
     flags = frozenset(f for f in cmd.flags if f != "\\Recent")
     # A silent STORE may only hide its own change: a message that others changed
@@ -136,7 +131,8 @@ def store_(s: Session, cmd: c.Store, store: Store) -> None:
         for meta in store.get_messages(view.mailbox_id, uids):
             seq = view.seq_of(meta.uid)
             if seq is not None and meta.uid not in refused:
-                s.untagged(view.flags_response(seq, meta, with_uid=cmd.uid))
+                # RFC 7162 §3.2.4: a QRESYNC server adds UID once CONDSTORE is on
+                s.untagged(view.flags_response(seq, meta, with_uid=cmd.uid or view.condstore))
     code = None
     if result.modified:
         if cmd.uid:
@@ -164,7 +160,7 @@ def _silent_modseqs(
     for meta in changed:
         seq = view.seq_of(meta.uid)
         if seq is not None:
-            head = b"UID %d " % meta.uid if uid else b""
+            head = b"UID %d " % meta.uid  # RFC 7162 §3.2.4: UID with MODSEQ
             s.untagged(b"%d FETCH (" % seq + head + b"MODSEQ (%d))" % meta.modseq)
 
 
@@ -203,7 +199,10 @@ def search(s: Session, cmd: c.Search, store: Store) -> None:
         if matches(cmd.key, ctx):
             found.append((seq, uid))
             highest = max(highest, meta.modseq)
-    _search_reply(s, cmd, found, highest if _mentions_modseq(cmd.key) else None)
+    uses_modseq = _mentions_modseq(cmd.key)
+    if uses_modseq:  # a CONDSTORE enabling command (RFC 7162 §3.1)
+        s.condstore_command()
+    _search_reply(s, cmd, found, highest if uses_modseq else None)
 
 
 def _no_raw() -> bytes:

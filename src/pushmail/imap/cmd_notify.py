@@ -24,7 +24,7 @@ from pushmail.imap import commands as c
 from pushmail.imap.encoder import mailbox as enc_mailbox
 from pushmail.imap.errors import CommandFailed, ImapError
 from pushmail.imap.fetch_render import FetchContext, render_fetch
-from pushmail.imap.notify import EVENT_OF_KIND, NotifyState
+from pushmail.imap.notify import EVENT_OF_KIND, NotifyState, hint_key
 from pushmail.imap.selected import SelectedView
 from pushmail.imap.session import Action, Session
 from pushmail.store.interfaces import HIERARCHY_DELIMITER, Mailbox, Store
@@ -38,6 +38,8 @@ def notify(s: Session, cmd: c.Notify, store: Store) -> Action:
         raise CommandFailed("unsupported event " + cmd.unsupported[0], "BADEVENT " + _OFFERED)
     if cmd.groups is None:
         s.notify = None
+        if s.view is not None:
+            s.view.fetch_uid = False
         s.ok(cmd.tag, "NOTIFY completed")
         return Action("notify", cmd.tag)
     state = NotifyState(cmd.groups)
@@ -46,6 +48,8 @@ def notify(s: Session, cmd: c.Notify, store: Store) -> Action:
         state.names = {b.id: b.name for b in store.list_mailboxes(uid)}
         state.subscribed = set(store.subscriptions(uid))
     s.notify = state
+    if s.view is not None:  # §5.1: unsolicited FETCH now carries UID
+        s.view.fetch_uid = True
     if cmd.status:
         for box in store.list_mailboxes(uid):
             if s.view is not None and box.id == s.view.mailbox_id:
@@ -57,6 +61,20 @@ def notify(s: Session, cmd: c.Notify, store: Store) -> Action:
     return Action("notify", cmd.tag)
 
 
+OVERFLOW = b"* OK [NOTIFICATIONOVERFLOW] too many notifications; NOTIFY is off\r\n"
+
+
+def overflow(s: Session) -> bytes:
+    """RFC 5465 §5.8: the server will not keep up with this session's NOTIFY, so it
+    acts as if NOTIFY NONE had just been received and says so in an untagged
+    ``OK [NOTIFICATIONOVERFLOW]``. The client can catch up (STATUS, NOOP) and ask
+    again with NOTIFY SET. The driver decides when (see ``Limits``)."""
+    s.notify = None
+    if s.view is not None:
+        s.view.fetch_uid = False
+    return OVERFLOW
+
+
 def event_lines(s: Session, events: list[MailboxChanged], store: Store) -> bytes:
     """On the store thread, with no command running: the untagged responses that
     ``events`` call for under the session's NOTIFY groups."""
@@ -66,7 +84,7 @@ def event_lines(s: Session, events: list[MailboxChanged], store: Store) -> bytes
     out: list[bytes] = []
     done: set[tuple[int, str]] = set()
     for ev in events:
-        key = (ev.mailbox_id, ev.kind if ev.mailbox_id == 0 else "")
+        key = hint_key(ev)
         if key in done or ev.user_id != s.user.id:
             continue
         done.add(key)

@@ -34,6 +34,7 @@ def select(s: Session, cmd: c.Select, store: Store) -> None:
     view.condstore = "CONDSTORE" in s.enabled
     view.qresync = "QRESYNC" in s.enabled
     view.rev2 = s.rev2
+    view.fetch_uid = s.notify is not None
     _announce(s, view, mbox, info.first_unseen_uid)
     if cmd.qresync is not None and cmd.qresync.uidvalidity == mbox.uidvalidity:
         _qresync(s, view, store, cmd.qresync)
@@ -73,8 +74,9 @@ def _qresync(s: Session, view: SelectedView, store: Store, q: c.QresyncParams) -
         gone = list(ch.expunged)
     else:  # history trimmed: every known UID not present has vanished
         present = set(view.uids)
+        floor = 0 if q.seq_match is None else _matched_floor(view, q.seq_match)
         candidates = range(1, largest + 1) if known is None else known.iter_within(largest)
-        gone = [u for u in candidates if u not in present]
+        gone = [u for u in candidates if u > floor and u not in present]
     if known is not None:
         gone = [u for u in gone if known.contains(u, largest)]
     if gone:
@@ -83,6 +85,20 @@ def _qresync(s: Session, view: SelectedView, store: Store, q: c.QresyncParams) -
         seq = view.seq_of(meta.uid)
         if seq is not None:
             s.untagged(view.flags_response(seq, meta, with_uid=True))
+
+
+def _matched_floor(view: SelectedView, match: tuple[SequenceSet, SequenceSet]) -> int:
+    """RFC 7162 §3.2.5.2: the UID of the last of the client's (message number, UID)
+    pairs that still hold, up to the first that does not. The client knows of every
+    expunge up to that message, so VANISHED (EARLIER) need only start above it."""
+    # Pairs past the mailbox's size or UIDNEXT cannot hold: no need to expand them.
+    seqs = match[0].iter_within(len(view.uids))
+    floor = 0
+    for seq, uid in zip(seqs, match[1].iter_within(view.uidnext - 1), strict=False):
+        if view.uids[seq - 1] != uid:
+            break
+        floor = uid
+    return floor
 
 
 def close(s: Session, cmd: c.Close, store: Store) -> None:
@@ -111,6 +127,13 @@ def expunge(s: Session, cmd: c.Expunge, store: Store) -> None:
     gone = store.expunge(view.mailbox_id, only)
     if gone:
         _publish_expunge(s, store, view.mailbox_id)
+    if gone and "QRESYNC" in s.enabled:
+        # RFC 7162 §3.2.7/§3.2.9: the new mailbox MODSEQ in the tagged OK, after
+        # every change up to it has been reported (the VANISHED included).
+        for line in view.refresh(store, allow_expunge=True):
+            s.untagged(line)
+        s.ok(cmd.tag, "EXPUNGE completed", f"HIGHESTMODSEQ {view.modseq}")
+        return
     s.ok(cmd.tag, "EXPUNGE completed")
 
 

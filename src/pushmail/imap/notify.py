@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pushmail.events.interfaces import ChangeKind
+from pushmail.events.interfaces import ChangeKind, MailboxChanged
 from pushmail.imap.commands import NotifyEvent, NotifyGroup
 from pushmail.store.interfaces import HIERARCHY_DELIMITER
 
@@ -65,3 +65,39 @@ def _matches(g: NotifyGroup, name: str, subscriptions: Callable[[], set[str]]) -
             name == root or name.startswith(root + HIERARCHY_DELIMITER) for root in g.mailboxes
         )
     return False
+
+
+def hint_key(ev: MailboxChanged) -> tuple[int, str]:
+    """Hints with the same key call for the same report (``event_lines`` reads the
+    store afresh for each), so a queue keeps one of each."""
+    return (ev.mailbox_id, ev.kind if ev.mailbox_id == 0 else "")
+
+
+@dataclass(slots=True)
+class PendingHints:
+    """Change hints a NOTIFY session has not yet reported, one per mailbox (or per
+    mailbox-list change). A flood of deliveries into one folder takes one place,
+    so the queue grows with the number of *different* changes waiting, and
+    ``limit`` bounds it: past it, the session is told NOTIFICATIONOVERFLOW (RFC
+    5465 §5.8) instead of queueing without end while a long command runs or the
+    client does not read."""
+
+    limit: int
+    events: list[MailboxChanged] = field(default_factory=list)
+    keys: set[tuple[int, str]] = field(default_factory=set)
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def add(self, ev: MailboxChanged) -> bool:
+        """Queue ``ev`` unless an equal hint waits; False once over the limit."""
+        key = hint_key(ev)
+        if key not in self.keys:
+            self.keys.add(key)
+            self.events.append(ev)
+        return len(self.events) <= self.limit
+
+    def take(self) -> list[MailboxChanged]:
+        out, self.events = self.events, []
+        self.keys.clear()
+        return out

@@ -39,6 +39,7 @@ class SelectedView:
     pending_expunge: set[int] = field(default_factory=set)  # gone, not yet reported
     own_flag_reports: dict[int, int] = field(default_factory=dict)  # uid -> modseq sent
     condstore: bool = False  # send MODSEQ with unsolicited FETCH FLAGS
+    fetch_uid: bool = False  # NOTIFY is on: unsolicited FETCH carries UID (RFC 5465 §5.1)
     qresync: bool = False  # VANISHED instead of EXPUNGE
     rev2: bool = False  # ENABLE IMAP4rev2: no \Recent, no RECENT (RFC 9051 §E)
 
@@ -123,11 +124,17 @@ class SelectedView:
                 continue
             seq = self.seq_of(meta.uid)
             if seq is not None:
-                out.append(self.flags_response(seq, meta, with_uid=self.qresync))
+                out.append(self.flags_response(seq, meta, with_uid=self.unsolicited_uid))
         self.own_flag_reports.clear()
         self.modseq = max(self.modseq, ch.highestmodseq)
         self.uidnext = max(self.uidnext, ch.uidnext)
         return out
+
+    @property
+    def unsolicited_uid(self) -> bool:
+        """Whether an unsolicited FETCH must carry UID: under QRESYNC or CONDSTORE
+        (RFC 7162 §3.2.4), IMAP4rev2 (RFC 9051 §6.3.13) and NOTIFY (RFC 5465 §5.1)."""
+        return self.qresync or self.condstore or self.rev2 or self.fetch_uid
 
     def flags_response(self, seq: int, meta: MessageMeta, with_uid: bool = False) -> bytes:
         parts = []

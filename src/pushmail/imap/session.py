@@ -128,6 +128,17 @@ class Session:
         for line in self.view.refresh(store, allow_expunge):
             self.untagged(line)
 
+    def condstore_command(self) -> None:
+        """A CONDSTORE enabling command ran (RFC 7162 §3.1). The first one with a
+        mailbox selected reports that mailbox's HIGHESTMODSEQ (§3.1, example 5),
+        the point from which the client's MODSEQ cache is right; from now on every
+        unsolicited FETCH carries MODSEQ."""
+        if "CONDSTORE" not in self.enabled and self.view is not None:
+            self.untagged(b"OK [HIGHESTMODSEQ %d] highest" % self.view.modseq)
+        self.enabled.add("CONDSTORE")
+        if self.view is not None:
+            self.view.condstore = True
+
     def ok(self, tag: str, text: str, code: str | None = None) -> None:
         self.tagged(tag, "OK", text, code)
 
