@@ -140,3 +140,31 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     store.close()
     with pytest.raises(RuntimeError, match="newer"):
         SqliteStore(tmp_path / "db")
+
+
+def test_claim_recent_without_waiting_gives_up_while_another_writer_holds_the_lock(
+    tmp_path: Path,
+) -> None:
+    """A wake-up's claim must not wait behind a committing delivery: it gets no
+    \\Recent messages then, they stay for the next claim, and the connection's
+    settings (busy timeout, synchronous=FULL) are as before."""
+    store = SqliteStore(tmp_path / "db")
+    other = SqliteStore(tmp_path / "db")
+    try:
+        user = store.create_user("a@example.org", "x")
+        box = store.get_mailbox(user.id, "INBOX")
+        assert box is not None
+        store.append(box.id, NewMessage(b"Subject: a\r\n\r\nx\r\n", CACHE))
+        other._conn.execute("BEGIN IMMEDIATE")  # another process mid-commit
+        try:
+            assert store.claim_recent(box.id, wait=False) == 2  # nothing below UIDNEXT
+        finally:
+            other._conn.execute("ROLLBACK")
+        assert store.claim_recent(box.id, wait=False) == 1  # still there, now taken
+        assert store.claim_recent(box.id, wait=False) == 2
+        conn = store._conn
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+    finally:
+        other.close()
+        store.close()

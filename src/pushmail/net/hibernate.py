@@ -208,7 +208,9 @@ class Hibernator:
         keys = {(r.mailbox_id, r.modseq) for r in batch}
         # Messages that arrived since a session last looked are \Recent for exactly
         # one session (RFC 3501 §2.3.2): one claim per mailbox with new mail, given
-        # to the first read-write record of that mailbox in this batch.
+        # to the first read-write record of that mailbox in this batch. A claim never
+        # waits for the write lock: under a burst of deliveries that would hold every
+        # wake-up behind an fsync; unclaimed messages stay for the next claimer.
         writable = {r.mailbox_id for r in batch if not r.bits & _READONLY}
 
         def job(store: Store) -> tuple[dict[tuple[int, int], Changes | None], dict[int, int]]:
@@ -222,7 +224,7 @@ class Hibernator:
             floors = {}
             for mid in fresh & writable:
                 with contextlib.suppress(Exception):
-                    floors[mid] = store.claim_recent(mid)
+                    floors[mid] = store.claim_recent(mid, wait=False)
             return out, floors
 
         found, floors = await self._ctx.runner.read(job)

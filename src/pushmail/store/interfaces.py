@@ -289,10 +289,11 @@ class Store(Protocol):
         same transaction."""
         ...
 
-    def claim_recent(self, mailbox_id: int) -> int:
+    def claim_recent(self, mailbox_id: int, wait: bool = True) -> int:
         """Atomically take the \\Recent messages for one session: returns the first
         UID that is recent for the caller and moves the mailbox's recent floor to
-        UIDNEXT, so no other session sees them as recent (RFC 3501 §2.3.2)."""
+        UIDNEXT, so no other session sees them as recent (RFC 3501 §2.3.2).
+        ``wait=False``: give up at once rather than wait for another writer."""
         ...
 
     def prune_expunged(self, older_than: float) -> int:

@@ -41,6 +41,9 @@ from pushmail.store.interfaces import (
     User,
 )
 from pushmail.store.sqlite_base import MetaRow, SqliteBase
+from pushmail.store.sqlite_schema import BUSY_TIMEOUT_SECONDS
+
+BUSY_MS = int(BUSY_TIMEOUT_SECONDS * 1000)
 
 _MAX_UIDVALIDITY = 0xFFFFFFFF
 
@@ -574,10 +577,13 @@ class SqliteStore(SqliteBase):
             self._remove(src, [row[0] for row in rows])
         return pairs
 
-    def claim_recent(self, mailbox_id: int) -> int:
+    def claim_recent(self, mailbox_id: int, wait: bool = True) -> int:
         """Not durable: after a crash, messages may be \\Recent once more (harmless),
         and a claim costs no fsync, which matters when every delivery wakes idlers.
-        Nothing to claim (the common case) takes no write lock at all."""
+        Nothing to claim (the common case) takes no write lock at all. With
+        ``wait=False`` a claim that would wait for the write lock (a delivery is
+        committing) is not made: the caller gets no \\Recent messages, and they stay
+        for the next claim."""
         row = self._conn.execute(
             "SELECT recent_floor, uidnext FROM mailboxes WHERE id = ?", (mailbox_id,)
         ).fetchone()
@@ -585,17 +591,29 @@ class SqliteStore(SqliteBase):
             raise NotFound(f"no mailbox {mailbox_id}")
         if row[0] == row[1]:
             return int(row[0])
-        with self._write(durable=False) as conn:
-            row = conn.execute(
-                "SELECT recent_floor, uidnext FROM mailboxes WHERE id = ?", (mailbox_id,)
-            ).fetchone()
-            if row is None:
-                raise NotFound(f"no mailbox {mailbox_id}")
-            floor, uidnext = row
-            if floor != uidnext:
-                conn.execute(
-                    "UPDATE mailboxes SET recent_floor = ? WHERE id = ?", (uidnext, mailbox_id)
-                )
+        seen_uidnext = int(row[1])
+        if not wait:
+            self._conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            with self._write(durable=False) as conn:
+                row = conn.execute(
+                    "SELECT recent_floor, uidnext FROM mailboxes WHERE id = ?", (mailbox_id,)
+                ).fetchone()
+                if row is None:
+                    raise NotFound(f"no mailbox {mailbox_id}")
+                floor, uidnext = row
+                if floor != uidnext:
+                    conn.execute(
+                        "UPDATE mailboxes SET recent_floor = ? WHERE id = ?",
+                        (uidnext, mailbox_id),
+                    )
+        except sqlite3.OperationalError:
+            if wait:
+                raise
+            return seen_uidnext  # busy: nothing below it is ours
+        finally:
+            if not wait:
+                self._conn.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
         return int(floor)
 
     # -- housekeeping -----------------------------------------------------------
