@@ -108,6 +108,8 @@ def _selected(s: Session, state: NotifyState, view: SelectedView, store: Store) 
         return []  # reported at the next command, as without NOTIFY
     first_new = view.uidnext
     lines = view.refresh(store, allow_expunge=group.kind != "SELECTED-DELAYED")
+    if all(line.startswith(b"OK [HIGHESTMODSEQ ") for line in lines):
+        lines = []  # nothing new (a hint of our own change): no MODSEQ owes a note
     new = [u for u in view.uids if u >= first_new]
     if group.fetch and new:
         lines.extend(_fetch_new(view, store, new, group.fetch))

@@ -129,10 +129,12 @@ def expunge(s: Session, cmd: c.Expunge, store: Store) -> None:
         _publish_expunge(s, store, view.mailbox_id)
     if gone and "QRESYNC" in s.enabled:
         # RFC 7162 §3.2.7/§3.2.9: the new mailbox MODSEQ in the tagged OK, after
-        # every change up to it has been reported (the VANISHED included).
+        # every change up to it has been reported (the VANISHED included, and any
+        # held back before: the refresh's own HIGHESTMODSEQ would only repeat it).
         for line in view.refresh(store, allow_expunge=True):
-            s.untagged(line)
-        s.ok(cmd.tag, "EXPUNGE completed", f"HIGHESTMODSEQ {view.modseq}")
+            if not line.startswith(b"OK [HIGHESTMODSEQ "):
+                s.untagged(line)
+        s.ok(cmd.tag, "EXPUNGE completed", f"HIGHESTMODSEQ {view.reported_modseq}")
         return
     s.ok(cmd.tag, "EXPUNGE completed")
 

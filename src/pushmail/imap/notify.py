@@ -89,13 +89,17 @@ class PendingHints:
     def __len__(self) -> int:
         return len(self.events)
 
+    @property
+    def over_limit(self) -> bool:
+        return len(self.events) > self.limit
+
     def add(self, ev: MailboxChanged) -> bool:
         """Queue ``ev`` unless an equal hint waits; False once over the limit."""
         key = hint_key(ev)
         if key not in self.keys:
             self.keys.add(key)
             self.events.append(ev)
-        return len(self.events) <= self.limit
+        return not self.over_limit
 
     def take(self) -> list[MailboxChanged]:
         out, self.events = self.events, []

@@ -8,7 +8,11 @@ duplicated hint therefore only delays a report, never corrupts the client's view
 
 Expunges are held back while a command that uses sequence numbers runs (RFC 3501
 §7.4.1); the UIDs stay in the view, so numbering stays what the client believes,
-until a command allows them to be sent.
+until a command allows them to be sent. While they are held, the client may see
+MODSEQs above the held expunge's (its own STORE, another client's flag change), and
+a client that disconnected then and resynchronised from the highest MODSEQ it saw
+would never hear of the expunge. So RFC 7162 §3.2 (example in §6) makes the server
+report, while it holds an expunge, a HIGHESTMODSEQ below that expunge's MODSEQ.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ class SelectedView:
     recent: array[int] = field(default_factory=lambda: array("I"))
     recent_floor: int = 0  # UIDs >= this arriving later are \Recent for us
     pending_expunge: set[int] = field(default_factory=set)  # gone, not yet reported
+    # While ``pending_expunge`` is not empty: ``modseq`` as it was just before the
+    # first held expunge was found, hence below that expunge's MODSEQ.
+    held_below: int = 0
     own_flag_reports: dict[int, int] = field(default_factory=dict)  # uid -> modseq sent
     condstore: bool = False  # send MODSEQ with unsolicited FETCH FLAGS
     fetch_uid: bool = False  # NOTIFY is on: unsolicited FETCH carries UID (RFC 5465 §5.1)
@@ -104,10 +111,13 @@ class SelectedView:
         the last report, in an order that keeps sequence numbers right."""
         ch = store.changes_since(self.mailbox_id, self.modseq)
         out: list[bytes] = []
+        was_holding = bool(self.pending_expunge)
         if ch.expunged_complete:  # a lookup per expunged UID, not a set of them all
             self.pending_expunge.update(u for u in ch.expunged if _index(self.uids, u) is not None)
         else:  # expunge history trimmed since our modseq: compare the UID lists
             self.pending_expunge.update(set(self.uids).difference(store.uids(self.mailbox_id)))
+        if self.pending_expunge and not was_holding:
+            self.held_below = self.modseq  # every change up to here is reported
         if allow_expunge and self.pending_expunge:
             out.extend(self._report_expunges())
         first_new = self.uidnext  # _append_new moves uidnext past the new ones
@@ -128,7 +138,28 @@ class SelectedView:
         self.own_flag_reports.clear()
         self.modseq = max(self.modseq, ch.highestmodseq)
         self.uidnext = max(self.uidnext, ch.uidnext)
+        if self.condstore and (was_holding or self.pending_expunge):
+            out.append(self._highestmodseq_note())
         return out
+
+    @property
+    def reported_modseq(self) -> int:
+        """The HIGHESTMODSEQ this client may cache now: ``modseq``, except while an
+        expunge is held back, when it must stay below that expunge's MODSEQ so that
+        a resynchronisation from it still reports the expunge (RFC 7162 §3.2, §6)."""
+        return self.held_below if self.pending_expunge else self.modseq
+
+    def _highestmodseq_note(self) -> bytes:
+        """``OK [HIGHESTMODSEQ n]`` at the end of a refresh that holds expunges back
+        or has just released them. A CONDSTORE client takes the highest MODSEQ of
+        the FETCHes since the last tagged reply as its HIGHESTMODSEQ unless a
+        HIGHESTMODSEQ code came meanwhile, which it must use even when lower (§6).
+        Sent after every command while holding (that command may have sent higher
+        MODSEQs), and once on release so the client's value catches up (the RFC's
+        ``A153 OK [HIGHESTMODSEQ 104]``)."""
+        if self.pending_expunge:
+            return b"OK [HIGHESTMODSEQ %d] expunges held back" % self.held_below
+        return b"OK [HIGHESTMODSEQ %d] highest" % self.modseq
 
     @property
     def unsolicited_uid(self) -> bool:

@@ -132,9 +132,10 @@ class Session:
         """A CONDSTORE enabling command ran (RFC 7162 §3.1). The first one with a
         mailbox selected reports that mailbox's HIGHESTMODSEQ (§3.1, example 5),
         the point from which the client's MODSEQ cache is right; from now on every
-        unsolicited FETCH carries MODSEQ."""
+        unsolicited FETCH carries MODSEQ. While an expunge is held back the value
+        stays below it (§3.2, ``SelectedView.reported_modseq``)."""
         if "CONDSTORE" not in self.enabled and self.view is not None:
-            self.untagged(b"OK [HIGHESTMODSEQ %d] highest" % self.view.modseq)
+            self.untagged(b"OK [HIGHESTMODSEQ %d] highest" % self.view.reported_modseq)
         self.enabled.add("CONDSTORE")
         if self.view is not None:
             self.view.condstore = True

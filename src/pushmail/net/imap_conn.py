@@ -209,6 +209,9 @@ class ImapConnection(asyncio.Protocol):
             log.error("internal error in session", exc_info=task.exception())
             self.close(b"* BYE internal server error\r\n")
             return
+        pending = self._notify_pending
+        if pending is not None and pending.over_limit and self._mode != "closed":
+            self._overflow()  # deferred from ``notify_event``: the session is free now
         if self._wake_again and self._mode == "idle":
             self._wake_again = False
             self.wake()
@@ -273,14 +276,21 @@ class ImapConnection(asyncio.Protocol):
 
     def notify_event(self, event: MailboxChanged) -> None:
         """The hub's call for any change of our user: report it now if nothing
-        runs, else right after the running command (``_finished``)."""
+        runs, else right after the running command (``_finished``). Past the limit
+        the session overflows, also only once no command runs: the session's NOTIFY
+        state belongs to the store thread while one does."""
         if self._notify_pending is None or self._mode == "closed":
             return
         if not self._notify_pending.add(event):
-            self._write(cmd_notify.overflow(self.session))  # RFC 5465 §5.8
-            self._unwatch_user()
+            if not self._running:
+                self._overflow()
         elif not self._running and self._mode in ("command", "idle"):
             self._start(self._report_notify())
+
+    def _overflow(self) -> None:
+        """RFC 5465 §5.8: NOTIFY off, said in ``OK [NOTIFICATIONOVERFLOW]``."""
+        self._write(cmd_notify.overflow(self.session))
+        self._unwatch_user()
 
     def _output_backlog(self) -> bool:
         t = self._transport
