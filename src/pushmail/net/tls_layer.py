@@ -24,6 +24,11 @@ log = logging.getLogger("pushmail.tls")
 
 _READ_CHUNK = 16384
 _HANDSHAKE_TIMEOUT = 30.0
+# A MemoryBIO keeps the largest buffer it ever held for the life of the connection
+# (and so of a hibernated record): one 200 KB FETCH written in one piece left an idle
+# TLS session at 226 KB instead of 16 KB. Bytes go through the BIOs in slices of this
+# size, each drained before the next, which bounds both buffers to about a record.
+_BIO_SLICE = 4096
 
 
 class TlsState:
@@ -37,10 +42,17 @@ class TlsState:
         self.obj = context.wrap_bio(self.incoming, self.outgoing, server_side=True)
 
     def encrypt(self, data: bytes) -> bytes:
-        """Plaintext in, the ciphertext to send out."""
-        if data:
-            self.obj.write(data)
-        return self.outgoing.read()
+        """Plaintext in, the ciphertext to send out (see ``_BIO_SLICE``)."""
+        if len(data) <= _BIO_SLICE:
+            if data:
+                self.obj.write(data)
+            return self.outgoing.read()
+        view = memoryview(data)
+        out = [self.outgoing.read()]
+        for start in range(0, len(view), _BIO_SLICE):
+            self.obj.write(view[start : start + _BIO_SLICE])
+            out.append(self.outgoing.read())
+        return b"".join(out)
 
 
 class TlsTransport(asyncio.Transport):
@@ -114,6 +126,17 @@ class TlsLayer(asyncio.Protocol):
             self._timeout = loop.call_later(_HANDSHAKE_TIMEOUT, self.abort)
 
     def data_received(self, data: bytes) -> None:
+        if len(data) <= _BIO_SLICE:
+            self._receive(data)
+            return
+        view = memoryview(data)
+        for start in range(0, len(view), _BIO_SLICE):
+            if self.closing:
+                return
+            self._receive(view[start : start + _BIO_SLICE])
+
+    def _receive(self, data: bytes | memoryview) -> None:
+        """One slice of ciphertext in; what it completes goes up as plaintext."""
         self.state.incoming.write(data)
         if not self._handshaken and not self._handshake():
             return
