@@ -4,14 +4,30 @@ An idle hour is not measured by waiting an hour. The watcher's idle traffic is m
 two repeating exchanges, each measured here over many repetitions with short intervals:
 
 * a renewal (``DONE`` / tagged OK / ``IDLE`` / ``+ idling``), every ``idle_renew``;
-* the server's ``* OK Still here``, sent only when the connection has been silent for
-  the server's ``idle_keepalive`` (so never, when the client renews more often).
+* the server's ``* OK Still here``. Pushmail sends it on a per-user grid of period
+  ``idle_keepalive``, to a connection silent for at least a quarter of that period
+  (``net/keepalive.py``). With renewals every R seconds and the grid's period K > R, a
+  connection hears one per grid point when the point falls at least K/4 into its
+  renewal cycle, which depends on its phase: on average ``(R - K/4) / R`` of the grid
+  points, i.e. half of them for the defaults (one per 20 minutes).
 
 Bytes per idle hour are then computed for the *default* settings (client
 ``idle_renew`` 300 s, server ``idle_keepalive`` 600 s). Bytes per notified message are
-measured directly: N messages delivered over LMTP, spaced apart so each is its own
-EXISTS / DONE / FETCH / IDLE round. Figures are IMAP payload bytes in both directions
-(plaintext IMAP on loopback; TLS adds its record overhead, TCP/IP its headers).
+measured directly: N messages delivered over LMTP, spaced apart so each is its own round.
+Keepalives the compressed time scale lets in during the renewal and message phases
+are counted by the watcher and their bytes taken out of those figures.
+
+Both strategies are measured, each reported under its own key of the one JSON line:
+
+* ``notify`` — the default (``mode = "auto"``: pushmail offers NOTIFY, so one
+  connection for all folders); a message is ``* STATUS`` / DONE / EXAMINE (QRESYNC) /
+  UID FETCH / UNSELECT / IDLE. Its figures are also the top-level ones;
+* ``idle`` — ``mode = "idle"``, one IDLE per folder; a message is EXISTS / DONE /
+  UID FETCH / IDLE.
+
+The strategy each run really used is read back from its ``watching`` event. Figures
+are IMAP payload bytes in both directions (plaintext IMAP on loopback; TLS adds its
+record overhead, TCP/IP its headers).
 
     .venv/bin/python bench/watch_cost.py [--messages 20] [--renewals 10]
 """
@@ -26,13 +42,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from pushmail.client.connection import Counters
 from pushmail.client.daemon import WatchDaemon
 from pushmail.client.settings import Account, WatchConfig
 
 DEFAULT_RENEW = Account("x", "h", "u").idle_renew
 DEFAULT_SERVER_KEEPALIVE = 600.0
+FAST_RENEW = 0.5  # the compressed time scale of the renewal phase
+FAST_KEEPALIVE = 1.0  # the bench server's imap_settings.idle_keepalive
 
 
 def _free_port() -> int:
@@ -50,7 +70,7 @@ def _start_server(root: Path) -> tuple[subprocess.Popen[bytes], int, int]:
         [*run, "user", "add", "alice@example.org", "--password-stdin", "--data-dir", str(data)],
         input=b"alice-secret\n", check=True, capture_output=True,
     )  # fmt: skip
-    (root / "server.toml").write_text("[imap_settings]\nidle_keepalive = 1.0\n")
+    (root / "server.toml").write_text(f"[imap_settings]\nidle_keepalive = {FAST_KEEPALIVE}\n")
     imap, lmtp = _free_port(), _free_port()
     proc = subprocess.Popen(
         [*run, "serve", "--data-dir", str(data), "--config", str(root / "server.toml"),
@@ -61,9 +81,9 @@ def _start_server(root: Path) -> tuple[subprocess.Popen[bytes], int, int]:
     return proc, imap, lmtp
 
 
-def _config(root: Path, port: int, renew: float) -> WatchConfig:
+def _config(root: Path, port: int, renew: float, mode: str) -> WatchConfig:
     account = Account(
-        "bench", "127.0.0.1", "alice@example.org", port=port, tls="none",
+        "bench", "127.0.0.1", "alice@example.org", port=port, tls="none", mode=mode,
         password="alice-secret", idle_renew=renew, response_timeout=10.0, tcp_keepalive=0,
     )  # fmt: skip
     return WatchConfig(root / "state", (account,), log=str(root / "events.jsonl"), debounce=0.05)
@@ -77,62 +97,119 @@ async def _until(pred: object, timeout: float = 60.0) -> None:
         await asyncio.sleep(0.05)
 
 
-async def _phase(root: Path, port: int, renew: float, body: object) -> dict[str, float]:
-    daemon = WatchDaemon(root / "unused.toml", _config(root, port, renew))
-    task = asyncio.create_task(daemon.run())
+async def _mid_cycle(
+    count: Callable[[], int], at_least: int, half: float, c: Counters
+) -> tuple[int, int]:
+    """Wait for the count to reach ``at_least``, then half a cycle more: a quiet
+    moment between two exchanges, so a sample never splits one. Returns the count
+    and the bytes so far."""
+    await _until(lambda: count() >= at_least, timeout=60 + at_least * 5)
+    await asyncio.sleep(half)
+    return count(), c.bytes_in + c.bytes_out
+
+
+async def _phase(
+    root: Path,
+    port: int,
+    renew: float,
+    mode: str,
+    body: Callable[[Counters], Awaitable[dict[str, float]]],
+) -> dict[str, float]:
+    """Run a watcher with ``idle_renew = renew`` until ``body`` has its figures."""
     log = root / "events.jsonl"
+    log.unlink(missing_ok=True)
+    daemon = WatchDaemon(root / "unused.toml", _config(root, port, renew, mode))
+    task = asyncio.create_task(daemon.run())
     await _until(lambda: log.exists() and '"watching"' in log.read_text())
     try:
-        return await body(daemon)  # type: ignore[no-any-return, operator]
+        return await body(daemon.counters)
     finally:
         daemon.stop.set()
         await task
 
 
+def _strategy(root: Path) -> str:
+    """How the last run watched INBOX: the ``via`` of its ``watching`` event."""
+    for line in (root / "events.jsonl").read_text().splitlines():
+        event = json.loads(line)
+        if event.get("event") == "watching":
+            return str(event["via"])
+    return "unknown"
+
+
+async def _keepalives(c: Counters) -> dict[str, float]:
+    k0, b0 = await _mid_cycle(lambda: c.keepalives, 1, FAST_KEEPALIVE / 2, c)
+    k1, b1 = await _mid_cycle(lambda: c.keepalives, k0 + 2, FAST_KEEPALIVE / 2, c)
+    return {"per_keepalive": (b1 - b0) / (k1 - k0)}
+
+
+async def _renewals(c: Counters, n_renew: int, per_keepalive: float) -> dict[str, float]:
+    r0, b0 = await _mid_cycle(lambda: c.renewals, 1, FAST_RENEW / 2, c)
+    k0 = c.keepalives
+    r1, b1 = await _mid_cycle(lambda: c.renewals, r0 + n_renew, FAST_RENEW / 2, c)
+    kept = (c.keepalives - k0) * per_keepalive
+    return {"per_renewal": (b1 - b0 - kept) / (r1 - r0)}
+
+
+async def _messages(c: Counters, lmtp: int, n_msgs: int, per_keepalive: float) -> dict[str, float]:
+    await asyncio.sleep(0.3)  # the catch-up at start is not part of the figure
+    b0, k0 = c.bytes_in + c.bytes_out, c.keepalives
+    for i in range(n_msgs):
+        msg = f"From: bob@example.net\r\nSubject: bench {i}\r\n\r\nhello\r\n".encode()
+        await asyncio.to_thread(_lmtp, lmtp, msg)
+        await _until(lambda n=i + 1: c.notified >= n)
+        await asyncio.sleep(0.3)  # back in IDLE
+    kept = (c.keepalives - k0) * per_keepalive
+    return {"per_message": (c.bytes_in + c.bytes_out - b0 - kept) / n_msgs}
+
+
+def keepalives_per_hour(renew: float, keepalive: float) -> float:
+    """Expected ``* OK Still here`` per idle hour from pushmail (see the docstring)."""
+    if keepalive <= 0:
+        return 0.0
+    share = 1.0 if renew >= keepalive else max(0.0, (renew - keepalive / 4) / renew)
+    return 3600 / keepalive * share
+
+
 async def _measure(
+    root: Path, imap: int, lmtp: int, n_msgs: int, n_renew: int, mode: str
+) -> dict[str, object]:
+    """One strategy's figures; ``root`` is its own state directory."""
+    root.mkdir(parents=True, exist_ok=True)
+    fig = await _phase(root, imap, 3600.0, mode, _keepalives)
+    ka = fig["per_keepalive"]
+    fig |= await _phase(root, imap, FAST_RENEW, mode, lambda c: _renewals(c, n_renew, ka))
+    fig |= await _phase(root, imap, 3600.0, mode, lambda c: _messages(c, lmtp, n_msgs, ka))
+    per_hour_renew = 3600 / DEFAULT_RENEW * fig["per_renewal"]
+    per_hour_keep = keepalives_per_hour(DEFAULT_RENEW, DEFAULT_SERVER_KEEPALIVE) * ka
+    return {
+        "mode": mode,
+        "strategy": _strategy(root),
+        "bytes_per_renewal": round(fig["per_renewal"], 1),
+        "bytes_per_server_keepalive": round(ka, 1),
+        "server_keepalives_per_idle_hour": keepalives_per_hour(
+            DEFAULT_RENEW, DEFAULT_SERVER_KEEPALIVE
+        ),
+        "bytes_per_idle_hour": round(per_hour_renew + per_hour_keep),
+        "bytes_per_notified_message": round(fig["per_message"], 1),
+    }
+
+
+async def _measure_all(
     root: Path, imap: int, lmtp: int, n_msgs: int, n_renew: int
 ) -> dict[str, object]:
-    async def renewals(d: WatchDaemon) -> dict[str, float]:
-        c = d.counters
-        await _until(lambda: c.renewals >= 1)
-        b0, r0 = c.bytes_in + c.bytes_out, c.renewals
-        await _until(lambda: c.renewals >= r0 + n_renew, timeout=60 + n_renew * 5)
-        await asyncio.sleep(0.3)  # the last renewal's answers
-        return {"per_renewal": (c.bytes_in + c.bytes_out - b0) / (c.renewals - r0)}
-
-    async def keepalives(d: WatchDaemon) -> dict[str, float]:
-        c = d.counters
-        await _until(lambda: c.keepalives >= 1, timeout=30)
-        b0, k0 = c.bytes_in + c.bytes_out, c.keepalives
-        await _until(lambda: c.keepalives >= k0 + 2, timeout=60)
-        return {"per_keepalive": (c.bytes_in + c.bytes_out - b0) / (c.keepalives - k0)}
-
-    async def messages(d: WatchDaemon) -> dict[str, float]:
-        c = d.counters
-        b0 = c.bytes_in + c.bytes_out
-        for i in range(n_msgs):
-            msg = f"From: bob@example.net\r\nSubject: bench {i}\r\n\r\nhello\r\n".encode()
-            await asyncio.to_thread(_lmtp, lmtp, msg)
-            await _until(lambda n=i + 1: c.notified >= n)
-            await asyncio.sleep(0.1)
-        return {"per_message": (c.bytes_in + c.bytes_out - b0) / n_msgs}
-
-    fig: dict[str, float] = {}
-    fig |= await _phase(root, imap, 0.5, renewals)
-    fig |= await _phase(root, imap, 3600.0, keepalives)
-    fig |= await _phase(root, imap, 3600.0, messages)
-    per_hour_renew = 3600 / DEFAULT_RENEW * fig["per_renewal"]
-    kept = DEFAULT_RENEW >= DEFAULT_SERVER_KEEPALIVE  # else renewals keep the server quiet
-    per_hour_keep = 3600 / DEFAULT_SERVER_KEEPALIVE * fig["per_keepalive"] if kept else 0.0
+    notify = await _measure(root / "notify", imap, lmtp, n_msgs, n_renew, "auto")
+    idle = await _measure(root / "idle", imap, lmtp, n_msgs, n_renew, "idle")
     return {
         "bench": "watch_cost",
         "server": "pushmail",
         "idle_renew_s": DEFAULT_RENEW,
         "server_idle_keepalive_s": DEFAULT_SERVER_KEEPALIVE,
-        "bytes_per_renewal": round(fig["per_renewal"], 1),
-        "bytes_per_server_keepalive": round(fig["per_keepalive"], 1),
-        "bytes_per_idle_hour": round(per_hour_renew + per_hour_keep),
-        "bytes_per_notified_message": round(fig["per_message"], 1),
+        "default_strategy": notify["strategy"],
+        "bytes_per_idle_hour": notify["bytes_per_idle_hour"],
+        "bytes_per_notified_message": notify["bytes_per_notified_message"],
+        "notify": notify,
+        "idle": idle,
         "messages": n_msgs,
         "renewals_measured": n_renew,
     }
@@ -153,7 +230,7 @@ def main() -> int:
         proc, imap, lmtp = _start_server(root)
         try:
             time.sleep(1.5)
-            result = asyncio.run(_measure(root, imap, lmtp, args.messages, args.renewals))
+            result = asyncio.run(_measure_all(root, imap, lmtp, args.messages, args.renewals))
         except Exception as e:  # a side that could not be measured
             print(json.dumps({"bench": "watch_cost", "error": repr(e)}))
             return 1

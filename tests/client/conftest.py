@@ -4,6 +4,7 @@ file so its keepalive and autologout can be shortened), the fault-injection prox
 
 from __future__ import annotations
 
+import imaplib
 import json
 import os
 import signal
@@ -73,6 +74,23 @@ def deliver(srv: Server, subject: str, sender: str = "bob@example.net", size: in
         return
     with smtplib.LMTP("127.0.0.1", srv.lmtp) as lmtp:
         lmtp.sendmail(sender, ["alice@example.org"], msg.encode())
+
+
+def expunge(port: int, user: str, password: str, *subjects: str) -> None:
+    """Another client deletes and expunges the messages with these subjects."""
+    with imaplib.IMAP4("127.0.0.1", port) as m:
+        m.login(user, password)
+        assert m.select("INBOX")[0] == "OK"
+        for subject in subjects:
+            typ, data = m.uid("SEARCH", "SUBJECT", subject)
+            assert typ == "OK" and data[0], subject
+            assert m.uid("STORE", data[0].decode(), "+FLAGS", r"(\Deleted)")[0] == "OK"
+        assert m.expunge()[0] == "OK"
+        m.close()
+
+
+def last_stopped(w: Watch) -> dict[str, int]:
+    return [e for e in w.events() if e["event"] == "stopped"][-1]
 
 
 FAST = {

@@ -11,9 +11,11 @@ process) can use it. Modes, switched at any time:
 
 and actions: ``reset_all()`` closes every connection with RST (SO_LINGER 0);
 ``blackhole_existing()`` black-holes only the connections open now (new ones pass);
-``strip`` removes a byte string from server-to-client data (e.g. b" IDLE" from
-capabilities, to make a server without IDLE); ``rewrite_up = (old, new)`` replaces bytes
-in client-to-server data (to make the server refuse a command it would accept).
+``strip`` removes byte strings from server-to-client data (e.g. b" IDLE" from
+capabilities, to make a server without IDLE; a tuple removes each); ``rewrite_up =
+(old, new)`` replaces bytes in client-to-server data (to make the server refuse a
+command it would accept). ``sent`` keeps every byte the clients sent (the wire log a
+test reads to see which commands were used).
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ class FaultProxy:
         self.target = (target_host, target_port)
         self.mode = "pass"
         self.delay = 0.0
-        self.strip: bytes = b""
+        self.strip: bytes | tuple[bytes, ...] = b""
+        self.sent = bytearray()
         self.rewrite_up: tuple[bytes, bytes] | None = None
         self.connections = 0
         self._pairs: set[_Pair] = set()
@@ -77,6 +80,14 @@ class FaultProxy:
             self._pairs.clear()
 
         self._call(apply())
+
+    def sent_lines(self) -> list[bytes]:
+        """The client-to-server wire so far, one command line per item."""
+
+        async def lines() -> list[bytes]:
+            return bytes(self.sent).split(b"\r\n")
+
+        return list(self._call(lines()))
 
     def open_count(self) -> int:
         async def count() -> int:
@@ -136,7 +147,11 @@ class FaultProxy:
             except OSError:
                 data = b""
             if not data:
-                if not pair.dead:
+                if not pair.dead or up:
+                    # Either end closed a live pair; or the client gave up on a black-holed
+                    # one: then it holds the connection no more, so it is not counted as
+                    # open (the server end is closed too, rather than leaked).
+                    self._pairs.discard(pair)
                     for w in pair.writers():
                         _rst(w)
                     return
@@ -147,9 +162,12 @@ class FaultProxy:
             if self.mode == "slow" and self.delay:
                 await asyncio.sleep(self.delay)
             if not up and self.strip:
-                data = data.replace(self.strip, b"")
+                for word in (self.strip,) if isinstance(self.strip, bytes) else self.strip:
+                    data = data.replace(word, b"")
             if up and self.rewrite_up is not None:
                 data = data.replace(*self.rewrite_up)
+            if up:
+                self.sent += data
             with contextlib.suppress(OSError):
                 writer.write(data)
                 await writer.drain()

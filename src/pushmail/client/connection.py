@@ -87,11 +87,22 @@ class Endpoint:
 class Counters:
     """What the watcher did, for the status line and the cost benchmark."""
 
-    __slots__ = ("bytes_in", "bytes_out", "keepalives", "notified", "reconnects", "renewals")
+    __slots__ = (
+        "bytes_in",
+        "bytes_out",
+        "keepalives",
+        "notified",
+        "qresync",
+        "reconnects",
+        "renewals",
+        "vanished",
+    )
 
     def __init__(self) -> None:
         self.bytes_in = self.bytes_out = 0
         self.keepalives = self.reconnects = self.renewals = self.notified = 0
+        self.qresync = 0  # folders resynced by a QRESYNC EXAMINE (RFC 7162 §3.2.5)
+        self.vanished = 0  # UIDs those reported expunged while we were away
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -136,6 +147,7 @@ class ImapConnection:
         self.counters = counters
         self.timeout = timeout
         self.capabilities: frozenset[str] = frozenset()
+        self.enabled: frozenset[str] = frozenset()  # what ENABLE turned on (RFC 5161)
         self.last_heard = time.monotonic()
         self.closed = False
         self.news = False  # an EXISTS was seen since the watcher last looked

@@ -2,10 +2,17 @@
 the download policy.
 
 Finding "exactly what arrived while away" uses the stored UIDNEXT cursor: every UID at
-or above it is new (``UID FETCH cursor:*``), and UIDs are never reused within one
-UIDVALIDITY (RFC 3501 §2.3.1.1). Where the server offers CONDSTORE (RFC 7162), the
-mailbox's HIGHESTMODSEQ is kept too; a reconnect that finds both it and UIDNEXT
-unchanged skips even that fetch.
+or above it is new, and UIDs are never reused within one UIDVALIDITY (RFC 3501
+§2.3.1.1). Three ways to learn which those are, best first:
+
+* QRESYNC (RFC 7162 §3.2.5, after ``ENABLE QRESYNC``): ``EXAMINE folder (QRESYNC
+  (uidvalidity modseq))`` answers in the same round trip with a FETCH for every message
+  changed since the stored HIGHESTMODSEQ (new ones among them: those with UID >= cursor)
+  and a ``VANISHED (EARLIER)`` for what was expunged, so only the new messages' headers
+  are fetched, by exact UID, and a folder where only flags changed costs one command;
+* CONDSTORE: the EXAMINE's HIGHESTMODSEQ; unchanged (with UIDNEXT) means nothing to do,
+  else ``UID FETCH cursor:*``;
+* plain UID ranges: ``UID FETCH cursor:*`` whenever UIDNEXT moved.
 
 The download policy: a message up to ``max_size`` is fetched whole; a larger one only
 as headers plus the first ``partial_bytes`` of its first text part, found from its
@@ -26,7 +33,8 @@ from pushmail.client.connection import ImapConnection
 from pushmail.client.response import ResponseError, Untagged, Value, fetch_items
 from pushmail.client.rules import MessageInfo
 from pushmail.client.settings import Download
-from pushmail.imap.commands import Fetch, FetchBody, Section, Select, Status
+from pushmail.client.state import FolderState
+from pushmail.imap.commands import Fetch, FetchBody, QresyncParams, Section, Select, Status
 from pushmail.imap.types import SeqRange, SequenceSet
 
 __all__ = [
@@ -47,14 +55,33 @@ class MailboxInfo:
     uidnext: int | None
     highestmodseq: int | None = None
     exists: int = 0
+    # With QRESYNC: the UIDs the server reported changed since ``qresync_from`` (new
+    # mail among them), and how many it reported vanished. None: not a QRESYNC EXAMINE.
+    changed: tuple[int, ...] | None = None
+    vanished: int = 0
+    qresync_from: int | None = None
 
 
-async def examine(conn: ImapConnection, folder: str) -> MailboxInfo:
-    """EXAMINE (read-only: watching must not clear \\Recent), with CONDSTORE if offered."""
-    condstore = "CONDSTORE" in conn.capabilities
-    untagged, _ = await conn.command(Select(conn.next_tag(), folder, True, condstore))
+def qresync_params(conn: ImapConnection, known: FolderState | None) -> QresyncParams | None:
+    """The QRESYNC parameter for a folder we know (UIDVALIDITY and HIGHESTMODSEQ stored)
+    on a connection where ``ENABLE QRESYNC`` succeeded; None otherwise."""
+    if "QRESYNC" not in conn.enabled or known is None or not known.highestmodseq:
+        return None
+    return QresyncParams(known.uidvalidity, known.highestmodseq)
+
+
+async def examine(
+    conn: ImapConnection, folder: str, known: FolderState | None = None
+) -> MailboxInfo:
+    """EXAMINE (read-only: watching must not clear \\Recent), with QRESYNC from the
+    ``known`` state where possible, else with CONDSTORE if offered."""
+    qresync = qresync_params(conn, known)
+    condstore = qresync is None and "CONDSTORE" in conn.capabilities
+    cmd = Select(conn.next_tag(), folder, True, condstore, qresync)
+    untagged, _ = await conn.command(cmd)
     codes: dict[str, int] = {}
-    exists = 0
+    exists = vanished = 0
+    changed: list[int] = []
     for r in untagged:
         if r.code in ("UIDVALIDITY", "UIDNEXT", "HIGHESTMODSEQ") and r.code_args:
             arg = r.code_args[0]
@@ -62,11 +89,39 @@ async def examine(conn: ImapConnection, folder: str) -> MailboxInfo:
                 codes[r.code] = arg
         elif r.keyword == "EXISTS" and r.number is not None:
             exists = r.number
+        elif r.keyword == "FETCH" and qresync is not None:
+            uid = fetch_items(r.values).get("UID")
+            if isinstance(uid, int):
+                changed.append(uid)
+        elif r.keyword == "VANISHED" and r.values:
+            vanished += count_uids(r.values[-1])
     if "UIDVALIDITY" not in codes:
         raise ResponseError(f"EXAMINE {folder}: no UIDVALIDITY")
     return MailboxInfo(
-        codes["UIDVALIDITY"], codes.get("UIDNEXT"), codes.get("HIGHESTMODSEQ"), exists
+        codes["UIDVALIDITY"],
+        codes.get("UIDNEXT"),
+        codes.get("HIGHESTMODSEQ"),
+        exists,
+        tuple(changed) if qresync is not None else None,
+        vanished,
+        qresync.modseq if qresync is not None else None,
     )
+
+
+def count_uids(value: Value) -> int:
+    """How many UIDs a ``VANISHED`` sequence set names (``1:3,7`` is 4), without
+    expanding it; 0 for anything that is not a plain UID set."""
+    if isinstance(value, int):
+        return 1
+    if not isinstance(value, str):
+        return 0
+    total = 0
+    for part in value.split(","):
+        lo, _, hi = part.partition(":")
+        if not lo.isdigit() or (hi and not hi.isdigit()):
+            return 0
+        total += abs(int(hi) - int(lo)) + 1 if hi else 1
+    return total
 
 
 async def status(conn: ImapConnection, folder: str) -> dict[str, int]:
@@ -97,20 +152,31 @@ def _uid_set(lo: int, hi: int | None = None) -> SequenceSet:
 
 
 async def fetch_new(
-    conn: ImapConnection, account: str, folder: str, uidvalidity: int, cursor: int
+    conn: ImapConnection,
+    account: str,
+    folder: str,
+    uidvalidity: int,
+    cursor: int,
+    uids: tuple[int, ...] | None = None,
 ) -> list[MessageInfo]:
-    """Metadata of every message with UID >= ``cursor``, ascending by UID."""
+    """Metadata of every message with UID >= ``cursor`` (only those of ``uids`` when
+    QRESYNC already named them), ascending by UID."""
+    wanted = sorted({u for u in uids if u >= cursor}) if uids is not None else None
+    if wanted == []:
+        return []
+    which = SequenceSet.from_ints(wanted) if wanted is not None else _uid_set(cursor)
     header = FetchBody(Section(text="HEADER.FIELDS", fields=HEADER_FIELDS), peek=True)
-    cmd = Fetch(conn.next_tag(), _uid_set(cursor), ("UID", "RFC822.SIZE", header), uid=True)
+    cmd = Fetch(conn.next_tag(), which, ("UID", "RFC822.SIZE", header), uid=True)
     untagged, _ = await conn.command(cmd)
     found: dict[int, MessageInfo] = {}
+    allowed = set(wanted) if wanted is not None else None
     for r in untagged:
         if r.keyword != "FETCH":
             continue
         items = fetch_items(r.values)
         uid = items.get("UID")
         # "cursor:*" includes the highest UID even when it is below the cursor.
-        if isinstance(uid, int) and uid >= cursor:
+        if isinstance(uid, int) and uid >= cursor and (allowed is None or uid in allowed):
             found[uid] = _info(account, folder, uidvalidity, uid, items)
     return [found[u] for u in sorted(found)]
 

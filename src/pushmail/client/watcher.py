@@ -14,7 +14,9 @@ Every loop runs under ``reconnecting``: an error is sorted (network → retry af
 short jittered exponential backoff; authentication → stop this account and say so;
 connection limits → back off at least ``busy_backoff``), and a network change on Linux
 cuts a backoff short. After each (re)connect the folder is resynced from its stored
-cursor before idling, so what arrived while away is announced exactly once.
+cursor before idling, so what arrived while away is announced exactly once: by a
+QRESYNC EXAMINE where the server offers it (``ENABLE QRESYNC`` right after login), else
+by CONDSTORE's HIGHESTMODSEQ and a UID range (see ``mailbox``).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from pushmail.client.pipeline import Pipeline
 from pushmail.client.response import ResponseError, Tagged, Untagged
 from pushmail.client.settings import Account
 from pushmail.client.state import FolderState
-from pushmail.imap.commands import Login, Notify, NotifyEvent, NotifyGroup
+from pushmail.imap.commands import Enable, Login, Notify, NotifyEvent, NotifyGroup
 from pushmail.imap.types import Secret
 
 __all__ = ["AccountWatcher", "Backoff", "open_account"]
@@ -66,10 +68,25 @@ async def open_account(a: Account, counters: Counters) -> ImapConnection:
             raise classify_login_failure(e.tagged) from None
         if "IMAP4REV1" not in conn.capabilities:  # LOGIN's OK did not refresh them
             await conn.command_text("CAPABILITY")
+        await enable_qresync(conn)
     except BaseException:
         conn.abort()
         raise
     return conn
+
+
+async def enable_qresync(conn: ImapConnection) -> None:
+    """``ENABLE QRESYNC`` where offered, so every resync is one QRESYNC EXAMINE. A
+    refusal only means resyncing the CONDSTORE / UID-range way."""
+    if not {"ENABLE", "QRESYNC"} <= conn.capabilities:
+        return
+    try:
+        untagged, _ = await conn.command(Enable(conn.next_tag(), ("QRESYNC",)))
+    except CommandFailed:
+        return
+    for r in untagged:
+        if r.keyword == "ENABLED":
+            conn.enabled |= {str(v).upper() for v in r.values}
 
 
 class Backoff:
@@ -167,11 +184,33 @@ class AccountWatcher:
         return await open_account(self.account, self.counters)
 
     # -- resync ---------------------------------------------------------------------
+    async def resync(self, conn: ImapConnection, folder: str) -> MailboxInfo:
+        """EXAMINE the folder (QRESYNC from its stored state where possible) and
+        announce what arrived since the cursor. An EXISTS heard during the EXAMINE is
+        covered by the catch-up; one heard after it (during the fetch) stays news."""
+        known = self.pipeline.state.folder(self.account.name, folder)
+        info = await examine(conn, folder, known)
+        conn.news = False
+        await self.catch_up(conn, folder, info)
+        return info
+
     async def catch_up(self, conn: ImapConnection, folder: str, info: MailboxInfo) -> None:
         """Announce everything that arrived since the stored cursor, then move it."""
         state = self.pipeline.state
         name = self.account.name
         st = state.folder(name, folder)
+        if (
+            st is not None
+            and info.changed is not None
+            and st.uidvalidity == info.uidvalidity
+            and st.highestmodseq == info.qresync_from
+        ):
+            # The server listed every message changed since our HIGHESTMODSEQ: the
+            # new ones are those at or above the cursor; nothing else can be new.
+            self.counters.qresync += 1
+            self.counters.vanished += info.vanished
+            await self.fetch_and_announce(conn, folder, st, info.highestmodseq, info.changed)
+            return
         if st is None or st.uidvalidity != info.uidvalidity:
             if st is not None:
                 self._event("uidvalidity_changed", folder=folder)
@@ -200,10 +239,17 @@ class AccountWatcher:
         return max(1, top - self.pipeline.config.backlog_limit)
 
     async def fetch_and_announce(
-        self, conn: ImapConnection, folder: str, st: FolderState, modseq: int | None
+        self,
+        conn: ImapConnection,
+        folder: str,
+        st: FolderState,
+        modseq: int | None,
+        uids: tuple[int, ...] | None = None,
     ) -> FolderState:
+        """Announce the messages from the cursor on (only ``uids`` among them, when a
+        QRESYNC EXAMINE named them), moving the cursor past each one as it goes."""
         name = self.account.name
-        new = await fetch_new(conn, name, folder, st.uidvalidity, st.uidnext)
+        new = await fetch_new(conn, name, folder, st.uidvalidity, st.uidnext, uids)
         cursor = st.uidnext
         for info in new:
             await self.pipeline.handle(info, conn)
@@ -225,9 +271,7 @@ class AccountWatcher:
                 if "IDLE" not in conn.capabilities:
                     await self._poll_loop(conn, (folder,))
                     return
-                info = await examine(conn, folder)
-                conn.news = False  # catch_up covers everything EXAMINE reported
-                await self.catch_up(conn, folder, info)
+                info = await self.resync(conn, folder)
                 self._event("watching", folder=folder, via="idle")
                 await self._idle_loop(conn, folder, info.uidvalidity)
             finally:
@@ -342,10 +386,8 @@ class AccountWatcher:
         selected every event names its folder in a STATUS. An EXISTS heard while the
         folder was selected is the folder's own and brings it round once more."""
         while True:
-            info = await examine(conn, folder)
-            conn.news = False  # the EXAMINE's own EXISTS: catch_up covers it
-            await self.catch_up(conn, folder, info)
-            await conn.command_text("UNSELECT" if "UNSELECT" in conn.capabilities else "CLOSE")
+            await self.resync(conn, folder)
+            await _leave(conn)
             if not conn.news:
                 return
             conn.news = False
@@ -363,7 +405,8 @@ class AccountWatcher:
 
     async def _poll_loop(self, conn: ImapConnection, folders: tuple[str, ...]) -> None:
         for f in folders:
-            await self.catch_up(conn, f, await examine(conn, f))
+            await self.resync(conn, f)
+            await _leave(conn)
             self._event("watching", folder=f, via="poll")
         while True:
             await self._sleep(self.account.poll_interval)
@@ -379,7 +422,16 @@ class AccountWatcher:
                 return
             if values.get("UIDNEXT", st.uidnext + 1) <= st.uidnext:
                 return
-        await self.catch_up(conn, folder, await examine(conn, folder))
+        await self.resync(conn, folder)
+        await _leave(conn)
+
+
+async def _leave(conn: ImapConnection) -> None:
+    """Deselect (the folder was EXAMINEd: CLOSE expunges nothing). The polling probe
+    needs this: STATUS on the selected folder may answer from the session's own,
+    unsynchronised view (Dovecot does: new mail stays unseen until a NOOP), and RFC
+    3501 §6.3.10 advises against it."""
+    await conn.command_text("UNSELECT" if "UNSELECT" in conn.capabilities else "CLOSE")
 
 
 def _canonical(folder: str) -> str:
