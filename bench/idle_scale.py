@@ -1,8 +1,10 @@
 """Very many idle IMAP sessions: what each costs, and how fast they hear of new mail.
 
-For each N: park N plaintext sessions in LOGIN -> SELECT INBOX -> IDLE on U users
+For each N: park N sessions in LOGIN -> SELECT INBOX -> IDLE on U users
 (session i watches user i mod U), from client processes of at most ``--per-process``
-sessions each, each connecting from its own 127.0.0.x address. Then measure:
+sessions each, each connecting from its own 127.0.0.x address; plaintext IMAP, or with
+``--tls`` implicit TLS to the server's IMAPS port (pushmail's self-signed certificate;
+Dovecot with ``ssl = required``). Then measure:
 
 * the connect storm (sessions idling per second, and both sides' CPU time meanwhile,
   to show the client was not the bottleneck);
@@ -27,6 +29,7 @@ be measured at all (its line holds ``"error"``).
 from __future__ import annotations
 
 import argparse
+import imaplib
 import json
 import math
 import os
@@ -53,7 +56,7 @@ from idle_latency import (
     plan_users,
     warm_up,
 )
-from imap_idle_client import ClientPool, SessionSpec
+from imap_idle_client import ClientPool, SessionSpec, client_context
 from lmtp_burst import burst
 from proctools import TreeMemory, cpu_seconds, slab_kb, tcp_socket_memory_kb, tree_memory
 from pushmail_server import PushmailInstance
@@ -133,9 +136,9 @@ def make_server(plan: RunPlan, args: argparse.Namespace, workdir: Path) -> Bench
     workdir.mkdir(parents=True)
     if plan.server == "dovecot":
         return dovecot.DovecotInstance(
-            workdir, users, plan.n, args.dovecot_hibernate, login_processes=2
+            workdir, users, plan.n, args.dovecot_hibernate, login_processes=2, tls=args.tls
         )
-    inst = PushmailInstance(workdir, users, workers=plan.workers)
+    inst = PushmailInstance(workdir, users, workers=plan.workers, tls=args.tls)
     inst.log_path = workdir / "server.log"
     inst.config_text = pushmail_config(args.server_log_level)
     inst.import_users()
@@ -163,6 +166,7 @@ def run_one(plan: RunPlan, args: argparse.Namespace, workdir: Path) -> Figures:
         "bench": "idle_scale",
         "server": plan.server,
         "n": plan.n,
+        "tls": bool(args.tls),
         "users": plan.users,
         "devices_per_user": round(plan.n / plan.users, 2),
         "fill": plan.fill,
@@ -173,7 +177,7 @@ def run_one(plan: RunPlan, args: argparse.Namespace, workdir: Path) -> Figures:
     server = make_server(plan, args, workdir)
     if isinstance(server, PushmailInstance):
         fig |= {"workers": plan.workers, "user_import_s": round(server.user_add_seconds, 2)}
-    pool = ClientPool(plan.client_procs, args.concurrency, plan.sources)
+    pool = ClientPool(plan.client_procs, args.concurrency, plan.sources, tls=args.tls)
     try:
         pool.spawn()  # before the baseline: see ClientPool
         server.start()
@@ -237,7 +241,11 @@ def phase_lag(server: BenchServer, wait: bool = True) -> float | None:
 def connect_phase(server: BenchServer, pool: ClientPool, sessions: list[SessionSpec],
                   args: argparse.Namespace, fig: Figures) -> TreeMemory:  # fmt: skip
     """Warm up, read the baseline, then the storm; return the baseline memory."""
-    warm_up(server.imap_port, *plan_users(1)[0])
+    port = session_port(server, args.tls)
+    if args.tls:
+        warm_up_tls(port, *plan_users(1)[0])
+    else:
+        warm_up(port, *plan_users(1)[0])
     time.sleep(args.settle)
     before = tree_memory(server.pid)
     fig["tcp_mem_kb_before"] = tcp_socket_memory_kb()
@@ -246,7 +254,7 @@ def connect_phase(server: BenchServer, pool: ClientPool, sessions: list[SessionS
     cpu_server, cpu_client = cpu_seconds(server_pids), cpu_seconds(pool.pids)
     cpu_all = proctools.system_busy_seconds()
     started = time.monotonic()
-    pool.open("127.0.0.1", server.imap_port, sessions, timeout=args.session_timeout)
+    pool.open("127.0.0.1", port, sessions, timeout=args.session_timeout)
     seconds = time.monotonic() - started
     # Dovecot's per-session processes come and go: count the tree as it is now too.
     server_pids = sorted(set(server_pids) | set(proctools.descendants(server.pid)))
@@ -272,6 +280,26 @@ def connect_phase(server: BenchServer, pool: ClientPool, sessions: list[SessionS
     return before
 
 
+def session_port(server: BenchServer, tls: bool) -> int:
+    """The port the sessions connect to: IMAPS with --tls, else IMAP."""
+    if not tls:
+        return server.imap_port
+    port = getattr(server, "imaps_port", None)
+    if not isinstance(port, int):
+        raise RuntimeError(f"{type(server).__name__} has no IMAPS port")
+    return port
+
+
+def warm_up_tls(port: int, user: str, password: str) -> None:
+    """idle_latency's warm-up over implicit TLS: the one-time TLS costs (Dovecot's
+    imap-login loading its certificate and OpenSSL's tables, the first SSL objects)
+    belong to the baseline, not to the idle sessions."""
+    with imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=client_context(), timeout=60) as imap:
+        imap.login(user, password)
+        imap.select("INBOX")
+        imap.logout()
+
+
 def busiest_share(pool: ClientPool, cpu_before_total: float, seconds: float) -> float | None:
     """The busiest client process's CPU share of the storm's wall time (0..1): well
     below 1 means no client process was saturated. (Approximate: the start-up CPU of
@@ -284,7 +312,8 @@ def busiest_share(pool: ClientPool, cpu_before_total: float, seconds: float) -> 
 
 
 def plan_label(fig: Figures) -> str:
-    return f"{fig['server']} n={fig['n']} fill={fig['fill']}"
+    tls = " tls" if fig.get("tls") else ""
+    return f"{fig['server']} n={fig['n']}{tls} fill={fig['fill']}"
 
 
 def memory_figures(server: BenchServer, before: TreeMemory, ready: int, fig: Figures) -> None:
@@ -458,6 +487,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--dovecot-n", type=int, default=10000, help="Dovecot sessions (0: skip Dovecot)")
     add("--dovecot-hibernate", type=int, default=5, help="imap_hibernate_timeout, seconds")
     add("--skip-pushmail", action="store_true")
+    add("--tls", action="store_true", help="sessions use implicit TLS (IMAPS)")
     add("--users", type=int, default=0, help="users (0: min(--broadcast-users, N/--devices))")
     add("--devices", type=int, default=2, help="least sessions per user when --users is 0")
     add("--broadcast-users", type=int, default=10000, help="users the burst reaches")
@@ -518,14 +548,15 @@ def main(argv: list[str] | None = None) -> int:
             workdir = Path(tmp) / f"{index}-{plan.server}-{plan.n}"
             fig: Figures
             if timed_out:
-                fig = {"server": plan.server, "n": plan.n, "error": "not run: timeout"}
+                fig = {"server": plan.server, "n": plan.n, "tls": bool(args.tls)}
+                fig["error"] = "not run: timeout"
             else:
                 try:
                     run = run_dovecot if plan.server == "dovecot" else run_one
                     fig = run(plan, args, workdir)
                 except Exception as exc:  # one run's failure is a figure, not a crash
                     log(f"{plan.server} n={plan.n} failed: {type(exc).__name__}: {exc}")
-                    fig = {"server": plan.server, "n": plan.n}
+                    fig = {"server": plan.server, "n": plan.n, "tls": bool(args.tls)}
                     fig["error"] = f"{type(exc).__name__}: {exc}"[:500]
                     failed, timed_out = True, isinstance(exc, OverallTimeout)
             if plan.server == "dovecot" and "error" not in fig:

@@ -7,15 +7,21 @@ lines over stdin/stdout:
 
 * worker -> coordinator once loaded: ``{"started": pid}``.
 * coordinator -> worker, first line: ``{"host", "port", "sessions": [[sid, user, pw]],
-  "concurrency", "timeout", "source"}`` (``source``: the local address to connect
-  from, or null); the worker logs every session in, SELECTs INBOX, enters
-  IDLE and answers ``{"ready": [[sid, exists]], "failed": {sid: reason}}``.
+  "concurrency", "timeout", "source", "tls"}`` (``source``: the local address to connect
+  from, or null; ``tls``: implicit TLS, as to an IMAPS port); the worker logs every
+  session in, SELECTs INBOX, enters IDLE and answers ``{"ready": [[sid, exists]],
+  "failed": {sid: reason}}``.
 * ``collect`` -> ``{"events": [[sid, exists, t_ns]], "closed": [sid]}``, all so far.
 * ``quit`` (or EOF, e.g. the coordinator died) -> the worker closes everything and exits.
 
 Timestamps are ``time.monotonic_ns()`` taken in ``data_received`` before any parsing:
 CLOCK_MONOTONIC is system-wide on Linux, so they compare directly with the
 coordinator's LMTP reply times.
+
+TLS on the client side is an ``ssl.SSLObject`` over two ``MemoryBIO``s inside the
+protocol, not asyncio's SSL transport: that one allocates a 256 KB receive buffer per
+connection (5 GB of client RAM at 20,000 sessions), where an idle SSLObject costs
+~20 KB, so the client side stays far from being what limits a TLS run.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -73,7 +80,13 @@ class IdleProtocol(asyncio.Protocol):
     time and scans the lines, so a wake-up costs the client almost nothing.
     """
 
-    def __init__(self, sid: int, events: list[ExistsEvent], closed: set[int]) -> None:
+    def __init__(
+        self,
+        sid: int,
+        events: list[ExistsEvent],
+        closed: set[int],
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.sid = sid
         self.events = events
         self.closed = closed
@@ -81,13 +94,29 @@ class IdleProtocol(asyncio.Protocol):
         self.buffer = b""
         self.lines: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.transport: asyncio.Transport | None = None
+        self.tls: ClientTls | None = None if tls is None else ClientTls(tls)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        if self.tls is not None:
+            transport.write(self.tls.start())  # the ClientHello
 
     def data_received(self, data: bytes) -> None:
         now = time.monotonic_ns()
+        if self.tls is not None:
+            try:
+                data, reply = self.tls.receive(data)
+            except ssl.SSLError:
+                assert self.transport is not None
+                self.transport.abort()  # connection_lost reports it
+                return
+            if reply:
+                assert self.transport is not None
+                self.transport.write(reply)
+        self._received_plain(data, now)
+
+    def _received_plain(self, data: bytes, now: int) -> None:
         self.buffer += data
         *complete, self.buffer = self.buffer.split(b"\n")
         if len(self.buffer) > _MAX_LINE:
@@ -106,7 +135,8 @@ class IdleProtocol(asyncio.Protocol):
 
     def send(self, line: str) -> None:
         assert self.transport is not None
-        self.transport.write(line.encode() + b"\r\n")
+        data = line.encode() + b"\r\n"
+        self.transport.write(data if self.tls is None else self.tls.encrypt(data))
 
     async def until(self, prefix: bytes) -> list[bytes]:
         """Read lines up to and including the first starting with *prefix*."""
@@ -118,6 +148,79 @@ class IdleProtocol(asyncio.Protocol):
             seen.append(line)
             if line.startswith(prefix):
                 return seen
+
+
+class ClientTls:
+    """The client end of TLS for one connection, without asyncio's SSL transport."""
+
+    __slots__ = ("incoming", "obj", "outgoing", "shaken")
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.obj = context.wrap_bio(self.incoming, self.outgoing, server_side=False)
+        self.shaken = False
+
+    def start(self) -> bytes:
+        """Begin the handshake; return the ClientHello to send."""
+        self._handshake()
+        return self.outgoing.read()
+
+    def receive(self, data: bytes) -> tuple[bytes, bytes]:
+        """Ciphertext in; return (plaintext for the protocol, ciphertext to send back).
+        Raises ``ssl.SSLError`` when the peer's TLS is broken."""
+        self.incoming.write(data)
+        if not self.shaken:
+            self._handshake()
+        plain = bytearray()
+        while self.shaken:
+            try:
+                chunk = self.obj.read(65536)
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                break
+            if not chunk:
+                break
+            plain += chunk
+        return bytes(plain), self.outgoing.read()
+
+    def encrypt(self, data: bytes) -> bytes:
+        self.obj.write(data)
+        return self.outgoing.read()
+
+    def _handshake(self) -> None:
+        try:
+            self.obj.do_handshake()
+        except ssl.SSLWantReadError:
+            return
+        self.shaken = True
+
+
+def client_context() -> ssl.SSLContext:
+    """A client context that accepts any certificate: loopback benchmarking against
+    self-signed certificates, where what is measured is the servers' memory and time."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def wait_for_tls_greeting(port: int, deadline: float, proc: subprocess.Popen[bytes]) -> None:
+    """Poll until an implicit-TLS listener completes a handshake and greets ``* OK``."""
+    context = client_context()
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early with status {proc.returncode}")
+        try:
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=2) as raw,
+                context.wrap_socket(raw) as sock,
+            ):
+                if sock.recv(256).startswith(b"* OK"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"server did not answer TLS on port {port}")
 
 
 async def _connect_from(host: str, port: int, source: str) -> socket.socket:
@@ -146,12 +249,14 @@ async def open_idle(
     events: list[ExistsEvent],
     closed: set[int],
     source: str | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[IdleProtocol, int]:
-    """LOGIN, SELECT INBOX, IDLE; return the protocol and the EXISTS count at SELECT."""
+    """(TLS if *tls*,) LOGIN, SELECT INBOX, IDLE; return the protocol and the EXISTS
+    count at SELECT."""
     loop = asyncio.get_running_loop()
 
     def factory() -> IdleProtocol:
-        return IdleProtocol(spec.sid, events, closed)
+        return IdleProtocol(spec.sid, events, closed, tls)
 
     if source is None:
         _, proto = await loop.create_connection(factory, host, port)
@@ -183,6 +288,7 @@ async def _open_all(config: dict[str, object]) -> None:
     host, port = str(config["host"]), int(str(config["port"]))
     source = None if config.get("source") is None else str(config["source"])
     timeout = float(str(config.get("timeout", 60)))
+    tls = client_context() if config.get("tls") else None
     gate = asyncio.Semaphore(int(str(config.get("concurrency", 100))))
     events: list[ExistsEvent] = []
     closed: set[int] = set()
@@ -195,7 +301,7 @@ async def _open_all(config: dict[str, object]) -> None:
         async with gate:
             try:
                 proto, exists = await asyncio.wait_for(
-                    open_idle(host, port, spec, events, closed, source), timeout
+                    open_idle(host, port, spec, events, closed, source, tls), timeout
                 )
             except (OSError, TimeoutError, PermissionError, RuntimeError) as exc:
                 failed[spec.sid] = f"{type(exc).__name__}: {exc}"[:200]
@@ -246,10 +352,15 @@ class ClientPool:
     """
 
     def __init__(
-        self, procs: int, concurrency: int = 100, sources: list[str] | None = None
+        self,
+        procs: int,
+        concurrency: int = 100,
+        sources: list[str] | None = None,
+        tls: bool = False,
     ) -> None:
         self.nprocs = max(1, procs)
         self.concurrency = concurrency
+        self.tls = tls  # implicit TLS (the port given to open() is an IMAPS port)
         # Worker i connects from sources[i % len(sources)]; None: the kernel chooses.
         self.sources = sources
         self.workers: list[subprocess.Popen[str]] = []
@@ -286,6 +397,7 @@ class ClientPool:
                 "timeout": timeout,
                 "sessions": [[s.sid, s.user, s.password] for s in share],
                 "source": self.sources[index % len(self.sources)] if self.sources else None,
+                "tls": self.tls,
             }
             self._send(worker, json.dumps(config))
         for worker in self.workers:

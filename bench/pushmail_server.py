@@ -8,6 +8,9 @@ mixed in. The contract used here is::
     python -m pushmail user import PASSWD-FILE --data-dir DIR
     python -m pushmail serve --data-dir DIR --imap 127.0.0.1:P --imaps off
                              --smtp off --submission off --lmtp 127.0.0.1:Q
+
+With ``tls=True`` the IMAPS listener is on too (``--imaps 127.0.0.1:R``); with no
+``tls_cert`` configured the server makes its self-signed EC certificate in DIR.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import proctools
+from imap_idle_client import wait_for_tls_greeting
 from proctools import child_preexec, free_port, kill_snapshot, snapshot_tree, wait_for_greeting
 
 
@@ -47,6 +51,8 @@ class PushmailInstance:
     user_add_seconds: float = 0.0
     log_path: Path | None = None  # the server's stderr goes here (None: our stderr)
     config_text: str = ""  # TOML passed with --config when not empty
+    tls: bool = False  # also listen for implicit TLS (IMAPS) on imaps_port
+    imaps_port: int = field(default_factory=free_port)
 
     @property
     def data_dir(self) -> Path:
@@ -108,7 +114,7 @@ class PushmailInstance:
             "serve",
             "--data-dir", str(self.data_dir),
             "--imap", f"127.0.0.1:{self.imap_port}",
-            "--imaps", "off",
+            "--imaps", f"127.0.0.1:{self.imaps_port}" if self.tls else "off",
             "--smtp", "off",
             "--submission", "off",
             "--lmtp", f"127.0.0.1:{self.lmtp_port}",
@@ -134,7 +140,10 @@ class PushmailInstance:
         deadline = time.monotonic() + timeout
         for port, greeting in ((self.imap_port, b"* OK"), (self.lmtp_port, b"220")):
             wait_for_greeting(port, greeting, deadline, self.process)
-        log(f"running: imap 127.0.0.1:{self.imap_port} lmtp 127.0.0.1:{self.lmtp_port}")
+        if self.tls:
+            wait_for_tls_greeting(self.imaps_port, deadline, self.process)
+        imaps = f" imaps 127.0.0.1:{self.imaps_port}" if self.tls else ""
+        log(f"running: imap 127.0.0.1:{self.imap_port}{imaps} lmtp 127.0.0.1:{self.lmtp_port}")
 
     @property
     def pid(self) -> int:

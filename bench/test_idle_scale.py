@@ -8,11 +8,13 @@ real Dovecot; each is skipped with the reason when unavailable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -152,13 +154,14 @@ SMALL = ("--n", "40", "--devices", "4", "--messages", "3", "--hold", "1", "--set
          "--grace", "20", "--lmtp-connections", "3", "--rcpts-per-message", "2")  # fmt: skip
 
 
-def _check_run(run: dict[str, object], server: str) -> None:
-    assert run["server"] == server and run["n"] == 40 and run["users"] == 10
-    assert run["sessions_ready"] == 40 and run["closed_by_server"] == 0
+def _check_run(run: dict[str, object], server: str, n: int = 40, tls: bool = False) -> None:
+    assert run["server"] == server and run["n"] == n and run["users"] == n // 4
+    assert run["tls"] is tls
+    assert run["sessions_ready"] == n and run["closed_by_server"] == 0
     single, broadcast = run["single"], run["broadcast"]
     assert isinstance(single, dict) and isinstance(broadcast, dict)
     assert single["pairs"] == 12 and single["missed"] == 0  # 3 messages x 4 devices
-    assert broadcast["pairs"] == 40 and broadcast["missed"] == 0
+    assert broadcast["pairs"] == n and broadcast["missed"] == 0
     assert broadcast["delivery_errors"] == 0
     per_session = run["per_session_kb"]
     assert isinstance(per_session, dict) and isinstance(per_session["pss"], float)
@@ -173,6 +176,47 @@ def test_pushmail_end_to_end_with_filled_mailboxes() -> None:
     loop = run["loop"]
     assert isinstance(loop, dict) and len(loop["per_worker_ms"]) == 2
     assert run["server_log"] == {"error_lines": 0, "first": []}
+
+
+def test_pushmail_end_to_end_over_tls() -> None:
+    if importlib.util.find_spec("pushmail.cli") is None:
+        pytest.skip("pushmail is not installed in this interpreter")
+    (run,) = _run_bench(*SMALL, "--n", "200", "--dovecot-n", "0", "--tls")
+    _check_run(run, "pushmail", n=200, tls=True)
+    assert run["server_log"] == {"error_lines": 0, "first": []}
+
+
+def test_dovecot_end_to_end_over_tls() -> None:
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.skip("installing and running Dovecot needs root on Debian")
+    argv = (*SMALL, "--skip-pushmail", "--tls", "--dovecot-n", "200", "--dovecot-hibernate", "1")
+    (run,) = _run_bench(*argv)
+    _check_run(run, "dovecot", n=200, tls=True)
+
+
+def test_client_tls_speaks_to_pushmails_server_context(tmp_path: Path) -> None:
+    from pushmail.net.tls import ensure_certificate, server_context
+
+    server_ctx = server_context(*ensure_certificate(tmp_path, "localhost"))
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    server = server_ctx.wrap_bio(incoming, outgoing, server_side=True)
+    client = imap_idle_client.ClientTls(imap_idle_client.client_context())
+    to_server, plain = client.start(), b""
+    for _ in range(10):  # pump the handshake both ways
+        incoming.write(to_server)
+        with contextlib.suppress(ssl.SSLWantReadError):
+            server.do_handshake()
+        plain, to_server = client.receive(outgoing.read())
+        if client.shaken and not to_server:
+            break
+    assert client.shaken and plain == b""
+    server.write(b"* OK ready\r\n")
+    plain, _ = client.receive(outgoing.read())
+    assert plain == b"* OK ready\r\n"
+    incoming.write(client.encrypt(b"a LOGIN u p\r\n"))
+    assert server.read(100) == b"a LOGIN u p\r\n"
+    with pytest.raises(ssl.SSLError):
+        client.receive(b"\x16\x03\x03\x00\x05garbage-that-is-no-tls-record")
 
 
 def test_dovecot_end_to_end() -> None:
@@ -197,3 +241,21 @@ def test_dovecot_hibernate_config_is_accepted(tmp_path: Path) -> None:
     assert "client_limit = 6000" in out.stdout  # per imap-hibernate process
     assert "client_limit = 15000" in out.stdout  # per imap-login process
     assert "process_min_avail = 2" in out.stdout
+    assert "ssl = no" in out.stdout
+
+
+def test_dovecot_tls_config_is_accepted(tmp_path: Path) -> None:
+    if shutil.which("doveconf") is None or os.geteuid() != 0:
+        pytest.skip("needs root and an installed dovecot")
+    tmp_path.chmod(0o755)
+    inst = dovecot.DovecotInstance(
+        tmp_path, [("a@b.test", "pw")], sessions=40000, login_processes=2, tls=True
+    )
+    inst.write_config()
+    out = subprocess.run(
+        ["doveconf", "-c", str(inst.config_path), "-n"], capture_output=True, text=True, check=True
+    )
+    assert "ssl = required" in out.stdout
+    assert f"port = {inst.imaps_port}" in out.stdout
+    assert "client_limit = 9000" in out.stdout  # per imap-login process: 2 fds per client
+    assert (tmp_path / "tls-cert.pem").exists()
