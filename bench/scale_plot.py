@@ -61,6 +61,8 @@ def groups(runs: list[Run]) -> dict[str, list[Run]]:
             label += f", {users:,} users"
         if run.get("fill"):
             label += f", {run['fill']:,} msgs/mailbox"
+        if run.get("tls"):
+            label += ", TLS"
         out.setdefault(label, []).append(run)
     return out
 

@@ -168,3 +168,29 @@ def test_claim_recent_without_waiting_gives_up_while_another_writer_holds_the_lo
     finally:
         other.close()
         store.close()
+
+
+def test_a_writer_waits_for_the_lock_held_by_another_process(tmp_path: Path) -> None:
+    """The store's own wait for the write lock (short polls, not SQLite's growing
+    sleeps) still waits: a delivery during another writer's commit succeeds."""
+    import sqlite3
+    import threading
+
+    store = SqliteStore(tmp_path / "db")
+    other = sqlite3.connect(tmp_path / "db", isolation_level=None, check_same_thread=False)
+    try:
+        user = store.create_user("a@example.org", "x")
+        box = store.get_mailbox(user.id, "INBOX")
+        assert box is not None
+        other.execute("BEGIN IMMEDIATE")
+        release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+        release.start()
+        try:
+            got = store.append(box.id, NewMessage(b"Subject: a\r\n\r\nx\r\n", CACHE))
+        finally:
+            release.join()
+        assert got.uid == 1
+        assert store.uids(box.id) == [1]
+    finally:
+        other.close()
+        store.close()

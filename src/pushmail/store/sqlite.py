@@ -41,9 +41,6 @@ from pushmail.store.interfaces import (
     User,
 )
 from pushmail.store.sqlite_base import MetaRow, SqliteBase
-from pushmail.store.sqlite_schema import BUSY_TIMEOUT_SECONDS
-
-BUSY_MS = int(BUSY_TIMEOUT_SECONDS * 1000)
 
 _MAX_UIDVALIDITY = 0xFFFFFFFF
 
@@ -592,10 +589,8 @@ class SqliteStore(SqliteBase):
         if row[0] == row[1]:
             return int(row[0])
         seen_uidnext = int(row[1])
-        if not wait:
-            self._conn.execute("PRAGMA busy_timeout = 0")
         try:
-            with self._write(durable=False) as conn:
+            with self._write(durable=False, wait=wait) as conn:
                 row = conn.execute(
                     "SELECT recent_floor, uidnext FROM mailboxes WHERE id = ?", (mailbox_id,)
                 ).fetchone()
@@ -611,9 +606,6 @@ class SqliteStore(SqliteBase):
             if wait:
                 raise
             return seen_uidnext  # busy: nothing below it is ours
-        finally:
-            if not wait:
-                self._conn.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
         return int(floor)
 
     # -- housekeeping -----------------------------------------------------------
