@@ -92,7 +92,9 @@ def plan_run(server: str, n: int, args: argparse.Namespace) -> RunPlan:
     per = args.per_process
     workers = 0
     if server == "pushmail":
-        workers = args.workers or max(1, math.ceil(n / per))
+        # As an operator would run it (``workers = 0``: one per CPU; Dovecot, too,
+        # spreads LMTP and logins over processes), and enough for the fd limit.
+        workers = args.workers or max(os.cpu_count() or 1, math.ceil(n / per))
     return RunPlan(server, n, min(users, n), args.fill, workers, max(1, math.ceil(n / per)))
 
 
@@ -498,7 +500,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--rcpts-per-message", type=int, default=1, help="recipients per LMTP transaction")
     add("--hold", type=float, default=10.0, help="seconds all sessions idle before delivery")
     add("--per-process", type=int, default=15000, help="sessions per client process/worker")
-    add("--workers", type=int, default=0, help="pushmail workers (0: ceil(N/--per-process))")
+    add("--workers", type=int, default=0, help="pushmail workers (0: CPUs or N/--per-process)")
     add("--concurrency", type=int, default=400, help="sessions being set up at once")
     add("--session-timeout", type=float, default=300.0, help="per-session setup limit")
     add("--settle", type=float, default=3.0, help="pause before memory readings")
