@@ -19,6 +19,7 @@ from pushmail.auth.passwords import hash_password
 from pushmail.config import Config, Endpoint, ImapSettings
 from pushmail.events.unixsock import UnixSocketBus
 from pushmail.imap.session import ServerInfo
+from pushmail.net import tls_keylog, tls_layer
 from pushmail.net.hibernate import Hibernator
 from pushmail.net.idle_hub import IdleHub
 from pushmail.net.imap_conn import ImapConnection, ImapContext
@@ -148,6 +149,10 @@ async def serve(
     else:
         cert, key = ensure_certificate(data_dir, config.hostname)
     tls = server_context(cert, key)
+    # IMAP gets a context of its own: its sessions leave OpenSSL after a TLS 1.3
+    # handshake (net/tls_records.py), which needs a key log that only our TLS layer reads.
+    imap_tls = server_context(cert, key)
+    tls_keylog.enable(imap_tls)
     runner = StoreRunner(lambda: SqliteStore(config.db_path))
     await runner.run(lambda st: None)  # open (and migrate) the store before listening
     bus = UnixSocketBus(config.events_dir)
@@ -158,7 +163,7 @@ async def serve(
         hub=IdleHub(bus, loop),
         publisher=bus,
         limits=config.limits,
-        tls=tls,
+        tls=imap_tls,
         auth_pool=ThreadPoolExecutor(max_workers=2, thread_name_prefix="auth"),
         connections=set(),
         dummy_hash=hash_password("not a real password"),
@@ -184,6 +189,7 @@ async def serve(
             "hibernated": len(hib) if hib is not None else 0,
             "hibernated_closed_by_peer": hib.closed_by_peer if hib is not None else 0,
             "idlers": ctx.hub.count(),
+            **tls_layer.COUNTS,
         },
         interval=2.0,
     )
