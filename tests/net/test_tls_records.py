@@ -235,3 +235,24 @@ def test_hkdf_expand_label_matches_rfc_8448() -> None:
     assert hkdf_expand_label(secret, b"iv", 12, "sha256") == bytes.fromhex(
         "cf782b88dd83549aadf1e984"
     )
+
+
+def test_a_forked_worker_gets_a_key_log_of_its_own(tmp_path: Path) -> None:
+    """Workers fork; each must read only its own handshakes' secrets."""
+    ctx = context(tmp_path)
+    pid = os.fork()
+    if pid == 0:  # the child: a handshake here must still hand off
+        code = 1
+        try:
+            server = TlsState(ctx)
+            client = Client(server)
+            client.handshake()
+            if server.records is not None and client.send(b"x\r\n") == b"x\r\n":
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    server = TlsState(ctx)  # and the parent's log still works
+    Client(server).handshake()
+    assert server.records is not None

@@ -38,14 +38,21 @@ class KeyLog:
         context = self._context()
         if context is None:
             return
+        if self._fd >= 0:  # the parent's, inherited: this process must not read it
+            os.close(self._fd)
         self._fd = os.memfd_create("pushmail-tls-keylog", os.MFD_CLOEXEC)
         self._pid = os.getpid()
         context.keylog_filename = f"/proc/self/fd/{self._fd}"
 
-    def take(self) -> dict[bytes, dict[bytes, bytes]]:
-        """Lines written since the last call: client random → {label: secret}."""
+    def claim(self) -> None:
+        """Make sure this process writes to a file of its own (call before a
+        handshake starts: after a fork, the inherited file is the parent's)."""
         if self._pid != os.getpid():
             self._open()
+
+    def take(self) -> dict[bytes, dict[bytes, bytes]]:
+        """Lines written since the last call: client random → {label: secret}."""
+        self.claim()
         size = os.fstat(self._fd).st_size
         if size == 0:
             return {}

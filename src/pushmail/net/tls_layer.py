@@ -56,13 +56,15 @@ class TlsState:
     __slots__ = ("_hello", "_keylog", "_secrets", "incoming", "obj", "outgoing", "records")
 
     def __init__(self, context: ssl.SSLContext) -> None:
+        self._keylog = keylog_of(context)
+        if self._keylog is not None:
+            self._keylog.claim()
         self.incoming: ssl.MemoryBIO | None = ssl.MemoryBIO()
         self.outgoing: ssl.MemoryBIO | None = ssl.MemoryBIO()
         self.obj: ssl.SSLObject | None = context.wrap_bio(
             self.incoming, self.outgoing, server_side=True
         )
         self.records: RecordLayer | None = None
-        self._keylog = keylog_of(context)
         self._hello = b""  # the first bytes of the ClientHello, for its random
         self._secrets: dict[bytes, bytes] = {}
 
