@@ -207,8 +207,7 @@ def measure(server: BenchServer, pool: ClientPool, plan: RunPlan, args: argparse
     memory_figures(server, before, len(pool.baseline), fig)
     if isinstance(server, PushmailInstance):
         fig["workers_idle"] = [
-            {k: w.get(k) for k in ("worker", "connections", "hibernated", "idlers")}
-            for w in server.worker_stats()
+            {k: w.get(k) for k in _WORKER_KEYS} for w in server.worker_stats()
         ]
     lags: Figures = {"connect": phase_lag(server, wait=False)}
     hold(pool, args.hold)
@@ -316,6 +315,17 @@ def busiest_share(pool: ClientPool, cpu_before_total: float, seconds: float) -> 
 def plan_label(fig: Figures) -> str:
     tls = " tls" if fig.get("tls") else ""
     return f"{fig['server']} n={fig['n']}{tls} fill={fig['fill']}"
+
+
+# What each worker's stats file says once all sessions idle (net/server.py).
+_WORKER_KEYS = (
+    "worker",
+    "connections",
+    "hibernated",
+    "idlers",
+    "tls_handoffs",
+    "tls_kept_on_openssl",
+)
 
 
 def memory_figures(server: BenchServer, before: TreeMemory, ready: int, fig: Figures) -> None:
