@@ -256,3 +256,26 @@ def test_a_forked_worker_gets_a_key_log_of_its_own(tmp_path: Path) -> None:
     server = TlsState(ctx)  # and the parent's log still works
     Client(server).handshake()
     assert server.records is not None
+
+
+def test_no_secret_stays_in_the_key_log(tmp_path: Path) -> None:
+    """After every handshake step, finished, pending or failed, the file is empty."""
+    ctx = context(tmp_path)
+    log = tls_keylog.keylog_of(ctx)
+    assert log is not None
+
+    def size() -> int:
+        return os.fstat(log._fd).st_size
+
+    server = TlsState(ctx)
+    client = Client(server)
+    with contextlib.suppress(ssl.SSLWantReadError):
+        client.obj.do_handshake()
+    done, _, _ = server.handshake(client.out.read())  # ClientHello → server flight
+    assert not done and size() == 0
+    with pytest.raises(ssl.SSLError):
+        server.handshake(b"\x17\x03\x03\x00\x20" + bytes(32))  # not a Finished
+    assert size() == 0
+    ok = TlsState(ctx)
+    Client(ok).handshake()
+    assert ok.records is not None and size() == 0

@@ -66,7 +66,7 @@ class TlsState:
         )
         self.records: RecordLayer | None = None
         self._hello = b""  # the first bytes of the ClientHello, for its random
-        self._secrets: dict[bytes, bytes] = {}
+        self._secrets: dict[bytes, bytes] | None = {}
 
     def pending_input(self) -> bool:
         """Ciphertext received that is not yet a whole record."""
@@ -87,9 +87,9 @@ class TlsState:
         try:
             self.obj.do_handshake()
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            self._collect_secrets()
             return False, self.outgoing.read(), b""
-        self._collect_secrets()
+        finally:
+            self._collect_secrets()  # also after a failure: no line is left behind
         rest = self._hand_off()
         if rest is not None:
             return True, b"", rest
@@ -97,7 +97,7 @@ class TlsState:
 
     def _collect_secrets(self) -> None:
         """Read the key log right after the call that wrote to it; keep our lines."""
-        if self._keylog is None:
+        if self._keylog is None or self._secrets is None:
             return
         found = self._keylog.take()
         if len(self._hello) >= _HELLO_RANDOM_END and self._hello[0] == 22 and self._hello[5] == 1:
@@ -114,8 +114,8 @@ class TlsState:
         """
         obj, incoming, outgoing = self.obj, self.incoming, self.outgoing
         assert obj is not None and incoming is not None and outgoing is not None
-        keylog, secrets = self._keylog, self._secrets
-        self._keylog, self._hello, self._secrets = None, b"", {}
+        keylog, secrets = self._keylog, self._secrets or {}
+        self._keylog, self._hello, self._secrets = None, b"", None
         cipher = obj.cipher()
         client = secrets.get(b"CLIENT_TRAFFIC_SECRET_0")
         server = secrets.get(b"SERVER_TRAFFIC_SECRET_0")
