@@ -251,29 +251,18 @@ def connect_phase(server: BenchServer, pool: ClientPool, sessions: list[SessionS
     before = tree_memory(server.pid)
     fig["tcp_mem_kb_before"] = tcp_socket_memory_kb()
     fig["slab_kb_before"] = slab_kb()
-    server_pids = proctools.descendants(server.pid)
-    cpu_server, cpu_client = cpu_seconds(server_pids), cpu_seconds(pool.pids)
-    cpu_all = proctools.system_busy_seconds()
+    meter = CpuMeter(server, pool)
     started = time.monotonic()
     pool.open("127.0.0.1", port, sessions, timeout=args.session_timeout)
     seconds = time.monotonic() - started
-    # Dovecot's per-session processes come and go: count the tree as it is now too.
-    server_pids = sorted(set(server_pids) | set(proctools.descendants(server.pid)))
     ready = len(pool.baseline)
-    used_server = cpu_seconds(server_pids) - cpu_server
-    used_clients = cpu_seconds(pool.pids) - cpu_client
-    used_all = proctools.system_busy_seconds() - cpu_all
     fig |= {
         "sessions_ready": ready,
         "sessions_failed": len(pool.failed),
         "connect_s": round(seconds, 2),
         "connect_per_s": round(ready / seconds, 1) if seconds > 0 else None,
-        "connect_cpu_s": {
-            "server": round(used_server, 2),
-            "clients": round(used_clients, 2),
-            "other": round(max(0.0, used_all - used_server - used_clients), 2),
-            "client_busiest_share": busiest_share(pool, cpu_client, seconds),
-        },
+        "connect_cpu_s": meter.split()
+        | {"client_busiest_share": busiest_share(pool, meter.clients_before, seconds)},
     }
     if pool.failed:
         fig["first_failure"] = next(iter(pool.failed.values()))
@@ -299,6 +288,31 @@ def warm_up_tls(port: int, user: str, password: str) -> None:
         imap.login(user, password)
         imap.select("INBOX")
         imap.logout()
+
+
+class CpuMeter:
+    """CPU seconds used from now on by the server's processes, the client processes
+    and everything else (the benchmark's own LMTP sender among it): whether a phase
+    was bound by the server, by the clients, or by the machine being full."""
+
+    def __init__(self, server: BenchServer, pool: ClientPool) -> None:
+        self._server, self._pool = server, pool
+        self._server_pids = proctools.descendants(server.pid)
+        self._server_before = cpu_seconds(self._server_pids)
+        self.clients_before = cpu_seconds(pool.pids)
+        self._all_before = proctools.system_busy_seconds()
+
+    def split(self) -> dict[str, float]:
+        # Dovecot's per-session processes come and go: count the tree as it is now too.
+        pids = sorted(set(self._server_pids) | set(proctools.descendants(self._server.pid)))
+        used_server = cpu_seconds(pids) - self._server_before
+        used_clients = cpu_seconds(self._pool.pids) - self.clients_before
+        used_all = proctools.system_busy_seconds() - self._all_before
+        return {
+            "server": round(used_server, 2),
+            "clients": round(used_clients, 2),
+            "other": round(max(0.0, used_all - used_server - used_clients), 2),
+        }
 
 
 def busiest_share(pool: ClientPool, cpu_before_total: float, seconds: float) -> float | None:
@@ -385,7 +399,9 @@ def broadcast_phase(server: BenchServer, pool: ClientPool, sessions: list[Sessio
                     baseline: dict[int, int], fig: Figures) -> None:  # fmt: skip
     """One message to each user (at most --broadcast-users) in one burst."""
     recipients = [address for address, _ in users[: args.broadcast_users]]
+    meter = CpuMeter(server, pool)
     result = burst(server.lmtp_port, recipients, args.lmtp_connections, args.rcpts_per_message)
+    cpu = meter.split()
     log(f"{plan_label(fig)}: broadcast of {len(result.deliveries)} took {result.seconds:.2f}s")
     latencies, missed = wait_matched(pool, result.deliveries, sessions, baseline, args.grace)
     advance(baseline, sessions, result.deliveries)
@@ -396,6 +412,7 @@ def broadcast_phase(server: BenchServer, pool: ClientPool, sessions: list[Sessio
         "deliver_s": round(result.seconds, 3),
         "deliveries_per_s": round(len(result.deliveries) / result.seconds, 1)
         if result.seconds > 0 else None,
+        "deliver_cpu_s": cpu,
         "delivery_errors": len(result.errors),
         **({"first_error": result.errors[0]} if result.errors else {}),
         **latency_tail(latencies, missed),

@@ -163,3 +163,49 @@ def test_other_folders_seen_mail_and_switched_off(tmp_path: Path) -> None:
     ep = run(tmp_path, scenario)
     [p] = payloads(ep, "/phone")
     assert p["new"] == 1  # only the last one: earlier ones were not alerted, nor later
+
+
+class CountingStore:
+    """The engine's store access, counting what it asks for."""
+
+    def __init__(self, runner: StoreRunner) -> None:
+        self.runner = runner
+        self.calls = 0
+
+    def run(self, fn: Callable[[Store], object]) -> Awaitable[object]:
+        self.calls += 1
+        return self.runner.run(fn)
+
+    def read(self, fn: Callable[[Store], object]) -> Awaitable[object]:
+        self.calls += 1
+        return self.runner.read(fn)
+
+
+def test_users_without_devices_cost_no_store_work_and_no_backlog(tmp_path: Path) -> None:
+    """Most users have no device: their hints must not read the store. A device added
+    later hears of mail from then on, not of what came while there was none."""
+
+    async def scenario(rig: Rig, uid: int) -> None:
+        counting = CountingStore(rig.runner)
+        rig.engine._store = counting
+        for i in range(3):
+            await rig.deliver(mail("friend@example.com", f"unheard {i}"))
+        assert await rig.flush() == 0
+        assert counting.calls == 0
+        phone = await rig.device(uid, "phone")
+        await rig.deliver(mail("friend@example.com", "first heard"))
+        assert await rig.flush() == 1
+        assert counting.calls == 1
+        await rig.db.run(lambda p: p.remove_device(phone.id))
+        for i in range(2):
+            await rig.deliver(mail("friend@example.com", f"unheard again {i}"))
+        assert await rig.flush() == 0
+        await rig.device(uid, "tablet")
+        await rig.deliver(mail("friend@example.com", "second heard"))
+        assert await rig.flush() == 1
+
+    ep = run(tmp_path, scenario)
+    [first] = payloads(ep, "/phone")
+    [second] = payloads(ep, "/tablet")
+    assert (first["new"], first["total"]) == (1, 4)
+    assert (second["new"], second["total"]) == (1, 7)

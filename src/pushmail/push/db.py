@@ -234,6 +234,11 @@ class PushDB:
             (user_id, mailbox_id, last_uid, last_modseq),
         )
 
+    def drop_cursor(self, user_id: int, mailbox_id: int) -> None:
+        self._db.execute(
+            "DELETE FROM cursors WHERE user_id = ? AND mailbox_id = ?", (user_id, mailbox_id)
+        )
+
     # -- the queue ----------------------------------------------------------------------
 
     def enqueue(
