@@ -166,3 +166,21 @@ def test_starttls_session_hibernates(hib_server: Server) -> None:
             read_until(sock, rb"\* 1 EXISTS\r\n")
             sock.sendall(b"DONE\r\n")
             read_until(sock, b"c OK")
+
+
+def test_every_hibernated_session_gets_its_keepalives(hib_server: Server) -> None:
+    """Keepalives for sleeping sessions come from the housekeeping wheel, which looks
+    only at records that are due: each of many sessions still gets one per interval
+    (3 s here), and they keep coming after the first."""
+    srv = hib_server
+    socks = [socket.create_connection(("127.0.0.1", srv.imap), timeout=10) for _ in range(12)]
+    try:
+        for sock in socks:
+            _idle(sock)
+        _wait_hibernated(srv, len(socks))
+        for sock in socks:
+            read_until(sock, rb"(\* OK Still here\r\n.*){2}", timeout=20)
+        assert _hibernated(srv) == len(socks)
+    finally:
+        for sock in socks:
+            sock.close()

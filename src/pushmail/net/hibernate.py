@@ -57,6 +57,8 @@ _EPOLL_FLAGS = select.EPOLLIN | select.EPOLLRDHUP
 _GONE = select.EPOLLHUP | select.EPOLLERR
 
 _NO_RECENT: array[int] = array("I")
+# The housekeeping wheel's slot width, in seconds of wall clock (Hibernator._file).
+_WHEEL_SECONDS = 1.0
 
 
 class Hibernated:
@@ -76,6 +78,7 @@ class Hibernated:
         "tls",
         "uidnext",
         "user_id",
+        "wheel_slot",
     )
 
     def __init__(self, fd: int, conn: ImapConnection, owner: Hibernator) -> None:
@@ -105,6 +108,7 @@ class Hibernated:
         )
         self.last_activity = conn.last_activity
         self.last_write = conn.last_write
+        self.wheel_slot = 0  # see Hibernator._file
 
     def wake(self) -> None:
         """The hub's call: a hint for our mailbox (checked in one batch)."""
@@ -146,6 +150,13 @@ class Hibernator:
         self._flush_scheduled = False
         self._tasks: set[asyncio.Future[None]] = set()
         self.closed_by_peer = 0  # sockets dropped asleep: the client had gone
+        # Records by the wall-clock second at which they next need housekeeping (a
+        # keepalive or autologout): a sweep looks only at those due, not at all of
+        # them (at 14,000 records a worker, a full pass took ~9 ms every 5 s, in
+        # every worker at the same moment). Entries are fds; one whose record has
+        # gone, or has been filed again elsewhere (``wheel_slot``), is skipped.
+        self._wheel: dict[int, list[int]] = {}
+        self._timing: tuple[float, float, float] | None = None  # see sweep()
         loop.add_reader(self._epoll.fileno(), self._on_ready)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -170,6 +181,7 @@ class Hibernator:
         rec = Hibernated(fd, conn, self)
         conn.detach()  # leaves the hub, drops the transport; our dup keeps the socket
         self._records[fd] = rec
+        self._file(rec)
         self._epoll.register(fd, _EPOLL_FLAGS)
         self._ctx.hub.add(rec.user_id, rec.mailbox_id, rec)
         return True
@@ -324,17 +336,47 @@ class Hibernator:
     # -- housekeeping -------------------------------------------------------------
     def sweep(self, now: float, keepalive: float, autologout: float, wall: float) -> None:
         """Keepalives (on the schedule of ``net/keepalive.py``; ``wall`` is the wall
-        clock at monotonic ``now``) and autologout for hibernated sessions."""
+        clock at monotonic ``now``) and autologout for hibernated sessions: those
+        whose wheel slot has come."""
+        timing = (keepalive, autologout, round(wall - now))
+        if timing != self._timing:  # first sweep, new settings, or the clock was set
+            self._timing = timing
+            self._wheel = {}
+            for each in self._records.values():
+                self._file(each)
         offset = wall - now
-        for rec in list(self._records.values()):
-            if now - rec.last_activity > autologout:
-                with contextlib.suppress(OSError):
-                    os.write(rec.fd, _wire(rec, b"* BYE autologout; idle for too long\r\n"))
-                self._drop(rec)
-            elif keepalive and wall >= keepalive_due(
-                rec.last_write + offset, rec.user_id, keepalive
-            ):
-                self._send(rec, b"* OK Still here\r\n")
+        current = int(wall // _WHEEL_SECONDS)
+        for slot in [s for s in self._wheel if s <= current]:
+            for fd in self._wheel.pop(slot):
+                rec = self._records.get(fd)
+                if rec is None or rec.wheel_slot != slot:
+                    continue  # gone, or filed again since
+                if now - rec.last_activity > autologout:
+                    with contextlib.suppress(OSError):
+                        os.write(rec.fd, _wire(rec, b"* BYE autologout; idle for too long\r\n"))
+                    self._drop(rec)
+                    continue
+                if keepalive and wall >= keepalive_due(
+                    rec.last_write + offset, rec.user_id, keepalive
+                ):
+                    self._send(rec, b"* OK Still here\r\n")
+                if rec.fd in self._records:
+                    self._file(rec)
+
+    def _file(self, rec: Hibernated) -> None:
+        """Put ``rec`` in the wheel at its next housekeeping time. Writes only move
+        that time later, so a record sent mail while asleep is not filed again: its
+        old slot comes first and files it anew."""
+        if self._timing is None:
+            slot = 0  # before the first sweep: looked at by it
+        else:
+            keepalive, autologout, offset = self._timing
+            due = rec.last_activity + offset + autologout
+            if keepalive:
+                due = min(due, keepalive_due(rec.last_write + offset, rec.user_id, keepalive))
+            slot = int(due // _WHEEL_SECONDS)
+        rec.wheel_slot = slot
+        self._wheel.setdefault(slot, []).append(rec.fd)
 
     async def recheck(self, share: int, of: int) -> None:
         """Repair lost hints: compare the records of one share of the mailboxes
