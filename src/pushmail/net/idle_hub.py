@@ -24,6 +24,13 @@ class UserWatcher(Protocol):
     def notify_event(self, event: MailboxChanged) -> None: ...
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 class IdleHub:
     def __init__(self, bus: Bus, loop: asyncio.AbstractEventLoop) -> None:
         self._bus = bus
@@ -32,13 +39,17 @@ class IdleHub:
         self._watch: dict[int, dict[int, set[Wakeable]]] = {}
         self._unsub: dict[int, Callable[[], None]] = {}
         self._users: dict[int, set[UserWatcher]] = {}  # NOTIFY sessions per user
+        self._idlers = 0  # entries in _watch, kept so that the stats need no full pass
 
     def add(self, user_id: int, mailbox_id: int, conn: Wakeable) -> None:
         boxes = self._watch.get(user_id)
         if boxes is None:
             boxes = self._watch[user_id] = {}
             self._subscribe(user_id)
-        boxes.setdefault(mailbox_id, set()).add(conn)
+        conns = boxes.setdefault(mailbox_id, set())
+        if conn not in conns:
+            conns.add(conn)
+            self._idlers += 1
 
     def remove(self, user_id: int, mailbox_id: int, conn: Wakeable) -> None:
         boxes = self._watch.get(user_id)
@@ -46,7 +57,9 @@ class IdleHub:
             return
         conns = boxes.get(mailbox_id)
         if conns is not None:
-            conns.discard(conn)
+            if conn in conns:
+                conns.discard(conn)
+                self._idlers -= 1
             if not conns:
                 del boxes[mailbox_id]
         if not boxes:
@@ -77,8 +90,13 @@ class IdleHub:
             self._unsub.pop(user_id)()
 
     def on_event(self, event: MailboxChanged) -> None:
-        """Bus listener; safe to call from any thread."""
-        self._loop.call_soon_threadsafe(self._dispatch, event)
+        """Bus listener; safe to call from any thread. Hints mostly arrive on the
+        loop itself (the socket bus reads there), and those need no wake-up of the loop
+        through its self-pipe; only hints published on other threads do."""
+        if _running_loop() is self._loop:
+            self._loop.call_soon(self._dispatch, event)
+        else:
+            self._loop.call_soon_threadsafe(self._dispatch, event)
 
     def _dispatch(self, event: MailboxChanged) -> None:
         boxes = self._watch.get(event.user_id)
@@ -89,4 +107,4 @@ class IdleHub:
             watcher.notify_event(event)
 
     def count(self) -> int:
-        return sum(len(c) for boxes in self._watch.values() for c in boxes.values())
+        return self._idlers
