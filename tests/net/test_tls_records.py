@@ -279,3 +279,21 @@ def test_no_secret_stays_in_the_key_log(tmp_path: Path) -> None:
     ok = TlsState(ctx)
     Client(ok).handshake()
     assert ok.records is not None and size() == 0
+
+
+def test_requested_key_update_at_our_own_rekey_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our answer to a KeyUpdate and our own rekey must never both switch the key:
+    the peer would be one key behind."""
+    server = TlsState(context(tmp_path))
+    client = Client(server)
+    client.handshake()
+    peer = client_view(server)
+    update = peer._protect(22, bytes([24, 0, 0, 1, 1]))  # asks for ours
+    peer._write = peer._write.next()
+    monkeypatch.setattr(tls_records, "REKEY_AFTER", 1)  # from now on, for the server
+    _, reply, _ = server.decrypt(update)
+    assert peer.open(reply) == (b"", b"", False)
+    for text in (b"one\r\n", b"two\r\n", b"three\r\n"):  # each record followed by a rekey
+        assert peer.open(server.encrypt(text))[0] == text

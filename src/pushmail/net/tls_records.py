@@ -156,24 +156,31 @@ class RecordLayer:
     def alert(self, description: int) -> bytes:
         """An alert record: a warning for close_notify, fatal for anything else."""
         level = 1 if description in (CLOSE_NOTIFY, _USER_CANCELED) else 2
-        return self._protect(_ALERT, bytes([level, description]))
+        return self._record(self._write.aead(), _ALERT, bytes([level, description]))
 
     def _protect(self, content_type: int, data: bytes | memoryview) -> bytes:
-        keys = self._write
-        aead = keys.aead()
+        aead = self._write.aead()
         out = []
         view = memoryview(data)
         for start in range(0, len(view), _MAX_PLAINTEXT):
-            inner = bytes(view[start : start + _MAX_PLAINTEXT]) + bytes([content_type])
-            header = b"\x17\x03\x03" + (len(inner) + _TAG).to_bytes(2, "big")
-            out.append(header + aead.encrypt(keys.nonce(), inner, header))
-            if keys.seq >= REKEY_AFTER:  # tell the peer, then switch (§4.6.3)
-                update = bytes([_KEY_UPDATE, 0, 0, 1, 0]) + bytes([_HANDSHAKE])
-                header = b"\x17\x03\x03" + (len(update) + _TAG).to_bytes(2, "big")
-                out.append(header + aead.encrypt(keys.nonce(), update, header))
-                keys = self._write = keys.next()
-                aead = keys.aead()
+            out.append(self._record(aead, content_type, view[start : start + _MAX_PLAINTEXT]))
+            if self._write.seq >= REKEY_AFTER:  # tell the peer, then switch (§4.6.3)
+                out.append(self._key_update(aead))
+                aead = self._write.aead()
         return b"".join(out)
+
+    def _record(self, aead: Aead, content_type: int, content: bytes | memoryview) -> bytes:
+        """One protected record under the current write key (§5.2)."""
+        inner = bytes(content) + bytes([content_type])
+        header = b"\x17\x03\x03" + (len(inner) + _TAG).to_bytes(2, "big")
+        return header + aead.encrypt(self._write.nonce(), inner, header)
+
+    def _key_update(self, aead: Aead) -> bytes:
+        """Our KeyUpdate (update_not_requested) under the current key, then the switch
+        to the next one: the only way our write key ever changes."""
+        record = self._record(aead, _HANDSHAKE, bytes([_KEY_UPDATE, 0, 0, 1, 0]))
+        self._write = self._write.next()
+        return record
 
     # -- in -----------------------------------------------------------------------
     def open(self, data: bytes | memoryview) -> tuple[bytes, bytes, bool]:
@@ -259,8 +266,7 @@ class RecordLayer:
                 raise TlsAlert(UNEXPECTED_MESSAGE, "data after KeyUpdate in its record")
             self._read = self._read.next()
             if request == 1:
-                reply.append(self._protect(_HANDSHAKE, bytes([_KEY_UPDATE, 0, 0, 1, 0])))
-                self._write = self._write.next()
+                reply.append(self._key_update(self._write.aead()))
         self._handshake = msg
         return b"".join(reply)
 
