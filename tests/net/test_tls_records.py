@@ -297,3 +297,15 @@ def test_requested_key_update_at_our_own_rekey_limit(
     assert peer.open(reply) == (b"", b"", False)
     for text in (b"one\r\n", b"two\r\n", b"three\r\n"):  # each record followed by a rekey
         assert peer.open(server.encrypt(text))[0] == text
+
+
+def test_key_update_split_over_two_records(tmp_path: Path) -> None:
+    server = TlsState(context(tmp_path))
+    Client(server).handshake()
+    peer = client_view(server)
+    wire = peer._protect(22, bytes([24, 0])) + peer._protect(22, bytes([0, 1, 1]))
+    peer._write = peer._write.next()
+    plain, reply, _ = server.decrypt(wire + peer.seal(b"after\r\n"))
+    assert plain == b"after\r\n"
+    assert peer.open(reply) == (b"", b"", False)
+    assert peer.open(server.encrypt(b"ok\r\n"))[0] == b"ok\r\n"

@@ -338,6 +338,8 @@ class Hibernator:
         """Keepalives (on the schedule of ``net/keepalive.py``; ``wall`` is the wall
         clock at monotonic ``now``) and autologout for hibernated sessions: those
         whose wheel slot has come."""
+        # Filing uses the wall-clock offset rounded to a second, so clock slew does not
+        # refile everything; whether a record is due is decided with the exact one.
         timing = (keepalive, autologout, round(wall - now))
         if timing != self._timing:  # first sweep, new settings, or the clock was set
             self._timing = timing

@@ -35,7 +35,6 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 # Content types (§5.1) and the alerts this layer sends (§6).
-_CHANGE_CIPHER_SPEC = 20
 _ALERT = 21
 _HANDSHAKE = 22
 _APPLICATION_DATA = 23
@@ -46,7 +45,6 @@ BAD_RECORD_MAC = 20
 RECORD_OVERFLOW = 22
 ILLEGAL_PARAMETER = 47
 DECODE_ERROR = 50
-INTERNAL_ERROR = 80
 _USER_CANCELED = 90
 
 _KEY_UPDATE = 24  # handshake message type (§4)
@@ -245,28 +243,23 @@ class RecordLayer:
             raise TlsAlert(None, f"peer sent alert {body[1]}")
 
     def _on_handshake(self, body: bytes) -> bytes:
-        """Post-handshake messages: only KeyUpdate may come from a client (§4.6)."""
+        """Post-handshake messages: only KeyUpdate may come from a client (§4.6). It
+        is 5 bytes and may arrive split over records, but nothing may follow it in
+        its record (§5.1: handshake messages MUST NOT span key changes)."""
         if not body:
             raise TlsAlert(UNEXPECTED_MESSAGE, "empty handshake record")
         msg = self._handshake + body
-        reply = []
-        while len(msg) >= 4:
-            size = int.from_bytes(msg[1:4], "big")
-            if msg[0] != _KEY_UPDATE:
-                raise TlsAlert(UNEXPECTED_MESSAGE, f"handshake type {msg[0]} after the handshake")
-            if size != 1:
-                raise TlsAlert(DECODE_ERROR, "malformed KeyUpdate")
-            if len(msg) < 5:
-                break
-            request = msg[4]
-            if request not in (0, 1):
-                raise TlsAlert(ILLEGAL_PARAMETER, "KeyUpdate request out of range")
-            msg = msg[5:]
-            if msg:  # §5.1: handshake messages MUST NOT span key changes
-                raise TlsAlert(UNEXPECTED_MESSAGE, "data after KeyUpdate in its record")
-            self._read = self._read.next()
-            if request == 1:
-                reply.append(self._key_update(self._write.aead()))
-        self._handshake = msg
-        return b"".join(reply)
-
+        if msg[0] != _KEY_UPDATE:
+            raise TlsAlert(UNEXPECTED_MESSAGE, f"handshake type {msg[0]} after the handshake")
+        if len(msg) >= 4 and int.from_bytes(msg[1:4], "big") != 1:
+            raise TlsAlert(DECODE_ERROR, "malformed KeyUpdate")
+        if len(msg) < 5:
+            self._handshake = msg
+            return b""
+        if len(msg) > 5:
+            raise TlsAlert(UNEXPECTED_MESSAGE, "data after KeyUpdate in its record")
+        if msg[4] not in (0, 1):
+            raise TlsAlert(ILLEGAL_PARAMETER, "KeyUpdate request out of range")
+        self._handshake = b""
+        self._read = self._read.next()
+        return self._key_update(self._write.aead()) if msg[4] == 1 else b""
