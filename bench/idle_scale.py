@@ -143,6 +143,8 @@ def make_server(plan: RunPlan, args: argparse.Namespace, workdir: Path) -> Bench
     inst = PushmailInstance(workdir, users, workers=plan.workers, tls=args.tls)
     inst.log_path = workdir / "server.log"
     inst.config_text = pushmail_config(args.server_log_level)
+    if args.no_home_workers:  # for A/B runs: every session stays where it was accepted
+        inst.config_text += "[imap_settings]\nhome_workers = false\n"
     inst.import_users()
     if plan.fill:
         seconds = fill_mailboxes(inst.data_dir, users, plan.fill)
@@ -178,7 +180,11 @@ def run_one(plan: RunPlan, args: argparse.Namespace, workdir: Path) -> Figures:
     }
     server = make_server(plan, args, workdir)
     if isinstance(server, PushmailInstance):
-        fig |= {"workers": plan.workers, "user_import_s": round(server.user_add_seconds, 2)}
+        fig |= {
+            "workers": plan.workers,
+            "home_workers": not args.no_home_workers,
+            "user_import_s": round(server.user_add_seconds, 2),
+        }
     pool = ClientPool(plan.client_procs, args.concurrency, plan.sources, tls=args.tls)
     try:
         pool.spawn()  # before the baseline: see ClientPool
@@ -339,6 +345,8 @@ _WORKER_KEYS = (
     "idlers",
     "tls_handoffs",
     "tls_kept_on_openssl",
+    "moved_home",
+    "adopted",
 )
 
 
@@ -528,6 +536,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--hold", type=float, default=10.0, help="seconds all sessions idle before delivery")
     add("--per-process", type=int, default=15000, help="sessions per client process/worker")
     add("--workers", type=int, default=0, help="pushmail workers (0: CPUs or N/--per-process)")
+    add(
+        "--no-home-workers",
+        action="store_true",
+        help="keep sessions in the worker that accepted them (imap_settings.home_workers)",
+    )
     add("--concurrency", type=int, default=400, help="sessions being set up at once")
     add("--session-timeout", type=float, default=300.0, help="per-session setup limit")
     add("--settle", type=float, default=3.0, help="pause before memory readings")

@@ -48,6 +48,7 @@ class ImapSettings:
     recheck_interval: float = 60.0  # idle sessions re-read the store this often (lost hints)
     expunge_memory_days: int = 90  # how long expunged UIDs are kept for QRESYNC
     hibernate: bool = True  # idle plaintext sessions shrink to a small record (net/hibernate.py)
+    home_workers: bool = True  # several workers: sleeping sessions move to one (net/homes.py)
 
 
 @dataclass(frozen=True, slots=True)

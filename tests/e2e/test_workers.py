@@ -1,6 +1,8 @@
 """Several worker processes behind one port: a delivery taken by any worker wakes the
 idlers in every worker, over plain and TLS connections (each forked worker hands its
-own TLS 1.3 sessions to the record layer, from a key log of its own)."""
+own TLS 1.3 sessions to the record layer, from a key log of its own); and sessions
+that go to sleep move to their user's home worker (``net/homes.py``), TLS included,
+where they are woken and resumed."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,17 +23,30 @@ WORKERS = 3
 SESSIONS = 24
 
 
-@pytest.fixture
-def workers_server(tmp_path: Path) -> Iterator[Server]:
+def _server(tmp_path: Path, settings: str) -> Iterator[Server]:
     srv = Server(tmp_path / "data", *(free_port() for _ in range(5)))
-    srv.extra = ("--workers", str(WORKERS))
+    cfg = tmp_path / "pushmail.toml"
+    cfg.write_text(f"[imap_settings]\n{settings}")
+    srv.extra = ("--workers", str(WORKERS), "--config", str(cfg))
     srv.data_dir.mkdir()
     srv.add_user("alice@example.org", "alice-secret")
+    srv.add_user("bob@example.org", "bob-secret")
     srv.start()
     try:
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture
+def workers_server(tmp_path: Path) -> Iterator[Server]:
+    """Sessions stay in the worker that accepted them: the bus must reach them all."""
+    yield from _server(tmp_path, "home_workers = false\n")
+
+
+@pytest.fixture
+def homes_server(tmp_path: Path) -> Iterator[Server]:
+    yield from _server(tmp_path, "")
 
 
 def _children(pid: int) -> list[int]:
@@ -51,13 +66,46 @@ def _conn_count(pid: int) -> int:
     return n
 
 
-def _handoffs(srv: Server) -> int:
-    """TLS sessions moved to the record layer, over all workers' stats files."""
-    total = 0
+def _stats(srv: Server, key: str) -> dict[int, int]:
+    """One figure from every worker's stats file, by worker index."""
+    out = {}
     for path in (srv.data_dir / "stats").glob("worker-*.json"):
         with contextlib.suppress(OSError, ValueError):
-            total += int(json.loads(path.read_text()).get("tls_handoffs", 0))
-    return total
+            data = json.loads(path.read_text())
+            out[int(data["worker"])] = int(data.get(key, 0))
+    return out
+
+
+def _handoffs(srv: Server) -> int:
+    """TLS sessions moved to the record layer, over all workers' stats files."""
+    return sum(_stats(srv, "tls_handoffs").values())
+
+
+def _tls() -> ssl.SSLContext:
+    tls = ssl.create_default_context()
+    tls.check_hostname = False
+    tls.verify_mode = ssl.CERT_NONE
+    return tls
+
+
+def _idle(srv: Server, i: int, user: str) -> socket.socket:
+    """Session ``i`` (odd: IMAPS, TLS 1.3) of ``user`` in IDLE on INBOX."""
+    if i % 2:
+        raw = socket.create_connection(("127.0.0.1", srv.imaps), timeout=10)
+        s: socket.socket = _tls().wrap_socket(raw)
+    else:
+        s = socket.create_connection(("127.0.0.1", srv.imap), timeout=10)
+    read_until(s, rb"\* OK")
+    s.sendall(f"a LOGIN {user}@example.org {user}-secret\r\nb SELECT INBOX\r\nc IDLE\r\n".encode())
+    read_until(s, rb"\+ idling")
+    return s
+
+
+def _wait_for(what: str, check: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 20
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
 
 
 def test_delivery_reaches_idlers_in_every_worker(workers_server: Server) -> None:
@@ -68,19 +116,8 @@ def test_delivery_reaches_idlers_in_every_worker(workers_server: Server) -> None
     assert len(workers) == WORKERS
     before = {w: _conn_count(w) for w in workers}
     try:
-        tls = ssl.create_default_context()
-        tls.check_hostname = False
-        tls.verify_mode = ssl.CERT_NONE
         for i in range(SESSIONS):
-            if i % 2:
-                raw = socket.create_connection(("127.0.0.1", srv.imaps), timeout=10)
-                s = tls.wrap_socket(raw)
-            else:
-                s = socket.create_connection(("127.0.0.1", srv.imap), timeout=10)
-            socks.append(s)
-            read_until(s, rb"\* OK")
-            s.sendall(b"a LOGIN alice@example.org alice-secret\r\nb SELECT INBOX\r\nc IDLE\r\n")
-            read_until(s, rb"\+ idling")
+            socks.append(_idle(srv, i, "alice"))
         busy = [w for w in workers if _conn_count(w) - before[w] >= 4]
         assert len(busy) >= 2, "SO_REUSEPORT should spread connections over workers"
         t0 = time.monotonic()
@@ -99,3 +136,47 @@ def test_delivery_reaches_idlers_in_every_worker(workers_server: Server) -> None
     finally:
         for s in socks:
             s.close()
+
+
+def test_sleeping_sessions_move_to_their_users_home_worker(homes_server: Server) -> None:
+    """Each user's hibernated sessions, plain and TLS, all end up in one worker (the
+    kernel spread them at accept), are woken there by a delivery taken by any worker,
+    and resume there: the moved TLS state goes on where the first worker left it."""
+    srv = homes_server
+    users = ("alice", "bob")
+    socks: dict[str, list[socket.socket]] = {u: [] for u in users}
+    try:
+        for i in range(SESSIONS):
+            socks[users[i % 2]].append(_idle(srv, i // 2, users[i % 2]))
+        _wait_for(
+            "every session hibernated, in two workers, one user's in each",
+            lambda: sorted(_stats(srv, "hibernated").values()) == [0, SESSIONS // 2, SESSIONS // 2],
+        )
+        moved = sum(_stats(srv, "moved_home").values())
+        assert moved > 0, "the kernel should have accepted some sessions elsewhere"
+        assert sum(_stats(srv, "adopted").values()) == moved
+        for user in users:
+            replies = lmtp_deliver(srv, message(f"to {user}"), rcpts=[f"{user}@example.org"])
+            assert replies[f"{user}@example.org"][0] == 250
+        for user in users:
+            for s in socks[user]:
+                read_until(s, rb"\* 1 EXISTS\r\n")
+        for user in users:
+            for s in socks[user]:
+                s.sendall(b"DONE\r\n")
+                read_until(s, b"c OK")
+                s.sendall(b"d FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n")
+                reply = read_until(s, b"d OK")
+                assert f"Subject: to {user}".encode() in reply
+                s.sendall(b"e IDLE\r\n")
+                read_until(s, rb"\+ idling")
+        _wait_for(
+            "asleep again, at home, with no further move",
+            lambda: sorted(_stats(srv, "hibernated").values()) == [0, SESSIONS // 2, SESSIONS // 2],
+        )
+        assert sum(_stats(srv, "moved_home").values()) == moved
+        assert _handoffs(srv) == SESSIONS // 2
+    finally:
+        for group in socks.values():
+            for s in group:
+                s.close()

@@ -309,3 +309,41 @@ def test_key_update_split_over_two_records(tmp_path: Path) -> None:
     assert plain == b"after\r\n"
     assert peer.open(reply) == (b"", b"", False)
     assert peer.open(server.encrypt(b"ok\r\n"))[0] == b"ok\r\n"
+
+
+def test_an_exported_session_goes_on_in_a_restored_record_layer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a session moved to another worker relies on (net/homes.py): the
+    restored layer goes on in both directions, with our keys already updated once
+    before the move, and OpenSSL as the peer."""
+    monkeypatch.setattr(tls_records, "REKEY_AFTER", 3)
+    server = TlsState(context(tmp_path))
+    client = Client(server)
+    client.handshake()
+    assert client.send(b"a1 IDLE\r\n") == b"a1 IDLE\r\n"
+    big = os.urandom(5 * 16384)  # our own KeyUpdate after the third record
+    assert client.receive(big) == big
+    assert server.records is not None
+    exported = server.records.export()
+    assert exported is not None and exported[2] == 1 and exported[4] == 2
+    client.server = TlsState.from_records(RecordLayer.restore(exported))
+    assert client.receive(b"* 1 EXISTS\r\n") == b"* 1 EXISTS\r\n"
+    assert client.send(b"DONE\r\n") == b"DONE\r\n"
+    assert client.receive(big) == big
+    assert client.send(big) == big
+
+
+def test_a_state_between_records_does_not_export(tmp_path: Path) -> None:
+    server = TlsState(context(tmp_path))
+    client = Client(server)
+    client.handshake()
+    client.obj.write(b"a1 NOOP\r\n")
+    wire = client.out.read()
+    assert server.records is not None
+    assert server.decrypt(wire[:7]) == (b"", b"", False)  # half a record held
+    assert server.records.export() is None
+    assert server.decrypt(wire[7:])[0] == b"a1 NOOP\r\n"
+    assert server.records.export() is not None
+    with pytest.raises(ValueError):
+        RecordLayer.restore(("TLS_NOT_A_SUITE", b"x" * 32, 0, b"y" * 32, 0))

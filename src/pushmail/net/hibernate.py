@@ -39,8 +39,10 @@ from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
 from pushmail.imap.selected import SelectedView
+from pushmail.net.homes import MAX_BATCH, MAX_RECORD, Homes, RecordFields, encode_record
 from pushmail.net.keepalive import keepalive_due
 from pushmail.net.tls_layer import TlsLayer, TlsState
+from pushmail.net.tls_records import RecordLayer
 from pushmail.store.interfaces import Changes, Store, User
 
 if TYPE_CHECKING:
@@ -110,6 +112,50 @@ class Hibernated:
         self.last_write = conn.last_write
         self.wheel_slot = 0  # see Hibernator._file
 
+    @classmethod
+    def restore(cls, fd: int, owner: Hibernator, f: RecordFields) -> Hibernated:
+        """A record sent by another worker (``net/homes.py``); ``ValueError`` if its
+        TLS state cannot be restored."""
+        rec = cls.__new__(cls)
+        rec.fd = fd
+        rec.owner = owner
+        rec.tls = TlsState.from_records(RecordLayer.restore(f.tls)) if f.tls else None
+        rec.user_id = f.user_id
+        rec.mailbox_id = f.mailbox_id
+        rec.tag = f.tag
+        rec.modseq = f.modseq
+        rec.uidnext = f.uidnext
+        rec.exists = f.exists
+        rec.recent = f.recent if f.recent else _NO_RECENT
+        rec.bits = f.bits
+        rec.last_activity = f.last_activity
+        rec.last_write = f.last_write
+        rec.wheel_slot = 0
+        return rec
+
+    def fields(self) -> RecordFields | None:
+        """The record as it travels to another worker; ``None`` if it cannot leave
+        this process (a TLS session still inside OpenSSL, or between records)."""
+        tls = None
+        if self.tls is not None:
+            records = self.tls.records
+            tls = records.export() if records is not None else None
+            if tls is None:
+                return None
+        return RecordFields(
+            self.user_id,
+            self.mailbox_id,
+            self.modseq,
+            self.uidnext,
+            self.exists,
+            self.bits,
+            self.last_activity,
+            self.last_write,
+            self.tag,
+            self.recent,
+            tls,
+        )
+
     def wake(self) -> None:
         """The hub's call: a hint for our mailbox (checked in one batch)."""
         self.owner.wake(self)
@@ -157,6 +203,13 @@ class Hibernator:
         # gone, or has been filed again elsewhere (``wheel_slot``), is skipped.
         self._wheel: dict[int, list[int]] = {}
         self._timing: tuple[float, float, float] | None = None  # see sweep()
+        # Home workers (net/homes.py): records to send home at the end of this loop
+        # pass, and those that could not go yet (tried again at each sweep).
+        self.homes: Homes | None = None
+        self._leaving: dict[int, Hibernated] = {}
+        self._away: set[int] = set()
+        self.moved_out = 0
+        self.adopted = 0
         loop.add_reader(self._epoll.fileno(), self._on_ready)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -180,11 +233,77 @@ class Hibernator:
         os.set_blocking(fd, False)
         rec = Hibernated(fd, conn, self)
         conn.detach()  # leaves the hub, drops the transport; our dup keeps the socket
-        self._records[fd] = rec
-        self._file(rec)
-        self._epoll.register(fd, _EPOLL_FLAGS)
-        self._ctx.hub.add(rec.user_id, rec.mailbox_id, rec)
+        self._register(rec)
+        homes = self.homes
+        if homes is not None and homes.home(rec.user_id) != homes.worker:
+            self._leave(rec)
         return True
+
+    def _register(self, rec: Hibernated) -> None:
+        self._records[rec.fd] = rec
+        self._file(rec)
+        self._epoll.register(rec.fd, _EPOLL_FLAGS)
+        self._ctx.hub.add(rec.user_id, rec.mailbox_id, rec)
+
+    # -- going home (net/homes.py) ------------------------------------------------
+    def _leave(self, rec: Hibernated) -> None:
+        """Send ``rec`` to its user's home worker at the end of this loop pass, so
+        that sessions going to sleep together travel in one datagram."""
+        if not self._leaving:
+            self._loop.call_soon(self._move)
+        self._leaving[rec.fd] = rec
+
+    def _move(self) -> None:
+        homes = self.homes
+        leaving, self._leaving = self._leaving, {}
+        if homes is None:
+            return
+        groups: dict[int, list[tuple[Hibernated, bytes]]] = {}
+        for fd, rec in leaving.items():
+            if self._records.get(fd) is not rec:
+                continue  # woken, or gone
+            home = homes.home(rec.user_id)
+            if home == homes.worker:
+                continue
+            if fd in self._pending or not homes.can_take(home, 1):
+                self._away.add(fd)  # a hint is being checked here, or home is full
+                continue
+            f = rec.fields()
+            data = encode_record(f) if f is not None else None
+            if data is not None and len(data) <= MAX_RECORD:
+                groups.setdefault(home, []).append((rec, data))
+        for home, items in groups.items():
+            for start in range(0, len(items), MAX_BATCH):
+                chunk = items[start : start + MAX_BATCH]
+                recs = [rec for rec, _ in chunk]
+                for rec in recs:
+                    self._unregister(rec)
+                if homes.send(home, [data for _, data in chunk], [r.fd for r in recs]):
+                    for rec in recs:
+                        os.close(rec.fd)  # the one in flight is home's now
+                    self.moved_out += len(recs)
+                else:
+                    for rec in recs:
+                        self._register(rec)
+                        self._away.add(rec.fd)
+
+    def adopt(self, items: list[tuple[RecordFields, int]]) -> None:
+        """Sessions sent here by other workers: register them as our own, then
+        compare each with the store, since a hint for one may have come while its
+        socket was in flight (no worker had it in its hub then)."""
+        recs = []
+        for f, fd in items:
+            try:
+                rec = Hibernated.restore(fd, self, f)
+            except ValueError as exc:
+                log.error("a session sent home could not be restored: %s", exc)
+                os.close(fd)
+                continue
+            self._register(rec)
+            recs.append(rec)
+        self.adopted += len(recs)
+        if recs:
+            self._spawn(self._recheck_records(recs))
 
     # -- waking -------------------------------------------------------------------
     def _on_ready(self) -> None:
@@ -204,7 +323,7 @@ class Hibernator:
 
     def wake(self, rec: Hibernated) -> None:
         """A hint for this record's mailbox; checked in one batch per loop pass."""
-        if rec.fd in self._records:
+        if self._records.get(rec.fd) is rec:  # not a later record on a reused fd
             self._pending[rec.fd] = rec
             if not self._flush_scheduled:
                 self._flush_scheduled = True
@@ -242,7 +361,7 @@ class Hibernator:
 
         found, floors = await self._ctx.runner.read(job)
         for rec in batch:
-            if rec.fd not in self._records:
+            if self._records.get(rec.fd) is not rec:
                 continue
             ch = found.get((rec.mailbox_id, rec.modseq))
             floor = None if rec.bits & _READONLY else floors.pop(rec.mailbox_id, None)
@@ -324,6 +443,8 @@ class Hibernator:
     def _unregister(self, rec: Hibernated) -> None:
         self._records.pop(rec.fd, None)
         self._pending.pop(rec.fd, None)
+        self._leaving.pop(rec.fd, None)
+        self._away.discard(rec.fd)
         with contextlib.suppress(OSError, ValueError):
             self._epoll.unregister(rec.fd)
         self._ctx.hub.remove(rec.user_id, rec.mailbox_id, rec)
@@ -338,6 +459,13 @@ class Hibernator:
         """Keepalives (on the schedule of ``net/keepalive.py``; ``wall`` is the wall
         clock at monotonic ``now``) and autologout for hibernated sessions: those
         whose wheel slot has come."""
+        homes = self.homes
+        if homes is not None:
+            homes.report_load(len(self._records) + len(self._ctx.connections))
+            away, self._away = self._away, set()
+            for fd in away:
+                if fd in self._records:
+                    self._leave(self._records[fd])
         # Filing uses the wall-clock offset rounded to a second, so clock slew does not
         # refile everything; whether a record is due is decided with the exact one.
         timing = (keepalive, autologout, round(wall - now))
@@ -362,7 +490,7 @@ class Hibernator:
                     rec.last_write + offset, rec.user_id, keepalive
                 ):
                     self._send(rec, b"* OK Still here\r\n")
-                if rec.fd in self._records:
+                if self._records.get(rec.fd) is rec:
                     self._file(rec)
 
     def _file(self, rec: Hibernated) -> None:
@@ -385,6 +513,9 @@ class Hibernator:
         (``mailbox_id % of == share``) with the store's HIGHESTMODSEQ, one cheap
         lookup per mailbox, and wake those that are behind."""
         recs = [r for r in self._records.values() if r.mailbox_id % of == share]
+        await self._recheck_records(recs)
+
+    async def _recheck_records(self, recs: list[Hibernated]) -> None:
         boxes = {r.mailbox_id for r in recs}
         if not boxes:
             return
@@ -409,6 +540,8 @@ class Hibernator:
             with contextlib.suppress(OSError):
                 os.write(rec.fd, _wire(rec, farewell))
             self._drop(rec)
+        if self.homes is not None:
+            self.homes.close()
         self._loop.remove_reader(self._epoll.fileno())
         self._epoll.close()
 

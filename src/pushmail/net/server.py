@@ -21,6 +21,7 @@ from pushmail.events.unixsock import UnixSocketBus
 from pushmail.imap.session import ServerInfo
 from pushmail.net import tls_keylog, tls_layer
 from pushmail.net.hibernate import Hibernator
+from pushmail.net.homes import HomeLinks, Homes
 from pushmail.net.idle_hub import IdleHub
 from pushmail.net.imap_conn import ImapConnection, ImapContext
 from pushmail.net.keepalive import keepalive_due
@@ -133,13 +134,19 @@ async def _listen(
 
 
 async def serve(
-    config: Config, ready: asyncio.Event | None = None, worker: int = 0, workers: int = 1
+    config: Config,
+    ready: asyncio.Event | None = None,
+    worker: int = 0,
+    workers: int = 1,
+    links: HomeLinks | None = None,
 ) -> None:
     """Run one serving process until SIGTERM/SIGINT (or until cancelled).
 
     ``worker`` is this process's index among ``workers`` (see ``net/workers.py``);
     with more than one, listeners share their ports with ``SO_REUSEPORT`` and the
-    once-per-server duties (the LMTP Unix socket) fall to worker 0."""
+    once-per-server duties (the LMTP Unix socket) fall to worker 0. ``links``, made
+    by the supervisor, let hibernated sessions move to their user's home worker
+    (``net/homes.py``)."""
     shared = workers > 1
     loop = asyncio.get_running_loop()
     data_dir = Path(config.data_dir)
@@ -169,6 +176,10 @@ async def serve(
         dummy_hash=hash_password("not a real password"),
     )
     ctx.hibernator = Hibernator(ctx, loop) if config.imap_settings.hibernate else None
+    if ctx.hibernator is not None and links is not None and config.imap_settings.home_workers:
+        homes = Homes(worker, links.channels, links.loads)
+        homes.start(loop, ctx.hibernator.adopt)
+        ctx.hibernator.homes = homes
     servers = []
     for ep, is_tls in ((config.imap, False), (config.imaps, True)):
         if ep is not None:
@@ -188,6 +199,8 @@ async def serve(
             "connections": len(ctx.connections),
             "hibernated": len(hib) if hib is not None else 0,
             "hibernated_closed_by_peer": hib.closed_by_peer if hib is not None else 0,
+            "moved_home": hib.moved_out if hib is not None else 0,
+            "adopted": hib.adopted if hib is not None else 0,
             "idlers": ctx.hub.count(),
             **tls_layer.COUNTS,
         },

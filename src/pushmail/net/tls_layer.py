@@ -68,6 +68,19 @@ class TlsState:
         self._hello = b""  # the first bytes of the ClientHello, for its random
         self._secrets: dict[bytes, bytes] | None = {}
 
+    @classmethod
+    def from_records(cls, records: RecordLayer) -> TlsState:
+        """A state already past the handshake (a session moved from another worker,
+        ``net/homes.py``): no OpenSSL object at all."""
+        state = cls.__new__(cls)
+        state._keylog = None
+        state._hello = b""
+        state._secrets = None
+        state.incoming = state.outgoing = None
+        state.obj = None
+        state.records = records
+        return state
+
     def pending_input(self) -> bool:
         """Ciphertext received that is not yet a whole record."""
         if self.records is not None:

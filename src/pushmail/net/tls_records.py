@@ -118,6 +118,11 @@ class TrafficKeys:
         return nonce
 
 
+# RecordLayer.export: (suite, client secret, its sequence number, server secret, its
+# sequence number).
+Exported = tuple[str, bytes, int, bytes, int]
+
+
 class RecordLayer:
     """Server-side TLS 1.3 records after the handshake.
 
@@ -139,6 +144,27 @@ class RecordLayer:
     def pending(self) -> bool:
         """Ciphertext received but not yet a whole record."""
         return bool(self._partial)
+
+    def export(self) -> Exported | None:
+        """The whole state, for another process to go on with (``restore``): the
+        suite, then each direction's current secret and sequence number. ``None``
+        while anything is held between records (a partial record, half a KeyUpdate)
+        or the peer has closed: such a state does not move."""
+        if self._partial or self._handshake or self._eof:
+            return None
+        r, w = self._read, self._write
+        return (w.suite, r.secret, r.seq, w.secret, w.seq)
+
+    @classmethod
+    def restore(cls, state: Exported) -> RecordLayer:
+        """A record layer that goes on exactly where ``export``'s left off."""
+        suite, read_secret, read_seq, write_secret, write_seq = state
+        if suite not in SUITES:
+            raise ValueError(f"unknown suite {suite!r}")
+        layer = cls(suite, read_secret, write_secret)
+        layer._read.seq = read_seq
+        layer._write.seq = write_seq
+        return layer
 
     @property
     def suite(self) -> str:

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from pushmail.config import Config
+from pushmail.net.homes import HomeLinks
 from pushmail.net.server import serve
 from pushmail.net.tls import ensure_certificate
 from pushmail.store.sqlite import SqliteStore
@@ -64,6 +65,9 @@ class Supervisor:
         self._children: dict[int, int] = {}  # pid -> worker index
         self._stopping = False
         self._failures = [0] * n
+        # Made once and kept open here, so a worker started again reads on from the
+        # same channel (and adopts the sessions that were in flight to it).
+        self._links = HomeLinks.make(n)
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self._stopping = True
@@ -104,7 +108,7 @@ class Supervisor:
         try:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-            asyncio.run(serve(self._config, worker=index, workers=self._n))
+            asyncio.run(serve(self._config, worker=index, workers=self._n, links=self._links))
         except BaseException:
             log.exception("worker %d failed", index)
             code = 1
