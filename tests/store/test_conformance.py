@@ -615,3 +615,18 @@ def _apply(
             if name == "move":
                 del here[old]
         uidnext[dst] += len(pairs)
+
+
+def test_highest_modseqs_of_many_mailboxes_in_one_call(store: Store) -> None:
+    alice = store.create_user("alice@example.org", "{PLAIN}x")
+    inbox = store.get_mailbox(alice.id, "INBOX")
+    other = store.create_mailbox(alice.id, "Other")
+    assert inbox is not None
+    store.append(inbox.id, msg(1))
+    got = store.highest_modseqs([inbox.id, other.id, 99999])
+    assert got == {
+        inbox.id: store.get_mailbox_by_id(inbox.id).highestmodseq,  # type: ignore[union-attr]
+        other.id: other.highestmodseq,
+    }
+    assert got[inbox.id] > inbox.highestmodseq
+    assert store.highest_modseqs([]) == {}

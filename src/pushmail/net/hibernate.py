@@ -17,6 +17,8 @@ descriptor, registered in one epoll set per worker that the event loop watches.
   record's (UIDNEXT, MODSEQ): the store keeps expunged UIDs with their MODSEQ, so the
   view the client holds can always be recomputed exactly.
 - Keepalives and autologout are written by the housekeeper's sweep directly.
+- With several workers, a record whose user lives in another worker moves there
+  (``net/homes.py``): ``fields``/``restore`` are its two ends, ``adopt`` the arrival.
 
 TLS connections served by our own TLS layer (``net/tls_layer.py``) hibernate too: the
 record keeps their ``TlsState`` (after a TLS 1.3 handshake, two traffic secrets and
@@ -39,7 +41,14 @@ from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
 from pushmail.imap.selected import SelectedView
-from pushmail.net.homes import MAX_BATCH, MAX_RECORD, Homes, RecordFields, encode_record
+from pushmail.net.homes import (
+    MAX_BATCH,
+    MAX_DATAGRAM,
+    MAX_RECORD,
+    Homes,
+    RecordFields,
+    encode_record,
+)
 from pushmail.net.keepalive import keepalive_due
 from pushmail.net.tls_layer import TlsLayer, TlsState
 from pushmail.net.tls_records import RecordLayer
@@ -61,6 +70,8 @@ _GONE = select.EPOLLHUP | select.EPOLLERR
 _NO_RECENT: array[int] = array("I")
 # The housekeeping wheel's slot width, in seconds of wall clock (Hibernator._file).
 _WHEEL_SECONDS = 1.0
+# Seconds a record waits before it moves to its home worker (Hibernator._leave).
+_MOVE_DELAY = 0.05
 
 
 class Hibernated:
@@ -247,10 +258,11 @@ class Hibernator:
 
     # -- going home (net/homes.py) ------------------------------------------------
     def _leave(self, rec: Hibernated) -> None:
-        """Send ``rec`` to its user's home worker at the end of this loop pass, so
-        that sessions going to sleep together travel in one datagram."""
+        """Send ``rec`` to its user's home worker shortly (it is served here until
+        then), so that in a connect storm many travel in one datagram and are
+        re-checked by the home in one store read."""
         if not self._leaving:
-            self._loop.call_soon(self._move)
+            self._loop.call_later(_MOVE_DELAY, self._move)
         self._leaving[rec.fd] = rec
 
     def _move(self) -> None:
@@ -273,8 +285,7 @@ class Hibernator:
             if data is not None and len(data) <= MAX_RECORD:
                 groups.setdefault(home, []).append((rec, data))
         for home, items in groups.items():
-            for start in range(0, len(items), MAX_BATCH):
-                chunk = items[start : start + MAX_BATCH]
+            for chunk in _batches(items):
                 recs = [rec for rec, _ in chunk]
                 for rec in recs:
                     self._unregister(rec)
@@ -520,16 +531,11 @@ class Hibernator:
         if not boxes:
             return
 
-        def job(store: Store) -> dict[int, int]:
-            out = {}
-            for mid in boxes:
-                box = store.get_mailbox_by_id(mid)
-                out[mid] = box.highestmodseq if box is not None else -1
-            return out
-
-        highest = await self._ctx.runner.read(job)
+        highest = await self._ctx.runner.read(lambda store: store.highest_modseqs(boxes))
         for rec in recs:
-            if highest.get(rec.mailbox_id, rec.modseq) != rec.modseq:
+            # A mailbox that is gone (no entry) wakes its sessions too: they resume,
+            # find it missing, and say so.
+            if highest.get(rec.mailbox_id, -1) != rec.modseq:
                 self.wake(rec)
 
     def records(self) -> Iterable[Hibernated]:
@@ -544,6 +550,23 @@ class Hibernator:
             self.homes.close()
         self._loop.remove_reader(self._epoll.fileno())
         self._epoll.close()
+
+
+def _batches(
+    items: list[tuple[Hibernated, bytes]],
+) -> Iterable[list[tuple[Hibernated, bytes]]]:
+    """Records in datagram-sized groups: at most MAX_BATCH sockets, and no more
+    bytes than MAX_DATAGRAM plus one record."""
+    chunk: list[tuple[Hibernated, bytes]] = []
+    size = 0
+    for item in items:
+        chunk.append(item)
+        size += len(item[1]) + 4
+        if len(chunk) == MAX_BATCH or size >= MAX_DATAGRAM:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
 
 
 def _at_eof(fd: int) -> bool:

@@ -48,10 +48,13 @@ log = logging.getLogger("pushmail.homes")
 MAX_BATCH = 128
 # A record this large (thousands of \Recent UIDs) is not worth moving.
 MAX_RECORD = 8192
+# Bytes of records per datagram (a record is ~70 bytes; ~170 with TLS).
+MAX_DATAGRAM = 65536
 _VERSION = b"H1"
 _HEAD = struct.Struct("<qqQIIHddHIB")
 _TLS = struct.Struct("<BBBQQ")
 _LEN = struct.Struct("<I")
+_RECV_BYTES = MAX_DATAGRAM + MAX_RECORD + 64  # a batch may end one record past the cap
 # A home with more descriptors open than this share of its limit takes no more.
 FULL_SHARE = 0.8
 
@@ -258,7 +261,7 @@ class Homes:
     def _on_readable(self) -> None:
         for _ in range(64):
             try:
-                data, fds, flags, _addr = socket.recv_fds(self._inbox, 1 << 20, MAX_BATCH)
+                data, fds, flags, _addr = socket.recv_fds(self._inbox, _RECV_BYTES, MAX_BATCH)
             except (BlockingIOError, InterruptedError):
                 return
             if flags & socket.MSG_CTRUNC:

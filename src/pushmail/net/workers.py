@@ -3,8 +3,9 @@
 Why processes: one Python process uses one core, and may hold only so many file
 descriptors (20,000 on our test machine), so 100,000 idle clients need several. Each
 worker is a complete server (listeners, store thread, bus socket, IDLE hub); they
-share nothing but the SQLite file and the ports. Each binds its listeners with
-``SO_REUSEPORT`` so the kernel spreads new connections over them evenly, and a
+share the SQLite file, the ports, and the socket pairs over which a session that goes
+to sleep moves to its user's home worker (``net/homes.py``). Each binds its listeners
+with ``SO_REUSEPORT`` so the kernel spreads new connections over them evenly, and a
 delivery taken by any worker reaches idlers in all of them through the Unix-datagram
 bus (``events/unixsock.py``).
 

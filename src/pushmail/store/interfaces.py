@@ -14,7 +14,7 @@ spelled in upper case by the callers.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
@@ -201,6 +201,11 @@ class Store(Protocol):
     def get_mailbox(self, user_id: int, name: str) -> Mailbox | None: ...
 
     def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None: ...
+
+    def highest_modseqs(self, mailbox_ids: Collection[int]) -> dict[int, int]:
+        """HIGHESTMODSEQ of each mailbox that exists, in one query: what idle sessions
+        are compared with to find a change whose hint they missed."""
+        ...
 
     def create_mailbox(self, user_id: int, name: str, special_use: str | None = None) -> Mailbox:
         """Create ``name`` (and any missing parents); AlreadyExists if it exists.

@@ -18,7 +18,7 @@ import json
 import sqlite3
 import time
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from pushmail.store.common import canonical_flags, mailbox_name, split_date
 from pushmail.store.interfaces import (
@@ -168,6 +168,13 @@ class SqliteStore(SqliteBase):
     def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None:
         row = self._conn.execute(f"{_MAILBOX_COLS} WHERE m.id = ?", (mailbox_id,)).fetchone()
         return None if row is None else _mailbox(row)
+
+    def highest_modseqs(self, mailbox_ids: Collection[int]) -> dict[int, int]:
+        rows = self._conn.execute(
+            "SELECT id, highestmodseq FROM mailboxes WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(mailbox_ids)),),
+        )
+        return {int(mid): int(modseq) for mid, modseq in rows}
 
     def _mailbox_id(self, user_id: int, name: str) -> int | None:
         row = self._conn.execute(
