@@ -463,7 +463,14 @@ def loop_figures(stats: list[dict[str, object]]) -> Figures:
     """Worst event-loop lag per worker, and over all workers."""
     lags = {str(w.get("worker")): w.get("max_loop_lag_ms") for w in stats}
     numbers = [v for v in lags.values() if isinstance(v, int | float)]
-    return {"max_lag_ms": max(numbers) if numbers else None, "per_worker_ms": lags}
+    gc_pauses = {str(w.get("worker")): w.get("max_gc_pause_ms") for w in stats}
+    full_gcs = {str(w.get("worker")): w.get("full_gc_runs") for w in stats}
+    return {
+        "max_lag_ms": max(numbers) if numbers else None,
+        "per_worker_ms": lags,
+        "max_gc_pause_ms": gc_pauses,
+        "full_gc_runs": full_gcs,
+    }
 
 
 def log_figures(server: BenchServer, keep: Path | None = None) -> Figures:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -207,6 +208,10 @@ async def serve(
         interval=2.0,
     )
     stats_task = asyncio.ensure_future(stats.run())
+    # What start-up built (store, contexts, listeners, imported code) lives as long as
+    # the process: a full collection need not walk it (see net/workers.py).
+    gc.collect()
+    gc.freeze()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -220,6 +225,7 @@ async def serve(
         housekeeper.cancel()
         stats_task.cancel()
         stats.write()
+        stats.gc.close()
         for srv in servers:
             srv.close()
         for conn in list(ctx.connections):

@@ -10,6 +10,8 @@ protocol and works with any number of workers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
 import os
 import time
@@ -19,6 +21,31 @@ from pathlib import Path
 TICK = 0.05  # seconds between lag probes
 
 
+class GcPauses:
+    """How long the cyclic garbage collector stopped this process: the longest pause
+    and the number of full (generation 2) collections. A full collection walks every
+    tracked object, and a worker holds tens of thousands of hibernated records, so
+    it is a likely cause of loop lag; this tells the two apart."""
+
+    def __init__(self) -> None:
+        self.max_ms = 0.0
+        self.full = 0
+        self._start = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+            return
+        self.max_ms = max(self.max_ms, (time.perf_counter() - self._start) * 1000)
+        if info.get("generation") == 2:
+            self.full += 1
+
+    def close(self) -> None:
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(self._on_gc)
+
+
 class LoopStats:
     def __init__(self, path: Path, counts: Callable[[], dict[str, int]], interval: float) -> None:
         self._path = path
@@ -26,6 +53,7 @@ class LoopStats:
         self._interval = interval
         self.max_lag = 0.0
         self.started = time.time()
+        self.gc = GcPauses()
 
     async def run(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,6 +73,8 @@ class LoopStats:
             "pid": os.getpid(),
             "time": time.time(),
             "max_loop_lag_ms": round(self.max_lag * 1000, 3),
+            "max_gc_pause_ms": round(self.gc.max_ms, 3),
+            "full_gc_runs": self.gc.full,
             **self._counts(),
         }
         tmp = self._path.with_suffix(".tmp")
