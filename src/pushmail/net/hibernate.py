@@ -214,8 +214,8 @@ class Hibernator:
         # gone, or has been filed again elsewhere (``wheel_slot``), is skipped.
         self._wheel: dict[int, list[int]] = {}
         self._timing: tuple[float, float, float] | None = None  # see sweep()
-        # Home workers (net/homes.py): records to send home at the end of this loop
-        # pass, and those that could not go yet (tried again at each sweep).
+        # Home workers (net/homes.py): records to send home when _MOVE_DELAY has
+        # passed, and those that could not go yet (tried again at each sweep).
         self.homes: Homes | None = None
         self._leaving: dict[int, Hibernated] = {}
         self._away: set[int] = set()
