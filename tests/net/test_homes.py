@@ -289,13 +289,12 @@ def test_a_delivery_while_the_socket_is_in_flight_is_not_missed(two_workers: Wor
 
 
 def test_moves_are_cut_into_datagrams_by_count_and_by_size() -> None:
-    from pushmail.net import hibernate
-    from pushmail.net.homes import MAX_BATCH, MAX_DATAGRAM
+    from pushmail.net.homes import MAX_BATCH, MAX_DATAGRAM, batches
 
     small = [(object(), b"x" * 70) for _ in range(3 * MAX_BATCH + 5)]
-    sizes = [len(c) for c in hibernate._batches(small)]  # type: ignore[arg-type]
+    sizes = [len(c) for c in batches(small)]
     assert sizes == [MAX_BATCH, MAX_BATCH, MAX_BATCH, 5]
     big = [(object(), b"x" * 8000) for _ in range(20)]
-    chunks = list(hibernate._batches(big))  # type: ignore[arg-type]
+    chunks = list(batches(big))
     assert sum(len(c) for c in chunks) == 20 and len(chunks) == 3
     assert all(sum(len(d) for _, d in c) < MAX_DATAGRAM + 8192 for c in chunks)

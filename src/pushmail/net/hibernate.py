@@ -36,22 +36,14 @@ import select
 import socket
 import time
 from array import array
-from bisect import bisect_left
 from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
 from pushmail.imap.selected import SelectedView
-from pushmail.net.homes import (
-    MAX_BATCH,
-    MAX_DATAGRAM,
-    MAX_RECORD,
-    Homes,
-    RecordFields,
-    encode_record,
-)
+from pushmail.net.hibernated import LOOPBACK, READONLY, REV2, Hibernated, last_words, rebuild_view
+from pushmail.net.homes import MAX_RECORD, Homes, RecordFields, batches, encode_record
 from pushmail.net.keepalive import keepalive_due
-from pushmail.net.tls_layer import TlsLayer, TlsState
-from pushmail.net.tls_records import RecordLayer
+from pushmail.net.tls_layer import TlsLayer
 from pushmail.store.interfaces import Changes, Store, User
 
 if TYPE_CHECKING:
@@ -59,117 +51,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pushmail.hibernate")
 
-_CONDSTORE = 1
-_QRESYNC = 2
-_LOOPBACK = 4
-_READONLY = 8
-_REV2 = 16
 _EPOLL_FLAGS = select.EPOLLIN | select.EPOLLRDHUP
 _GONE = select.EPOLLHUP | select.EPOLLERR
 
-_NO_RECENT: array[int] = array("I")
+_AUTOLOGOUT = b"* BYE autologout; idle for too long\r\n"
 # The housekeeping wheel's slot width, in seconds of wall clock (Hibernator._file).
 _WHEEL_SECONDS = 1.0
 # Seconds a record waits before it moves to its home worker (Hibernator._leave).
 _MOVE_DELAY = 0.05
-
-
-class Hibernated:
-    """Everything an idling session needs to be resumed, and nothing more."""
-
-    __slots__ = (
-        "bits",
-        "exists",
-        "fd",
-        "last_activity",
-        "last_write",
-        "mailbox_id",
-        "modseq",
-        "owner",
-        "recent",
-        "tag",
-        "tls",
-        "uidnext",
-        "user_id",
-        "wheel_slot",
-    )
-
-    def __init__(self, fd: int, conn: ImapConnection, owner: Hibernator) -> None:
-        s = conn.session
-        assert s.user is not None and s.view is not None
-        v = s.view
-        self.fd = fd
-        self.owner = owner
-        self.tls: TlsState | None = (
-            conn.transport.get_extra_info("tls_state") if conn.transport else None
-        )
-        self.user_id = s.user.id
-        self.mailbox_id = v.mailbox_id
-        self.tag = conn.idle_tag
-        self.modseq = v.modseq
-        self.uidnext = v.uidnext
-        self.exists = v.exists
-        # 4 bytes per \Recent UID (a tuple of ints costs ~36); most have none and
-        # share one empty array, which is only ever replaced, never changed.
-        self.recent = array("I", v.recent) if v.recent else _NO_RECENT
-        self.bits = (
-            (_CONDSTORE if v.condstore else 0)
-            | (_QRESYNC if v.qresync else 0)
-            | (_LOOPBACK if s.loopback else 0)
-            | (_READONLY if v.readonly else 0)
-            | (_REV2 if v.rev2 else 0)
-        )
-        self.last_activity = conn.last_activity
-        self.last_write = conn.last_write
-        self.wheel_slot = 0  # see Hibernator._file
-
-    @classmethod
-    def restore(cls, fd: int, owner: Hibernator, f: RecordFields) -> Hibernated:
-        """A record sent by another worker (``net/homes.py``); ``ValueError`` if its
-        TLS state cannot be restored."""
-        rec = cls.__new__(cls)
-        rec.fd = fd
-        rec.owner = owner
-        rec.tls = TlsState.from_records(RecordLayer.restore(f.tls)) if f.tls else None
-        rec.user_id = f.user_id
-        rec.mailbox_id = f.mailbox_id
-        rec.tag = f.tag
-        rec.modseq = f.modseq
-        rec.uidnext = f.uidnext
-        rec.exists = f.exists
-        rec.recent = f.recent if f.recent else _NO_RECENT
-        rec.bits = f.bits
-        rec.last_activity = f.last_activity
-        rec.last_write = f.last_write
-        rec.wheel_slot = 0
-        return rec
-
-    def fields(self) -> RecordFields | None:
-        """The record as it travels to another worker; ``None`` if it cannot leave
-        this process (a TLS session still inside OpenSSL, or between records)."""
-        tls = None
-        if self.tls is not None:
-            records = self.tls.records
-            tls = records.export() if records is not None else None
-            if tls is None:
-                return None
-        return RecordFields(
-            self.user_id,
-            self.mailbox_id,
-            self.modseq,
-            self.uidnext,
-            self.exists,
-            self.bits,
-            self.last_activity,
-            self.last_write,
-            self.tag,
-            self.recent,
-            tls,
-        )
-
-    def wake(self) -> None:
-        """The hub's call: a hint for our mailbox (checked in one batch)."""
-        self.owner.wake(self)
 
 
 def can_hibernate(conn: ImapConnection) -> bool:
@@ -231,6 +120,16 @@ class Hibernator:
     def __len__(self) -> int:
         return len(self._records)
 
+    def counts(self) -> dict[str, int]:
+        """For the stats file: records held, sockets found closed asleep, sessions
+        sent to and received from home workers."""
+        return {
+            "hibernated": len(self._records),
+            "hibernated_closed_by_peer": self.closed_by_peer,
+            "moved_home": self.moved_out,
+            "adopted": self.adopted,
+        }
+
     # -- going to sleep -----------------------------------------------------------
     def hibernate(self, conn: ImapConnection) -> bool:
         if not can_hibernate(conn):
@@ -285,7 +184,7 @@ class Hibernator:
             if data is not None and len(data) <= MAX_RECORD:
                 groups.setdefault(home, []).append((rec, data))
         for home, items in groups.items():
-            for chunk in _batches(items):
+            for chunk in batches(items):
                 recs = [rec for rec, _ in chunk]
                 for rec in recs:
                     self._unregister(rec)
@@ -354,7 +253,7 @@ class Hibernator:
         # to the first read-write record of that mailbox in this batch. A claim never
         # waits for the write lock: under a burst of deliveries that would hold every
         # wake-up behind an fsync; unclaimed messages stay for the next claimer.
-        writable = {r.mailbox_id for r in batch if not r.bits & _READONLY}
+        writable = {r.mailbox_id for r in batch if not r.bits & READONLY}
 
         def job(store: Store) -> tuple[dict[tuple[int, int], Changes | None], dict[int, int]]:
             out: dict[tuple[int, int], Changes | None] = {}
@@ -375,7 +274,7 @@ class Hibernator:
             if self._records.get(rec.fd) is not rec:
                 continue
             ch = found.get((rec.mailbox_id, rec.modseq))
-            floor = None if rec.bits & _READONLY else floors.pop(rec.mailbox_id, None)
+            floor = None if rec.bits & READONLY else floors.pop(rec.mailbox_id, None)
             if ch is None or not self._apply_new_only(rec, ch, floor):
                 self._resume(rec, b"")
 
@@ -392,7 +291,7 @@ class Hibernator:
             rec.exists += len(new)
             rec.uidnext = max(rec.uidnext, new[-1].uid + 1, ch.uidnext)
             line = b"* %d EXISTS\r\n" % rec.exists
-            if not rec.bits & _REV2:  # IMAP4rev2 has no RECENT (RFC 9051 §E)
+            if not rec.bits & REV2:  # IMAP4rev2 has no RECENT (RFC 9051 §E)
                 line += b"* %d RECENT\r\n" % len(rec.recent)
             self._send(rec, line)
         return True
@@ -427,7 +326,7 @@ class Hibernator:
             box = store.get_mailbox_by_id(rec.mailbox_id)
             if user is None or box is None:
                 return None
-            return user, _rebuild_view(store, rec, box.name, box.uidvalidity)
+            return user, rebuild_view(store, rec, box.name, box.uidvalidity)
 
         sock = socket.socket(fileno=rec.fd)
         try:
@@ -437,7 +336,7 @@ class Hibernator:
                 return
             user, view = found
             conn = ImapConnection(self._ctx, secure=rec.tls is not None)
-            conn.resume_idle(rec.tag, user, view, rec.bits & _LOOPBACK != 0, rec.last_activity)
+            conn.resume_idle(rec.tag, user, view, rec.bits & LOOPBACK != 0, rec.last_activity)
             proto: asyncio.Protocol = conn
             if rec.tls is not None and self._ctx.tls is not None:
                 proto = TlsLayer(conn, self._ctx.tls, state=rec.tls)
@@ -494,7 +393,7 @@ class Hibernator:
                     continue  # gone, or filed again since
                 if now - rec.last_activity > autologout:
                     with contextlib.suppress(OSError):
-                        os.write(rec.fd, _wire(rec, b"* BYE autologout; idle for too long\r\n"))
+                        os.write(rec.fd, last_words(rec, _AUTOLOGOUT))
                     self._drop(rec)
                     continue
                 if keepalive and wall >= keepalive_due(
@@ -544,29 +443,12 @@ class Hibernator:
     def close(self, farewell: bytes) -> None:
         for rec in list(self._records.values()):
             with contextlib.suppress(OSError):
-                os.write(rec.fd, _wire(rec, farewell))
+                os.write(rec.fd, last_words(rec, farewell))
             self._drop(rec)
         if self.homes is not None:
             self.homes.close()
         self._loop.remove_reader(self._epoll.fileno())
         self._epoll.close()
-
-
-def _batches(
-    items: list[tuple[Hibernated, bytes]],
-) -> Iterable[list[tuple[Hibernated, bytes]]]:
-    """Records in datagram-sized groups: at most MAX_BATCH sockets, and no more
-    bytes than MAX_DATAGRAM plus one record."""
-    chunk: list[tuple[Hibernated, bytes]] = []
-    size = 0
-    for item in items:
-        chunk.append(item)
-        size += len(item[1]) + 4
-        if len(chunk) == MAX_BATCH or size >= MAX_DATAGRAM:
-            yield chunk
-            chunk, size = [], 0
-    if chunk:
-        yield chunk
 
 
 def _at_eof(fd: int) -> bool:
@@ -581,37 +463,3 @@ def _at_eof(fd: int) -> bool:
         return True
     finally:
         sock.detach()
-
-
-def _wire(rec: Hibernated, data: bytes) -> bytes:
-    """Best-effort last words: encrypted under TLS (errors ignored, we are closing)."""
-    if rec.tls is None:
-        return data
-    try:
-        return rec.tls.encrypt(data)
-    except Exception:
-        return b""
-
-
-def _rebuild_view(store: Store, rec: Hibernated, name: str, uidvalidity: int) -> SelectedView:
-    """The client's sequence-number map as of (UIDNEXT, MODSEQ): the UIDs below
-    UIDNEXT still present, plus those expunged after MODSEQ (not yet reported)."""
-    listed = store.uids(rec.mailbox_id)  # ascending: cut at UIDNEXT, no per-UID test
-    uids = array("I", listed[: bisect_left(listed, rec.uidnext)])
-    gone = [u for u in store.changes_since(rec.mailbox_id, rec.modseq).expunged if u < rec.uidnext]
-    if gone:  # rare: expunged while asleep and not yet reported
-        uids = array("I", sorted(set(uids).union(gone)))
-    return SelectedView(
-        mailbox_id=rec.mailbox_id,
-        name=name,
-        uidvalidity=uidvalidity,
-        readonly=bool(rec.bits & _READONLY),
-        uids=uids,
-        modseq=rec.modseq,
-        uidnext=rec.uidnext,
-        recent=array("I", rec.recent),
-        recent_floor=rec.uidnext,
-        condstore=bool(rec.bits & _CONDSTORE),
-        qresync=bool(rec.bits & _QRESYNC),
-        rev2=bool(rec.bits & _REV2),
-    )

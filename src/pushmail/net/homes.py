@@ -33,11 +33,13 @@ import asyncio
 import logging
 import mmap
 import os
+import resource
 import socket
 import struct
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pushmail.net.tls_records import Exported
 
@@ -157,6 +159,24 @@ def decode_batch(data: bytes) -> list[RecordFields]:
     return out
 
 
+T = TypeVar("T")
+
+
+def batches(items: Sequence[tuple[T, bytes]]) -> Iterator[list[tuple[T, bytes]]]:
+    """(session, encoded record) pairs in datagram-sized groups: at most MAX_BATCH
+    sockets, and no more bytes than MAX_DATAGRAM plus one record."""
+    chunk: list[tuple[T, bytes]] = []
+    size = 0
+    for item in items:
+        chunk.append(item)
+        size += len(item[1]) + _LEN.size
+        if len(chunk) == MAX_BATCH or size >= MAX_DATAGRAM:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
 Channel = tuple[socket.socket, socket.socket]  # (the home's end, everyone else's end)
 
 
@@ -166,9 +186,8 @@ def make_channels(workers: int) -> list[Channel]:
     out = []
     for _ in range(workers):
         inbox, outbox = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-        for s in (inbox, outbox):
-            s.setblocking(False)
-            s.set_inheritable(True)
+        inbox.setblocking(False)
+        outbox.setblocking(False)
         out.append((inbox, outbox))
     return out
 
@@ -191,8 +210,6 @@ class Loads:
 
 
 def fd_limit() -> int:
-    import resource
-
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     return soft if soft != resource.RLIM_INFINITY else 1 << 20
 

@@ -11,6 +11,7 @@ import contextlib
 import gc
 import logging
 import signal
+import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -134,6 +135,48 @@ async def _listen(
     )
 
 
+def _imap_context(
+    config: Config,
+    runner: StoreRunner,
+    bus: UnixSocketBus,
+    tls: ssl.SSLContext,
+    worker: int,
+    links: HomeLinks | None,
+) -> ImapContext:
+    """What the IMAP connections of this process share, hibernation and (with
+    several workers) the channel to the home workers included."""
+    loop = asyncio.get_running_loop()
+    ctx = ImapContext(
+        info=ServerInfo(config.hostname, True, __version__),
+        runner=runner,
+        hub=IdleHub(bus, loop),
+        publisher=bus,
+        limits=config.limits,
+        tls=tls,
+        auth_pool=ThreadPoolExecutor(max_workers=2, thread_name_prefix="auth"),
+        connections=set(),
+        dummy_hash=hash_password("not a real password"),
+    )
+    if config.imap_settings.hibernate:
+        hib = ctx.hibernator = Hibernator(ctx, loop)
+        if links is not None and config.imap_settings.home_workers:
+            hib.homes = Homes(worker, links.channels, links.loads)
+            hib.homes.start(loop, hib.adopt)
+    return ctx
+
+
+def _worker_counts(ctx: ImapContext, worker: int) -> dict[str, int]:
+    """This process's counts for its stats file."""
+    hib = ctx.hibernator
+    return {
+        "worker": worker,
+        "connections": len(ctx.connections),
+        "idlers": ctx.hub.count(),
+        **(hib.counts() if hib is not None else {}),
+        **tls_layer.COUNTS,
+    }
+
+
 async def serve(
     config: Config,
     ready: asyncio.Event | None = None,
@@ -165,22 +208,7 @@ async def serve(
     await runner.run(lambda st: None)  # open (and migrate) the store before listening
     bus = UnixSocketBus(config.events_dir)
     bus.start(loop)
-    ctx = ImapContext(
-        info=ServerInfo(config.hostname, True, __version__),
-        runner=runner,
-        hub=IdleHub(bus, loop),
-        publisher=bus,
-        limits=config.limits,
-        tls=imap_tls,
-        auth_pool=ThreadPoolExecutor(max_workers=2, thread_name_prefix="auth"),
-        connections=set(),
-        dummy_hash=hash_password("not a real password"),
-    )
-    ctx.hibernator = Hibernator(ctx, loop) if config.imap_settings.hibernate else None
-    if ctx.hibernator is not None and links is not None and config.imap_settings.home_workers:
-        homes = Homes(worker, links.channels, links.loads)
-        homes.start(loop, ctx.hibernator.adopt)
-        ctx.hibernator.homes = homes
+    ctx = _imap_context(config, runner, bus, imap_tls, worker, links)
     servers = []
     for ep, is_tls in ((config.imap, False), (config.imaps, True)):
         if ep is not None:
@@ -192,19 +220,9 @@ async def serve(
     # -- push alerts (pushmail.push): engine + HTTP API run in worker 0 only --
     push_service = await start_push(config, runner, bus, tls, run_engine=worker == 0)
     housekeeper = asyncio.ensure_future(Housekeeper(ctx, config).run())
-    hib = ctx.hibernator
     stats = LoopStats(
         data_dir / "stats" / f"worker-{worker}.json",
-        lambda: {
-            "worker": worker,
-            "connections": len(ctx.connections),
-            "hibernated": len(hib) if hib is not None else 0,
-            "hibernated_closed_by_peer": hib.closed_by_peer if hib is not None else 0,
-            "moved_home": hib.moved_out if hib is not None else 0,
-            "adopted": hib.adopted if hib is not None else 0,
-            "idlers": ctx.hub.count(),
-            **tls_layer.COUNTS,
-        },
+        lambda: _worker_counts(ctx, worker),
         interval=2.0,
     )
     stats_task = asyncio.ensure_future(stats.run())
