@@ -226,9 +226,7 @@ def test_protocol_violations_get_the_right_alert(tmp_path: Path, case: str) -> N
 def test_hkdf_expand_label_matches_rfc_8448() -> None:
     # RFC 8448 §3 (simple 1-RTT handshake): the server's application traffic key and
     # IV derived from server_application_traffic_secret_0.
-    secret = bytes.fromhex(
-        "a11af9f05531f856ad47116b45a950328204b4f44bfb6b3a4b4f1f3fcb631643"
-    )
+    secret = bytes.fromhex("a11af9f05531f856ad47116b45a950328204b4f44bfb6b3a4b4f1f3fcb631643")
     assert hkdf_expand_label(secret, b"key", 16, "sha256") == bytes.fromhex(
         "9f02283b6c9c07efc26bb9f2ac92e356"
     )

@@ -37,9 +37,7 @@ class PushServer(Server):
 
     def args(self) -> list[str]:
         config = self.data_dir.parent / "pushmail.toml"
-        config.write_text(
-            "[push]\nallow_http_endpoints = true\n" + self.push_settings
-        )
+        config.write_text("[push]\nallow_http_endpoints = true\n" + self.push_settings)
         return [*super().args(), "--config", str(config)]
 
     def start(self) -> None:

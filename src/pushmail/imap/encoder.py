@@ -7,20 +7,24 @@ re-encoding. No I/O here: the driver queues the bytes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from pushmail.imap.mutf7 import encode_mutf7
 
-_ATOM_SPECIALS = frozenset(b'(){ %*"\\]') | frozenset(range(0, 32)) | {127}
+# One regular-expression scan instead of a Python test per byte: these run for every
+# string of every FETCH response and of every delivery's ENVELOPE.
+_NOT_ATOM = re.compile(rb'[(){ %*"\\\]\x00-\x1f\x7f-\xff]')
+_NOT_QUOTABLE = re.compile(rb"[\x00\n\r\x80-\xff]")
 _QUOTABLE_MAX = 1024  # longer strings go as literals: easier on clients' line buffers
 
 NIL = b"NIL"
 
 
 def is_atom(data: bytes) -> bool:
-    return bool(data) and not any(b in _ATOM_SPECIALS or b > 127 for b in data)
+    return bool(data) and _NOT_ATOM.search(data) is None
 
 
 def literal(data: bytes) -> bytes:
@@ -33,7 +37,7 @@ def quoted(data: bytes | str) -> bytes:
     (CR, LF, NUL, 8-bit or very long)."""
     if isinstance(data, str):
         data = data.encode("utf-8")
-    if len(data) > _QUOTABLE_MAX or any(b in (0, 10, 13) or b > 127 for b in data):
+    if len(data) > _QUOTABLE_MAX or _NOT_QUOTABLE.search(data) is not None:
         return literal(data)
     return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 

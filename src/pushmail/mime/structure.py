@@ -61,32 +61,43 @@ def count_lines(body: bytes) -> int:
 # --------------------------------------------------------------------------- envelope
 
 
-def _first(header: Message, name: str) -> bytes | None:
-    """Raw, unfolded value of the first ``name`` field, or None if absent."""
-    lname = name.lower()
-    for key, value in header.raw_items():
-        if key.lower() == lname:
-            return raw_value(value).strip()
-    return None
+class _Fields:
+    """The first value of each field of one header block, looked up by lower-case
+    name: one pass over the fields, where a pass per field looked up had been a
+    tenth of the cost of a delivery's parse."""
+
+    __slots__ = ("_first", "header")
+
+    def __init__(self, header: Message) -> None:
+        self.header = header
+        self._first: dict[str, str] = {}
+        for key, value in header.raw_items():
+            self._first.setdefault(key.lower(), value)
+
+    def first(self, name: str) -> bytes | None:
+        """Raw, unfolded value of the first ``name`` field, or None if absent."""
+        value = self._first.get(name)
+        return None if value is None else raw_value(value).strip()
 
 
 def envelope(header: Message) -> bytes:
     """``envelope`` = "(" date subject from sender reply-to to cc bcc in-reply-to
     message-id ")"; Sender and Reply-To default to From (RFC 3501 §7.4.2)."""
-    from_ = addresses(_first(header, "From"))
-    sender = addresses(_first(header, "Sender"))
-    reply_to = addresses(_first(header, "Reply-To"))
+    first = _Fields(header).first
+    from_ = addresses(first("from"))
+    sender = addresses(first("sender"))
+    reply_to = addresses(first("reply-to"))
     fields = [
-        nstring(_first(header, "Date")),
-        nstring(_first(header, "Subject")),
+        nstring(first("date")),
+        nstring(first("subject")),
         from_,
         sender if sender != NIL else from_,
         reply_to if reply_to != NIL else from_,
-        addresses(_first(header, "To")),
-        addresses(_first(header, "Cc")),
-        addresses(_first(header, "Bcc")),
-        nstring(_first(header, "In-Reply-To")),
-        nstring(_first(header, "Message-ID")),
+        addresses(first("to")),
+        addresses(first("cc")),
+        addresses(first("bcc")),
+        nstring(first("in-reply-to")),
+        nstring(first("message-id")),
     ]
     return paren(fields)
 
@@ -196,28 +207,29 @@ def _param_list(pairs: list[tuple[bytes, bytes]]) -> bytes:
     return paren(quoted(k) + b" " + quoted(v) for k, v in pairs)
 
 
-def _disposition(header: Message) -> bytes:
-    value = _first(header, "Content-Disposition")
+def _disposition(fields: _Fields) -> bytes:
+    value = fields.first("content-disposition")
     if not value:
         return NIL
     kind = value.split(b";", 1)[0].strip()
     if not kind:
         return NIL
-    return b"(" + quoted(kind) + b" " + _param_list(_params(header, "content-disposition")) + b")"
+    params = _param_list(_params(fields.header, "content-disposition"))
+    return b"(" + quoted(kind) + b" " + params + b")"
 
 
-def _language(header: Message) -> bytes:
-    value = _first(header, "Content-Language")
+def _language(fields: _Fields) -> bytes:
+    value = fields.first("content-language")
     if value is None:
         return NIL
     tags = [t.strip() for t in value.split(b",") if t.strip()]
     return paren(quoted(t) for t in tags) if tags else NIL
 
 
-def _ext_common(header: Message) -> bytes:
+def _ext_common(fields: _Fields) -> bytes:
     """body-fld-dsp SP body-fld-lang SP body-fld-loc: shared by both part kinds."""
-    location = nstring(_first(header, "Content-Location"))
-    return b" ".join((_disposition(header), _language(header), location))
+    location = nstring(fields.first("content-location"))
+    return b" ".join((_disposition(fields), _language(fields), location))
 
 
 def body_structure(part: RawPart, raw: bytes, extended: bool) -> bytes:
@@ -236,25 +248,26 @@ def _multipart(part: RawPart, raw: bytes, extended: bool) -> bytes:
             b" "
             + _param_list(_params(part.header, "content-type"))
             + b" "
-            + _ext_common(part.header)
+            + _ext_common(_Fields(part.header))
         )
     return b"(" + out + b")"
 
 
 def _single(part: RawPart, raw: bytes, extended: bool) -> bytes:
     header = part.header
+    named = _Fields(header)
     body = part.body_bytes(raw)
     is_text = part.maintype == "text"
     pairs = _params(header, "content-type")
     if is_text and not any(k.lower() == b"charset" for k, _ in pairs):
         pairs.insert(0, (b"charset", b"us-ascii"))
-    encoding = _first(header, "Content-Transfer-Encoding") or b"7bit"
+    encoding = named.first("content-transfer-encoding") or b"7bit"
     fields = [
         quoted(part.maintype.encode("latin-1", "replace")),
         quoted(part.subtype.encode("latin-1", "replace")),
         _param_list(pairs),
-        nstring(_first(header, "Content-ID")),
-        nstring(_first(header, "Content-Description")),
+        nstring(named.first("content-id")),
+        nstring(named.first("content-description")),
         quoted(encoding),
         b"%d" % len(body),
     ]
@@ -266,6 +279,6 @@ def _single(part: RawPart, raw: bytes, extended: bool) -> bytes:
     elif is_text:
         fields.append(b"%d" % count_lines(body))
     if extended:
-        fields.append(nstring(_first(header, "Content-MD5")))
-        fields.append(_ext_common(header))
+        fields.append(nstring(named.first("content-md5")))
+        fields.append(_ext_common(named))
     return paren(fields)

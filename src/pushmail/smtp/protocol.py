@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from pushmail.smtp.address import simple_path
 from pushmail.smtp.data import DataError, read_data
 
 __all__ = ["ConnectionSet", "DataSink", "PushmailLMTP", "PushmailSMTP"]
@@ -82,6 +83,17 @@ async def _data_command(server: SMTP, arg: str | None) -> None:
         await server.push(reply)
 
 
+def _getaddr(server: SMTP, arg: str) -> tuple[str | None, str | None]:
+    """aiosmtpd's path reader, with the plain ``<local@domain>`` case read fast."""
+    simple = simple_path(arg)
+    if simple is None:
+        return SMTP._getaddr(server, arg)
+    local_part = simple[0].rpartition("@")[0]
+    if server.local_part_limit and len(local_part) > server.local_part_limit:
+        return None, None
+    return simple
+
+
 class PushmailSMTP(SMTP):
     """SMTP (MX and submission) with the strict DATA reader."""
 
@@ -99,6 +111,9 @@ class PushmailSMTP(SMTP):
     async def smtp_DATA(self, arg: str) -> None:
         await _data_command(self, arg)
 
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        return _getaddr(self, arg)
+
 
 class PushmailLMTP(LMTP):
     """LMTP (RFC 2033): LHLO instead of EHLO, and one DATA reply per recipient."""
@@ -114,6 +129,9 @@ class PushmailLMTP(LMTP):
 
     async def smtp_DATA(self, arg: str) -> None:
         await _data_command(self, arg)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        return _getaddr(self, arg)
 
 
 def is_lmtp(server: SMTP) -> bool:

@@ -82,9 +82,7 @@ async def start_smtp_servers(
         plan.append(("lmtp-unix", "lmtp", config.lmtp_socket))
     try:
         for name, mode, where in plan:
-            started.append(
-                await _start_one(name, mode, where, config, delivery, tls, reuse_port)
-            )
+            started.append(await _start_one(name, mode, where, config, delivery, tls, reuse_port))
             log.info("%s listening on %s", name, where)
     except BaseException:
         for listener in started:
