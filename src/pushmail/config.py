@@ -84,6 +84,7 @@ class Config:
     push: PushSettings = field(default_factory=PushSettings)
     log_level: str = "INFO"
     workers: int = 1  # serving processes sharing the ports (SO_REUSEPORT); 0 = one per CPU
+    delivery_workers: int = 0  # of those, how many take SMTP/LMTP; 0 = one per CPU
 
     @property
     def db_path(self) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import smtplib
 import socket
 import ssl
 import time
@@ -23,10 +24,10 @@ WORKERS = 3
 SESSIONS = 24
 
 
-def _server(tmp_path: Path, settings: str) -> Iterator[Server]:
+def _server(tmp_path: Path, settings: str, top: str = "") -> Iterator[Server]:
     srv = Server(tmp_path / "data", *(free_port() for _ in range(5)))
     cfg = tmp_path / "pushmail.toml"
-    cfg.write_text(f"[imap_settings]\n{settings}")
+    cfg.write_text(f"{top}[imap_settings]\n{settings}")
     srv.extra = ("--workers", str(WORKERS), "--config", str(cfg))
     srv.data_dir.mkdir()
     srv.add_user("alice@example.org", "alice-secret")
@@ -47,6 +48,11 @@ def workers_server(tmp_path: Path) -> Iterator[Server]:
 @pytest.fixture
 def homes_server(tmp_path: Path) -> Iterator[Server]:
     yield from _server(tmp_path, "")
+
+
+@pytest.fixture
+def one_delivery_worker(tmp_path: Path) -> Iterator[Server]:
+    yield from _server(tmp_path, "", top="delivery_workers = 1\n")
 
 
 def _children(pid: int) -> list[int]:
@@ -180,3 +186,37 @@ def test_sleeping_sessions_move_to_their_users_home_worker(homes_server: Server)
         for group in socks.values():
             for s in group:
                 s.close()
+
+
+def test_mail_is_taken_by_the_delivery_workers_only(one_delivery_worker: Server) -> None:
+    """``delivery_workers = 1``: every SMTP and LMTP connection lands in one worker,
+    while IMAP still spreads over all three, and mail still reaches every idler."""
+    srv = one_delivery_worker
+    assert srv.proc is not None
+    workers = _children(srv.proc.pid)
+    assert len(workers) == WORKERS
+    before = {w: _conn_count(w) for w in workers}
+    clients: list[smtplib.SMTP] = []
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(4):
+            lmtp = smtplib.LMTP("127.0.0.1", srv.lmtp, timeout=10)
+            lmtp.ehlo_or_helo_if_needed()
+            smtp = smtplib.SMTP("127.0.0.1", srv.smtp, timeout=10)
+            smtp.ehlo()
+            clients += [lmtp, smtp]
+        gained = sorted(_conn_count(w) - before[w] for w in workers)
+        assert gained == [0, 0, 8], gained
+        for i in range(SESSIONS):
+            socks.append(_idle(srv, i, "alice"))
+        busy = [w for w in workers if _conn_count(w) - before[w] >= 4]
+        assert len(busy) >= 2, "IMAP connections still spread over the workers"
+        clients[0].sendmail("sender@example.com", ["alice@example.org"], message("one door"))
+        for s in socks:
+            read_until(s, rb"\* 1 EXISTS\r\n")
+    finally:
+        for c in clients:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                c.quit()
+        for s in socks:
+            s.close()

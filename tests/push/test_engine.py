@@ -209,3 +209,25 @@ def test_users_without_devices_cost_no_store_work_and_no_backlog(tmp_path: Path)
     [second] = payloads(ep, "/tablet")
     assert (first["new"], first["total"]) == (1, 4)
     assert (second["new"], second["total"]) == (1, 7)
+
+
+def test_hints_heard_together_are_sorted_out_together(tmp_path: Path) -> None:
+    """A burst's hints are looked up in one go: of five users who got mail at once,
+    only the one with a device costs store work and gets an alert."""
+
+    async def scenario(rig: Rig, uid: int) -> None:
+        others = [f"user{i}@example.org" for i in range(4)]
+        for address in others:
+            await rig.runner.run(lambda st, a=address: st.create_user(a, "{PLAIN}x"))
+        await rig.device(uid, "phone")
+        counting = CountingStore(rig.runner)
+        rig.engine._store = counting
+        items = [([a], mail("friend@example.com")) for a in [*others, USER]]
+        results = await rig.runner.run(lambda st: Deliverer(st, rig.bus).deliver_many(items))
+        assert all(r[0].ok for r in results)
+        assert await rig.flush() == 1
+        assert counting.calls == 1
+
+    ep = run(tmp_path, scenario)
+    [alert] = payloads(ep, "/phone")
+    assert (alert["new"], alert["total"]) == (1, 1)

@@ -60,6 +60,25 @@ def test_per_recipient_failure_after_data(smtpd: Smtpd) -> None:
     assert len(smtpd.inbox("alice@example.org")) == 1
 
 
+def test_a_deleted_user_gets_no_mail_even_just_after_a_delivery(smtpd: Smtpd) -> None:
+    """RCPT may answer from memory (an address that resolved a moment ago); the
+    delivery itself checks again, so the message is refused, not stored."""
+    with connect(smtpd) as client:
+        client.sendmail("sender@remote.test", ["bob@example.org"], MESSAGE)
+        smtpd.store(lambda s: s.delete_user("bob@example.org"))
+        client.mail("sender@remote.test")
+        assert client.rcpt("alice@example.org")[0] == 250
+        if client.rcpt("bob@example.org")[0] == 250:
+            assert client.data(MESSAGE)[0] == 250  # alice's
+            code, text = client.getreply()  # bob's
+            assert code == 550 and b"<bob@example.org>" in text
+        else:
+            assert client.data(MESSAGE)[0] == 250
+        assert client.noop()[0] == 250
+    assert len(smtpd.inbox("alice@example.org")) == 1
+    assert smtpd.store(lambda s: s.get_user("bob@example.org")) is None
+
+
 def test_refused_data_gets_one_reply_per_recipient(smtpd: Smtpd) -> None:
     with connect(smtpd) as client:
         client.mail("sender@remote.test")

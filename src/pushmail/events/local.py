@@ -26,8 +26,11 @@ class BatchPublisher(Protocol):
 
 def publish_all(publisher: Publisher, events: Iterable[MailboxChanged]) -> None:
     """Publish ``events`` in one batch when the publisher can, else one by one."""
-    if isinstance(publisher, BatchPublisher):
-        publisher.publish_many(events)
+    # Not isinstance(publisher, BatchPublisher): a runtime Protocol check walks the
+    # protocol's members on every call, and this runs once per delivery.
+    publish_many = getattr(publisher, "publish_many", None)
+    if publish_many is not None:
+        publish_many(events)
     else:
         for event in events:
             publisher.publish(event)

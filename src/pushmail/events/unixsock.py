@@ -74,17 +74,23 @@ class _Directory:
         self.path = path
         self._dir_fd: int | None = None
         self._names: list[str] = []
+        self._addresses: dict[str, str] = {}
         self._listed_at = -LISTING_TTL
 
     def address(self, name: str) -> str:
         """``path/name``, or the same file through ``/proc/self/fd`` when the path
-        is too long for ``sun_path`` (Linux resolves that magic link)."""
+        is too long for ``sun_path`` (Linux resolves that magic link). Remembered per
+        name: this runs for every peer on every delivery."""
+        known = self._addresses.get(name)
+        if known is not None:
+            return known
         full = str(self.path / name)
-        if len(os.fsencode(full)) <= _SUN_PATH_MAX:
-            return full
-        if self._dir_fd is None:
-            self._dir_fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
-        return f"/proc/self/fd/{self._dir_fd}/{name}"
+        if len(os.fsencode(full)) > _SUN_PATH_MAX:
+            if self._dir_fd is None:
+                self._dir_fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+            full = f"/proc/self/fd/{self._dir_fd}/{name}"
+        self._addresses[name] = full
+        return full
 
     def peers(self) -> list[str]:
         now = time.monotonic()
@@ -93,6 +99,9 @@ class _Directory:
                 self._names = [n for n in os.listdir(self.path) if n.endswith(SUFFIX)]
             except FileNotFoundError:
                 self._names = []
+            listed = set(self._names)
+            for gone in [n for n in self._addresses if n not in listed]:
+                del self._addresses[gone]
             self._listed_at = now
         return self._names
 

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import ssl
 import time
@@ -177,6 +178,20 @@ def _worker_counts(ctx: ImapContext, worker: int) -> dict[str, int]:
     }
 
 
+def delivery_worker_count(config: Config, workers: int) -> int:
+    """How many workers (the first ones) listen for SMTP, submission and LMTP.
+
+    A delivery costs more CPU the more processes deliver at once: each commits on
+    its own (smaller group commits, more contention for SQLite's write lock) and
+    each switch between processes on a core runs on cold caches. With seven workers
+    on two cores, all delivering, the server spent 2.5 ms of CPU per LMTP delivery;
+    with two of them delivering, 1.8 ms; with one process in all, 1.2 ms. One
+    delivering worker per core keeps every core usable for deliveries, and IMAP,
+    where the connections (and so the descriptors) are, still spreads over all."""
+    wanted = config.delivery_workers if config.delivery_workers > 0 else (os.cpu_count() or 1)
+    return max(1, min(wanted, workers))
+
+
 async def serve(
     config: Config,
     ready: asyncio.Event | None = None,
@@ -214,8 +229,12 @@ async def serve(
         if ep is not None:
             servers.append(await _listen(ctx, ep, is_tls, shared))
             log.info("IMAP%s listening on %s (worker %d)", "S" if is_tls else "", ep, worker)
-    smtp = await start_smtp_servers(
-        config, runner, bus, tls, reuse_port=shared, unix_sockets=worker == 0
+    smtp = (
+        await start_smtp_servers(
+            config, runner, bus, tls, reuse_port=shared, unix_sockets=worker == 0
+        )
+        if worker < delivery_worker_count(config, workers)
+        else []
     )
     # -- push alerts (pushmail.push): engine + HTTP API run in worker 0 only --
     push_service = await start_push(config, runner, bus, tls, run_engine=worker == 0)

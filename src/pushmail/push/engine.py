@@ -7,10 +7,11 @@ the push database), reads their From headers when a rule needs them, evaluates e
 device's rules and queues one alert per device. A lost hint delays alerts until the
 next hint for that mailbox; a duplicated one finds nothing new.
 
-Hints are handled one after another in one task, after the bus has already woken the
-IDLE sessions, and the store work is read-only, on the store's reader thread: nothing
-here delays a delivery's 250 or an ``EXISTS``. A user with no device costs one
-indexed read of the push database per hint and no store work at all.
+Hints are handled in one task, all those heard so far at a time, after the bus has
+already woken the IDLE sessions, and the store work is read-only, on the store's
+reader thread: nothing here delays a delivery's 250 or an ``EXISTS``. A user with no
+device costs indexed reads of the push database (one trip to its thread for all the
+hints at hand) and no store work at all.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
+from functools import partial
 from typing import Protocol, TypeVar
 
 from pushmail.events.interfaces import MailboxChanged
@@ -90,13 +92,25 @@ class AlertEngine:
             self._task = asyncio.get_running_loop().create_task(self._work())
 
     async def _work(self) -> None:
+        """Take every hint heard so far and sort out, in one trip to the database
+        thread, the mailboxes of users with a device: in a delivery burst most hints
+        are for users without one, and a trip per hint had cost more than the
+        look-up itself."""
         while self._pending:
-            (user_id, mailbox_id), modseq = next(iter(self._pending.items()))
-            del self._pending[(user_id, mailbox_id)]
+            pending, self._pending = self._pending, {}
             try:
-                await self.check(user_id, mailbox_id, modseq)
-            except Exception:  # one bad mailbox must not stop alerts for the rest
-                log.exception("push: checking mailbox %d of user %d failed", mailbox_id, user_id)
+                watched = await self._db.run(partial(_cursors_if_watched, mailboxes=list(pending)))
+            except Exception:
+                log.exception("push: looking up %d mailboxes failed", len(pending))
+                continue
+            for (user_id, mailbox_id), cursor in watched.items():
+                try:
+                    modseq = pending[(user_id, mailbox_id)]
+                    await self._check_watched(user_id, mailbox_id, cursor, modseq)
+                except Exception:  # one bad mailbox must not stop alerts for the rest
+                    log.exception(
+                        "push: checking mailbox %d of user %d failed", mailbox_id, user_id
+                    )
 
     async def idle(self) -> None:
         """Wait until every hint heard so far has been handled (for tests and
@@ -114,9 +128,17 @@ class AlertEngine:
 
     async def check(self, user_id: int, mailbox_id: int, hint_modseq: int) -> int:
         """Look for new mail in one mailbox and queue alerts; the number queued."""
-        cursor, watched = await self._db.run(lambda db: _cursor_if_watched(db, user_id, mailbox_id))
-        if not watched:
+        watched = await self._db.run(lambda db: _cursors_if_watched(db, [(user_id, mailbox_id)]))
+        if (user_id, mailbox_id) not in watched:
             return 0
+        return await self._check_watched(
+            user_id, mailbox_id, watched[(user_id, mailbox_id)], hint_modseq
+        )
+
+    async def _check_watched(
+        self, user_id: int, mailbox_id: int, cursor: tuple[int, int] | None, hint_modseq: int
+    ) -> int:
+        """``check`` for a mailbox whose user has a device, from its cursor."""
         # Read-only: the reader thread, so that alerts never queue behind deliveries.
         found = await self._store.read(
             lambda st: new_mail(st, user_id, mailbox_id, cursor, hint_modseq)
@@ -161,20 +183,24 @@ class AlertEngine:
         self._on_queued()
 
 
-def _cursor_if_watched(
-    db: PushDB, user_id: int, mailbox_id: int
-) -> tuple[tuple[int, int] | None, bool]:
-    """(Database thread.) The mailbox's cursor, and whether the user has any device to
-    alert. Most users of a server have none: their hints cost one indexed read here
-    and no store work (a delivery burst to 10,000 such users used to read every new
-    message's From header). Their cursor is dropped, so that a device registered later
-    hears of mail from then on, not of the backlog since the last device left."""
-    cursor = db.cursor(user_id, mailbox_id)
-    if db.devices(user_id):
-        return cursor, True
-    if cursor is not None:
-        db.drop_cursor(user_id, mailbox_id)
-    return None, False
+def _cursors_if_watched(
+    db: PushDB, mailboxes: list[tuple[int, int]]
+) -> dict[tuple[int, int], tuple[int, int] | None]:
+    """(Database thread.) Of these (user, mailbox) pairs, those whose user has a
+    device to alert, each with its cursor. Most users of a server have none: their
+    hints cost indexed reads here and no store work (a delivery burst to 10,000 such
+    users used to read every new message's From header). Their cursors are dropped,
+    so that a device registered later hears of mail from then on, not of the backlog
+    since the last device left."""
+    with_devices = {u: bool(db.devices(u)) for u in {u for u, _ in mailboxes}}
+    watched: dict[tuple[int, int], tuple[int, int] | None] = {}
+    for user_id, mailbox_id in mailboxes:
+        cursor = db.cursor(user_id, mailbox_id)
+        if with_devices[user_id]:
+            watched[(user_id, mailbox_id)] = cursor
+        elif cursor is not None:
+            db.drop_cursor(user_id, mailbox_id)
+    return watched
 
 
 def matching(device: Device, db: PushDB, user_rules: Rules, found: NewMail, when: datetime) -> int:

@@ -15,6 +15,7 @@ one delivery batch is in flight, so IMAP jobs still get the store thread in betw
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ __all__ = ["LocalDelivery"]
 
 MAX_BATCH_MESSAGES = 256
 MAX_BATCH_BYTES = 64 * 1024 * 1024
+KNOWN_TTL = 30.0  # seconds an address that resolved is answered from memory at RCPT
+KNOWN_MAX = 65536  # addresses remembered; the oldest go first
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,7 @@ class LocalDelivery:
         self._deliverer_store: Store | None = None
         self._queue: deque[_Waiting] = deque()
         self._batcher: asyncio.Task[None] | None = None
+        self._known: dict[str, tuple[User, float]] = {}
 
     def _get(self, store: Store) -> Deliverer:
         """Store thread only: the Deliverer for the runner's current store."""
@@ -65,8 +69,26 @@ class LocalDelivery:
         return self._deliverer
 
     async def resolve(self, address: str) -> User | None:
-        """The user that ``address`` (maybe ``user+tag@domain``) delivers to."""
-        return await self._runner.run(lambda store: self._get(store).resolve(address))
+        """The user that ``address`` (maybe ``user+tag@domain``) delivers to.
+
+        An address that resolved is remembered for KNOWN_TTL seconds: a burst of
+        deliveries then costs no trip to the store thread per RCPT, where each trip
+        also waited behind the commit in progress. Only the answer "this user
+        exists" is remembered, and it is not the last word: ``deliver`` resolves
+        every recipient again inside its transaction, so mail for a user deleted
+        meanwhile is refused (550) and never stored."""
+        now = time.monotonic()
+        known = self._known.get(address)
+        if known is not None and known[1] > now:
+            return known[0]
+        user = await self._runner.run(lambda store: self._get(store).resolve(address))
+        if user is None:
+            self._known.pop(address, None)
+            return None
+        if len(self._known) >= KNOWN_MAX and address not in self._known:
+            del self._known[next(iter(self._known))]
+        self._known[address] = (user, now + KNOWN_TTL)
+        return user
 
     async def get_user(self, address: str) -> User | None:
         """The user whose login name is exactly ``address`` (case-insensitive)."""
