@@ -8,6 +8,10 @@ before it exits); a dead receiver (ECONNREFUSED/ENOENT) has its socket file remo
 Hints dropped even so (a backlog past MAX_BACKLOG) are safe to lose: a session that
 misses one catches up on its periodic re-check (DESIGN §1).
 
+Each process is sent only the hints it has a listener for, as it says in a small
+shared file next to its socket (``events/interest.py``); a process without such a
+file gets every hint.
+
 Several events travel in one datagram, separated by newlines, because Linux queues
 only ``net.unix.max_dgram_qlen`` (often 10) datagrams per socket: a delivery to a
 thousand users must not become a thousand datagrams per process.
@@ -27,6 +31,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from pushmail.events import interest
+from pushmail.events.interest import InterestReader, InterestWriter
 from pushmail.events.interfaces import Listener, MailboxChanged
 from pushmail.events.local import ListenerRegistry
 
@@ -66,6 +72,25 @@ def decode_datagram(data: bytes) -> list[MailboxChanged]:
     return out
 
 
+def interest_name(name: str) -> str:
+    """The interest file of the peer whose socket is ``name``."""
+    return name.removesuffix(SUFFIX) + interest.SUFFIX
+
+
+def _once(leave: Callable[[], None], uncount: Callable[[], None]) -> Callable[[], None]:
+    """An unsubscribe that may be called twice but uncounts once."""
+    done = False
+
+    def unsubscribe() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            leave()
+            uncount()
+
+    return unsubscribe
+
+
 class _Directory:
     """The events directory: socket addresses (short even for a deep directory)
     and a listing of peers that is refreshed at most once per LISTING_TTL."""
@@ -75,6 +100,7 @@ class _Directory:
         self._dir_fd: int | None = None
         self._names: list[str] = []
         self._addresses: dict[str, str] = {}
+        self._interests: dict[str, InterestReader | None] = {}
         self._listed_at = -LISTING_TTL
 
     def address(self, name: str) -> str:
@@ -102,19 +128,37 @@ class _Directory:
             listed = set(self._names)
             for gone in [n for n in self._addresses if n not in listed]:
                 del self._addresses[gone]
+            for name, reader in list(self._interests.items()):
+                if name not in listed or reader is None:  # gone, or not there yet
+                    self._drop_interest(name)
             self._listed_at = now
         return self._names
 
+    def interest(self, name: str) -> InterestReader | None:
+        """The peer's interest file, mapped once; None while it has none."""
+        if name not in self._interests:
+            self._interests[name] = InterestReader.open(self.path / interest_name(name))
+        return self._interests[name]
+
+    def _drop_interest(self, name: str) -> None:
+        reader = self._interests.pop(name, None)
+        if reader is not None:
+            reader.close()
+
     def forget(self, name: str) -> None:
-        """A peer is gone: remove its file and re-list next time."""
-        with contextlib.suppress(OSError):
-            os.unlink(self.path / name)
+        """A peer is gone: remove its files and re-list next time."""
+        for gone in (name, interest_name(name)):
+            with contextlib.suppress(OSError):
+                os.unlink(self.path / gone)
+        self._drop_interest(name)
         self._listed_at = -LISTING_TTL
 
     def close(self) -> None:
         if self._dir_fd is not None:
             os.close(self._dir_fd)
             self._dir_fd = None
+        for name in list(self._interests):
+            self._drop_interest(name)
 
 
 class UnixSocketPublisher:
@@ -135,18 +179,36 @@ class UnixSocketPublisher:
         self.publish_many((event,))
 
     def publish_many(self, events: Iterable[MailboxChanged]) -> None:
-        payloads = list(encode_batches(events))
-        if not payloads:
+        batch = list(events)
+        if not batch:
             return
+        everything: list[bytes] | None = None
         with self._lock:
             for name in self._dir.peers():
-                if name != self._own:
-                    queued = self._backlog.get(name)
-                    if queued is not None:  # keep the order: behind what waits
-                        queued.extend(payloads)
-                        self._trim(name, queued)
-                    else:
-                        self._send(name, payloads)
+                if name == self._own:
+                    continue
+                wanted = self._interest_of(name, batch)
+                if wanted is None:
+                    if everything is None:
+                        everything = list(encode_batches(batch))
+                    payloads = everything
+                elif wanted:
+                    payloads = list(encode_batches(wanted))
+                else:
+                    continue
+                queued = self._backlog.get(name)
+                if queued is not None:  # keep the order: behind what waits
+                    queued.extend(payloads)
+                    self._trim(name, queued)
+                else:
+                    self._send(name, payloads)
+
+    def _interest_of(self, name: str, batch: list[MailboxChanged]) -> list[MailboxChanged] | None:
+        """The events of ``batch`` that peer ``name`` listens for; None for all."""
+        reader = self._dir.interest(name)
+        if reader is None or not reader.filters():
+            return None
+        return [e for e in batch if reader.wants(e.user_id)]
 
     def _send(self, name: str, payloads: list[bytes]) -> None:
         """Send in order; what a full peer does not take waits in the backlog."""
@@ -210,6 +272,7 @@ class UnixSocketBus:
         self._name = f"{os.getpid()}-{secrets.token_hex(6)}{SUFFIX}"
         self._publisher = UnixSocketPublisher(events_dir, own_name=self._name)
         self._registry = ListenerRegistry()
+        self._interest = InterestWriter()
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -227,6 +290,8 @@ class UnixSocketBus:
         sock.setblocking(False)
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        # The interest file first: a publisher that finds the socket finds it too.
+        self._interest.attach(directory.path / interest_name(self._name))
         sock.bind(directory.address(self._name))
         self._sock = sock
         self._loop = loop
@@ -234,10 +299,16 @@ class UnixSocketBus:
         loop.add_reader(sock.fileno(), self._on_readable)
 
     def subscribe(self, user_id: int, listener: Listener) -> Callable[[], None]:
-        return self._registry.subscribe(user_id, listener)
+        """Listen to one user's events; counted in the interest file before this
+        returns, so before the caller reads the store."""
+        self._interest.add(user_id)
+        leave = self._registry.subscribe(user_id, listener)
+        return _once(leave, lambda: self._interest.remove(user_id))
 
     def subscribe_all(self, listener: Listener) -> Callable[[], None]:
-        return self._registry.subscribe_all(listener)
+        self._interest.add_all()
+        leave = self._registry.subscribe_all(listener)
+        return _once(leave, self._interest.remove_all)
 
     def publish(self, event: MailboxChanged) -> None:
         self.publish_many((event,))
@@ -304,4 +375,5 @@ class UnixSocketBus:
             self._sock = None
             with contextlib.suppress(OSError):
                 os.unlink(self.socket_path)
+        self._interest.close()
         self._publisher.close()
