@@ -212,9 +212,7 @@ def measure(server: BenchServer, pool: ClientPool, plan: RunPlan, args: argparse
     time.sleep(args.settle + extra)
     memory_figures(server, before, len(pool.baseline), fig)
     if isinstance(server, PushmailInstance):
-        fig["workers_idle"] = [
-            {k: w.get(k) for k in _WORKER_KEYS} for w in server.worker_stats()
-        ]
+        fig["workers_idle"] = [{k: w.get(k) for k in _WORKER_KEYS} for w in server.worker_stats()]
     lags: Figures = {"connect": phase_lag(server, wait=False)}
     hold(pool, args.hold)
     _, closed = pool.collect()
@@ -307,6 +305,7 @@ class CpuMeter:
         self._server_before = cpu_seconds(self._server_pids)
         self.clients_before = cpu_seconds(pool.pids)
         self._all_before = proctools.system_busy_seconds()
+        self._steal_before = proctools.system_steal_seconds()
 
     def split(self) -> dict[str, float]:
         # Dovecot's per-session processes come and go: count the tree as it is now too.
@@ -318,6 +317,7 @@ class CpuMeter:
             "server": round(used_server, 2),
             "clients": round(used_clients, 2),
             "other": round(max(0.0, used_all - used_server - used_clients), 2),
+            "steal": round(proctools.system_steal_seconds() - self._steal_before, 2),
         }
 
 
