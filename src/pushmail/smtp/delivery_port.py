@@ -68,18 +68,20 @@ class LocalDelivery:
             self._deliverer_store = store
         return self._deliverer
 
-    async def resolve(self, address: str) -> User | None:
+    async def resolve(self, address: str, remembered: bool = False) -> User | None:
         """The user that ``address`` (maybe ``user+tag@domain``) delivers to.
 
-        An address that resolved is remembered for KNOWN_TTL seconds: a burst of
-        deliveries then costs no trip to the store thread per RCPT, where each trip
-        also waited behind the commit in progress. Only the answer "this user
-        exists" is remembered, and it is not the last word: ``deliver`` resolves
-        every recipient again inside its transaction, so mail for a user deleted
-        meanwhile is refused (550) and never stored."""
+        An address that resolved is remembered for KNOWN_TTL seconds, and with
+        ``remembered`` the answer may come from there: a burst of deliveries then
+        costs no trip to the store thread per RCPT, where each trip also waited
+        behind the commit in progress. Only the answer "this user exists" is
+        remembered, and it is not the last word: ``deliver`` resolves every
+        recipient again inside its transaction, so mail for a user deleted meanwhile
+        is never stored. LMTP asks with ``remembered``, since it then answers that
+        recipient 550 after DATA; SMTP, with one reply for all recipients, does not."""
         now = time.monotonic()
         known = self._known.get(address)
-        if known is not None and known[1] > now:
+        if remembered and known is not None and known[1] > now:
             return known[0]
         user = await self._runner.run(lambda store: self._get(store).resolve(address))
         if user is None:

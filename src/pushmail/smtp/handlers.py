@@ -111,7 +111,7 @@ class IngressHandler:
         if not at or not domain:
             return "550 5.1.3 recipient must be a full address (user@domain)"
         try:
-            if await self._delivery.resolve(address) is not None:
+            if await self._delivery.resolve(address, remembered=is_lmtp(server)) is not None:
                 envelope.rcpt_tos.append(address)
                 envelope.rcpt_options.extend(rcpt_options)
                 return "250 2.1.5 OK"
