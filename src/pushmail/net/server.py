@@ -184,8 +184,8 @@ def delivery_worker_count(config: Config, workers: int) -> int:
     A delivery costs more CPU the more processes deliver at once: each commits on
     its own (smaller group commits, more contention for SQLite's write lock) and
     each switch between processes on a core runs on cold caches. With seven workers
-    on two cores, all delivering, the server spent 2.5 ms of CPU per LMTP delivery;
-    with two of them delivering, 1.8 ms; with one process in all, 1.2 ms. One
+    on two cores, all delivering, the server spent 2.3-3.5 ms of CPU per delivery;
+    with two of them delivering, 1.8 ms; with one process in all, 1.1-1.3 ms. One
     delivering worker per core keeps every core usable for deliveries, and IMAP,
     where the connections (and so the descriptors) are, still spreads over all."""
     wanted = config.delivery_workers if config.delivery_workers > 0 else (os.cpu_count() or 1)
