@@ -40,14 +40,19 @@ def bucket(user_id: int) -> int:
     return user_id & (BUCKETS - 1)
 
 
+def _views(buffer: bytearray | mmap.mmap) -> tuple[memoryview, memoryview]:
+    """The header words and the bucket counters of a counters buffer."""
+    whole = memoryview(buffer)
+    return whole[: _HEADER * 4].cast("I"), whole[_HEADER * 4 :].cast("H")
+
+
 class InterestWriter:
     """This process's counters: in memory until ``attach`` puts them in a file."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._buffer: bytearray | mmap.mmap = bytearray(_SIZE)
-        self._header = memoryview(self._buffer)[: _HEADER * 4].cast("I")
-        self._counts = memoryview(self._buffer)[_HEADER * 4 :].cast("H")
+        self._header, self._counts = _views(self._buffer)
         self._path: Path | None = None
 
     def attach(self, path: Path) -> None:
@@ -63,8 +68,7 @@ class InterestWriter:
             mapped[4:] = data[4:]  # the counts so far; the magic stays 0 until they are in
             self._release_views()
             self._buffer = mapped
-            self._header = memoryview(mapped)[: _HEADER * 4].cast("I")
-            self._counts = memoryview(mapped)[_HEADER * 4 :].cast("H")
+            self._header, self._counts = _views(mapped)
             self._header[0] = _MAGIC
             self._path = path
 
@@ -108,8 +112,7 @@ class InterestReader:
 
     def __init__(self, mapped: mmap.mmap) -> None:
         self._map = mapped
-        self._header = memoryview(mapped)[: _HEADER * 4].cast("I")
-        self._counts = memoryview(mapped)[_HEADER * 4 :].cast("H")
+        self._header, self._counts = _views(mapped)
 
     @classmethod
     def open(cls, path: Path) -> InterestReader | None:

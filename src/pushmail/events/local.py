@@ -10,24 +10,17 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable, Iterable
-from typing import Protocol, runtime_checkable
 
 from pushmail.events.interfaces import Listener, MailboxChanged, Publisher
 
 log = logging.getLogger(__name__)
 
 
-@runtime_checkable
-class BatchPublisher(Protocol):
-    """A publisher that can send several events at once (one datagram for many)."""
-
-    def publish_many(self, events: Iterable[MailboxChanged]) -> None: ...
-
-
 def publish_all(publisher: Publisher, events: Iterable[MailboxChanged]) -> None:
-    """Publish ``events`` in one batch when the publisher can, else one by one."""
-    # Not isinstance(publisher, BatchPublisher): a runtime Protocol check walks the
-    # protocol's members on every call, and this runs once per delivery.
+    """Publish ``events`` in one batch when the publisher can (it has
+    ``publish_many``: one datagram for many events), else one by one."""
+    # getattr, not isinstance against a runtime-checkable Protocol: that check walks
+    # the protocol's members on every call, and this runs once per delivery.
     publish_many = getattr(publisher, "publish_many", None)
     if publish_many is not None:
         publish_many(events)
