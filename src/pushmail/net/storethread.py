@@ -14,21 +14,91 @@ beside that, so a wake-up never queues behind another user's delivery.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import queue
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
 from pushmail.store.interfaces import Store
 
 T = TypeVar("T")
+_Job = tuple[Callable[[], Any], Callable[[Any, BaseException | None], None]]
+
+
+class _JobThread:
+    """One thread that runs jobs in order, each answering through a callback.
+
+    Why not ``loop.run_in_executor`` on a one-thread pool: every trip made a
+    ``concurrent.futures.Future``, wrapped it in an asyncio future and chained the
+    two with callbacks and locks; in a connect storm (three or four trips per
+    session) that machinery was a quarter of the server's Python time (py-spy). Here
+    a trip is one queue put, the job, and one ``call_soon_threadsafe``."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            fn, done = job
+            try:
+                result = fn()
+            except BaseException as exc:  # handed to the waiter, as an executor would
+                done(None, exc)
+            else:
+                done(result, None)
+
+    def run(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        """Queue ``fn``; its result (or exception) arrives in the returned future."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def done(result: Any, exc: BaseException | None) -> None:
+            # A closed loop (RuntimeError) has nobody waiting any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, future, result, exc)
+
+        self._jobs.put((fn, done))
+        return future
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the thread and wait for it (for code not on a loop)."""
+        waiter: Future[T] = Future()
+
+        def done(result: Any, exc: BaseException | None) -> None:
+            if exc is not None:
+                waiter.set_exception(exc)
+            else:
+                waiter.set_result(result)
+
+        self._jobs.put((fn, done))
+        return waiter.result()
+
+    def stop(self) -> None:
+        """Finish the queued jobs, then end the thread."""
+        self._jobs.put(None)
+        self._thread.join()
+
+
+def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    """On the loop: complete the future, unless its waiter has given up."""
+    if future.cancelled():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
 
 
 class StoreRunner:
     """Owns the store threads. ``open_store`` is called on each thread, once."""
 
     def __init__(self, open_store: Callable[[], Store]) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
-        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-read")
+        self._writer = _JobThread("store")
+        self._reader = _JobThread("store-read")
         self._store: Store | None = None
         self._read_store: Store | None = None
         self._open_store = open_store
@@ -45,18 +115,16 @@ class StoreRunner:
 
     def call_sync(self, fn: Callable[[Store], T]) -> T:
         """Run ``fn(store)`` on the store thread and wait (for code not on a loop)."""
-        return self._executor.submit(lambda: fn(self._get())).result()
+        return self._writer.call(lambda: fn(self._get()))
 
     async def run(self, fn: Callable[[Store], T]) -> T:
         """Run ``fn(store)`` on the store thread without blocking the loop."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: fn(self._get()))
+        return await self._writer.run(lambda: fn(self._get()))
 
     async def read(self, fn: Callable[[Store], T]) -> T:
         """Run ``fn(store)`` on the reader thread: for jobs that only read, or write
         no more than a little non-durable bookkeeping (``claim_recent``)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._reader, lambda: fn(self._get_read()))
+        return await self._reader.run(lambda: fn(self._get_read()))
 
     def close(self) -> None:
         def _close() -> None:
@@ -69,7 +137,7 @@ class StoreRunner:
                 self._read_store.close()
                 self._read_store = None
 
-        self._reader.submit(_close_read).result()
-        self._reader.shutdown(wait=True)
-        self._executor.submit(_close).result()
-        self._executor.shutdown(wait=True)
+        self._reader.call(_close_read)
+        self._reader.stop()
+        self._writer.call(_close)
+        self._writer.stop()
