@@ -25,7 +25,7 @@ import bcrypt
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
-__all__ = ["hash_password", "needs_rehash", "sha_crypt", "verify_password"]
+__all__ = ["cheap_to_verify", "hash_password", "needs_rehash", "sha_crypt", "verify_password"]
 
 _HASHER = PasswordHasher(type=Type.ID)
 
@@ -68,6 +68,15 @@ def verify_password(stored: str, pw: str) -> bool:
         return verifier(rest, pw.encode("utf-8"))
     except (ValueError, UnicodeError):
         return False
+
+
+def cheap_to_verify(stored: str) -> bool:
+    """True for a scheme with no key stretching (``{PLAIN}``/``{CLEARTEXT}``): its
+    check is one constant-time comparison, microseconds, so a caller on an event
+    loop does it in place rather than paying a trip to a thread, and remembering
+    it in the credential cache would cost more than checking again."""
+    scheme, _, _ = stored.partition("}")
+    return scheme[1:].upper() in _CHEAP
 
 
 def needs_rehash(stored: str) -> bool:
@@ -117,6 +126,7 @@ def _verify_sha_crypt(magic: str) -> Callable[[str, bytes], bool]:
     return verify
 
 
+_CHEAP = frozenset({"PLAIN", "CLEARTEXT"})
 _VERIFIERS: dict[str, Callable[[str, bytes], bool]] = {
     "PLAIN": _verify_plain,
     "CLEARTEXT": _verify_plain,

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from pushmail.auth.cache import CredentialCache
-from pushmail.auth.passwords import verify_password
+from pushmail.auth.passwords import cheap_to_verify, verify_password
 from pushmail.config import Limits
 from pushmail.events.interfaces import MailboxChanged, Publisher
 from pushmail.imap import cmd_auth, cmd_notify, handlers
@@ -343,7 +343,9 @@ class ImapConnection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         user, cache = action.user, self._ctx.credentials
         stored = user.password_hash if user else self._ctx.dummy_hash
-        if user is not None and cache.check(user.address, stored, action.password):
+        if user is not None and cheap_to_verify(stored):
+            ok = verify_password(stored, action.password)  # no thread, no cache entry
+        elif user is not None and cache.check(user.address, stored, action.password):
             ok = True
         else:
             ok = await loop.run_in_executor(
