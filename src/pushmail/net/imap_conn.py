@@ -217,28 +217,40 @@ class ImapConnection(asyncio.Protocol):
             self._bad_input(parse_tag(data), err.text, err.code)
             return
         self._bad = 0
-        # After STARTTLS and COMPRESS the bytes on the wire belong to a new layer:
-        # none may be read into the plaintext buffer meanwhile.
-        self._start(self._run_command(cmd), pause=isinstance(cmd, c.StartTLS | c.Compress))
-
-    def _start(self, coro: Coroutine[Any, Any, None], pause: bool = False) -> None:
-        """Run a coroutine for this connection; commands that arrive meanwhile wait
-        in the buffer. Reading is paused only when asked, or when the buffer grows
-        past _PAUSE_ABOVE (``data_received``): a client nearly always waits for the
-        reply, and pausing and resuming cost two ``epoll_ctl`` calls per command,
-        8% of the server's time in a connect storm."""
+        # Commands that arrive meanwhile wait in the buffer. Reading is paused only
+        # for STARTTLS and COMPRESS (after them the bytes on the wire belong to a new
+        # layer: none may be read into the plaintext buffer meanwhile), or when the
+        # buffer grows past _PAUSE_ABOVE (``data_received``): a client nearly always
+        # waits for the reply, and pausing and resuming cost two ``epoll_ctl`` calls
+        # per command, 8% of the server's time in a connect storm.
         self._running = True
-        if pause:
+        if isinstance(cmd, c.StartTLS | c.Compress):
             self._pause()
+        self._ctx.runner.submit(lambda st: self._execute(cmd, st), self._command_done)
+
+    def _start(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a coroutine for this connection (the rarer paths: a password for the
+        auth threads, a failed login's delay, SASL, NOTIFY reports); the common
+        ones are callbacks (``_command_done``, ``_refreshed``), because a task per
+        command was a tenth of a connect storm's server time."""
+        self._running = True
         task = asyncio.ensure_future(coro)
         task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Future[None]) -> None:
-        self._running = False
         if not task.cancelled() and task.exception() is not None:
-            log.error("internal error in session", exc_info=task.exception())
-            self.close(b"* BYE internal server error\r\n")
+            self._failed(task.exception())
             return
+        self._after()
+
+    def _failed(self, exc: BaseException | None) -> None:
+        self._running = False
+        log.error("internal error in session", exc_info=exc)
+        self.close(b"* BYE internal server error\r\n")
+
+    def _after(self) -> None:
+        """A command or refresh has ended: what waited for it may go on."""
+        self._running = False
         pending = self._notify_pending
         if pending is not None and pending.over_limit and self._mode != "closed":
             self._overflow()  # deferred from ``notify_event``: the session is free now
@@ -266,21 +278,38 @@ class ImapConnection(asyncio.Protocol):
         """On the store thread: the command, then updates the client may be told."""
         return handlers.run_command(self.session, cmd, store)
 
-    async def _run_command(self, cmd: c.Command) -> None:
-        action, out, events = await self._ctx.runner.run(lambda st: self._execute(cmd, st))
-        for event in events:
-            self._ctx.publisher.publish(event)
-        if action is not None and action.kind == "notify":
-            self._set_notify()  # before the OK: no hint may fall between OK and listening
-        self._write(out)
-        if action is not None:
-            await self._act(action)
+    def _command_done(
+        self,
+        result: tuple[Action | None, bytes, list[MailboxChanged]] | None,
+        exc: BaseException | None,
+    ) -> None:
+        """On the loop, once the store thread has run the command."""
+        if exc is not None or result is None:
+            self._failed(exc)
+            return
+        try:
+            action, out, events = result
+            for event in events:
+                self._ctx.publisher.publish(event)
+            if action is not None and action.kind == "notify":
+                self._set_notify()  # before the OK: no hint may fall between OK and listening
+            self._write(out)
+            if action is not None and action.kind == "verify":
+                if not self._login_in_place(action):
+                    self._start(self._verify(action))  # it ends in ``_finished``
+                    return
+            elif action is not None:
+                self._act(action)
+        except Exception as err:  # as a task's exception would be: logged, session ended
+            self._failed(err)
+            return
+        self._after()
 
-    async def _act(self, action: Action) -> None:
+    def _act(self, action: Action) -> None:
         if action.kind == "logout":
             self.close()
         elif action.kind == "starttls":
-            await self._starttls()
+            self._starttls()
         elif action.kind == "idle":
             self._begin_idle(action.tag)
         elif action.kind == "sasl":
@@ -288,8 +317,6 @@ class ImapConnection(asyncio.Protocol):
             self._mode = "sasl"
             self._frag.raw_lines = True
             self._write(b"+ \r\n")
-        elif action.kind == "verify":
-            await self._verify(action)
         elif action.kind == "compress" and self._transport is not None:
             self._transport = start_compression(self, self._transport)
 
@@ -339,14 +366,29 @@ class ImapConnection(asyncio.Protocol):
         if self._mode != "closed":
             self._write(out)
 
+    def _login_in_place(self, action: Action) -> bool:
+        """Finish a LOGIN/AUTHENTICATE whose password is right and can be seen to be
+        without a thread: a ``{PLAIN}`` hash, or one in the credential cache.
+        Anything else (a wrong password is delayed) goes to ``_verify``."""
+        user = action.user
+        if user is None:
+            return False
+        stored = user.password_hash
+        if cheap_to_verify(stored):
+            ok = verify_password(stored, action.password)  # no thread, no cache entry
+        else:
+            ok = self._ctx.credentials.check(user.address, stored, action.password)
+        if ok:
+            cmd_auth.finish_login(self.session, action, True)
+            self._write(self.session.take_output())
+        return ok
+
     async def _verify(self, action: Action) -> None:
         loop = asyncio.get_running_loop()
         user, cache = action.user, self._ctx.credentials
         stored = user.password_hash if user else self._ctx.dummy_hash
         if user is not None and cheap_to_verify(stored):
-            ok = verify_password(stored, action.password)  # no thread, no cache entry
-        elif user is not None and cache.check(user.address, stored, action.password):
-            ok = True
+            ok = verify_password(stored, action.password)  # wrong (else _login_in_place)
         else:
             ok = await loop.run_in_executor(
                 self._ctx.auth_pool, verify_password, stored, action.password
@@ -377,12 +419,12 @@ class ImapConnection(asyncio.Protocol):
 
             action = await self._ctx.runner.run(run)
             self._write(self.session.take_output())
-            if action is not None:
+            if action is not None and not self._login_in_place(action):
                 await self._verify(action)
 
         self._start(step())
 
-    async def _starttls(self) -> None:
+    def _starttls(self) -> None:
         """Put the lean TLS layer (``net/tls_layer.py``) under this connection. The
         handshake runs as the client sends; ``connection_made`` is called again
         with the TLS transport once it completes."""
@@ -478,15 +520,19 @@ class ImapConnection(asyncio.Protocol):
         if self._running:
             self._wake_again = True
             return
-        self._start(self._refresh())
-
-    async def _refresh(self) -> None:
         view = self.session.view
         if view is None:
             return
-        lines = await self._ctx.runner.read(lambda st: view.refresh(st, True))
+        self._running = True
+        self._ctx.runner.submit_read(lambda st: view.refresh(st, True), self._refreshed)
+
+    def _refreshed(self, lines: list[bytes] | None, exc: BaseException | None) -> None:
+        if exc is not None:
+            self._failed(exc)
+            return
         if lines and self._mode == "idle":
             self._write(b"".join(b"* " + line + b"\r\n" for line in lines))
+        self._after()
 
     # -- writing and closing --------------------------------------------------
     def _write(self, data: bytes) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import queue
 import threading
 from collections.abc import Callable
@@ -24,7 +25,8 @@ from typing import Any, TypeVar
 from pushmail.store.interfaces import Store
 
 T = TypeVar("T")
-_Job = tuple[Callable[[], Any], Callable[[Any, BaseException | None], None]]
+Done = Callable[[Any, BaseException | None], None]
+_Job = tuple[Callable[[], Any], asyncio.AbstractEventLoop | None, Done]
 
 
 class _JobThread:
@@ -34,7 +36,8 @@ class _JobThread:
     ``concurrent.futures.Future``, wrapped it in an asyncio future and chained the
     two with callbacks and locks; in a connect storm (three or four trips per
     session) that machinery was a quarter of the server's Python time (py-spy). Here
-    a trip is one queue put, the job, and one ``call_soon_threadsafe``."""
+    a trip is one queue put, the job, and one ``call_soon_threadsafe``; ``submit``
+    does without even a future, for callers that are callbacks themselves."""
 
     def __init__(self, name: str) -> None:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -43,25 +46,29 @@ class _JobThread:
 
     def _serve(self) -> None:
         while (job := self._jobs.get()) is not None:
-            fn, done = job
+            fn, loop, done = job
+            result: Any = None
+            error: BaseException | None = None
             try:
                 result = fn()
             except BaseException as exc:  # handed to the waiter, as an executor would
-                done(None, exc)
+                error = exc
+            if loop is None:
+                done(result, error)
             else:
-                done(result, None)
+                # A closed loop (RuntimeError) has nobody waiting any more.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(done, result, error)
+
+    def submit(self, fn: Callable[[], Any], done: Done) -> None:
+        """Queue ``fn``; ``done(result, exception)`` is then called on this loop."""
+        self._jobs.put((fn, asyncio.get_running_loop(), done))
 
     def run(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         """Queue ``fn``; its result (or exception) arrives in the returned future."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-
-        def done(result: Any, exc: BaseException | None) -> None:
-            # A closed loop (RuntimeError) has nobody waiting any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle, future, result, exc)
-
-        self._jobs.put((fn, done))
+        self._jobs.put((fn, loop, functools.partial(_settle, future)))
         return future
 
     def call(self, fn: Callable[[], T]) -> T:
@@ -74,7 +81,7 @@ class _JobThread:
             else:
                 waiter.set_result(result)
 
-        self._jobs.put((fn, done))
+        self._jobs.put((fn, None, done))
         return waiter.result()
 
     def stop(self) -> None:
@@ -120,6 +127,15 @@ class StoreRunner:
     async def run(self, fn: Callable[[Store], T]) -> T:
         """Run ``fn(store)`` on the store thread without blocking the loop."""
         return await self._writer.run(lambda: fn(self._get()))
+
+    def submit(self, fn: Callable[[Store], Any], done: Done) -> None:
+        """As ``run``, for a caller that is a callback: ``done(result, exception)``
+        is called on the loop, with no task or future made for the trip."""
+        self._writer.submit(lambda: fn(self._get()), done)
+
+    def submit_read(self, fn: Callable[[Store], Any], done: Done) -> None:
+        """As ``read``, answering through ``done`` like ``submit``."""
+        self._reader.submit(lambda: fn(self._get_read()), done)
 
     async def read(self, fn: Callable[[Store], T]) -> T:
         """Run ``fn(store)`` on the reader thread: for jobs that only read, or write
