@@ -98,14 +98,48 @@ def test_protocol_times_exists_split_across_reads() -> None:
     assert closed == {7}
 
 
-def test_protocol_queues_lines_before_idle() -> None:
-    async def scenario() -> list[bytes]:
-        proto = IdleProtocol(1, [], set())
-        proto.data_received(b"* 2 EXISTS\r\n* OK [UIDNEXT 3]\r\nb OK done\r\n")
-        return await proto.until(b"b ")
+class _Wire(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[bytes] = []
 
-    lines = asyncio.run(scenario())
-    assert lines[-1] == b"b OK done\r" and len(lines) == 3
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.sent.append(bytes(data))
+
+
+def test_protocol_sets_itself_up_line_by_line() -> None:
+    async def scenario() -> tuple[list[bytes], asyncio.Future[int], IdleProtocol]:
+        ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        proto = IdleProtocol(1, [], set(), None, ("u@x", 'p"w'), ready)
+        wire = _Wire()
+        proto.connection_made(wire)
+        proto.data_received(b"* OK hi\r\n")
+        proto.data_received(b"a OK in\r\n* 2 EXISTS\r\n* OK [UIDNEXT 3] x\r\nb OK done\r")
+        assert not ready.done() and not proto.idling
+        proto.data_received(b"\n+ idling\r\n")
+        return wire.sent, ready, proto
+
+    sent, ready, proto = asyncio.run(scenario())
+    assert sent == [b'a LOGIN "u@x" "p\\"w"\r\n', b"b SELECT INBOX\r\n", b"c IDLE\r\n"]
+    assert ready.result() == 2 and proto.idling
+
+
+def test_protocol_setup_failures() -> None:
+    async def scenario(replies: bytes, lost: bool = False) -> BaseException | None:
+        ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        proto = IdleProtocol(1, [], set(), None, ("u", "p"), ready)
+        proto.connection_made(_Wire())
+        proto.data_received(replies)
+        if lost:
+            proto.connection_lost(None)
+        return ready.exception() if ready.done() else None
+
+    login = asyncio.run(scenario(b"* OK\r\na NO [AUTHENTICATIONFAILED] no\r\n"))
+    assert isinstance(login, PermissionError)
+    select = asyncio.run(scenario(b"* OK\r\na OK\r\nb NO no such mailbox\r\n"))
+    assert isinstance(select, RuntimeError) and "SELECT" in str(select)
+    closed = asyncio.run(scenario(b"* OK\r\n", lost=True))
+    assert isinstance(closed, ConnectionError)
 
 
 def test_quote_escapes() -> None:
