@@ -388,7 +388,7 @@ class ImapConnection(asyncio.Protocol):
         user, cache = action.user, self._ctx.credentials
         stored = user.password_hash if user else self._ctx.dummy_hash
         if user is not None and cheap_to_verify(stored):
-            ok = verify_password(stored, action.password)  # wrong (else _login_in_place)
+            ok = verify_password(stored, action.password)  # a right one ended in _login_in_place
         else:
             ok = await loop.run_in_executor(
                 self._ctx.auth_pool, verify_password, stored, action.password
