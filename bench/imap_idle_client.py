@@ -148,21 +148,13 @@ class IdleProtocol(asyncio.Protocol):
             self.send(f"a LOGIN {quote(user)} {quote(password)}")
             self.step = _LOGIN
         elif step == _LOGIN and line.startswith(b"a "):
-            if not line.startswith(b"a OK"):
-                self._fail(PermissionError(f"LOGIN: {line[:120]!r}"))
-                return
-            self.send("b SELECT INBOX")
-            self.step = _SELECT
+            self._then(line, PermissionError("LOGIN: "), "b SELECT INBOX", _SELECT)
         elif step == _SELECT:
             match = _EXISTS.match(line)
             if match:
                 self.exists = int(match.group(1))
             elif line.startswith(b"b "):
-                if not line.startswith(b"b OK"):
-                    self._fail(RuntimeError(f"SELECT: {line[:120]!r}"))
-                    return
-                self.send("c IDLE")
-                self.step = _IDLE
+                self._then(line, RuntimeError("SELECT: "), "c IDLE", _IDLE)
         elif step == _IDLE:
             if line.startswith(b"+"):
                 self.idling = True
@@ -170,6 +162,15 @@ class IdleProtocol(asyncio.Protocol):
                     self.ready.set_result(self.exists)
             elif line.startswith(b"c "):
                 self._fail(RuntimeError(f"IDLE: {line[:120]!r}"))
+
+    def _then(self, reply: bytes, error: Exception, command: str, step: int) -> None:
+        """After a tagged reply: on OK send the next command, else fail with
+        ``error`` (its text prefixed to the reply's start)."""
+        if not reply.partition(b" ")[2].startswith(b"OK"):
+            self._fail(type(error)(f"{error}{reply[:120]!r}"))
+            return
+        self.send(command)
+        self.step = step
 
     def _fail(self, exc: Exception) -> None:
         self.step = _FAILED
