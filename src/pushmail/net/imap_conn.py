@@ -295,9 +295,11 @@ class ImapConnection(asyncio.Protocol):
                 self._set_notify()  # before the OK: no hint may fall between OK and listening
             self._write(out)
             if action is not None and action.kind == "verify":
-                if not self._login_in_place(action):
-                    self._start(self._verify(action))  # it ends in ``_finished``
+                known = self._password_known(action)
+                if not known:
+                    self._start(self._verify(action, known))  # it ends in ``_finished``
                     return
+                self._finish_login(action, True)
             elif action is not None:
                 self._act(action)
         except Exception as err:  # as a task's exception would be: logged, session ended
@@ -366,30 +368,33 @@ class ImapConnection(asyncio.Protocol):
         if self._mode != "closed":
             self._write(out)
 
-    def _login_in_place(self, action: Action) -> bool:
-        """Finish a LOGIN/AUTHENTICATE whose password is right and can be seen to be
-        without a thread: a ``{PLAIN}`` hash, or one in the credential cache.
-        Anything else (a wrong password is delayed) goes to ``_verify``."""
+    def _password_known(self, action: Action) -> bool | None:
+        """Whether the password is right, when that can be told without a thread: a
+        ``{PLAIN}`` hash (one constant-time compare; no cache entry), or a hit in the
+        credential cache. None: the auth pool must check it (also for a missing
+        user, against the dummy hash, so that refusing one takes as long)."""
         user = action.user
         if user is None:
-            return False
+            return None
         stored = user.password_hash
         if cheap_to_verify(stored):
-            ok = verify_password(stored, action.password)  # no thread, no cache entry
-        else:
-            ok = self._ctx.credentials.check(user.address, stored, action.password)
-        if ok:
-            cmd_auth.finish_login(self.session, action, True)
-            self._write(self.session.take_output())
-        return ok
+            return verify_password(stored, action.password)
+        return True if self._ctx.credentials.check(user.address, stored, action.password) else None
 
-    async def _verify(self, action: Action) -> None:
-        loop = asyncio.get_running_loop()
-        user, cache = action.user, self._ctx.credentials
-        stored = user.password_hash if user else self._ctx.dummy_hash
-        if user is not None and cheap_to_verify(stored):
-            ok = verify_password(stored, action.password)  # a right one ended in _login_in_place
-        else:
+    def _finish_login(self, action: Action, ok: bool) -> None:
+        cmd_auth.finish_login(self.session, action, ok)
+        self._write(self.session.take_output())
+        if self.session.auth_failures >= self._ctx.limits.max_auth_failures:
+            self.close(b"* BYE too many failed logins\r\n")
+
+    async def _verify(self, action: Action, known: bool | None) -> None:
+        """Finish a login: ``known`` is ``_password_known``'s answer, and None means
+        the auth pool checks the password; a failure waits a growing delay first."""
+        ok = known
+        if ok is None:
+            user, cache = action.user, self._ctx.credentials
+            stored = user.password_hash if user else self._ctx.dummy_hash
+            loop = asyncio.get_running_loop()
             ok = await loop.run_in_executor(
                 self._ctx.auth_pool, verify_password, stored, action.password
             )
@@ -399,10 +404,7 @@ class ImapConnection(asyncio.Protocol):
         if not ok:
             fails = self.session.auth_failures + 1
             await asyncio.sleep(self._ctx.limits.auth_failure_delay * (2 ** (fails - 1)))
-        cmd_auth.finish_login(self.session, action, ok)
-        self._write(self.session.take_output())
-        if self.session.auth_failures >= self._ctx.limits.max_auth_failures:
-            self.close(b"* BYE too many failed logins\r\n")
+        self._finish_login(action, ok)
 
     def _sasl_step(self, line: bytes) -> None:
         self._mode = "command"
@@ -419,8 +421,8 @@ class ImapConnection(asyncio.Protocol):
 
             action = await self._ctx.runner.run(run)
             self._write(self.session.take_output())
-            if action is not None and not self._login_in_place(action):
-                await self._verify(action)
+            if action is not None:
+                await self._verify(action, self._password_known(action))
 
         self._start(step())
 
