@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from pushmail.auth.names import qualify
 from pushmail.auth.passwords import hash_password
 from pushmail.config import LOG_LEVELS, Config, ConfigError, load_config
 from pushmail.store.interfaces import AlreadyExists, NotFound, Store
@@ -109,7 +110,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("file", type=Path, help="passwd-file, or - for stdin")
     imp.add_argument("--update", action="store_true", help="replace existing users' passwords")
-    imp.add_argument("--domain", help="domain for lines whose user name has no @")
+    imp.add_argument("--domain", help="domain for lines whose user name has no @ (default: default_domain)"
+    )
     imp.set_defaults(func=_cmd_user_import)
 
     deliver = sub.add_parser(
@@ -189,8 +191,10 @@ def _with_store(args: argparse.Namespace, fn: Callable[[Store], int]) -> int:
 # -- users ------------------------------------------------------------------------------
 
 
-def _address(raw: str) -> str:
-    address = raw.strip().lower()
+def _address(raw: str, args: argparse.Namespace | None = None) -> str:
+    """A user's address; a bare name gets ``@default_domain`` when that is set."""
+    default_domain = _config(args).default_domain if args is not None else None
+    address = qualify(raw, default_domain)
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain or any(c.isspace() or c in '<>"\\' for c in address):
         raise CliError(f"not a valid address: {raw!r}", EX_USAGE)
@@ -213,7 +217,7 @@ def _read_password(from_stdin: bool, stdin: TextIO | None = None) -> str:
 
 
 def _cmd_user_add(args: argparse.Namespace) -> int:
-    address = _address(args.address)
+    address = _address(args.address, args)
     hashed = hash_password(_read_password(args.password_stdin))
 
     def add(store: Store) -> int:
@@ -228,7 +232,7 @@ def _cmd_user_add(args: argparse.Namespace) -> int:
 
 
 def _cmd_user_del(args: argparse.Namespace) -> int:
-    address = _address(args.address)
+    address = _address(args.address, args)
 
     def delete(store: Store) -> int:
         try:
@@ -242,7 +246,7 @@ def _cmd_user_del(args: argparse.Namespace) -> int:
 
 
 def _cmd_user_passwd(args: argparse.Namespace) -> int:
-    address = _address(args.address)
+    address = _address(args.address, args)
 
     def check(store: Store) -> int:
         if store.get_user(address) is None:
@@ -278,12 +282,13 @@ def _cmd_user_import(args: argparse.Namespace) -> int:
     so a script notices."""
     from pushmail.auth.passwd_file import parse_passwd_file
 
+    domain = args.domain or _config(args).default_domain
     try:
         if str(args.file) == "-":
-            entries, bad = parse_passwd_file(sys.stdin, args.domain)
+            entries, bad = parse_passwd_file(sys.stdin, domain)
         else:
             with args.file.open(encoding="utf-8") as f:
-                entries, bad = parse_passwd_file(f, args.domain)
+                entries, bad = parse_passwd_file(f, domain)
     except (OSError, UnicodeDecodeError) as e:
         raise CliError(f"cannot read {args.file}: {e}", EX_USAGE) from e
     for line in bad:

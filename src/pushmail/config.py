@@ -79,6 +79,12 @@ class Config:
     tls_key: Path | None = None
     lmtp_socket: Path | None = None  # also serve LMTP on this Unix socket
     domains: tuple[str, ...] = ()  # local mail domains besides those of existing users
+    # A bare name (``alice``) in a login, an LMTP recipient or ``user add/import``
+    # means ``alice@<default_domain>`` (Dovecot's auth_default_realm); unset: unchanged.
+    default_domain: str | None = None
+    # Where mail for ``postmaster`` and ``postmaster@<local domain>`` goes (RFC 5321
+    # §4.5.1); unset: such mail is refused with 550 and a warning is logged at start.
+    postmaster: str | None = None
     limits: Limits = field(default_factory=Limits)
     imap_settings: ImapSettings = field(default_factory=ImapSettings)
     push: PushSettings = field(default_factory=PushSettings)
@@ -227,6 +233,24 @@ def _to_str(raw: Any, base: Path) -> str:
     return raw
 
 
+def _to_optional_str(raw: Any, base: Path) -> str | None:
+    return None if raw is False or raw == "" else _to_str(raw, base).lower()
+
+
+def _to_postmaster(raw: Any, base: Path) -> str | None:
+    value = _to_optional_str(raw, base)
+    if value is not None and "@" not in value.strip("@"):
+        raise ValueError(f"expected a full address (user@domain), got {raw!r}")
+    return value
+
+
+def _to_domain(raw: Any, base: Path) -> str | None:
+    value = _to_optional_str(raw, base)
+    if value is not None and ("@" in value or not value.strip()):
+        raise ValueError(f"expected a domain name, got {raw!r}")
+    return value
+
+
 def _to_path(raw: Any, base: Path) -> Path:
     if isinstance(raw, Path):
         return raw
@@ -257,13 +281,18 @@ def _to_log_level(raw: Any, base: Path) -> str:
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-_NAMED: dict[str, Any] = {"log_level": _to_log_level}
+_NAMED: dict[str, Any] = {
+    "log_level": _to_log_level,
+    "postmaster": _to_postmaster,
+    "default_domain": _to_domain,
+}
 
 _CONVERTERS: dict[str, Any] = {
     "int": _to_int,
     "bool": _to_bool,
     "float": _to_float,
     "str": _to_str,
+    "str | None": _to_optional_str,
     "Path": _to_path,
     "Path | None": _to_optional_path,
     "Endpoint | None": _to_endpoint,

@@ -31,6 +31,7 @@ class Action:
     tag: str = ""
     user: User | None = None
     password: str = field(default="", repr=False)
+    account: str = ""  # the account name tried (for limits and the security log)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,7 @@ class ServerInfo:
     hostname: str = "localhost"
     tls_available: bool = True
     version: str = "0.1.0"
+    default_domain: str | None = None  # for bare login names (auth/names.py)
 
 
 BASE_CAPS = (

@@ -414,7 +414,7 @@ class ImapConnection(asyncio.Protocol):
         async def step() -> None:
             def run(st: Store) -> Action | None:
                 try:
-                    return cmd_auth.sasl_response(tag, line, st)
+                    return cmd_auth.sasl_response(self.session, tag, line, st)
                 except ImapError as err:
                     self.session.tagged(tag, err.status, err.text, err.code)
                     return None

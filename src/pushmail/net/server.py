@@ -148,7 +148,7 @@ def _imap_context(
     several workers) the channel to the home workers included."""
     loop = asyncio.get_running_loop()
     ctx = ImapContext(
-        info=ServerInfo(config.hostname, True, __version__),
+        info=ServerInfo(config.hostname, True, __version__, config.default_domain),
         runner=runner,
         hub=IdleHub(bus, loop),
         publisher=bus,

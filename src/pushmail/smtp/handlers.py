@@ -29,8 +29,10 @@ from typing import Literal
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 
+from pushmail.auth.names import qualify
 from pushmail.auth.passwords import hash_password, verify_password
 from pushmail.delivery import RecipientResult
+from pushmail.seclog import report
 from pushmail.smtp.data import DataError
 from pushmail.smtp.delivery_port import LocalDelivery
 from pushmail.smtp.protocol import PushmailSMTP, close_soon, is_lmtp, peer_ip, uses_tls
@@ -54,6 +56,8 @@ class IngressPolicy:
     max_recipients: int = 100
     max_login_failures: int = 3
     login_failure_delay: float = 1.0  # seconds, doubled per failure
+    default_domain: str | None = None  # bare names in AUTH and LMTP RCPT (auth/names.py)
+    postmaster: str | None = None  # where postmaster@<local domain> goes (RFC 5321 §4.5.1)
 
 
 class IngressHandler:
@@ -107,23 +111,47 @@ class IngressHandler:
     ) -> str:
         if len(envelope.rcpt_tos) >= self._policy.max_recipients:
             return "452 4.5.3 too many recipients"
-        _, at, domain = address.rpartition("@")
-        if not at or not domain:
-            return "550 5.1.3 recipient must be a full address (user@domain)"
+        if is_lmtp(server):  # an MTA in front may hand on bare names, as to Dovecot
+            address = qualify(address, self._policy.default_domain)
         try:
-            if await self._delivery.resolve(address, remembered=is_lmtp(server)) is not None:
-                envelope.rcpt_tos.append(address)
-                envelope.rcpt_options.extend(rcpt_options)
-                return "250 2.1.5 OK"
-            local = await self._delivery.is_local_domain(domain)
+            target, refusal, event = await self._recipient(server, address)
         except Exception:
             log.exception("store error while checking recipient %r", address)
             return TEMPFAIL
-        if local:
-            return f"550 5.1.1 <{address}>: no such user here"
+        if target is None:
+            report(event, self._policy.mode, peer_ip(server) or "local", rcpt=address)
+            return refusal
+        envelope.rcpt_tos.append(target)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    async def _recipient(self, server: SMTP, address: str) -> tuple[str | None, str, str]:
+        """The address to deliver to; or None, the refusal and its security event."""
+        local, at, domain = address.rpartition("@") if "@" in address else (address, "", "")
+        if at and await self._delivery.resolve(address, remembered=is_lmtp(server)):
+            return address, "", ""
+        postmaster = local.lower() == "postmaster"
+        if postmaster and (not at or await self._delivery.is_local_domain(domain)):
+            return await self._postmaster(address)
+        if not at or not domain:
+            refusal = "550 5.1.3 recipient must be a full address (user@domain)"
+            return None, refusal, "rcpt-refused"
+        if await self._delivery.is_local_domain(domain):
+            return None, f"550 5.1.1 <{address}>: no such user here", "rcpt-refused"
         if self._policy.mode == "submission":
-            return "550 5.7.1 no outbound relay configured"
-        return "550 5.7.1 relaying denied"
+            return None, "550 5.7.1 no outbound relay configured", "relay-denied"
+        return None, "550 5.7.1 relaying denied", "relay-denied"
+
+    async def _postmaster(self, address: str) -> tuple[str | None, str, str]:
+        """RFC 5321 §4.5.1: every domain must take mail for its postmaster; it goes
+        to the configured ``postmaster`` address."""
+        target = self._policy.postmaster
+        if target is None:
+            return None, f"550 5.1.1 <{address}>: no postmaster configured here", "rcpt-refused"
+        if await self._delivery.resolve(target) is None:
+            log.error("postmaster = %r is not a local user; mail for %s refused", target, address)
+            return None, "451 4.3.0 postmaster mailbox unavailable", "rcpt-refused"
+        return target, "", ""
 
     async def handle_exception(self, error: Exception) -> str:
         """A bug of ours, not the peer's: log it, keep the details to ourselves."""
@@ -275,7 +303,8 @@ class SubmissionHandler(IngressHandler):
 
     async def _check(self, server: SMTP, login: bytes, password: bytes) -> AuthResult:
         try:
-            address, secret = login.decode("utf-8").lower(), password.decode("utf-8")
+            address = qualify(login.decode("utf-8"), self._policy.default_domain)
+            secret = password.decode("utf-8")
         except UnicodeDecodeError:
             return await self._refuse(server)
         try:

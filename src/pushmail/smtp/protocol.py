@@ -20,7 +20,7 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from pushmail.smtp.address import simple_path
-from pushmail.smtp.data import DataError, read_data
+from pushmail.smtp.data import MAX_LINE, DataError, read_data
 
 __all__ = ["ConnectionSet", "DataSink", "PushmailLMTP", "PushmailSMTP"]
 
@@ -97,6 +97,9 @@ def _getaddr(server: SMTP, arg: str) -> tuple[str | None, str | None]:
 class PushmailSMTP(SMTP):
     """SMTP (MX and submission) with the strict DATA reader."""
 
+    # aiosmtpd's StreamReader limit: DATA lines up to MAX_LINE (smtp/data.py). Command
+    # lines are still refused above ``command_size_limit``, once read.
+    line_length_limit = MAX_LINE
     failed_logins = 0  # per connection; the handler disconnects after too many
 
     def __init__(self, handler: Any, *, connections: ConnectionSet, **kwargs: Any) -> None:
@@ -117,6 +120,8 @@ class PushmailSMTP(SMTP):
 
 class PushmailLMTP(LMTP):
     """LMTP (RFC 2033): LHLO instead of EHLO, and one DATA reply per recipient."""
+
+    line_length_limit = MAX_LINE
 
     def __init__(self, handler: Any, *, connections: ConnectionSet, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)

@@ -80,6 +80,11 @@ async def start_smtp_servers(
         plan.append(("lmtp", "lmtp", config.lmtp))
     if config.lmtp_socket is not None and unix_sockets:
         plan.append(("lmtp-unix", "lmtp", config.lmtp_socket))
+    if plan and config.postmaster is None:
+        log.warning(
+            "no postmaster address is configured: mail for postmaster@<local domain> is "
+            "refused, although RFC 5321 4.5.1 requires it to be accepted (set postmaster)"
+        )
     try:
         for name, mode, where in plan:
             started.append(await _start_one(name, mode, where, config, delivery, tls, reuse_port))
@@ -106,6 +111,8 @@ async def _start_one(
         hostname=config.hostname,
         max_login_failures=config.limits.max_auth_failures,
         login_failure_delay=config.limits.auth_failure_delay,
+        default_domain=config.default_domain,
+        postmaster=config.postmaster,
     )
     handler = (SubmissionHandler if mode == "submission" else IngressHandler)(policy, delivery)
     connections = ConnectionSet()
