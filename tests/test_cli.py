@@ -269,3 +269,20 @@ def test_serve_accepts_mail_and_stops_on_sigterm(
     assert oct(os.stat(data_dir / "tls-key.pem").st_mode & 0o777) == oct(0o600)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0
+
+
+def test_user_add_and_import_use_default_domain(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14 item 14: a bare name gets ``@default_domain``; without it, refused."""
+    d = ["--data-dir", str(data_dir)]
+    assert run_main(monkeypatch, ["user", "add", "ann", "--password-stdin", *d], b"pw\n") == 64
+    conf = tmp_path / "pushmail.toml"
+    conf.write_text('default_domain = "Example.org"\n')
+    c = [*d, "--config", str(conf)]
+    assert run_main(monkeypatch, ["user", "add", "Ann", "--password-stdin", *c], b"pw\n") == 0
+    assert stored_hash(data_dir, "ann@example.org") is not None
+    passwd = tmp_path / "passwd"
+    passwd.write_text("bo:{PLAIN}secret\n")
+    assert main(["user", "import", str(passwd), *c]) == 0
+    assert stored_hash(data_dir, "bo@example.org") == "{PLAIN}secret"

@@ -110,7 +110,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("file", type=Path, help="passwd-file, or - for stdin")
     imp.add_argument("--update", action="store_true", help="replace existing users' passwords")
-    imp.add_argument("--domain", help="domain for lines whose user name has no @ (default: default_domain)"
+    imp.add_argument(
+        "--domain", help="domain for lines whose user name has no @ (default: default_domain)"
     )
     imp.set_defaults(func=_cmd_user_import)
 
