@@ -33,6 +33,16 @@ class Limits:
     max_bad_commands: int = 10  # BADs in a row before disconnecting
     max_auth_failures: int = 3  # failed logins before disconnecting
     auth_failure_delay: float = 1.0  # seconds, doubled per failure
+    # Password guessing (auth/guard.py): failed logins a client address (IPv6: its
+    # /64) and an account may make at once, and per second after that.
+    login_client_burst: int = 10
+    login_client_rate: float = 0.1
+    login_account_burst: int = 10
+    login_account_rate: float = 1 / 60
+    login_trusted_burst: int = 20  # for an address that logged in recently
+    login_trusted_rate: float = 0.2
+    login_trust_seconds: float = 24 * 3600.0
+    login_hash_queue: int = 4  # checks from untrusted addresses waiting for a thread
     # NOTIFY (RFC 5465 §5.8): different changes waiting to be reported to one session
     # before it is told NOTIFICATIONOVERFLOW and NOTIFY is turned off for it.
     notify_max_pending: int = 1000

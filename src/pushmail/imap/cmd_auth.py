@@ -94,8 +94,13 @@ def sasl_plain(s: Session, tag: str, raw: bytes, store: Store) -> Action:
     return Action("verify", tag, store.get_user(name), pw, name)
 
 
-def finish_login(s: Session, action: Action, ok: bool) -> None:
-    """Called by the driver with the outcome of the password check."""
+def finish_login(s: Session, action: Action, ok: bool | None) -> None:
+    """Called by the driver with the outcome of the password check; None when the
+    attempt was refused unchecked (a guessing limit, or the hashing queue full)."""
+    if ok is None:
+        s.auth_failures += 1
+        s.tagged(action.tag, "NO", "too many login attempts, try again later", "UNAVAILABLE")
+        return
     if ok and action.user is not None:
         s.login_succeeded(action.user)
         s.ok(action.tag, "Logged in", "CAPABILITY " + s.capabilities())

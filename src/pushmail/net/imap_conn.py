@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from pushmail.auth.cache import CredentialCache
+from pushmail.auth.guard import LoginGuard
 from pushmail.auth.passwords import cheap_to_verify, verify_password
 from pushmail.config import Limits
 from pushmail.events.interfaces import MailboxChanged, Publisher
@@ -74,6 +75,7 @@ class ImapContext:
     dummy_hash: str = _DUMMY_HASH
     hibernator: Hibernator | None = None  # set by the server once the loop runs
     credentials: CredentialCache = field(default_factory=CredentialCache)
+    guard: LoginGuard = field(default_factory=LoginGuard)  # password-guessing limits
 
 
 def _is_loopback(peer: object) -> bool:
@@ -295,11 +297,10 @@ class ImapConnection(asyncio.Protocol):
                 self._set_notify()  # before the OK: no hint may fall between OK and listening
             self._write(out)
             if action is not None and action.kind == "verify":
-                known = self._password_known(action)
-                if not known:
-                    self._start(self._verify(action, known))  # it ends in ``_finished``
+                pending = self._login(action)
+                if pending is not None:
+                    self._start(pending)  # it ends in ``_finished``
                     return
-                self._finish_login(action, True)
             elif action is not None:
                 self._act(action)
         except Exception as err:  # as a task's exception would be: logged, session ended
@@ -381,26 +382,51 @@ class ImapConnection(asyncio.Protocol):
             return verify_password(stored, action.password)
         return True if self._ctx.credentials.check(user.address, stored, action.password) else None
 
-    def _finish_login(self, action: Action, ok: bool) -> None:
+    def _peer(self) -> str:
+        t = self._transport
+        peer = t.get_extra_info("peername") if t is not None else None
+        return str(peer[0]) if isinstance(peer, tuple) and peer else "local"
+
+    def _login(self, action: Action) -> Coroutine[Any, Any, None] | None:
+        """A LOGIN/AUTHENTICATE: the guessing limits first (``auth/guard.py``), then
+        what can be told in place; a coroutine when the rest needs the hashing
+        threads or a failure's delay."""
+        client, guard = self._peer(), self._ctx.guard
+        if guard.admit("imap", client, action.account) is not None:
+            self._finish_login(action, None)
+            return None
+        known = self._password_known(action)
+        if not known:
+            return self._verify(action, known, client)
+        guard.settle("imap", client, action.account, True)
+        self._finish_login(action, True)
+        return None
+
+    def _finish_login(self, action: Action, ok: bool | None) -> None:
         cmd_auth.finish_login(self.session, action, ok)
         self._write(self.session.take_output())
         if self.session.auth_failures >= self._ctx.limits.max_auth_failures:
             self.close(b"* BYE too many failed logins\r\n")
 
-    async def _verify(self, action: Action, known: bool | None) -> None:
+    async def _verify(self, action: Action, known: bool | None, client: str) -> None:
         """Finish a login: ``known`` is ``_password_known``'s answer, and None means
         the auth pool checks the password; a failure waits a growing delay first."""
-        ok = known
+        ok, guard = known, self._ctx.guard
         if ok is None:
             user, cache = action.user, self._ctx.credentials
             stored = user.password_hash if user else self._ctx.dummy_hash
-            loop = asyncio.get_running_loop()
-            ok = await loop.run_in_executor(
-                self._ctx.auth_pool, verify_password, stored, action.password
+            pool = self._ctx.auth_pool
+            checked = await guard.check(
+                "imap", client, action.account, pool, verify_password, stored, action.password
             )
-            ok = ok and user is not None
+            if checked is None:  # the hashing queue is full
+                guard.settle("imap", client, action.account, None)
+                self._finish_login(action, None)
+                return
+            ok = checked and user is not None
             if ok and user is not None:
                 cache.remember(user.address, stored, action.password)
+        guard.settle("imap", client, action.account, ok)
         if not ok:
             fails = self.session.auth_failures + 1
             await asyncio.sleep(self._ctx.limits.auth_failure_delay * (2 ** (fails - 1)))
@@ -421,8 +447,9 @@ class ImapConnection(asyncio.Protocol):
 
             action = await self._ctx.runner.run(run)
             self._write(self.session.take_output())
-            if action is not None:
-                await self._verify(action, self._password_known(action))
+            pending = self._login(action) if action is not None else None
+            if pending is not None:
+                await pending
 
         self._start(step())
 

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pushmail import __version__
+from pushmail.auth.guard import GuardSettings, LoginGuard
 from pushmail.auth.passwords import hash_password
 from pushmail.config import Config, Endpoint, ImapSettings
 from pushmail.events.unixsock import UnixSocketBus
@@ -143,6 +144,7 @@ def _imap_context(
     tls: ssl.SSLContext,
     worker: int,
     links: HomeLinks | None,
+    guard: LoginGuard,
 ) -> ImapContext:
     """What the IMAP connections of this process share, hibernation and (with
     several workers) the channel to the home workers included."""
@@ -157,6 +159,7 @@ def _imap_context(
         auth_pool=ThreadPoolExecutor(max_workers=2, thread_name_prefix="auth"),
         connections=set(),
         dummy_hash=hash_password("not a real password"),
+        guard=guard,
     )
     if config.imap_settings.hibernate:
         hib = ctx.hibernator = Hibernator(ctx, loop)
@@ -223,7 +226,10 @@ async def serve(
     await runner.run(lambda st: None)  # open (and migrate) the store before listening
     bus = UnixSocketBus(config.events_dir)
     bus.start(loop)
-    ctx = _imap_context(config, runner, bus, imap_tls, worker, links)
+    # One set of password-guessing limits for IMAP and submission (the web API, in
+    # worker 0 only, keeps its own: auth/guard.py).
+    guard = LoginGuard(GuardSettings.from_limits(config.limits))
+    ctx = _imap_context(config, runner, bus, imap_tls, worker, links, guard)
     servers = []
     for ep, is_tls in ((config.imap, False), (config.imaps, True)):
         if ep is not None:
@@ -231,7 +237,7 @@ async def serve(
             log.info("IMAP%s listening on %s (worker %d)", "S" if is_tls else "", ep, worker)
     smtp = (
         await start_smtp_servers(
-            config, runner, bus, tls, reuse_port=shared, unix_sockets=worker == 0
+            config, runner, bus, tls, reuse_port=shared, unix_sockets=worker == 0, guard=guard
         )
         if worker < delivery_worker_count(config, workers)
         else []

@@ -29,6 +29,7 @@ from typing import Literal
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 
+from pushmail.auth.guard import LoginGuard
 from pushmail.auth.names import qualify
 from pushmail.auth.passwords import hash_password, verify_password
 from pushmail.delivery import RecipientResult
@@ -254,8 +255,15 @@ def _decoy_hash() -> str:
 
 
 class SubmissionHandler(IngressHandler):
-    """Submission: adds AUTH PLAIN/LOGIN checked against the store, and holds the
-    sender to the authenticated address."""
+    """Submission: adds AUTH PLAIN/LOGIN checked against the store (behind the
+    password-guessing limits of ``auth/guard.py``), and holds the sender to the
+    authenticated address."""
+
+    def __init__(
+        self, policy: IngressPolicy, delivery: LocalDelivery, guard: LoginGuard | None = None
+    ) -> None:
+        super().__init__(policy, delivery)
+        self._guard = guard or LoginGuard()
 
     async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
         """RFC 4616: ``[authzid] NUL authcid NUL passwd``, initial response or not."""
@@ -307,18 +315,37 @@ class SubmissionHandler(IngressHandler):
             secret = password.decode("utf-8")
         except UnicodeDecodeError:
             return await self._refuse(server)
+        client, guard = peer_ip(server) or "local", self._guard
+        if guard.admit("submission", client, address) is not None:
+            return await self._limited(server)
         try:
             user = await self._delivery.get_user(address)
         except Exception:
             log.exception("store error during AUTH")
+            guard.settle("submission", client, address, None)
             await server.push("454 4.7.0 temporary authentication failure")
             return AuthResult(success=False, handled=True)
         stored = user.password_hash if user is not None else None
-        loop = asyncio.get_running_loop()
-        ok = await loop.run_in_executor(None, _verify, stored, secret)
+        ok = await guard.check("submission", client, address, None, _verify, stored, secret)
+        guard.settle("submission", client, address, ok if ok is None else ok and user is not None)
+        if ok is None:
+            return await self._limited(server)
         if ok and user is not None:
             return AuthResult(success=True, auth_data=user.address)
         return await self._refuse(server)
+
+    async def _limited(self, server: SMTP) -> AuthResult:
+        """Refused unchecked by a guessing limit: at once, but it counts as a failure."""
+        failures = 1
+        if isinstance(server, PushmailSMTP):
+            server.failed_logins += 1
+            failures = server.failed_logins
+        if failures >= self._policy.max_login_failures:
+            await server.push("421 4.7.0 too many failed logins, closing connection")
+            close_soon(server)
+        else:
+            await server.push("454 4.7.0 too many login attempts, try again later")
+        return AuthResult(success=False, handled=True)
 
     async def _refuse(self, server: SMTP) -> AuthResult:
         """A failed login: wait (longer each time), and hang up after too many."""

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pushmail.auth.guard import GuardSettings, LoginGuard
 from pushmail.config import Config, Endpoint
 from pushmail.events.interfaces import Publisher
 from pushmail.net.storethread import StoreRunner
@@ -62,6 +63,7 @@ async def start_smtp_servers(
     tls: ssl.SSLContext,
     reuse_port: bool = False,
     unix_sockets: bool = True,
+    guard: LoginGuard | None = None,
 ) -> list[SmtpListener]:
     """Listen for SMTP (MX), submission and LMTP on every endpoint of ``config`` that
     is set, plus LMTP on ``config.lmtp_socket`` if set. If one listener fails to start,
@@ -70,6 +72,7 @@ async def start_smtp_servers(
     With several worker processes each one listens with ``reuse_port`` (the kernel
     spreads connections), and only one serves the Unix socket (``unix_sockets``)."""
     delivery = LocalDelivery(runner, publisher, config.hostname, config.domains)
+    guard = guard or LoginGuard(GuardSettings.from_limits(config.limits))
     started: list[SmtpListener] = []
     plan: list[tuple[str, Mode, Endpoint | Path]] = []
     if config.smtp is not None:
@@ -87,7 +90,9 @@ async def start_smtp_servers(
         )
     try:
         for name, mode, where in plan:
-            started.append(await _start_one(name, mode, where, config, delivery, tls, reuse_port))
+            started.append(
+                await _start_one(name, mode, where, config, delivery, guard, tls, reuse_port)
+            )
             log.info("%s listening on %s", name, where)
     except BaseException:
         for listener in started:
@@ -102,6 +107,7 @@ async def _start_one(
     where: Endpoint | Path,
     config: Config,
     delivery: LocalDelivery,
+    guard: LoginGuard,
     tls: ssl.SSLContext,
     reuse_port: bool = False,
 ) -> SmtpListener:
@@ -114,7 +120,11 @@ async def _start_one(
         default_domain=config.default_domain,
         postmaster=config.postmaster,
     )
-    handler = (SubmissionHandler if mode == "submission" else IngressHandler)(policy, delivery)
+    handler = (
+        SubmissionHandler(policy, delivery, guard)
+        if mode == "submission"
+        else IngressHandler(policy, delivery)
+    )
     connections = ConnectionSet()
     factory = _protocol_factory(mode, handler, connections, config, tls, loop)
     if isinstance(where, Path):
