@@ -12,11 +12,9 @@ from pathlib import Path
 from pushmail.auth.passwords import hash_password
 from pushmail.store.interfaces import Store
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "traces"))
-sys.path.insert(0, str(ROOT / "bench"))
-from imap_harness import live_server  # noqa: E402
-from login_attack import PASSWORD, TARGETS, attack_and_measure  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from imap_harness import live_server
+from login_attack import PASSWORD, TARGETS, attack_and_measure
 
 
 def test_real_login_stays_fast_under_a_guessing_run(tmp_path: Path) -> None:
