@@ -43,6 +43,7 @@ from pushmail.imap.states import State, check_allowed
 from pushmail.net.compress import start_compression
 from pushmail.net.idle_hub import IdleHub
 from pushmail.net.tls_layer import TlsLayer
+from pushmail.seclog import report
 
 if TYPE_CHECKING:
     from pushmail.imap.selected import SelectedView
@@ -209,6 +210,8 @@ class ImapConnection(asyncio.Protocol):
         c_ = f"[{code}] " if code else ""
         self._write(f"{tag or '*'} BAD {c_}{text}\r\n".encode())
         if self._bad >= self._ctx.limits.max_bad_commands:
+            user = self.session.user
+            report("bad-commands", "imap", self._peer(), user.address if user else None)
             self.close(b"* BYE too many bad commands\r\n")
 
     def _command(self, data: bytes) -> None:

@@ -34,7 +34,7 @@ from pushmail.auth.names import qualify
 from pushmail.auth.passwords import hash_password, verify_password
 from pushmail.delivery import RecipientResult
 from pushmail.seclog import report
-from pushmail.smtp.data import DataError
+from pushmail.smtp.data import BARE_EOL, DataError
 from pushmail.smtp.delivery_port import LocalDelivery
 from pushmail.smtp.protocol import PushmailSMTP, close_soon, is_lmtp, peer_ip, uses_tls
 from pushmail.smtp.trace import TraceInfo, trace_headers, with_protocol
@@ -115,44 +115,46 @@ class IngressHandler:
         if is_lmtp(server):  # an MTA in front may hand on bare names, as to Dovecot
             address = qualify(address, self._policy.default_domain)
         try:
-            target, refusal, event = await self._recipient(server, address)
+            target, refusal, relay = await self._recipient(server, address)
         except Exception:
             log.exception("store error while checking recipient %r", address)
             return TEMPFAIL
         if target is None:
-            report(event, self._policy.mode, peer_ip(server) or "local", rcpt=address)
+            report("relay-denied" if relay else "rcpt-refused", self._policy.mode,
+                   peer_ip(server) or "local", _user(server), rcpt=address)  # fmt: skip
             return refusal
         envelope.rcpt_tos.append(target)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 OK"
 
-    async def _recipient(self, server: SMTP, address: str) -> tuple[str | None, str, str]:
-        """The address to deliver to; or None, the refusal and its security event."""
+    async def _recipient(self, server: SMTP, address: str) -> tuple[str | None, str, bool]:
+        """The address to deliver to; or None, the refusal, and whether it is a relay
+        attempt (a remote domain)."""
         local, at, domain = address.rpartition("@") if "@" in address else (address, "", "")
         if at and await self._delivery.resolve(address, remembered=is_lmtp(server)):
-            return address, "", ""
+            return address, "", False
         postmaster = local.lower() == "postmaster"
         if postmaster and (not at or await self._delivery.is_local_domain(domain)):
             return await self._postmaster(address)
         if not at or not domain:
             refusal = "550 5.1.3 recipient must be a full address (user@domain)"
-            return None, refusal, "rcpt-refused"
+            return None, refusal, False
         if await self._delivery.is_local_domain(domain):
-            return None, f"550 5.1.1 <{address}>: no such user here", "rcpt-refused"
+            return None, f"550 5.1.1 <{address}>: no such user here", False
         if self._policy.mode == "submission":
-            return None, "550 5.7.1 no outbound relay configured", "relay-denied"
-        return None, "550 5.7.1 relaying denied", "relay-denied"
+            return None, "550 5.7.1 no outbound relay configured", True
+        return None, "550 5.7.1 relaying denied", True
 
-    async def _postmaster(self, address: str) -> tuple[str | None, str, str]:
+    async def _postmaster(self, address: str) -> tuple[str | None, str, bool]:
         """RFC 5321 §4.5.1: every domain must take mail for its postmaster; it goes
         to the configured ``postmaster`` address."""
         target = self._policy.postmaster
         if target is None:
-            return None, f"550 5.1.1 <{address}>: no postmaster configured here", "rcpt-refused"
+            return None, f"550 5.1.1 <{address}>: no postmaster configured here", False
         if await self._delivery.resolve(target) is None:
             log.error("postmaster = %r is not a local user; mail for %s refused", target, address)
-            return None, "451 4.3.0 postmaster mailbox unavailable", "rcpt-refused"
-        return target, "", ""
+            return None, "451 4.3.0 postmaster mailbox unavailable", False
+        return target, "", False
 
     async def handle_exception(self, error: Exception) -> str:
         """A bug of ours, not the peer's: log it, keep the details to ourselves."""
@@ -161,6 +163,9 @@ class IngressHandler:
 
     # -- DATA (called by protocol._data_command) -----------------------------------
     def data_refused(self, server: SMTP, envelope: Envelope, error: DataError) -> list[str]:
+        if error is BARE_EOL:  # a smuggling attempt, or a badly broken client
+            report("smtp-smuggling", self._policy.mode, peer_ip(server) or "local",
+                   _user(server), sender=envelope.mail_from or "")  # fmt: skip
         count = len(envelope.rcpt_tos) if is_lmtp(server) else 1
         return [error.reply()] * count
 
@@ -245,6 +250,12 @@ def _smtp_reply(results: Sequence[RecipientResult], queue_id: str) -> str:
         return f"250 2.0.0 OK queued as {queue_id}"
     temporary = [r for r in results if 400 <= r.code < 500]
     return (temporary or list(results))[0].reply()
+
+
+def _user(server: SMTP) -> str | None:
+    """The logged-in submission user, for the security log."""
+    data = server.session.auth_data if server.session is not None else None
+    return data if isinstance(data, str) else None
 
 
 @functools.cache
