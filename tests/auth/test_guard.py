@@ -110,10 +110,10 @@ def test_hash_queue_serves_trusted_first_and_sheds_untrusted() -> None:
     async def go() -> list[str | None]:
         q = HashQueue(threads=1, limit=2)
         pool = ThreadPoolExecutor(max_workers=1)
-        blocker = asyncio.ensure_future(q.run(pool, False, job, "blocker"))
+        blocker = asyncio.ensure_future(q.run(pool, False, "b", job, "blocker"))
         await asyncio.sleep(0.05)
-        low = [asyncio.ensure_future(q.run(pool, False, job, f"low{i}")) for i in range(3)]
-        high = asyncio.ensure_future(q.run(pool, True, job, "high"))
+        low = [asyncio.ensure_future(q.run(pool, False, f"c{i}", job, f"low{i}")) for i in range(3)]
+        high = asyncio.ensure_future(q.run(pool, True, "t", job, "high"))
         await asyncio.sleep(0.05)
         assert q.waiting() == 3  # low2 was shed at once
         assert low[2].done() and low[2].result() is None
@@ -132,15 +132,44 @@ def test_hash_queue_survives_a_cancelled_waiter() -> None:
         q = HashQueue(threads=1, limit=5)
         pool = ThreadPoolExecutor(max_workers=1)
         first = asyncio.ensure_future(
-            q.run(pool, False, lambda: asyncio.run(asyncio.sleep(0.1)) or "a")
+            q.run(pool, False, "a", lambda: asyncio.run(asyncio.sleep(0.1)) or "a")
         )
         await asyncio.sleep(0.01)
-        waiter = asyncio.ensure_future(q.run(pool, False, lambda: "b"))
+        waiter = asyncio.ensure_future(q.run(pool, False, "b", lambda: "b"))
         await asyncio.sleep(0.01)
         waiter.cancel()
         await first
-        last = await asyncio.wait_for(q.run(pool, False, lambda: "c"), 5)
+        last = await asyncio.wait_for(q.run(pool, False, "b", lambda: "c"), 5)
         pool.shutdown()
         return last
 
     assert asyncio.run(go()) == "c"
+
+
+def test_blocked_is_the_client_budget_alone() -> None:
+    g = guard(Clock(), client_burst=1, account_burst=1)
+    assert not g.blocked("imap", "192.0.2.5")
+    assert g.admit("imap", "192.0.2.5", "a@x") is None
+    g.settle("imap", "192.0.2.5", "a@x", False)
+    assert g.blocked("imap", "192.0.2.5")
+    assert not g.blocked("imap", "192.0.2.6")  # though the account "a@x" is spent
+
+
+def test_hash_queue_one_untrusted_client_holds_at_most_two_places() -> None:
+    gate = threading.Event()
+
+    async def go() -> list[str | None]:
+        q = HashQueue(threads=1, limit=10, per_client=2)
+        pool = ThreadPoolExecutor(max_workers=1)
+        mine = [asyncio.ensure_future(q.run(pool, False, "x", gate.wait, 10)) for _ in range(3)]
+        other = asyncio.ensure_future(q.run(pool, False, "y", lambda: "other"))
+        trusted = asyncio.ensure_future(q.run(pool, True, "x", lambda: "trusted"))
+        await asyncio.sleep(0.05)
+        assert mine[2].done() and mine[2].result() is None
+        gate.set()
+        done = await asyncio.gather(other, trusted)
+        await asyncio.gather(*mine)
+        pool.shutdown()
+        return done
+
+    assert asyncio.run(go()) == ["other", "trusted"]

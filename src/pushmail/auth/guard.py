@@ -121,12 +121,16 @@ class _Buckets:
 
 class HashQueue:
     """At most ``threads`` password checks at once; the waiting ones of trusted clients
-    first, and at most ``limit`` waiting from untrusted ones (``run`` returns None
-    beyond it). Loop-side only: the executor does the work."""
+    first, at most ``limit`` waiting from untrusted ones, and at most ``per_client``
+    running or waiting from one untrusted client (``run`` returns None beyond these),
+    so that one source cannot fill the queue. Loop-side only: the executor does the
+    work."""
 
-    def __init__(self, threads: int, limit: int) -> None:
+    def __init__(self, threads: int, limit: int, per_client: int = 2) -> None:
         self._threads = max(1, threads)
         self._limit = limit
+        self._per_client = per_client
+        self._clients: dict[str, int] = {}
         self._busy = 0
         self._waiting: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (
             deque(),
@@ -134,6 +138,25 @@ class HashQueue:
         )
 
     async def run(
+        self,
+        executor: Executor | None,
+        first: bool,
+        client: str,
+        fn: Callable[..., T],
+        *args: object,
+    ) -> T | None:
+        held = self._clients.get(client, 0)
+        if not first and held >= self._per_client:
+            return None
+        self._clients[client] = held + 1
+        try:
+            return await self._run(executor, first, fn, *args)
+        finally:
+            left = self._clients.pop(client) - 1
+            if left:
+                self._clients[client] = left
+
+    async def _run(
         self, executor: Executor | None, first: bool, fn: Callable[..., T], *args: object
     ) -> T | None:
         if self._busy >= self._threads:
@@ -190,6 +213,16 @@ class LoginGuard:
         until = self._trusted.get(client_key(client))
         return until is not None and until > self._clock()
 
+    def blocked(self, service: str, client: str, account: str | None = None) -> bool:
+        """True (logged) when ``client`` has no budget left for any account: a cheap
+        first check, before the account is even looked up."""
+        key = client_key(client)
+        budget = self._trusted_budget if self.trusted(client) else self._clients
+        if budget.available(key):
+            return False
+        report("auth-limited", service, client, account, limit="client")
+        return True
+
     def admit(self, service: str, client: str, account: str) -> Refusal | None:
         """Take this attempt's tokens; the refusal (logged) when a budget is spent."""
         key = client_key(client)
@@ -221,7 +254,8 @@ class LoginGuard:
     ) -> bool | None:
         """``verify(stored, password)`` through the hashing queue; None (logged) when
         the queue is full."""
-        ok = await self.queue.run(executor, self.trusted(client), verify, stored, password)
+        first, key = self.trusted(client), client_key(client)
+        ok = await self.queue.run(executor, first, key, verify, stored, password)
         if ok is None:
             report("auth-limited", service, client, account, limit="busy")
         return ok

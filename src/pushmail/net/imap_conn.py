@@ -222,6 +222,11 @@ class ImapConnection(asyncio.Protocol):
             self._bad_input(parse_tag(data), err.text, err.code)
             return
         self._bad = 0
+        if isinstance(cmd, c.Login | c.Authenticate) and self._ctx.guard.blocked(
+            "imap", self._peer(), cmd.username if isinstance(cmd, c.Login) else None
+        ):  # refused before even the user look-up: a guessing run costs little
+            self._finish_login(Action("verify", cmd.tag), None)
+            return
         # Commands that arrive meanwhile wait in the buffer. Reading is paused only
         # for STARTTLS and COMPRESS (after them the bytes on the wire belong to a new
         # layer: none may be read into the plaintext buffer meanwhile), or when the
