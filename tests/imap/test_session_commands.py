@@ -199,8 +199,11 @@ def test_store_copy_move_expunge(store: SqliteStore) -> None:
         b"1 FETCH (FLAGS (\\Deleted \\Recent \\Seen))"
     ]
     assert untagged(c.ok("a STORE 2 -FLAGS.SILENT (\\Flagged)")) == []
+    # A keyword new to the mailbox is announced before the FETCH shows it (§7.2.6).
     assert untagged(c.ok("a UID STORE 3 FLAGS ($Label \\Answered)")) == [
-        b"3 FETCH (UID 3 FLAGS ($Label \\Answered \\Recent))"
+        b"FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label)",
+        b"OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label \\*)] ok",
+        b"3 FETCH (UID 3 FLAGS ($Label \\Answered \\Recent))",
     ]
     trash = store.get_mailbox(1, "Trash")
     assert trash is not None

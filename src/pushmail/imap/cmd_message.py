@@ -14,6 +14,7 @@ from pushmail.imap.search_eval import SearchContext, matches, needs_body
 from pushmail.imap.selected import SelectedView
 from pushmail.imap.session import Session
 from pushmail.imap.types import SequenceSet
+from pushmail.store.common import is_keyword
 from pushmail.store.interfaces import MessageMeta, Store
 
 # Items whose fetching sets \Seen (RFC 3501 §6.4.5), unless the mailbox is read-only.
@@ -54,6 +55,8 @@ def fetch(s: Session, cmd: c.Fetch, store: Store) -> None:
     metas = _mark_seen(s, view, store, items, metas)
     if "FLAGS" in items:  # the client now knows these flags: no unsolicited repeat
         view.note_own_flags(metas)
+        for line in view.announce_keywords(store, metas):
+            s.untagged(line)
     for meta in metas:
         seq = view.seq_of(meta.uid)
         if seq is None:
@@ -122,13 +125,21 @@ def store_(s: Session, cmd: c.Store, store: Store) -> None:
     result = store.store_flags(view.mailbox_id, uids, cmd.mode, flags, cmd.unchangedsince)
     known = [m for m in result.changed if m.uid not in stale]
     view.note_own_flags(known)
+    if result.changed and any(is_keyword(f) and f not in view.keywords for f in flags):
+        # New keywords: announced now, before any FETCH (ours or a refresh's) shows
+        # them, .SILENT or not (RFC 3501 §7.2.6).
+        for line in view.keywords_changed(store.keywords(view.mailbox_id)):
+            s.untagged(line)
     if result.changed:
         _publish(s, store, view.mailbox_id, "flags")
     if cmd.silent:
         _silent_modseqs(s, view, known, cmd.uid)
     else:
         refused = set(result.modified)
-        for meta in store.get_messages(view.mailbox_id, uids):
+        metas = store.get_messages(view.mailbox_id, uids)
+        for line in view.announce_keywords(store, metas):
+            s.untagged(line)
+        for meta in metas:
             seq = view.seq_of(meta.uid)
             if seq is not None and meta.uid not in refused:
                 # RFC 7162 §3.2.4: a QRESYNC server adds UID once CONDSTORE is on
