@@ -188,9 +188,8 @@ def search(s: Session, cmd: c.Search, store: Store) -> None:
     metas = {m.uid: m for m in store.list_messages(view.mailbox_id)}
     body = needs_body(cmd.key)
     saved = frozenset(s.saved_search)
-    found: list[tuple[int, int]] = []  # (seq, uid)
+    found: list[tuple[int, int, int]] = []  # (seq, uid, modseq)
     max_uid = view.uids[-1] if view.uids else 0
-    highest = 0
     for seq, uid in enumerate(view.uids, 1):
         meta = metas.get(uid)
         if meta is None:
@@ -208,12 +207,11 @@ def search(s: Session, cmd: c.Search, store: Store) -> None:
             saved=saved,
         )
         if matches(cmd.key, ctx):
-            found.append((seq, uid))
-            highest = max(highest, meta.modseq)
+            found.append((seq, uid, meta.modseq))
     uses_modseq = _mentions_modseq(cmd.key)
     if uses_modseq:  # a CONDSTORE enabling command (RFC 7162 §3.1)
         s.condstore_command()
-    _search_reply(s, cmd, found, highest if uses_modseq else None)
+    _search_reply(s, cmd, found, uses_modseq)
 
 
 def _no_raw() -> bytes:
@@ -237,23 +235,37 @@ def _mentions_modseq(key: c.SearchKey) -> bool:
 
 
 def _search_reply(
-    s: Session, cmd: c.Search, found: list[tuple[int, int]], modseq: int | None
+    s: Session, cmd: c.Search, found: list[tuple[int, int, int]], uses_modseq: bool
 ) -> None:
-    numbers = [uid if cmd.uid else seq for seq, uid in found]
+    numbers = [uid if cmd.uid else seq for seq, uid, _ in found]
     returns = cmd.returns
     if returns is None and s.rev2:  # RFC 9051 §7.3.4: rev2 answers with ESEARCH
         returns = ("ALL",)
     if returns is not None and "SAVE" in returns:
-        s.saved_search = tuple(uid for _, uid in found)
+        s.saved_search = tuple(uid for _, uid, _ in found)
         returns = tuple(r for r in returns if r != "SAVE")
         if not returns and cmd.returns != ("SAVE",):
             returns = ("ALL",)
+    modseq = _reported_modseq(found, returns or None) if uses_modseq else None
     if returns is None:
         tail = b" (MODSEQ %d)" % modseq if modseq and numbers else b""
         s.untagged(b"SEARCH" + b"".join(b" %d" % n for n in numbers) + tail)
     elif returns or cmd.returns != ("SAVE",):
         s.untagged(_esearch(cmd, numbers, returns or ("ALL",), modseq))
     s.ok(cmd.tag, ("UID " if cmd.uid else "") + "SEARCH completed")
+
+
+def _reported_modseq(found: list[tuple[int, int, int]], returns: tuple[str, ...] | None) -> int:
+    """The MODSEQ a SEARCH with a MODSEQ key reports: the highest of the messages it
+    returns. With only MIN and/or MAX those are one or two messages, not every match
+    (RFC 4731 §3.2, RFC 7162 §3.1.5)."""
+    if not found:
+        return 0
+    if returns is not None and not {"ALL", "COUNT"} & set(returns):
+        shown = [found[0]] if "MIN" in returns else []
+        shown += [found[-1]] if "MAX" in returns else []
+        return max((m for _, _, m in shown), default=0)
+    return max(m for _, _, m in found)
 
 
 def _esearch(

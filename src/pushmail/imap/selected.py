@@ -80,9 +80,11 @@ class SelectedView:
         """Take a fresh view from ``info`` (read after ``mailbox``), keeping its UID
         array rather than a copy. The listing may already include changes made after
         the mailbox row was read; those then show up once as harmless FLAGS updates."""
-        recent_floor = mailbox.uidnext if readonly else store.claim_recent(mailbox.id)
+        # EXAMINE shows what is \Recent without taking it from the session that
+        # will SELECT (RFC 3501 §6.3.2: it must not make messages lose \Recent).
+        floor = info.recent_floor if readonly else store.claim_recent(mailbox.id)
         uids = info.uids
-        recent = uids[bisect_left(uids, recent_floor) :] if not readonly else array("I")
+        recent = uids[bisect_left(uids, floor) :] if floor else array("I")
         uidnext = max(mailbox.uidnext, info.uidnext, (uids[-1] + 1) if uids else 1)
         return cls(
             mailbox_id=mailbox.id,

@@ -111,6 +111,9 @@ class SelectInfo:
     highestmodseq: int
     uidnext: int
     keywords: tuple[str, ...] = ()  # defined in the mailbox, in order of definition
+    # The first UID no session has claimed as \Recent: what EXAMINE reports as
+    # recent without claiming it (RFC 3501 §6.3.2). 0 when unknown: none.
+    recent_floor: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -398,7 +398,8 @@ class SqliteStore(SqliteBase):
     def select_info(self, mailbox_id: int) -> SelectInfo:
         with self._read() as conn:
             box = conn.execute(
-                "SELECT highestmodseq, uidnext, keywords FROM mailboxes WHERE id = ?",
+                "SELECT highestmodseq, uidnext, keywords, recent_floor FROM mailboxes "
+                "WHERE id = ?",
                 (mailbox_id,),
             ).fetchone()
             if box is None:
@@ -419,6 +420,7 @@ class SqliteStore(SqliteBase):
             highestmodseq=max(int(box[0]), int(top or 0)),
             uidnext=max(int(box[1]), (uids[-1] + 1) if uids else 1),
             keywords=self._keywords(box[2]),
+            recent_floor=int(box[3]),
         )
 
     def changes_since(self, mailbox_id: int, since_modseq: int) -> Changes:
