@@ -94,6 +94,14 @@ def _mark_seen(
     _publish(s, store, view.mailbox_id, "flags")
     if "FLAGS" not in items:
         items.append("FLAGS")
+    if view.condstore:
+        # RFC 7162 §3.1.4.1 (and §3.2.4): a CONDSTORE client is told the new MODSEQ
+        # of a flag change it did not ask for with its FLAGS, with the UID, so its
+        # cache stays right and the change is not echoed again.
+        if "UID" not in items:
+            items.insert(0, "UID")
+        if "MODSEQ" not in items:
+            items.append("MODSEQ")
     changed = {m.uid: m for m in result.changed}
     return [changed.get(m.uid, m) for m in metas]
 
