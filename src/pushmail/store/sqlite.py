@@ -398,8 +398,7 @@ class SqliteStore(SqliteBase):
     def select_info(self, mailbox_id: int) -> SelectInfo:
         with self._read() as conn:
             box = conn.execute(
-                "SELECT highestmodseq, uidnext, keywords, recent_floor FROM mailboxes "
-                "WHERE id = ?",
+                "SELECT highestmodseq, uidnext, keywords, recent_floor FROM mailboxes WHERE id = ?",
                 (mailbox_id,),
             ).fetchone()
             if box is None:
