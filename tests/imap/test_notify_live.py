@@ -25,7 +25,9 @@ def test_status_for_mail_filed_into_another_folder(tmp_path: Path) -> None:
     with live_server(tmp_path) as srv, LineClient(srv.port) as cl:
         cl.login()
         reply = cl.command(
-            "n1", "NOTIFY SET (INBOXES (MessageNew MessageExpunge)) (PERSONAL (MessageNew))"
+            "n1",
+            "NOTIFY SET (INBOXES (MessageNew MessageExpunge))"
+            " (PERSONAL (MessageNew MessageExpunge))",
         )
         assert reply == [b"n1 OK NOTIFY completed"]
         app = srv.deliver("Junk", "filed by a filter")  # not INBOX, no IDLE, no command

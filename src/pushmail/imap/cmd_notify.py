@@ -124,9 +124,10 @@ def _fetch_new(
     atts = [a if isinstance(a, str) else _peek(a) for a in items]
     if "UID" not in atts:
         atts.insert(0, "UID")
-    out = []
     mid = view.mailbox_id
-    for meta in store.get_messages(mid, uids):
+    metas = store.get_messages(mid, uids)
+    out = view.announce_keywords(store, metas) if "FLAGS" in atts else []
+    for meta in metas:
         seq = view.seq_of(meta.uid)
         if seq is None:
             continue

@@ -15,6 +15,7 @@ from typing import Literal
 from pushmail.events.interfaces import MailboxChanged
 from pushmail.imap.encoder import Tagged, Untagged
 from pushmail.imap.errors import CommandFailed
+from pushmail.imap.mutf7 import InvalidName
 from pushmail.imap.notify import NotifyState
 from pushmail.imap.selected import SelectedView
 from pushmail.imap.states import State
@@ -156,6 +157,8 @@ class Session:
         return self.view
 
     def mailbox(self, store: Store, name: str, trycreate: bool = False) -> Mailbox:
+        if isinstance(name, InvalidName):  # no mailbox has it, and none may
+            raise CommandFailed("mailbox name is not valid modified UTF-7", "NONEXISTENT")
         mbox = store.get_mailbox(self.require_user().id, name)
         if mbox is None:
             raise CommandFailed(

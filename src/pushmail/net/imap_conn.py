@@ -193,6 +193,12 @@ class ImapConnection(asyncio.Protocol):
     def _on_event(self, event: FragEvent) -> None:
         if isinstance(event, NeedContinuation):
             self._write(b"+ Ready for literal data\r\n")
+        elif isinstance(event, LineTooLong) and self._mode == "sasl":
+            # An over-long SASL response ends the exchange (RFC 3501 §6.2.2 lets the
+            # server refuse it with BAD): the next line is a command again.
+            self._mode = "command"
+            self._frag.raw_lines = False
+            self._bad_input(self._sasl_tag, "SASL response too long", "TOOBIG")
         elif isinstance(event, LineTooLong):
             self._bad_input(event.tag, "line too long", "TOOBIG")
         elif isinstance(event, LiteralTooBig):
