@@ -155,7 +155,7 @@ def _heads() -> list[_Head]:
                 "Subject: no sender at all",
                 "Date: Fri, 11 Dec 2026 07:00:00 +0000",
             ],
-            {"FROM": ["nobody"], "TO": ["nobody@example.org"], "SUBJECT": ["sender"]},
+            {"FROM": ["nobody"], "TO": ["nobody@example.org"], "SUBJECT": ["at all"]},
         ),
         h(
             "from-only",
@@ -164,8 +164,8 @@ def _heads() -> list[_Head]:
         ),
         h(
             "bare-local",
-            ["From: postmaster", "To: root, admin@localhost", "Subject: local parts only"],
-            {"FROM": ["postmaster"], "TO": ["root", "admin@localhost"], "SUBJECT": ["local"]},
+            ["From: postmaster", "To: root, admin@localhost", "Subject: bare parts only"],
+            {"FROM": ["postmaster"], "TO": ["root", "admin@localhost"], "SUBJECT": ["bare parts"]},
         ),
         h(
             "quoted-name",
@@ -570,13 +570,15 @@ def _bodies() -> list[_Body]:
         _mp(
             "",
             [
-                _part(["Subject: digest one", "From: d1@example.org"], "dingo one"),
-                CRLF + "no header, default rfc822 elk",
+                # A part without MIME header: the embedded message follows the blank.
+                CRLF + _part(["Subject: digest one", "From: d1@example.org"], "dingo one"),
+                # Here the part's header is taken for the message's: all header.
+                _part(["Subject: digest two"], "elk as the embedded message"),
                 _part(["Content-Type: text/plain"], "typed part, emu"),
             ],
             "dg",
         )[1],
-        ["dingo", "emu"],
+        ["dingo", "emu", "elk"],
     )
     add(
         "type-comments",

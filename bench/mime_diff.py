@@ -331,7 +331,7 @@ def _show(value: object) -> str:
     if isinstance(value, set):
         return " ".join(sorted(n.split("-", 1)[0] for n in value)) or "(none)"
     text = repr(value)
-    return text if len(text) <= 300 else text[:297] + "..."
+    return text if len(text) <= 3000 else text[:2997] + "..."
 
 
 def run_both(

@@ -46,6 +46,7 @@ from pushmail.imap.commands import (
     SearchSize,
     SearchText,
 )
+from pushmail.mime.addresses import Address, Group, parse_addresses
 from pushmail.mime.rawparts import RawPart, parse_message
 from pushmail.mime.sections import UnknownCteError, decode_cte
 
@@ -182,10 +183,40 @@ def sent_date(header: Message) -> date | None:
         return None
 
 
+_ADDRESS_FIELDS = frozenset({"from", "sender", "reply-to", "to", "cc", "bcc"})
+
+
 def _header_matches(key: SearchHeader, ctx: SearchContext) -> bool:
     values = ctx.header().get_all(key.field) or []
     needle = key.value.casefold()
+    if key.field.lower() in _ADDRESS_FIELDS:
+        return any(needle in address_text(str(v)).casefold() for v in values)
     return any(needle in decode_value(str(v)).casefold() for v in values)
+
+
+def address_text(value: str) -> str:
+    """An address field as SEARCH reads it: each address written again as
+    ``name <mailbox@host>`` (name RFC 2047-decoded), groups as ``name: ...;``.
+
+    So comments and source routes do not split what a user types:
+    ``<user (comment)@ (comment) domain.org>`` is found by ``user@domain.org``, as
+    Dovecot finds it, and text after where the list stops parsing is not searched.
+    """
+    out = []
+    for entry in parse_addresses(value):
+        if isinstance(entry, Group):
+            members = ", ".join(_address_text(a) for a in entry.members)
+            out.append(f"{decode_value(entry.name)}: {members};")
+        else:
+            out.append(_address_text(entry))
+    return ", ".join(out)
+
+
+def _address_text(a: Address) -> str:
+    spec = _bytes_text((a.mailbox or "").encode("latin-1", "replace"))
+    if a.host:
+        spec += "@" + _bytes_text(a.host.encode("latin-1", "replace"))
+    return f"{decode_value(a.name)} <{spec}>" if a.name else spec
 
 
 def _text_matches(key: SearchText, ctx: SearchContext) -> bool:

@@ -3,11 +3,15 @@
 Computed once per delivery (``build_cache``) and kept with the message, so FETCH of
 these items never re-parses. Choices, following Dovecot where the RFC is silent:
 
-* sizes are octets of the body exactly as stored; lines are LF-terminated lines, plus
-  one for a final line without a line end;
-* a text/* part without a charset parameter reports ``("charset" "us-ascii")``;
-* a multipart without any body part (no delimiter found) reports one empty
-  text/plain part, because the grammar needs at least one;
+* sizes are octets of the body exactly as stored; lines are its line ends (LF);
+* a text/* part without a charset parameter reports ``"charset" "us-ascii"`` after
+  its other parameters;
+* a multipart without any body part (no boundary parameter, or no delimiter found)
+  has one empty text/plain part, because the grammar needs at least one;
+* comments in Content-Type/-Disposition/-Transfer-Encoding are left out, folded
+  parameters unfolded, RFC 2231 continuations joined (``rawparts``);
+* a field given twice (RFC 5322 §3.6 allows one): address lists are joined, other
+  fields keep the last occurrence;
 * ENVELOPE strings are the raw header text, unfolded and not RFC 2047-decoded;
   an address without a mailbox or domain gets ``MISSING_MAILBOX`` /
   ``MISSING_DOMAIN`` so that a NIL host keeps meaning "group syntax";
@@ -25,6 +29,11 @@ from pushmail.imap.encoder import NIL, nstring, paren, quoted
 from pushmail.mime.addresses import Address, Group, parse_addresses
 from pushmail.mime.rawparts import RawPart, parse_message, raw_value
 from pushmail.store.interfaces import MessageCache
+
+# Bump when what ``build_cache`` returns for some message changes: stored structures
+# are then recomputed at the next start (``store/sqlite_refresh.py``).
+# 1: folded/commented MIME parameters, RFC 5322 addresses, Dovecot's line counts.
+STRUCTURE_VERSION = 1
 
 _EMPTY_MULTIPART_CHILD = b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0)'
 
@@ -237,7 +246,7 @@ def _single(part: RawPart, raw: bytes, extended: bool) -> bytes:
     is_text = part.maintype == "text"
     pairs = _params(header, "content-type")
     if is_text and not any(k.lower() == b"charset" for k, _ in pairs):
-        pairs.insert(0, (b"charset", b"us-ascii"))
+        pairs.append((b"charset", b"us-ascii"))  # after the others, as Dovecot puts it
     encoding = named.first("content-transfer-encoding") or b"7bit"
     fields = [
         quoted(part.maintype.encode("latin-1", "replace")),
