@@ -21,8 +21,7 @@ FOLDED = (
 )
 # What the code before version 1 stored for FOLDED: a phantom part, a leaked comment.
 OLD = MessageCache(
-    b'(NIL NIL ((" (comment comment)" NIL "user-from" "domain.org")) NIL NIL NIL NIL NIL '
-    b"NIL NIL)",
+    b'(NIL NIL ((" (comment comment)" NIL "user-from" "domain.org")) NIL NIL NIL NIL NIL NIL NIL)',
     b'(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0) "mixed" '
     b'("boundary" "foo\r\n bar") NIL NIL NIL)',
     b'(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0) "mixed")',
