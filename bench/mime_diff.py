@@ -283,13 +283,22 @@ def collect_parts(
                 if isinstance(value, bytes) and isinstance(trace, bytes) and trace:
                     value = value.removeprefix(trace)
                 fields[name] = value
-        for path, is_msg in paths[s.name]:
-            if is_msg:
-                continue
-            name = f"BINARY.SIZE[{path}]"
-            untagged, status = imap.run(b"FETCH %d (%s)" % (seq, name.encode()))
-            got = fetch_items(untagged).get(seq, {})
-            fields[name] = got.get(name.encode(), "missing") if status.startswith(b"OK") else "NO"
+        sizes = [f"BINARY.SIZE[{path}]" for path, is_msg in paths[s.name] if not is_msg]
+        if sizes:
+            _binary_sizes(imap, seq, sizes, fields)
+
+
+def _binary_sizes(imap: Imap, seq: int, names: list[str], into: dict[str, object]) -> None:
+    """All BINARY.SIZE items in one FETCH; one by one when that is refused (a NO
+    for one part, e.g. UNKNOWN-CTE, must not hide the others)."""
+    batches = [names] if len(names) > 1 else []
+    for batch in [*batches, *([n] for n in names)]:
+        untagged, status = imap.run(b"FETCH %d (%s)" % (seq, " ".join(batch).encode()))
+        got = fetch_items(untagged).get(seq, {})
+        for name in batch:
+            into[name] = got.get(name.encode(), "missing") if status.startswith(b"OK") else "NO"
+        if status.startswith(b"OK") and len(batch) > 1:
+            return
 
 
 def _astring(text: str) -> bytes:
@@ -386,6 +395,49 @@ def kind_of(field: str) -> str:
     return re.sub(r"(?<=\[)[\d.]*\d", "n", field)
 
 
+# --------------------------------------------------------------------------- accepted
+
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "extensions.md"
+_TABLE = "### Accepted differences from Dovecot"
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """One row of the table: message and field patterns (``*`` is the only wildcard)."""
+
+    messages: str
+    fields: tuple[str, ...]
+
+    def covers(self, d: Difference) -> bool:
+        return _glob(self.messages, d.message) and any(_glob(f, d.field) for f in self.fields)
+
+
+def _glob(pattern: str, text: str) -> bool:
+    return re.fullmatch(re.escape(pattern).replace(r"\*", ".*"), text) is not None
+
+
+def accepted_rows(doc: Path = DOC) -> list[Accepted]:
+    """The rows of the "Accepted differences from Dovecot" table of ``doc``."""
+    section = doc.read_text().split(_TABLE, 1)[1].split("\n## ", 1)[0]
+    rows: list[Accepted] = []
+    for line in section.splitlines():
+        if not line.startswith("| `"):
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        rows.append(Accepted(cells[0].strip("`"), tuple(re.findall(r"`([^`]+)`", cells[1]))))
+    return rows
+
+
+def judge(
+    diffs: list[Difference], rows: list[Accepted]
+) -> tuple[list[Difference], list[Accepted]]:
+    """(differences no row accepts, rows that accept no difference any more)."""
+    unexplained = [d for d in diffs if not any(r.covers(d) for r in rows)]
+    stale = [r for r in rows if not any(r.covers(d) for d in diffs)]
+    return unexplained, stale
+
+
 def main() -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import dovecot
@@ -414,16 +466,22 @@ def main() -> int:
         finally:
             dove.stop()
     kinds = Counter(kind_of(d.field) for d in diffs)
+    unexplained, stale = judge(diffs, accepted_rows())
     print(
         json.dumps(
             {
                 "messages": len(samples),
+                "accepted_rows": len(accepted_rows()),
+                "unexplained": len(unexplained),
+                "stale_rows": [r.messages + " " + ",".join(r.fields) for r in stale],
                 "compared_fields": compared,
                 "differences": len(diffs),
                 "by_kind": dict(sorted(kinds.items())),
                 "appended_instead_of_lmtp": appended,
                 "seconds": round(time.monotonic() - t0, 1),
-                "list": [[d.message, d.field, d.dovecot, d.pushmail] for d in diffs],
+                "unexplained_list": [
+                    [d.message, d.field, d.dovecot, d.pushmail] for d in unexplained
+                ],
             }
         )
     )
