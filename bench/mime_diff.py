@@ -429,9 +429,7 @@ def accepted_rows(doc: Path = DOC) -> list[Accepted]:
     return rows
 
 
-def judge(
-    diffs: list[Difference], rows: list[Accepted]
-) -> tuple[list[Difference], list[Accepted]]:
+def judge(diffs: list[Difference], rows: list[Accepted]) -> tuple[list[Difference], list[Accepted]]:
     """(differences no row accepts, rows that accept no difference any more)."""
     unexplained = [d for d in diffs if not any(r.covers(d) for r in rows)]
     stale = [r for r in rows if not any(r.covers(d) for d in diffs)]
