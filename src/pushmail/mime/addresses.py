@@ -97,7 +97,7 @@ def _delimited(value: str, i: int, close: str) -> tuple[str, int]:
 
 
 def _comment(value: str, i: int) -> tuple[str, int]:
-    """A comment's text (nested comments flattened into it), and where it ends."""
+    """A comment's text (a nested comment kept with its parentheses), and where it ends."""
     out: list[str] = []
     depth = 1
     while i < len(value):
