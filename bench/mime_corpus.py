@@ -306,6 +306,26 @@ def _heads() -> list[_Head]:
                 "SUBJECT": ["second subject", "first subject"],
             },
         ),
+        h(
+            "encoded-everywhere",
+            [
+                "From: =?utf-8?q?Fr=C3=A9d=C3=A9ric?= <fred@example.fr>",
+                "Sender: =?iso-8859-1?q?S=E9cr=E9taire?= <sec@example.fr>",
+                "Reply-To: =?utf-8?b?UsOpcG9uc2U=?= <reply@example.fr>",
+                "To: =?utf-8?q?=C3=89quipe?=: =?utf-8?q?Ana=C3=AFs?= <anais@example.fr>;",
+                "Cc: =?utf-8?q?Zo=C3=A9?= <zoe@example.fr>",
+                "Subject: =?utf-8?q?r=C3=A9union?=\r\n =?utf-8?q?_de_l=27=C3=A9quipe?=",
+                "Date: =?utf-8?q?Mon=2C_7_Dec_2026?= 10:00:00 +0100",
+                "Message-ID: <=?utf-8?q?id?=@example.fr>",
+                "In-Reply-To: =?utf-8?q?prev?=",
+                "Comments: =?utf-8?q?commentaire_g=C3=A9n=C3=A9ral?=",
+            ],
+            {
+                "FROM": ["Frédéric", "fred@"],
+                "TO": ["Anaïs", "Équipe", "anais@example.fr"],
+                "SUBJECT": ["réunion de l'équipe", "réunion"],
+            },
+        ),
     ]
 
 
@@ -654,6 +674,66 @@ def _bodies() -> list[_Body]:
         ["orca"],
     )
     add("header-only", [], None, ["nothing"])
+    ct, body = _mp(
+        "Content-Type: multipart/mixed; boundary=names",
+        [
+            _part(
+                [
+                    'Content-Type: application/pdf; name="=?utf-8?q?d=C3=A9j=C3=A0.pdf?="',
+                    'Content-Disposition: attachment; filename="=?utf-8?q?d=C3=A9j=C3=A0.pdf?="',
+                ],
+                "JVBERi0K",
+            ),
+            _part(
+                [
+                    _lat('Content-Type: text/plain; charset=utf-8; name="résumé.txt"'),
+                    _lat('Content-Disposition: inline; filename="résumé.txt"'),
+                    "Content-Description: =?utf-8?q?r=C3=A9sum=C3=A9?=",
+                ],
+                "puffin inside",
+            ),
+        ],
+        "names",
+    )
+    add("encoded-filenames", ["MIME-Version: 1.0", *ct], body, ["puffin"])
+    add("no-subtype", ["Content-Type: text"], "quail without subtype" + CRLF, ["quail"])
+    add("garbage-type", ["Content-Type: ;;; =broken"], "rabbit garbage type" + CRLF, ["rabbit"])
+    ct, body = _mp(
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="rep"',
+        [
+            _part(["Content-Type: text/plain"], "delivery failed, seal"),
+            _part(
+                ["Content-Type: message/delivery-status"],
+                "Reporting-MTA: dns; mx.example.org\r\n\r\nFinal-Recipient: rfc822; x@y.z\r\n"
+                "Action: failed\r\nStatus: 5.1.1",
+            ),
+            _part(
+                ["Content-Type: text/rfc822-headers"],
+                "From: orig@example.org\r\nSubject: original",
+            ),
+        ],
+        "rep",
+    )
+    add("bounce-report", [*ct], body, ["seal", "Final-Recipient"])
+    ct, body = _mp(
+        'Content-Type: multipart/signed; protocol="application/pgp-signature";\r\n'
+        '\tmicalg=pgp-sha256; boundary="sig"',
+        [
+            _part(["Content-Type: text/plain; charset=us-ascii"], "signed trout"),
+            _part(
+                ["Content-Type: application/pgp-signature; name=signature.asc"],
+                "-----BEGIN PGP SIGNATURE-----\r\niQ==\r\n-----END PGP SIGNATURE-----",
+            ),
+        ],
+        "sig",
+    )
+    add("signed", ["MIME-Version: 1.0", *ct], body, ["trout"])
+    ct, body = _mp(
+        "Content-Type: multipart/alternative; boundary=tab-fold",
+        [_part(["Content-Type: text/plain;\r\n\tcharset=utf-8;\r\n\tformat=flowed"], "urial")],
+        "tab-fold",
+    )
+    add("crlf-tab-folds", [*ct], body, ["urial"])
     return b
 
 
