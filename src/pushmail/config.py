@@ -39,6 +39,9 @@ class Limits:
     # Unsent output (bytes) above which a NOTIFY session's hints wait instead of
     # being rendered: a client that stops reading ends in NOTIFICATIONOVERFLOW.
     notify_max_output: int = 1024 * 1024
+    max_mailbox_name: int = 255  # bytes (UTF-8) of a mailbox name, hierarchy included
+    max_mailbox_depth: int = 16  # hierarchy levels of a mailbox name ("a/b/c" is 3)
+    max_mailboxes: int = 1000  # mailboxes per user, INBOX included
 
 
 @dataclass(frozen=True, slots=True)

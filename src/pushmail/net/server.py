@@ -148,7 +148,14 @@ def _imap_context(
     several workers) the channel to the home workers included."""
     loop = asyncio.get_running_loop()
     ctx = ImapContext(
-        info=ServerInfo(config.hostname, True, __version__),
+        info=ServerInfo(
+            config.hostname,
+            True,
+            __version__,
+            max_mailbox_name=config.limits.max_mailbox_name,
+            max_mailbox_depth=config.limits.max_mailbox_depth,
+            max_mailboxes=config.limits.max_mailboxes,
+        ),
         runner=runner,
         hub=IdleHub(bus, loop),
         publisher=bus,
