@@ -30,6 +30,13 @@ class Limits:
     max_line: int = 65536  # bytes of one command line, literals excluded
     max_literal: int = 50 * 1024 * 1024  # bytes of one literal (APPEND size cap)
     max_message: int = 50 * 1024 * 1024  # SMTP/LMTP DATA size cap
+    # One IMAP command, lines and literals together: after login (an APPEND may be
+    # max_literal + max_line), and before login, where only LOGIN/AUTHENTICATE/ID
+    # and the like are possible (this also caps a line there).
+    max_command: int = 64 * 1024
+    prelogin_max_command: int = 8 * 1024
+    # Unsent output (bytes) above which a connection's next command waits.
+    max_output: int = 256 * 1024
     max_bad_commands: int = 10  # BADs in a row before disconnecting
     max_auth_failures: int = 3  # failed logins before disconnecting
     auth_failure_delay: float = 1.0  # seconds, doubled per failure

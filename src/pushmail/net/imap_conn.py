@@ -20,6 +20,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
+from pushmail import seclog
 from pushmail.auth.cache import CredentialCache
 from pushmail.auth.passwords import cheap_to_verify, verify_password
 from pushmail.config import Limits
@@ -29,6 +30,7 @@ from pushmail.imap import commands as c
 from pushmail.imap.errors import ImapError
 from pushmail.imap.fragmentizer import (
     CommandReady,
+    FragCaps,
     FragEvent,
     Fragmentizer,
     LineTooLong,
@@ -76,6 +78,28 @@ class ImapContext:
     credentials: CredentialCache = field(default_factory=CredentialCache)
 
 
+_CLOSED_CAPS = FragCaps(0, 0)
+
+
+@functools.lru_cache(maxsize=16)
+def frag_caps(limits: Limits, logged_in: bool) -> FragCaps:
+    """The fragmentizer's caps for a state, one shared object per (limits, state).
+
+    Before login a client can only log in, ask for capabilities, start TLS and the
+    like: a few KB is plenty, and it is all an unauthenticated peer may make us hold
+    (issue 15 item 1). After it, one command is capped at ``max_command`` in all,
+    except an APPEND, which carries a message of up to ``max_literal``."""
+    if not logged_in:
+        small = min(limits.prelogin_max_command, limits.max_line)
+        return FragCaps(small, small, small, None)
+    return FragCaps(
+        limits.max_line,
+        limits.max_literal,
+        limits.max_command,
+        limits.max_literal + limits.max_line,
+    )
+
+
 def _is_loopback(peer: object) -> bool:
     if isinstance(peer, tuple) and peer:
         return _is_loopback_host(str(peer[0]))
@@ -115,7 +139,7 @@ class ImapConnection(asyncio.Protocol):
 
     def __init__(self, ctx: ImapContext, secure: bool) -> None:
         self._ctx = ctx
-        self._frag = Fragmentizer(ctx.limits.max_line, ctx.limits.max_literal)
+        self._frag = Fragmentizer(caps=frag_caps(ctx.limits, False))
         self._transport: asyncio.Transport | None = None
         self._upgrading = False  # STARTTLS: the next connection_made is the TLS layer
         self._mode: Mode = "command"
@@ -152,7 +176,7 @@ class ImapConnection(asyncio.Protocol):
         self._unwatch()
         self._unwatch_user()
         self._ctx.connections.discard(self)
-        self._frag = Fragmentizer(0, 0)
+        self._frag = Fragmentizer(caps=_CLOSED_CAPS)
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = time.monotonic()
@@ -193,7 +217,9 @@ class ImapConnection(asyncio.Protocol):
         elif isinstance(event, LineTooLong):
             self._bad_input(event.tag, "line too long", "TOOBIG")
         elif isinstance(event, LiteralTooBig):
-            self._bad_input(event.tag, f"literal of {event.size} octets is too big", "TOOBIG")
+            what = "command" if event.total else f"literal of {event.size} octets"
+            self._abuse("command-too-big", size=event.size)
+            self._bad_input(event.tag, f"{what} is too big", "TOOBIG")
         elif isinstance(event, CommandReady):
             if self._mode == "idle":
                 self._end_idle(event.data)
@@ -208,6 +234,19 @@ class ImapConnection(asyncio.Protocol):
         self._write(f"{tag or '*'} BAD {c_}{text}\r\n".encode())
         if self._bad >= self._ctx.limits.max_bad_commands:
             self.close(b"* BYE too many bad commands\r\n")
+
+    def client_address(self) -> str:
+        """The peer's address for the security log ("unix" for a Unix socket)."""
+        t = self._transport
+        peer = t.get_extra_info("peername") if t is not None else None
+        if isinstance(peer, tuple) and peer:
+            return str(peer[0])
+        return "unix" if isinstance(peer, str) else "unknown"
+
+    def _abuse(self, event: str, **fields: str | int) -> None:
+        user = self.session.user
+        address = user.address if user else None
+        seclog.report(event, "imap", self.client_address(), address, logging.WARNING, **fields)
 
     def _command(self, data: bytes) -> None:
         try:
@@ -383,6 +422,8 @@ class ImapConnection(asyncio.Protocol):
 
     def _finish_login(self, action: Action, ok: bool) -> None:
         cmd_auth.finish_login(self.session, action, ok)
+        if ok:
+            self._frag.caps = frag_caps(self._ctx.limits, True)
         self._write(self.session.take_output())
         if self.session.auth_failures >= self._ctx.limits.max_auth_failures:
             self.close(b"* BYE too many failed logins\r\n")
@@ -433,7 +474,7 @@ class ImapConnection(asyncio.Protocol):
         assert self._ctx.tls is not None and self._transport is not None
         # Anything the client sent after STARTTLS in plaintext is dropped (RFC 3501
         # §6.2.1, and the command-injection attacks of CVE-2011-0411 style).
-        self._frag = Fragmentizer(self._ctx.limits.max_line, self._ctx.limits.max_literal)
+        self._frag = Fragmentizer(caps=frag_caps(self._ctx.limits, False))
         raw = self._transport
         layer = TlsLayer(self, self._ctx.tls)
         self._upgrading = True
@@ -495,6 +536,7 @@ class ImapConnection(asyncio.Protocol):
         s.enabled.update(name for name, on in flags if on)
         self._idle_tag = tag
         self._mode = "idle"
+        self._frag.caps = frag_caps(self._ctx.limits, True)
         self._frag.raw_lines = True
         self.last_activity = last_activity
 
