@@ -59,6 +59,10 @@ Mode = Literal["command", "idle", "sasl", "closed"]
 # user takes as long to refuse as a wrong password.
 _DUMMY_HASH = "{PLAIN}x"
 _PAUSE_ABOVE = 64 * 1024  # bytes buffered while a command runs before reading pauses
+# asyncio's transports call ``pause_writing`` above 64 KiB unsent (their default high
+# water mark) and ``resume_writing`` once below 16 KiB. Output backpressure waits
+# for that ``resume_writing``, so its threshold may not be below the mark.
+_MIN_MAX_OUTPUT = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -206,10 +210,20 @@ class ImapConnection(asyncio.Protocol):
     # -- reading commands -----------------------------------------------------
     def _pump(self) -> None:
         while not self._running and self._mode != "closed":
+            if self._output_blocked():
+                self._pause()  # until ``resume_writing``: the client is not reading
+                return
             event = self._frag.next_event()
             if event is None:
+                self._resume()  # only now: what is buffered is all handled
                 return
             self._on_event(event)
+
+    def _resume(self) -> None:
+        t = self._transport
+        if t is not None and self._paused and self._mode != "closed":
+            t.resume_reading()
+            self._paused = False
 
     def _on_event(self, event: FragEvent) -> None:
         if isinstance(event, NeedContinuation):
@@ -261,7 +275,9 @@ class ImapConnection(asyncio.Protocol):
         # layer: none may be read into the plaintext buffer meanwhile), or when the
         # buffer grows past _PAUSE_ABOVE (``data_received``): a client nearly always
         # waits for the reply, and pausing and resuming cost two ``epoll_ctl`` calls
-        # per command, 8% of the server's time in a connect storm.
+        # per command, 8% of the server's time in a connect storm. Once paused,
+        # reading resumes only when the buffered commands are done (``_pump``), and
+        # not while the client leaves more than ``max_output`` of replies unread.
         self._running = True
         if isinstance(cmd, c.StartTLS | c.Compress):
             self._pause()
@@ -301,10 +317,7 @@ class ImapConnection(asyncio.Protocol):
         if self._notify_pending and not busy:
             self._start(self._report_notify())  # hints that came while busy
             return
-        if self._transport is not None and self._paused and self._mode != "closed":
-            self._transport.resume_reading()
-            self._paused = False
-        self._pump()
+        self._pump()  # resumes reading once the buffered commands are done
         if self._eof and not self._running and self._mode != "closed":
             self.close()
             return
@@ -392,6 +405,23 @@ class ImapConnection(asyncio.Protocol):
         """RFC 5465 §5.8: NOTIFY off, said in ``OK [NOTIFICATIONOVERFLOW]``."""
         self._write(cmd_notify.overflow(self.session))
         self._unwatch_user()
+
+    def _output_blocked(self) -> bool:
+        """Output backpressure (issue 15 item 2): a client that pipelines commands
+        and does not read their replies gets no further command read while its
+        unsent output (below TLS and COMPRESS: the socket's) is above
+        ``max_output``; ``resume_writing`` goes on once it has read."""
+        t = self._transport
+        limit = max(self._ctx.limits.max_output, _MIN_MAX_OUTPUT)
+        return t is not None and t.get_write_buffer_size() > limit
+
+    def pause_writing(self) -> None:
+        """Nothing to do: ``_pump`` looks at the backlog before each command."""
+
+    def resume_writing(self) -> None:
+        """The client has read most of its replies: read its next commands."""
+        if not self._running and self._mode != "closed":
+            self._after()
 
     def _output_backlog(self) -> bool:
         t = self._transport
