@@ -42,6 +42,7 @@ from pushmail.imap.parser import parse_command, parse_tag
 from pushmail.imap.session import Action, ServerInfo, Session
 from pushmail.imap.states import State, check_allowed
 from pushmail.net.compress import start_compression
+from pushmail.net.conncap import ConnectionGate, peer_host
 from pushmail.net.idle_hub import IdleHub
 from pushmail.net.tls_layer import TlsLayer
 
@@ -79,6 +80,7 @@ class ImapContext:
     connections: set[ImapConnection]
     dummy_hash: str = _DUMMY_HASH
     hibernator: Hibernator | None = None  # set by the server once the loop runs
+    gate: ConnectionGate | None = None  # connection caps (net/conncap.py); None: none
     credentials: CredentialCache = field(default_factory=CredentialCache)
 
 
@@ -173,6 +175,11 @@ class ImapConnection(asyncio.Protocol):
         if self._mode == "idle":  # resumed from hibernation: no greeting, still idling
             self._watch()
             return
+        gate = self._ctx.gate
+        if gate is not None and not gate.enter(self, self.client_address()):
+            self._abuse("prelogin-limit", limit=gate.per_address)
+            self.close(b"* BYE too many connections from your address\r\n")
+            return
         self._write(self.session.greeting())
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -180,6 +187,8 @@ class ImapConnection(asyncio.Protocol):
         self._unwatch()
         self._unwatch_user()
         self._ctx.connections.discard(self)
+        if self._ctx.gate is not None:
+            self._ctx.gate.leave(self)
         self._frag = Fragmentizer(caps=_CLOSED_CAPS)
 
     def data_received(self, data: bytes) -> None:
@@ -252,10 +261,7 @@ class ImapConnection(asyncio.Protocol):
     def client_address(self) -> str:
         """The peer's address for the security log ("unix" for a Unix socket)."""
         t = self._transport
-        peer = t.get_extra_info("peername") if t is not None else None
-        if isinstance(peer, tuple) and peer:
-            return str(peer[0])
-        return "unix" if isinstance(peer, str) else "unknown"
+        return peer_host(t.get_extra_info("peername") if t is not None else None)
 
     def _abuse(self, event: str, **fields: str | int) -> None:
         user = self.session.user
@@ -454,6 +460,8 @@ class ImapConnection(asyncio.Protocol):
         cmd_auth.finish_login(self.session, action, ok)
         if ok:
             self._frag.caps = frag_caps(self._ctx.limits, True)
+            if self._ctx.gate is not None:
+                self._ctx.gate.leave(self)  # no longer a pre-login connection
         self._write(self.session.take_output())
         if self.session.auth_failures >= self._ctx.limits.max_auth_failures:
             self.close(b"* BYE too many failed logins\r\n")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pushmail.config import Config, Endpoint
 from pushmail.events.interfaces import Publisher
+from pushmail.net.conncap import ConnectionGate, Refuser
 from pushmail.net.storethread import StoreRunner
 from pushmail.smtp.delivery_port import LocalDelivery
 from pushmail.smtp.handlers import IngressHandler, IngressPolicy, Mode, SubmissionHandler
@@ -26,6 +27,8 @@ __all__ = ["SmtpListener", "start_smtp_servers"]
 log = logging.getLogger(__name__)
 
 IDENT = "pushmail"  # the greeting's software name; no version, nothing to fingerprint
+
+_TOO_MANY = b"421 4.3.2 too many connections, try again later\r\n"
 
 
 @dataclass(slots=True)
@@ -62,6 +65,7 @@ async def start_smtp_servers(
     tls: ssl.SSLContext,
     reuse_port: bool = False,
     unix_sockets: bool = True,
+    gate: ConnectionGate | None = None,
 ) -> list[SmtpListener]:
     """Listen for SMTP (MX), submission and LMTP on every endpoint of ``config`` that
     is set, plus LMTP on ``config.lmtp_socket`` if set. If one listener fails to start,
@@ -82,7 +86,9 @@ async def start_smtp_servers(
         plan.append(("lmtp-unix", "lmtp", config.lmtp_socket))
     try:
         for name, mode, where in plan:
-            started.append(await _start_one(name, mode, where, config, delivery, tls, reuse_port))
+            started.append(
+                await _start_one(name, mode, where, config, delivery, tls, reuse_port, gate)
+            )
             log.info("%s listening on %s", name, where)
     except BaseException:
         for listener in started:
@@ -99,6 +105,7 @@ async def _start_one(
     delivery: LocalDelivery,
     tls: ssl.SSLContext,
     reuse_port: bool = False,
+    gate: ConnectionGate | None = None,
 ) -> SmtpListener:
     loop = asyncio.get_running_loop()
     policy = IngressPolicy(
@@ -109,7 +116,7 @@ async def _start_one(
     )
     handler = (SubmissionHandler if mode == "submission" else IngressHandler)(policy, delivery)
     connections = ConnectionSet()
-    factory = _protocol_factory(mode, handler, connections, config, tls, loop)
+    factory = _protocol_factory(mode, handler, connections, config, tls, loop, gate)
     if isinstance(where, Path):
         if where.is_socket():
             where.unlink()  # a stale socket from an earlier run
@@ -128,8 +135,14 @@ def _protocol_factory(
     config: Config,
     tls: ssl.SSLContext,
     loop: asyncio.AbstractEventLoop,
+    gate: ConnectionGate | None = None,
 ) -> Callable[[], asyncio.Protocol]:
+    service = "smtp" if mode == "mx" else mode
+
     def make() -> asyncio.Protocol:
+        # Descriptors are shared with IMAP: over the worker's cap, 421 and close.
+        if gate is not None and gate.full():
+            return Refuser(gate, service, _TOO_MANY)
         if mode == "lmtp":
             return PushmailLMTP(
                 handler,
@@ -153,6 +166,7 @@ def _protocol_factory(
             auth_required=submission,
             auth_exclude_mechanism=[] if submission else ["PLAIN", "LOGIN"],
             loop=loop,
+            prelogin_timeout=config.limits.prelogin_timeout if submission else 0.0,
         )
 
     return make
