@@ -17,6 +17,7 @@ from pathlib import Path
 from pushmail.auth.guard import GuardSettings, LoginGuard
 from pushmail.config import Config, Endpoint
 from pushmail.events.interfaces import Publisher
+from pushmail.net.conncap import ConnectionGate, Refuser
 from pushmail.net.storethread import StoreRunner
 from pushmail.smtp.delivery_port import LocalDelivery
 from pushmail.smtp.handlers import IngressHandler, IngressPolicy, Mode, SubmissionHandler
@@ -27,6 +28,8 @@ __all__ = ["SmtpListener", "start_smtp_servers"]
 log = logging.getLogger(__name__)
 
 IDENT = "pushmail"  # the greeting's software name; no version, nothing to fingerprint
+
+_TOO_MANY = b"421 4.3.2 too many connections, try again later\r\n"
 
 
 @dataclass(slots=True)
@@ -64,6 +67,7 @@ async def start_smtp_servers(
     reuse_port: bool = False,
     unix_sockets: bool = True,
     guard: LoginGuard | None = None,
+    gate: ConnectionGate | None = None,
 ) -> list[SmtpListener]:
     """Listen for SMTP (MX), submission and LMTP on every endpoint of ``config`` that
     is set, plus LMTP on ``config.lmtp_socket`` if set. If one listener fails to start,
@@ -91,7 +95,7 @@ async def start_smtp_servers(
     try:
         for name, mode, where in plan:
             started.append(
-                await _start_one(name, mode, where, config, delivery, guard, tls, reuse_port)
+                await _start_one(name, mode, where, config, delivery, guard, tls, reuse_port, gate)
             )
             log.info("%s listening on %s", name, where)
     except BaseException:
@@ -110,6 +114,7 @@ async def _start_one(
     guard: LoginGuard,
     tls: ssl.SSLContext,
     reuse_port: bool = False,
+    gate: ConnectionGate | None = None,
 ) -> SmtpListener:
     loop = asyncio.get_running_loop()
     policy = IngressPolicy(
@@ -126,7 +131,7 @@ async def _start_one(
         else IngressHandler(policy, delivery)
     )
     connections = ConnectionSet()
-    factory = _protocol_factory(mode, handler, connections, config, tls, loop)
+    factory = _protocol_factory(mode, handler, connections, config, tls, loop, gate)
     if isinstance(where, Path):
         if where.is_socket():
             where.unlink()  # a stale socket from an earlier run
@@ -145,8 +150,14 @@ def _protocol_factory(
     config: Config,
     tls: ssl.SSLContext,
     loop: asyncio.AbstractEventLoop,
+    gate: ConnectionGate | None = None,
 ) -> Callable[[], asyncio.Protocol]:
+    service = mode  # "mx", "submission" or "lmtp", as the security log names them
+
     def make() -> asyncio.Protocol:
+        # Descriptors are shared with IMAP: over the worker's cap, 421 and close.
+        if gate is not None and gate.full():
+            return Refuser(gate, service, _TOO_MANY)
         if mode == "lmtp":
             return PushmailLMTP(
                 handler,
@@ -170,6 +181,7 @@ def _protocol_factory(
             auth_required=submission,
             auth_exclude_mechanism=[] if submission else ["PLAIN", "LOGIN"],
             loop=loop,
+            prelogin_timeout=config.limits.prelogin_timeout if submission else 0.0,
         )
 
     return make
