@@ -64,6 +64,8 @@ class PushSettings:
     lifetime: float = 3600.0  # seconds after which an unsent alert is given up
     request_timeout: float = 10.0  # seconds for one POST to an endpoint
     allow_http_endpoints: bool = False  # accept http:// endpoints (tests, trusted LANs)
+    # Send alerts to loopback, private, link-local... addresses (push/destinations.py).
+    allow_private_endpoints: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,7 +53,7 @@ def run(tmp_path: Path, scenario: Scenario) -> None:
         config = load_config(
             None,
             {"data_dir": tmp_path, "push.http": "127.0.0.1:0", "push.allow_http_endpoints": True,
-             "push.hold": 0.0},
+             "push.allow_private_endpoints": True, "push.hold": 0.0},
         )  # fmt: skip
         runner = StoreRunner(lambda: SqliteStore(config.db_path))
         for address, pw in (ALICE, BOB):

@@ -9,11 +9,11 @@ cannot set that header, so together with ``SameSite=Strict`` this stops CSRF.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,7 +22,9 @@ from typing import Any
 
 from aiohttp import web
 
-from pushmail.push.db import KINDS, DbThread, Device
+from pushmail import seclog
+from pushmail.push.db import KINDS, MAX_SECRET, MIN_SECRET, DbThread, Device, new_secret
+from pushmail.push.destinations import EndpointPolicy, RefusedEndpoint, check_endpoint
 from pushmail.push.engine import AlertEngine
 from pushmail.push.rules import Rules
 from pushmail.push.webpush import VapidKey
@@ -33,7 +35,6 @@ from pushmail.web.openapi import openapi
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 MAX_DEVICES = 20  # per user
-MAX_URL = 2048
 MAX_BODY = 64 * 1024
 CSRF_HEADER = "X-Requested-With"
 _USER = web.RequestKey("user", User)
@@ -46,7 +47,7 @@ class WebContext:
     db: DbThread
     engine: AlertEngine
     vapid: VapidKey
-    allow_http_endpoints: bool
+    endpoints: EndpointPolicy
     secure_cookie: bool
 
 
@@ -173,7 +174,9 @@ class Api:
 
     async def add_device(self, request: web.Request) -> web.StreamResponse:
         user = request[_USER]
-        device, shown_secret = self._new_device(user, await _body(request))
+        body = await _body(request)
+        device, shown_secret = self._new_device(user, body)
+        await self._check_endpoint(request, user, device.endpoint)
 
         def add(db: Any) -> Device | None:
             known = {d.endpoint for d in db.devices(user.id)}
@@ -193,7 +196,9 @@ class Api:
         kind = body.get("kind")
         if kind not in KINDS:
             raise ApiError(400, f"kind must be one of {', '.join(KINDS)}")
-        endpoint = _endpoint(body.get("endpoint"), self._ctx.allow_http_endpoints)
+        endpoint = body.get("endpoint")
+        if not isinstance(endpoint, str):
+            raise ApiError(400, "endpoint must be a URL")
         label = body.get("label", "")
         if not isinstance(label, str) or len(label) > 100:
             raise ApiError(400, "label must be a string of at most 100 characters")
@@ -203,12 +208,26 @@ class Api:
             p256dh, auth = _webpush_keys(body.get("keys"))
         else:
             given = body.get("secret")
-            if given is not None and (not isinstance(given, str) or not 16 <= len(given) <= 200):
-                raise ApiError(400, "secret must be a string of 16 to 200 characters")
-            secret = given or (secrets.token_urlsafe(32) if kind == "webhook" else "")
+            if given is not None and (
+                not isinstance(given, str) or not MIN_SECRET <= len(given) <= MAX_SECRET
+            ):
+                raise ApiError(400, f"secret must be {MIN_SECRET} to {MAX_SECRET} characters")
+            secret = given or (new_secret() if kind == "webhook" else "")
             shown = secret if given is None and kind == "webhook" else ""
         device = Device(0, user.id, kind, endpoint, p256dh, auth, secret, label, time.time())
         return device, shown
+
+    async def _check_endpoint(self, request: web.Request, user: User, url: str) -> None:
+        """The rule the CLI applies too (push/destinations.py); resolving a name
+        blocks, so it runs on a thread."""
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, check_endpoint, url, self._ctx.endpoints)
+        except RefusedEndpoint as e:
+            seclog.report(
+                "endpoint-refused", "web", request.remote or "-", user.address, reason=str(e)
+            )
+            raise ApiError(400, str(e)) from None
 
     async def remove_device(self, request: web.Request) -> web.StreamResponse:
         device = await self._own_device(request)
@@ -298,15 +317,6 @@ def _rules(body: dict[str, Any]) -> Rules:
         return Rules.from_json(body)
     except ValueError as e:
         raise ApiError(400, str(e)) from None
-
-
-def _endpoint(value: Any, allow_http: bool) -> str:
-    if not isinstance(value, str) or len(value) > MAX_URL or any(c.isspace() for c in value):
-        raise ApiError(400, f"endpoint must be a URL of at most {MAX_URL} characters")
-    schemes = ("https://", "http://") if allow_http else ("https://",)
-    if not value.startswith(schemes) or len(value.split("://", 1)[1].split("/")[0]) == 0:
-        raise ApiError(400, "endpoint must be an https:// URL")
-    return value
 
 
 def _webpush_keys(keys: Any) -> tuple[str, str]:
