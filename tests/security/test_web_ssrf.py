@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import aiohttp.abc
 import pytest
-from web_harness import api, basic
+from web_harness import api, basic, fresh_seclog
 
 from pushmail.cli import main
 from pushmail.push.alert import test_alert as make_test_alert
@@ -76,9 +76,10 @@ def test_url_rules() -> None:
 
 
 def test_api_refuses_inside_endpoints_and_nothing_reaches_them(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     caplog.set_level(logging.INFO, logger="pushmail.security")
+    fresh_seclog(monkeypatch)
 
     async def scenario() -> None:
         async with api(tmp_path, allow_http_endpoints=True) as a:
@@ -137,12 +138,13 @@ def _device(endpoint: str, secret: str = "s" * 20) -> Device:
 
 
 def test_the_connected_address_is_checked_after_dns(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A device stored before (or a name that resolved elsewhere when it was added):
     the socket itself is refused, so neither a stored loopback URL nor a name that
     now resolves to loopback is reached, and nothing is retried."""
     caplog.set_level(logging.INFO, logger="pushmail.security")
+    fresh_seclog(monkeypatch)
     from push_endpoint import PushEndpoint
 
     async def scenario() -> None:

@@ -21,6 +21,7 @@ for _sub in ("push", "e2e", "web"):
 
 from push_endpoint import PushEndpoint  # noqa: E402
 
+from pushmail import seclog  # noqa: E402
 from pushmail.auth.passwords import hash_password  # noqa: E402
 from pushmail.config import load_config  # noqa: E402
 from pushmail.events.unixsock import UnixSocketBus  # noqa: E402
@@ -30,6 +31,12 @@ from pushmail.push.service import PushService, start_push  # noqa: E402
 from pushmail.store.sqlite import SqliteStore  # noqa: E402
 
 ALICE = ("alice@example.org", "alice-pw")
+
+
+def fresh_seclog(monkeypatch: Any) -> None:
+    """A security log of the test's own: the process's shared one is rate-limited
+    per (event, client), and earlier tests from 127.0.0.1 may have spent it."""
+    monkeypatch.setattr(seclog, "_default", seclog.SecurityLog())
 
 
 def basic(who: tuple[str, str] = ALICE) -> str:

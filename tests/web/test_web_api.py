@@ -36,6 +36,8 @@ class Client:
         self, method: str, path: str, body: Any = None, who: Auth = ALICE, csrf: bool = True
     ) -> tuple[int, Any]:
         headers = {"X-Requested-With": "pushmail"} if csrf else {}
+        if method != "GET":  # every change is JSON, also one without a body (the page's way)
+            headers["Content-Type"] = "application/json"
         if who is not None:
             headers["Authorization"] = "Basic " + base64.b64encode(":".join(who).encode()).decode()
         async with self.session.request(
