@@ -131,6 +131,7 @@ async def _start_http(
 ) -> None:
     from pushmail.web.app import WebContext, make_app  # the web layer only when serving it
     from pushmail.web.auth import Authenticator
+    from pushmail.web.listener import Connections, GuardedSite, ListenerLimits
 
     assert service.db is not None and service.engine is not None and settings.http is not None
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="web-auth")
@@ -145,9 +146,10 @@ async def _start_http(
         endpoints=endpoint_policy(settings),
         secure_cookie=tls is not None,
     )
-    runner = service._web = web.AppRunner(make_app(ctx), access_log=None)
+    conns = Connections(ListenerLimits.of(settings))
+    runner = service._web = web.AppRunner(make_app(ctx, conns.body_middleware()), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.http.host, settings.http.port, ssl_context=tls)
+    site = GuardedSite(runner, settings.http.host, settings.http.port, tls, conns)
     try:
         await site.start()
     except OSError as e:
