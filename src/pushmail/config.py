@@ -89,6 +89,14 @@ class PushSettings:
     lifetime: float = 3600.0  # seconds after which an unsent alert is given up
     request_timeout: float = 10.0  # seconds for one POST to an endpoint
     allow_http_endpoints: bool = False  # accept http:// endpoints (tests, trusted LANs)
+    # Send alerts to loopback, private, link-local... addresses (push/destinations.py).
+    allow_private_endpoints: bool = False
+    # The HTTP listener's deadlines and caps (web/listener.py): slow or idle clients.
+    http_tls_handshake_timeout: float = 10.0  # seconds for the TLS handshake
+    http_header_timeout: float = 10.0  # seconds for a request's headers (also between requests)
+    http_body_timeout: float = 30.0  # seconds for a request's body once its headers are in
+    http_max_connections: int = 512  # open connections in all
+    http_max_per_address: int = 32  # open connections from one client address
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,10 +14,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pushmail import seclog
 from pushmail.config import Config, load_config
 from pushmail.push.alert import test_alert
-from pushmail.push.db import DB_FILE, KINDS, PushDB
+from pushmail.push.db import DB_FILE, KINDS, MAX_SECRET, MIN_SECRET, PushDB, new_secret
 from pushmail.push.db import Device as PushDevice
+from pushmail.push.destinations import RefusedEndpoint, check_endpoint, endpoint_policy
 from pushmail.push.rules import Rules
 
 EX_OK, EX_FAILURE, EX_USAGE, EX_NOUSER = 0, 1, 64, 67
@@ -103,14 +105,22 @@ def _list(args: argparse.Namespace, config: Config, db: PushDB) -> int:
 
 
 def _add(args: argparse.Namespace, config: Config, db: PushDB) -> int:
-    if not args.endpoint.startswith(("https://", "http://")):
-        raise _Refused("the endpoint must be an http(s) URL", EX_USAGE)
     if args.kind == "webpush" and not (args.p256dh and args.auth):
         raise _Refused("webpush needs --p256dh and --auth", EX_USAGE)
+    if args.secret and not MIN_SECRET <= len(args.secret) <= MAX_SECRET:
+        raise _Refused(f"--secret must have {MIN_SECRET} to {MAX_SECRET} characters", EX_USAGE)
+    try:  # the same rule as the HTTP API's
+        check_endpoint(args.endpoint, endpoint_policy(config.push))
+    except RefusedEndpoint as e:
+        seclog.report("endpoint-refused", "cli", "local", args.address, reason=str(e))
+        raise _Refused(str(e), EX_USAGE) from None
     user_id = _user_id(config, args.address)
+    made = new_secret() if args.kind == "webhook" and not args.secret else ""
     device = PushDevice(0, user_id, args.kind, args.endpoint, args.p256dh, args.auth,
-                        args.secret, args.label, time.time())  # fmt: skip
+                        args.secret or made, args.label, time.time())  # fmt: skip
     print(db.add_device(device).id)
+    if made:  # as the API does: shown once, for the webhook receiver
+        print(f"secret: {made}")
     return EX_OK
 
 
