@@ -34,6 +34,8 @@ EX_TEMPFAIL = 75
 EX_CONFIG = 78
 
 DEMO_ADDRESS = "demo@localhost"
+# `serve --NAME HOST:PORT` flags, each the config key of the same name.
+_LISTENERS = ("imap", "imaps", "smtp", "submission", "lmtp", "socketmap")
 
 
 class CliError(Exception):
@@ -75,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", parents=[common], help="run the server")
-    for name in ("imap", "imaps", "smtp", "submission", "lmtp"):
+    for name in _LISTENERS:
         serve.add_argument(
             f"--{name}", metavar="HOST:PORT", help=f"{name} listener, or 'off' to disable it"
         )
@@ -140,7 +142,7 @@ def _config(args: argparse.Namespace, **extra: object) -> Config:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    listeners = {n: getattr(args, n) for n in ("imap", "imaps", "smtp", "submission", "lmtp")}
+    listeners = {n: getattr(args, n) for n in _LISTENERS}
     listeners["push.http"] = args.http
     config = _config(args, log_level=args.log_level, workers=args.workers, **listeners)
     _prepare_data_dir(config)

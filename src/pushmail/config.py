@@ -78,6 +78,7 @@ class Config:
     tls_cert: Path | None = None  # PEM; a self-signed pair is made in data_dir if unset
     tls_key: Path | None = None
     lmtp_socket: Path | None = None  # also serve LMTP on this Unix socket
+    socketmap: Endpoint | None = None  # recipient look-ups for Postfix (smtp/socketmap.py)
     domains: tuple[str, ...] = ()  # local mail domains besides those of existing users
     limits: Limits = field(default_factory=Limits)
     imap_settings: ImapSettings = field(default_factory=ImapSettings)
