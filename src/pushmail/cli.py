@@ -121,6 +121,17 @@ def _parser() -> argparse.ArgumentParser:
     deliver.add_argument("-f", "--sender", help="envelope sender, recorded as Return-Path")
     deliver.set_defaults(func=_cmd_deliver)
 
+    backup = sub.add_parser(
+        "backup", parents=[common], help="copy the data directory while the server runs"
+    )
+    backup.add_argument("dest", type=Path, help="a new (or empty) directory for the copy")
+    backup.set_defaults(func=_cmd_backup)
+    restore = sub.add_parser(
+        "restore", parents=[common], help="put a backup into a new (or empty) data directory"
+    )
+    restore.add_argument("source", type=Path, help="a directory made by pushmail backup")
+    restore.set_defaults(func=_cmd_restore)
+
     from pushmail.push.cli import add_parser as add_alerts_parser  # pushmail alerts …
 
     add_alerts_parser(sub, common)
@@ -320,6 +331,33 @@ def _cmd_demo_user(args: argparse.Namespace) -> int:
         return EX_OK
 
     return _with_store(args, create)
+
+
+# -- backup and restore -------------------------------------------------------------------
+
+
+def _cmd_backup(args: argparse.Namespace) -> int:
+    from pushmail.backup import BackupError, make_backup
+
+    config = _config(args)
+    try:
+        report = make_backup(config.data_dir, args.dest)
+    except BackupError as e:
+        raise CliError(str(e), EX_CANTCREAT) from e
+    print(f"backed up {report.files} files ({report.bytes} bytes) to {args.dest}")
+    return EX_OK
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from pushmail.backup import BackupError, restore_backup
+
+    config = _config(args)
+    try:
+        report = restore_backup(args.source, config.data_dir)
+    except BackupError as e:
+        raise CliError(str(e), EX_CANTCREAT) from e
+    print(f"restored {report.files} files ({report.bytes} bytes) into {config.data_dir}")
+    return EX_OK
 
 
 # -- deliver ----------------------------------------------------------------------------
