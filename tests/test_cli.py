@@ -269,3 +269,75 @@ def test_serve_accepts_mail_and_stops_on_sigterm(
     assert oct(os.stat(data_dir / "tls-key.pem").st_mode & 0o777) == oct(0o600)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0
+
+
+# -- rough edges: messages instead of tracebacks, no stores made by mistake -------------
+
+
+def test_user_add_without_terminal_or_password_stdin_is_a_message(data_dir: Path) -> None:
+    """getpass falls back to stdin without a terminal; at its end: EOFError before."""
+    r = cli(data_dir, "user", "add", "ann@example.org", stdin=b"")
+    assert r.returncode == 64, r.stderr
+    assert b"Traceback" not in r.stderr and b"--password-stdin" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["user", "list"], ["user", "del", "a@example.org"], ["user", "passwd", "a@example.org"],
+     ["alerts", "list"], ["alerts", "queue"]],
+)  # fmt: skip
+def test_commands_that_only_read_never_create_a_store(tmp_path: Path, command: list[str]) -> None:
+    typo = tmp_path / "typo"
+    r = cli(typo, *command, stdin=b"long-enough-pw\n")
+    assert r.returncode == 66, r.stderr
+    assert b"does not exist" in r.stderr and b"Traceback" not in r.stderr
+    assert not typo.exists()
+    typo.mkdir()  # an empty directory is not a store either
+    r = cli(typo, *command, stdin=b"long-enough-pw\n")
+    assert r.returncode == 66 and b"no pushmail store" in r.stderr, r.stderr
+    assert list(typo.iterdir()) == []
+
+
+def test_data_dir_that_is_a_file(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    r = cli(afile, "user", "add", "ann@example.org", "--password-stdin", stdin=b"pw-pw-pw\n")
+    assert r.returncode == 73 and b"is not a directory" in r.stderr, r.stderr
+    r = cli(afile, "user", "list")
+    assert r.returncode == 66 and b"is not a directory" in r.stderr, r.stderr
+
+
+def test_unopenable_store_is_a_message(data_dir: Path) -> None:
+    data_dir.mkdir()
+    for name in ("pushmail.sqlite3", "push.sqlite3"):
+        (data_dir / name).write_bytes(b"this is not a database" * 100)
+    for command in (["user", "list"], ["user", "add", "ann@example.org", "--password-stdin"],
+                    ["alerts", "list"]):  # fmt: skip
+        r = cli(data_dir, *command, stdin=b"pw-pw-pw\n")
+        assert r.returncode == 74, (command, r.stderr)
+        assert b"Traceback" not in r.stderr and str(data_dir).encode() in r.stderr
+
+
+def test_port_zero_is_logged_as_the_chosen_port(data_dir: Path) -> None:
+    off = ["--imaps", "off", "--submission", "off", "--lmtp", "off", "--http", "off"]
+    args = ["serve", "--data-dir", str(data_dir), "--imap", "127.0.0.1:0", "--smtp", "127.0.0.1:0"]
+    args += off
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pushmail", *args], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stderr is not None
+        lines: list[str] = []
+        while len([x for x in lines if "listening on" in x]) < 2:
+            line = proc.stderr.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        for line in (x for x in lines if "listening on" in x):
+            port = int(line.split("listening on 127.0.0.1:")[1].split()[0])
+            assert port != 0
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+        if proc.stderr is not None:
+            proc.stderr.close()

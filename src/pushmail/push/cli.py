@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 from pushmail.config import Config, load_config
+from pushmail.datadir import DataDirError, require_store
 from pushmail.push.alert import test_alert
 from pushmail.push.db import DB_FILE, KINDS, PushDB
 from pushmail.push.db import Device as PushDevice
 from pushmail.push.rules import Rules
 
-EX_OK, EX_FAILURE, EX_USAGE, EX_NOUSER = 0, 1, 64, 67
+EX_OK, EX_FAILURE, EX_USAGE, EX_NOUSER, EX_IOERR = 0, 1, 64, 67, 74
 
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -68,13 +70,23 @@ class _Refused(Exception):
 def _run(command: Command) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         config = load_config(args.config, {"data_dir": args.data_dir})
-        config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        db = PushDB(config.data_dir / DB_FILE)
+        try:
+            require_store(config.data_dir, config.db_path)  # never make one by mistake
+            db = PushDB(config.data_dir / DB_FILE)
+        except DataDirError as e:
+            print(f"pushmail: {e}", file=sys.stderr)
+            return e.code
+        except (sqlite3.Error, OSError) as e:
+            print(f"pushmail: cannot open {config.data_dir / DB_FILE}: {e}", file=sys.stderr)
+            return EX_IOERR
         try:
             return command(args, config, db)
         except _Refused as e:
             print(f"pushmail: {e}", file=sys.stderr)
             return e.code
+        except sqlite3.Error as e:  # the mail store (users) or the push database
+            print(f"pushmail: store error in {config.data_dir}: {e}", file=sys.stderr)
+            return EX_IOERR
         finally:
             db.close()
 
