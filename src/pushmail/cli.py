@@ -38,6 +38,9 @@ EX_TEMPFAIL = 75
 EX_CONFIG = 78
 
 DEMO_ADDRESS = "demo@localhost"
+# Shortest password `user add`/`passwd` accept: a guessable one is an open mailbox
+# (imported hashes are kept as they are; their passwords are not known).
+MIN_PASSWORD = 8
 # `serve --NAME HOST:PORT` flags, each the config key of the same name.
 _LISTENERS = ("imap", "imaps", "smtp", "submission", "lmtp", "socketmap")
 
@@ -103,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     add.set_defaults(func=_cmd_user_add)
     delete = user.add_parser("del", parents=[common], help="delete a user and all their mail")
     delete.add_argument("address")
+    delete.add_argument("-y", "--yes", action="store_true", help="do not ask (for scripts)")
     delete.set_defaults(func=_cmd_user_del)
     passwd = user.add_parser("passwd", parents=[common], help="set a user's password")
     passwd.add_argument("address")
@@ -247,6 +251,11 @@ def _read_password(from_stdin: bool, stdin: TextIO | None = None) -> str:
             ) from None
     if not password:
         raise CliError("empty password refused", EX_USAGE)
+    if len(password) < MIN_PASSWORD:
+        raise CliError(
+            f"password refused: {len(password)} characters, at least {MIN_PASSWORD} needed",
+            EX_USAGE,
+        )
     return password
 
 
@@ -269,6 +278,10 @@ def _cmd_user_del(args: argparse.Namespace) -> int:
     address = _address(args.address)
 
     def delete(store: Store) -> int:
+        if store.get_user(address) is None:
+            raise CliError(f"no such user: {address}", EX_NOUSER)
+        if not args.yes:
+            _confirm(f"Delete {address} and all their mail? [y/N] ")
         try:
             store.delete_user(address)
         except NotFound:
@@ -277,6 +290,20 @@ def _cmd_user_del(args: argparse.Namespace) -> int:
         return EX_OK
 
     return _with_store(args, delete)
+
+
+def _confirm(question: str) -> None:
+    """Ask on the terminal; without one, refuse: a script says --yes."""
+    if not sys.stdin.isatty():
+        raise CliError(
+            "not deleting without confirmation: add --yes (no terminal to ask)", EX_USAGE
+        )
+    try:
+        answer = input(question)
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() not in ("y", "yes"):
+        raise CliError("nothing deleted", EX_FAILURE)
 
 
 def _cmd_user_passwd(args: argparse.Namespace) -> int:

@@ -122,7 +122,9 @@ def _add(args: argparse.Namespace, config: Config, db: PushDB) -> int:
     user_id = _user_id(config, args.address)
     device = PushDevice(0, user_id, args.kind, args.endpoint, args.p256dh, args.auth,
                         args.secret, args.label, time.time())  # fmt: skip
-    print(db.add_device(device).id)
+    added = db.add_device(device).id
+    print(f"device {added} added for {args.address} ({args.kind})")
+    print(f"try it: pushmail alerts test {added}")
     return EX_OK
 
 
@@ -145,7 +147,14 @@ def _rules(args: argparse.Namespace, config: Config, db: PushDB) -> int:
         except ValueError as e:
             raise _Refused(f"bad rules: {e}", EX_USAGE) from None
     rules = db.rules(user_id, device_id)
-    print(json.dumps(rules.to_json() if rules else None, indent=2))
+    if rules is None:  # "null" told a user nothing
+        if device_id:
+            print(f"device {device_id} has no rules of its own: {args.address}'s rules apply")
+        else:
+            print(f"no rules set for {args.address}: the defaults apply (an alert for new mail")
+            print("in INBOX from anyone, at any time); set some with --set JSON")
+    else:
+        print(json.dumps(rules.to_json(), indent=2))
     return EX_OK
 
 
@@ -155,6 +164,7 @@ def _test(args: argparse.Namespace, config: Config, db: PushDB) -> int:
         raise _Refused(f"no device {args.device_id}")
     alert, topic = test_alert(db.secret(), device.user_id)
     db.enqueue(device.id, topic, alert, time.time(), 0.0, config.push.lifetime, rate_limited=False)
+    print(f"test alert queued for device {device.id}; a running server sends it within 5 s")
     return EX_OK
 
 
