@@ -47,9 +47,9 @@ scache    unix  - - n - 1 scache
 postlog   unix-dgram n - n - 1 postlogd
 """
 
-# The lines docs/operations.md documents, plus what a private instance needs (its own
-# queue and log, loopback only) and a test device: a message with X-Test-Hold waits
-# on hold, so the test decides when Postfix tries to deliver it.
+# What a private instance needs (its own queue and log, loopback only, no relaying)
+# and a test device: a message with X-Test-Hold waits on hold, so the test decides
+# when Postfix tries to deliver it. The lines for pushmail come from the docs.
 MAIN_CF = """\
 compatibility_level = 3.6
 queue_directory = {root}/queue
@@ -64,10 +64,19 @@ smtputf8_enable = no
 biff = no
 smtpd_relay_restrictions = reject_unauth_destination
 header_checks = regexp:{root}/conf/header_checks
-virtual_mailbox_domains = socketmap:inet:127.0.0.1:{socketmap}:domain
-virtual_mailbox_maps = socketmap:inet:127.0.0.1:{socketmap}:mailbox
-virtual_transport = lmtp:inet:127.0.0.1:{lmtp}
 """
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+
+
+def documented_main_cf(socketmap: int, lmtp: int) -> str:
+    """The main.cf lines docs/operations.md gives, on the test's ports."""
+    text = DOCS.read_text()
+    found = re.search(r"<!-- postfix-main-cf:[^>]*-->\n```\n(.*?)```", text, re.S)
+    assert found, "the marked main.cf block is missing from docs/operations.md"
+    lines = found.group(1).replace("127.0.0.1:2426", f"127.0.0.1:{socketmap}")
+    lines = lines.replace("127.0.0.1:2424", f"127.0.0.1:{lmtp}")
+    assert f":{socketmap}:mailbox" in lines and f"lmtp:inet:127.0.0.1:{lmtp}" in lines
+    return lines
 
 
 def _need_postfix() -> str:
@@ -136,7 +145,7 @@ def postfix(pushmail: Server) -> Iterator[Postfix]:
     (root / "queue").mkdir()
     pf = Postfix(binary, root, free_port())
     (root / "conf" / "main.cf").write_text(
-        MAIN_CF.format(root=root, socketmap=socketmap, lmtp=pushmail.lmtp)
+        MAIN_CF.format(root=root) + documented_main_cf(socketmap, pushmail.lmtp)
     )
     (root / "conf" / "master.cf").write_text(MASTER_CF.format(smtp=pf.smtp))
     (root / "conf" / "header_checks").write_text("/^X-Test-Hold: yes/ HOLD\n")
