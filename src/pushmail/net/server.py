@@ -280,7 +280,9 @@ async def serve(
     for ep, is_tls in ((config.imap, False), (config.imaps, True)):
         if ep is not None:
             servers.append(await _listen(ctx, ep, is_tls, shared))
-            log.info("IMAP%s listening on %s (worker %d)", "S" if is_tls else "", ep, worker)
+            host, port = servers[-1].sockets[0].getsockname()[:2]  # the port chosen for 0
+            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            log.info("IMAP%s listening on %s (worker %d)", "S" if is_tls else "", where, worker)
     if worker < delivery_worker_count(config, workers):
         smtp += await start_smtp_servers(
             config,
