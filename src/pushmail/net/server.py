@@ -203,7 +203,7 @@ def _connection_gate(config: Config, ctx: ImapContext, smtp: list[SmtpListener])
     def count() -> int:
         hib = ctx.hibernator
         n = len(ctx.connections) + tls_layer.HANDSHAKING[0] + (len(hib) if hib else 0)
-        return n + sum(len(listener.connections.open) for listener in smtp)
+        return n + sum(len(listener.connections) for listener in smtp)
 
     lim = config.limits
     cap = descriptor_cap(lim.max_connections)

@@ -37,6 +37,8 @@ _TOO_MANY = b"421 4.3.2 too many connections, try again later\r\n"
 class _Connections(Protocol):
     def close_all(self) -> None: ...
 
+    def __len__(self) -> int: ...  # connections holding a descriptor (the worker's cap)
+
 
 @dataclass(slots=True)
 class SmtpListener:

@@ -98,6 +98,9 @@ class SocketmapServer:
         assert self._server is not None, "start() first"
         return self._server
 
+    def __len__(self) -> int:
+        return len(self._writers)
+
     def close_all(self) -> None:
         for writer in list(self._writers):
             writer.close()
