@@ -1,4 +1,4 @@
-"""What ``pushmail watch`` costs on the wire against pushmail: one JSON line.
+"""What ``pushmail watch`` costs on the wire against pushmail (or Dovecot): one JSON line.
 
 An idle hour is not measured by waiting an hour. The watcher's idle traffic is made of
 two repeating exchanges, each measured here over many repetitions with short intervals:
@@ -13,23 +13,27 @@ two repeating exchanges, each measured here over many repetitions with short int
 
 Bytes per idle hour are then computed for the *default* settings (client
 ``idle_renew`` 300 s, server ``idle_keepalive`` 600 s). Bytes per notified message are
-measured directly: N messages delivered over LMTP, spaced apart so each is its own round.
-Keepalives the compressed time scale lets in during the renewal and message phases
-are counted by the watcher and their bytes taken out of those figures.
+measured directly: N messages delivered over LMTP into INBOX, spaced apart so each is
+its own round. Keepalives the compressed time scale lets in during the renewal and
+message phases are counted by the watcher and their bytes taken out of those figures.
 
 Both strategies are measured, each reported under its own key of the one JSON line:
 
-* ``notify`` — the default (``mode = "auto"``: pushmail offers NOTIFY, so one
-  connection for all folders); a message is ``* STATUS`` / DONE / EXAMINE (QRESYNC) /
-  UID FETCH / UNSELECT / IDLE. Its figures are also the top-level ones;
+* ``notify`` — the default (``mode = "auto"``: the server offers NOTIFY, so one
+  connection for all folders, INBOX kept selected); a message is the pushed ``* n
+  EXISTS`` and ``* n FETCH (UID ... BODY[HEADER.FIELDS ...])``, nothing sent back. Its
+  figures are also the top-level ones;
 * ``idle`` — ``mode = "idle"``, one IDLE per folder; a message is EXISTS / DONE /
   UID FETCH / IDLE.
 
-The strategy each run really used is read back from its ``watching`` event. Figures
-are IMAP payload bytes in both directions (plaintext IMAP on loopback; TLS adds its
-record overhead, TCP/IP its headers).
+``--server dovecot`` measures the same against a private Debian Dovecot
+(``bench/dovecot.py``, root needed; no idle hour is modelled for it), ``--server
+both`` both servers in one run (Dovecot's figures under ``dovecot``). The strategy
+each run really used is read back from its ``watching`` event. Figures are IMAP
+payload bytes in both directions (plaintext IMAP on loopback; TLS adds its record
+overhead, TCP/IP its headers).
 
-    .venv/bin/python bench/watch_cost.py [--messages 20] [--renewals 10]
+    .venv/bin/python bench/watch_cost.py [--messages 20] [--renewals 10] [--server both]
 """
 
 from __future__ import annotations
