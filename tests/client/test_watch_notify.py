@@ -12,7 +12,7 @@ import imaplib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from conftest import ConfiguredServer, Watch, deliver
+from conftest import ConfiguredServer, Watch, deliver, last_stopped
 from faultproxy import FaultProxy
 
 FOLDERS = ["INBOX", "Alerts"]
@@ -192,6 +192,7 @@ def test_mail_in_the_kept_folder_comes_in_the_push_with_nothing_sent(
     assert sorted(_in(w, "INBOX")) == ["pushed-1", "pushed-2", "pushed-3"]
     assert _in(w, "Alerts") == ["by-status"]
     assert w.stop() == 0
+    assert last_stopped(w)["pushed"] == 3
 
 
 def test_server_refusing_the_fetch_items_falls_back_to_fetching(

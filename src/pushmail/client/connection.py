@@ -94,6 +94,7 @@ class Counters:
         "bytes_out",
         "keepalives",
         "notified",
+        "pushed",
         "qresync",
         "reconnects",
         "renewals",
@@ -103,6 +104,7 @@ class Counters:
     def __init__(self) -> None:
         self.bytes_in = self.bytes_out = 0
         self.keepalives = self.reconnects = self.renewals = self.notified = 0
+        self.pushed = 0  # new messages taken from a NOTIFY push, nothing fetched
         self.qresync = 0  # folders resynced by a QRESYNC EXAMINE (RFC 7162 §3.2.5)
         self.vanished = 0  # UIDs those reported expunged while we were away
 

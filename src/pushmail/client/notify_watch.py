@@ -363,6 +363,7 @@ class NotifyWatch:
                 self.waiting.extend(new)  # the download needs the IDLE ended
             elif new:
                 st = self._folder_state(p.folder, p.uidvalidity)
+                self.w.counters.pushed += len(new)
                 await self.w.announce(None, p.folder, st, new, None)
         self._sort_status()  # after the pushes moved the cursor
 
