@@ -53,6 +53,9 @@ class Account:
     password_command: str = ""
     folders: tuple[str, ...] = ("INBOX",)
     mode: str = "auto"
+    # Under NOTIFY, the folder kept selected: its new mail comes with UID and headers
+    # in the push itself. "" (or a folder not in ``folders``): none, all by STATUS.
+    notify_selected: str = "INBOX"
     idle_renew: float = 300.0  # DONE + IDLE this often (< NAT timeouts, < autologout)
     response_timeout: float = 30.0  # deadline for connect, each command, DONE, LOGOUT
     server_keepalive: float = 0.0  # the server's keepalive interval while idling; 0 unknown
