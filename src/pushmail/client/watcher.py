@@ -39,6 +39,12 @@ from pushmail.client.connection import (
     classify_login_failure,
 )
 from pushmail.client.heartbeat import Beat, Heartbeat
+from pushmail.client.keepalive_learn import (
+    KeepaliveLearner,
+    LearningBeat,
+    learner_for,
+    make_beat,
+)
 from pushmail.client.mailbox import MailboxInfo, examine, fetch_new, status
 from pushmail.client.pipeline import Pipeline
 from pushmail.client.response import ResponseError, Tagged, Untagged
@@ -112,6 +118,18 @@ class AccountWatcher:
     counters: Counters
     network_changed: asyncio.Event = field(default_factory=asyncio.Event)
     auth_failed: bool = False
+    keepalive: KeepaliveLearner | None = None
+
+    def __post_init__(self) -> None:
+        a = self.account
+        if a.keepalive_learn and self.keepalive is None:
+            self.keepalive = learner_for(
+                a.name,
+                self.pipeline.config.state_dir,
+                a.keepalive_min,
+                a.keepalive_max,
+                lambda why, s: self._event("keepalive_interval", why=why, seconds=round(s, 2)),
+            )
 
     def _event(self, name: str, **fields: object) -> None:
         self.pipeline.log.write(name, account=self.account.name, **fields)
@@ -286,15 +304,21 @@ class AccountWatcher:
 
         def renew() -> None:
             self.counters.renewals += 1
+            if isinstance(beat, LearningBeat):
+                beat.renewing()
             conn.write_now(b"DONE\r\n")
 
         def abort(reason: str) -> None:
+            if isinstance(beat, LearningBeat):
+                beat.died()
             self._event("dead", reason=reason, **where)
             conn.abort()
 
-        return Beat(
-            renew, abort, lambda: conn.last_heard, a.idle_renew, a.response_timeout, silence
-        )
+        beat = make_beat(
+            self.keepalive, renew, abort, lambda: conn.last_heard, a.idle_renew,
+            a.response_timeout, silence,
+        )  # fmt: skip
+        return beat
 
     async def _idle_loop(self, conn: ImapConnection, folder: str, uidvalidity: int) -> None:
         beat = self._beat(conn, folder=folder)
@@ -331,6 +355,8 @@ class AccountWatcher:
                 if resp.tag == tag:
                     if resp.status != "OK":
                         raise CommandFailed(resp)
+                    if isinstance(beat, LearningBeat):
+                        beat.answered()
                     return
             elif isinstance(resp, Untagged):
                 conn.check_bye(resp)
