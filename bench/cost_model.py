@@ -258,3 +258,20 @@ def learning_savings(u: dict[str, float]) -> dict[str, dict[str, float]]:
             row[f"fixed_{fixed}min_connection_survives"] = float(fixed < t)
         out[f"{t}min"] = row
     return out
+
+
+def examples(u: dict[str, float]) -> dict[str, dict[str, dict[str, float]]]:
+    """KB, wake-ups and LTE joules per day at 1, 10 and 100 messages a day."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for t in NAT_TIMEOUTS_MIN:
+        for m in (1, 10, 100):
+            row: dict[str, dict[str, float]] = {}
+            for s in ("idle", "idle_notify", "true_push", "true_push_resumed", "poll_15"):
+                d = day(s, m, t, u)
+                row[s] = {
+                    "kb": round(d["bytes"] / 1000, 1),
+                    "wakeups": round(d["wakeups"], 1),
+                    "joules": round(energy_j(d["bytes"], d["wakeups"])),
+                }
+            out[f"{t}min_{m}msgs"] = row
+    return out

@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         "units": units,
         "break_even_msgs_per_day": cost_model.break_even_table(units),
         "keepalive_learning": cost_model.learning_savings(units),
+        "per_day": cost_model.examples(units),
         "cited": cost_model.CITED,
         "measured": measured,
         "seconds": round(time.monotonic() - started, 1),
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
         result["plots"] = cost_plot.write_plots(units, args.plot)
     text = json.dumps(result, sort_keys=True)
-    if not args.no_save and not args.quick and args.from_json is None:
+    if not args.no_save and not args.quick:
         (ROOT / "docs" / "cost.json").write_text(json.dumps(result, indent=1, sort_keys=True))
     print(text, flush=True)
     return 0
