@@ -17,7 +17,7 @@ capabilities, to make a server without IDLE; a tuple removes each); ``rewrite_up
 command it would accept). ``sent`` keeps every byte the clients sent (the wire log a
 test reads to see which commands were used). ``nat_timeout = T`` plays a NAT that
 forgets a mapping idle for T seconds: the next bytes either way find the connection
-black-holed for good.
+black-holed for good, or reset (RST both ways) with ``nat_reset = True``.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ class FaultProxy:
         self.rewrite_up: tuple[bytes, bytes] | None = None
         self.connections = 0
         self.nat_timeout = 0.0
+        self.nat_reset = False
         self._pairs: set[_Pair] = set()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -162,6 +163,11 @@ class FaultProxy:
                 await asyncio.sleep(3600)  # a black hole reports nothing, ever
             now = asyncio.get_running_loop().time()
             if self.nat_timeout and now - pair.last >= self.nat_timeout:
+                if self.nat_reset:  # a NAT that answers for a forgotten mapping with RST
+                    self._pairs.discard(pair)
+                    for w in pair.writers():
+                        _rst(w)
+                    return
                 pair.dead = True  # the mapping expired while idle
             pair.last = now
             if pair.dead or self.mode == "blackhole":

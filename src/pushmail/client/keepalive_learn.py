@@ -17,8 +17,9 @@ loss at or below the known-good interval halves it.
 
 What was learnt is kept per network (the default gateway and its interface, read
 from ``/proc/net/route``), in ``<state_dir>/keepalive.json``, so a phone back on its
-home Wi-Fi starts from what that router allowed last time. Only silent deaths during
-a renewal count; a reset, a BYE or a refused login say nothing about the NAT.
+home Wi-Fi starts from what that router allowed last time. What counts as a death is
+a renewal left unanswered or answered by a reset or EOF (some NATs answer for a
+forgotten mapping with RST); a BYE or a refused login says nothing about the NAT.
 """
 
 from __future__ import annotations

@@ -340,6 +340,10 @@ class AccountWatcher:
         self.heartbeat.add(beat)
         try:
             await self._idle_round(conn, tag, beat)
+        except ConnectionLost:
+            if isinstance(beat, LearningBeat):
+                beat.died()  # a reset or EOF in answer to a renewal: the NAT forgot us
+            raise
         finally:
             self.heartbeat.remove(beat)
 
@@ -359,6 +363,8 @@ class AccountWatcher:
                         beat.answered()
                     return
             elif isinstance(resp, Untagged):
+                if resp.keyword == "BYE" and isinstance(beat, LearningBeat):
+                    beat.renewal_waited = None  # the server ended it; the NAT did not
                 conn.check_bye(resp)
                 conn.note_news(resp)
                 if resp.keyword == "OK":
