@@ -35,10 +35,14 @@ def write_plots(u: dict[str, float], out: Path) -> list[str]:
                 ys = [_value(key, strategy, m, nat, u) * scale for m in cm.MESSAGES]
                 ax.plot(cm.MESSAGES, ys, label=name)
             be = cm.break_even("idle", "true_push", nat, u, key)
-            if 0 < be < 1e4:
+            if 0 < be <= cm.MESSAGES[-1]:
                 y = _value(key, "idle", be, nat, u) * scale
                 ax.plot([be], [y], "ko")
-                ax.annotate(f"{be:g}/day", (be, y), textcoords="offset points", xytext=(6, -12))
+                ax.annotate(f"{be:.3g}/day", (be, y), textcoords="offset points", xytext=(6, -12))
+            else:
+                where = ax.transAxes
+                ax.text(0.03, 0.95, f"IDLE = true push at {be:,.0f}/day", transform=where,
+                        va="top", fontsize=8)  # fmt: skip
             ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
             if nat == cm.NAT_TIMEOUTS_MIN[0]:
                 where = ax.get_xaxis_transform()
@@ -53,7 +57,7 @@ def write_plots(u: dict[str, float], out: Path) -> list[str]:
             ax.set_xlabel("messages per day")
         for ax in axes[:, 0]:
             ax.set_ylabel(unit)
-        axes[0, 0].legend(fontsize=8)
+        axes[1, 1].legend(fontsize=8, loc="lower right")
         fig.suptitle(f"What push costs a phone: {label} (dot: IDLE = true push)")
         fig.tight_layout()
         path = out / f"cost-{key}.png"

@@ -127,7 +127,7 @@ class Rig:
     def data(self) -> Path:
         return self.workdir / "data"
 
-    def pm(self, *args: str, inside: bool = False) -> subprocess.CompletedProcess[str]:
+    def pm(self, *args: str) -> subprocess.CompletedProcess[str]:
         argv = [sys.executable, "-m", "pushmail", *args, "--data-dir", str(self.data)]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
