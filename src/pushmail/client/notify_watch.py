@@ -319,11 +319,17 @@ class NotifyWatch:
                     if resp.tag == tag:
                         if resp.status != "OK":
                             raise CommandFailed(resp)
+                        beat.answered()
                         break
                 elif isinstance(resp, Untagged):
+                    if resp.keyword == "BYE":
+                        beat.server_ended()
                     self._heard(resp)
                     if not conn.buffered:
                         await self._take_pushes()
+        except ConnectionLost:
+            beat.died()  # a reset or EOF in answer to a renewal: the NAT forgot us
+            raise
         finally:
             w.heartbeat.remove(beat)
         if self.pushes is not None and self.pushes.pending:

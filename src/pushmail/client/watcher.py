@@ -37,6 +37,11 @@ from pushmail.client.connection import (
     classify_login_failure,
 )
 from pushmail.client.heartbeat import Beat, Heartbeat
+from pushmail.client.keepalive_learn import (
+    KeepaliveLearner,
+    learner_for,
+    make_beat,
+)
 from pushmail.client.mailbox import MailboxInfo, examine, fetch_new, leave, status
 from pushmail.client.notify_watch import kept_selected, watch_by_notify
 from pushmail.client.pipeline import Pipeline
@@ -112,6 +117,18 @@ class AccountWatcher:
     counters: Counters
     network_changed: asyncio.Event = field(default_factory=asyncio.Event)
     auth_failed: bool = False
+    keepalive: KeepaliveLearner | None = None
+
+    def __post_init__(self) -> None:
+        a = self.account
+        if a.keepalive_learn and self.keepalive is None:
+            self.keepalive = learner_for(
+                a.name,
+                self.pipeline.config.state_dir,
+                a.keepalive_min,
+                a.keepalive_max,
+                lambda why, s: self.event("keepalive_interval", why=why, seconds=round(s, 2)),
+            )
 
     def event(self, name: str, **fields: object) -> None:
         self.pipeline.log.write(name, account=self.account.name, **fields)
@@ -302,15 +319,19 @@ class AccountWatcher:
 
         def renew() -> None:
             self.counters.renewals += 1
+            beat.renewing()
             conn.write_now(b"DONE\r\n")
 
         def abort(reason: str) -> None:
+            beat.died()
             self.event("dead", reason=reason, **where)
             conn.abort()
 
-        return Beat(
-            renew, abort, lambda: conn.last_heard, a.idle_renew, a.response_timeout, silence
-        )
+        beat = make_beat(
+            self.keepalive, renew, abort, lambda: conn.last_heard, a.idle_renew,
+            a.response_timeout, silence,
+        )  # fmt: skip
+        return beat
 
     async def _idle_loop(self, conn: ImapConnection, folder: str, uidvalidity: int) -> None:
         beat = self.beat(conn, folder=folder)
@@ -332,6 +353,9 @@ class AccountWatcher:
         self.heartbeat.add(beat)
         try:
             await self._idle_round(conn, tag, beat)
+        except ConnectionLost:
+            beat.died()  # a reset or EOF in answer to a renewal: the NAT forgot us
+            raise
         finally:
             self.heartbeat.remove(beat)
 
@@ -347,8 +371,11 @@ class AccountWatcher:
                 if resp.tag == tag:
                     if resp.status != "OK":
                         raise CommandFailed(resp)
+                    beat.answered()
                     return
             elif isinstance(resp, Untagged):
+                if resp.keyword == "BYE":
+                    beat.server_ended()
                 conn.check_bye(resp)
                 conn.note_news(resp)
                 if resp.keyword == "OK" and resp.code is None:  # not [HIGHESTMODSEQ n]
