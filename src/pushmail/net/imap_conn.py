@@ -180,7 +180,7 @@ class ImapConnection(asyncio.Protocol):
             return
         gate = self._ctx.gate
         if gate is not None and not gate.enter(self, self.client_address()):
-            self._abuse("prelogin-limit", limit=gate.per_address)
+            seclog.report("prelogin-limit", "imap", *self._who(), limit=gate.per_address)
             self.close(b"* BYE too many connections from your address\r\n")
             return
         self._write(self.session.greeting())
@@ -250,7 +250,7 @@ class ImapConnection(asyncio.Protocol):
             self._bad_input(event.tag, "line too long", "TOOBIG")
         elif isinstance(event, LiteralTooBig):
             what = "command" if event.total else f"literal of {event.size} octets"
-            self._abuse("command-too-big", size=event.size)
+            seclog.report("command-too-big", "imap", *self._who(), size=event.size)
             self._bad_input(event.tag, f"{what} is too big", "TOOBIG")
         elif isinstance(event, CommandReady):
             if self._mode == "idle":
@@ -274,10 +274,10 @@ class ImapConnection(asyncio.Protocol):
         t = self._transport
         return peer_host(t.get_extra_info("peername") if t is not None else None)
 
-    def _abuse(self, event: str, **fields: str | int) -> None:
+    def _who(self) -> tuple[str, str | None]:
+        """(client address, account) for a security-log line."""
         user = self.session.user
-        address = user.address if user else None
-        seclog.report(event, "imap", self.client_address(), address, logging.WARNING, **fields)
+        return self.client_address(), (user.address if user else None)
 
     def _command(self, data: bytes) -> None:
         try:
