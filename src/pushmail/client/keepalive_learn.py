@@ -240,7 +240,6 @@ class LearningBeat(Beat):
         self.renew_every = self.learner.interval()
 
     def renewing(self) -> None:
-        """The heartbeat sends a renewal DONE now."""
         self.renewal_waited = time.monotonic() - self.idle_since
 
     def answered(self) -> None:
@@ -252,6 +251,9 @@ class LearningBeat(Beat):
         if self.renewal_waited is not None:
             self.learner.died()
             self.renewal_waited = None
+
+    def server_ended(self) -> None:
+        self.renewal_waited = None
 
 
 def make_beat(

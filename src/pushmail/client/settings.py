@@ -53,6 +53,9 @@ class Account:
     password_command: str = ""
     folders: tuple[str, ...] = ("INBOX",)
     mode: str = "auto"
+    # Under NOTIFY, the folder kept selected: its new mail comes with UID and headers
+    # in the push itself. "" (or a folder not in ``folders``): none, all by STATUS.
+    notify_selected: str = "INBOX"
     idle_renew: float = 300.0  # DONE + IDLE this often (< NAT timeouts, < autologout)
     # Learn the renewal interval per network instead (client/keepalive_learn.py),
     # between these bounds; idle_renew is then unused.
