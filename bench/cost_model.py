@@ -6,6 +6,9 @@ Strategies (one phone, one folder):
   minutes, ``k`` just below the NAT timeout (what ``pushmail watch`` learns, see
   ``pushmail.client.keepalive_learn``); each message costs the ``* n EXISTS`` and a
   header fetch on the held connection.
+* ``idle_default_server``: IDLE as above, plus pushmail's default server keepalive
+  (``* OK Still here`` after 10 quiet minutes), which a client renewing less often
+  also receives.
 * ``idle_notify``: the same connection with NOTIFY: ``* STATUS`` and a catch-up
   (EXAMINE with QRESYNC, fetch, UNSELECT). It watches any number of folders on this
   one connection, where ``idle_5_folders`` needs five (one IDLE per folder).
@@ -32,6 +35,7 @@ import math
 from typing import Any
 
 NAT_TIMEOUTS_MIN = (2, 5, 15, 30)
+SERVER_KEEPALIVE_MIN = 10.0  # pushmail's default imap_settings.idle_keepalive
 MESSAGES = tuple(round(10 ** (e / 10), 3) for e in range(-10, 31))  # 0.1 … 1000 a day
 
 CITED: dict[str, Any] = {
@@ -135,6 +139,16 @@ def keepalive_interval(nat_min: float) -> float:
 
 def day(strategy: str, msgs: float, nat_min: float, u: dict[str, float]) -> dict[str, float]:
     """Bytes and wake-ups per day for one strategy."""
+    if strategy == "idle_default_server":
+        # pushmail's default server keepalive (``idle_keepalive`` 600 s) comes due
+        # whenever the connection has been quiet that long, so a client renewing every
+        # k > 10 min also gets floor(k / 10) ``Still here`` per renewal cycle (each its
+        # own wake-up). Approximate: per renewal, not per gap between messages.
+        one = day("idle", msgs, nat_min, u)
+        k = keepalive_interval(nat_min)
+        server = renewals_per_day(msgs, k) * math.floor(k / SERVER_KEEPALIVE_MIN - 1e-9)
+        return {"bytes": one["bytes"] + server * u["keepalive_server_still_here"],
+                "wakeups": one["wakeups"] + server}  # fmt: skip
     if strategy == "idle_5_folders":
         # One IDLE connection per folder: the heartbeat renews them in one wake-up,
         # but each pays its own bytes. Mail is assumed to land in one of them.
@@ -232,6 +246,12 @@ def break_even_table(u: dict[str, float]) -> dict[str, dict[str, Any]]:
             "idle_vs_true_push_resumed": _num(break_even("idle", "true_push_resumed", t, u)),
             "five_folders_idle_each_vs_true_push": _num(
                 break_even("idle_5_folders", "true_push", t, u)
+            ),
+            "idle_default_server_keepalive_vs_true_push": _num(
+                break_even("idle_default_server", "true_push", t, u)
+            ),
+            "wakeups_per_day_no_mail_default_server_keepalive": round(
+                day("idle_default_server", 0, t, u)["wakeups"], 1
             ),
             "idle_vs_poll_15": _num(break_even("idle", "poll_15", t, u)),
             "energy_idle_vs_true_push": _num(break_even("idle", "true_push", t, u, "energy")),
