@@ -9,9 +9,12 @@ Strategies (one phone, one folder):
 * ``idle_default_server``: IDLE as above, plus pushmail's default server keepalive
   (``* OK Still here`` after 10 quiet minutes), which a client renewing less often
   also receives.
-* ``idle_notify``: the same connection with NOTIFY: ``* STATUS`` and a catch-up
-  (EXAMINE with QRESYNC, fetch, UNSELECT). It watches any number of folders on this
-  one connection, where ``idle_5_folders`` needs five (one IDLE per folder).
+* ``idle_notify``: the same connection with NOTIFY as ``pushmail watch`` uses it:
+  INBOX kept selected with MessageNew FETCH items, so a message arrives with its
+  headers and nothing is sent back (``notify_push``). Mail to the other folders costs
+  ``* STATUS`` and a catch-up (EXAMINE with QRESYNC, fetch, UNSELECT), measured too.
+  It watches any number of folders on this one connection, where ``idle_5_folders``
+  needs five (one IDLE per folder).
 * ``true_push``: no connection held by the mail app; per message the device channel
   delivers the alert (cited/assumed bytes, below) and the phone connects, logs in,
   selects with QRESYNC, fetches the headers and logs out (measured). The device
@@ -105,6 +108,7 @@ def unit_costs(m: dict[str, Any]) -> dict[str, float]:
         "fetch_headers_idle": _b(idle["fetch_headers"]),
         "announce_notify_status": _b(notify["notify_status"]),
         "catch_up_notify": _b(notify["notify_catch_up"]),
+        "announce_notify_push": _b(notify["notify_push"]),
         "reconnect_full": _b(rec["full_login"]),
         "reconnect_resumed": _b(rec["resumed_login"]),
         "poll_full": _b(poll["poll_full"]),
@@ -162,7 +166,7 @@ def day(strategy: str, msgs: float, nat_min: float, u: dict[str, float]) -> dict
         per_msg = (
             u["announce_idle_exists"] + u["fetch_headers_idle"]
             if strategy == "idle"
-            else u["announce_notify_status"] + u["catch_up_notify"]
+            else u["announce_notify_push"]
         )
         return {
             "bytes": renew * u["keepalive_client_done_idle"] + msgs * per_msg,
