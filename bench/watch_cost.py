@@ -92,6 +92,7 @@ def _config(root: Path, port: int, renew: float, mode: str) -> WatchConfig:
     account = Account(
         "bench", "127.0.0.1", USER, port=port, tls="none", mode=mode,
         password=PASSWORD, idle_renew=renew, response_timeout=10.0, tcp_keepalive=0,
+        keepalive_learn=False,  # a fixed renewal interval: what this benchmark compresses
     )  # fmt: skip
     return WatchConfig(root / "state", (account,), log=str(root / "events.jsonl"), debounce=0.05)
 
