@@ -15,6 +15,7 @@ import pytest
 from web_harness import Api, api, basic, client_tls, fresh_seclog
 
 from pushmail.web.app import STATIC
+from pushmail.web.listener import Connections, ListenerLimits
 
 SHORT = 0.5  # seconds: the deadlines these tests set; they only wait for a close
 
@@ -102,7 +103,11 @@ def test_connection_caps(tmp_path: Path, caplog: pytest.LogCaptureFixture,
             status, _ = await _request_from(a, "127.0.0.2")
             assert status == 200
             others = [await _half_request(a, "127.0.0.2"), await _half_request(a, "127.0.0.3")]
-            assert await _refused(a, "127.0.0.4")
+            # The global cap (5) is reached: a new client pushes out the connection that
+            # has waited longest without a request (the first held one), and is served.
+            status, _ = await _request_from(a, "127.0.0.4")
+            assert status == 200
+            assert await _closed(held[0][0]) == b""
             # Closing held connections frees their places.
             _close(*held, *others)
             for _ in range(100):
@@ -118,10 +123,18 @@ def test_connection_caps(tmp_path: Path, caplog: pytest.LogCaptureFixture,
         "web-connection-refused service=web client=127.0.0.1 reason=max-per-address limit=3"
         in lines
     )
-    assert (
-        "web-connection-refused service=web client=127.0.0.4 reason=max-connections limit=5"
-        in lines
-    )
+    assert "web-connection-evicted service=web client=127.0.0.1 limit=5" in lines
+
+
+def test_global_cap_refuses_when_nobody_waits() -> None:
+    """Every connection busy with a request: nothing to push out, the new one is
+    refused."""
+    conns = Connections(ListenerLimits(max_connections=2, max_per_address=5))
+    assert conns.admit("192.0.2.1") is None and conns.admit("192.0.2.2") is None
+    assert conns.admit("192.0.2.3") == ("max-connections", 2)
+    conns.release("192.0.2.1")
+    assert conns.admit("192.0.2.3") is None
+    assert conns.per_address == {"192.0.2.2": 1, "192.0.2.3": 1} and conns.total == 2
 
 
 async def _refused(a: Api, source: str) -> bool:
