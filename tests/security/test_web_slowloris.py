@@ -79,6 +79,16 @@ def test_deadlines_close_slow_clients(tmp_path: Path, caplog: pytest.LogCaptureF
             answer = await _closed(reader)
             assert answer.startswith(b"HTTP/1.1 200 ") and b'"openapi"' in answer
             _close(plain, slow, body, (reader, writer))
+            # An oversized body (413) does not leave the connection without a deadline.
+            too_big, writer2 = await _tls_open(a)
+            head = (
+                b"PUT /api/rules HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 70000\r\n"
+                b"Content-Type: application/json\r\nAuthorization: " + basic().encode()
+            )
+            writer2.write(head + b"\r\n\r\n" + b" " * 70000)
+            answer = await _closed(too_big)
+            assert answer.startswith(b"HTTP/1.1 413 "), answer
+            _close((too_big, writer2))
             # A prompt client is served as before.
             status, _, body = await a.request("GET", "/api/openapi.json")
             assert status == 200 and json.loads(body)["openapi"]
@@ -179,3 +189,14 @@ def test_settings_page_security_headers(tmp_path: Path) -> None:
     assert all("src=" in tag for tag in re.findall(r"<script\b[^>]*>", page))
     assert "<style" not in page and " style=" not in page
     assert not re.search(r"\son[a-z]+\s*=", page)  # no inline event handlers
+
+
+def test_per_address_cap_counts_ipv6_by_64() -> None:
+    conns = Connections(ListenerLimits(max_connections=100, max_per_address=2))
+    assert conns.admit("2001:db8:1:2::1") is None and conns.admit("2001:db8:1:2:ffff::9") is None
+    assert conns.admit("2001:db8:1:2::77") == ("max-per-address", 2)  # same /64
+    assert conns.admit("2001:db8:1:3::1") is None  # another /64
+    assert conns.admit("::ffff:192.0.2.1") is None and conns.admit("192.0.2.1") is None
+    assert conns.admit("192.0.2.1") == ("max-per-address", 2)  # mapped = the IPv4 address
+    conns.release("2001:db8:1:2::1")
+    assert conns.admit("2001:db8:1:2::5") is None

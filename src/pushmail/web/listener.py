@@ -22,6 +22,7 @@ the optional ``TlsLayer``; then ``_Tap``, which sees the handshake end; then aio
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import ssl
 from collections import OrderedDict
@@ -70,7 +71,7 @@ class Connections:
         # what a new connection may push out when the global cap is reached.
         self.waiting: OrderedDict[_Guard, None] = OrderedDict()
 
-    def admit(self, address: str) -> tuple[str, int] | None:
+    def admit(self, client: str) -> tuple[str, int] | None:
         """Count a new connection in, or say which cap refuses it.
 
         At the global cap, the connection that has waited longest without sending a
@@ -79,6 +80,7 @@ class Connections:
         a request keeps everyone else out until the header deadline, again and again.
         This way he only pushes out his own oldest, and an honest client's request
         (which is quick) is through before it could be pushed out."""
+        address = client_key(client)
         held = self.per_address.get(address, 0)
         if held >= self.limits.max_per_address:
             return "max-per-address", self.limits.max_per_address
@@ -90,7 +92,8 @@ class Connections:
         self.per_address[address] = held + 1
         return None
 
-    def release(self, address: str) -> None:
+    def release(self, client: str) -> None:
+        address = client_key(client)
         self.total -= 1
         left = self.per_address[address] - 1
         if left:
@@ -111,19 +114,33 @@ class Connections:
             if guard is None:  # served by another site (tests calling make_app directly)
                 return await handler(request)
             guard.deadline(None, 0.0)
-            try:
-                await asyncio.wait_for(request.read(), limits.body_timeout)
-            except TimeoutError:
-                guard.timed_out("body")
-                resp = web.json_response({"error": "request body too slow"}, status=408)
-                resp.force_close()  # answered, then closed
-                return resp
-            try:
+            try:  # whatever happens (a 413 too), the next request's headers are due
+                try:
+                    await asyncio.wait_for(request.read(), limits.body_timeout)
+                except TimeoutError:
+                    guard.timed_out("body")
+                    resp = web.json_response({"error": "request body too slow"}, status=408)
+                    resp.force_close()  # answered, then closed
+                    return resp
                 return await handler(request)
             finally:
                 guard.deadline("headers", limits.header_timeout)
 
         return middleware
+
+
+def client_key(address: str) -> str:
+    """What the per-address cap counts: the IPv4 address, or the IPv6 /64 (one
+    site's subnet: whoever has one address there has 2**64 of them)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
+    return address
 
 
 class _Guard(asyncio.Protocol):
