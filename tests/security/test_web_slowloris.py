@@ -136,6 +136,20 @@ def test_connection_caps(tmp_path: Path, caplog: pytest.LogCaptureFixture,
     assert "web-connection-evicted service=web client=127.0.0.1 limit=5" in lines
 
 
+def test_pushing_out_ones_own_connection_keeps_the_count(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with api(tmp_path, http_max_per_address=3, http_max_connections=2) as a:
+            conns = [await _half_request(a) for _ in range(2)]
+            # At the global cap: each new one pushes out this address's oldest, so the
+            # address never holds more than 2, and its per-address count stays right.
+            for _ in range(4):
+                conns.append(await _half_request(a))  # raises if refused
+            assert await _closed(conns[0][0]) == b"" and await _closed(conns[3][0]) == b""
+            _close(*conns)
+
+    asyncio.run(scenario())
+
+
 def test_global_cap_refuses_when_nobody_waits() -> None:
     """Every connection busy with a request: nothing to push out, the new one is
     refused."""

@@ -81,15 +81,14 @@ class Connections:
         This way he only pushes out his own oldest, and an honest client's request
         (which is quick) is through before it could be pushed out."""
         address = client_key(client)
-        held = self.per_address.get(address, 0)
-        if held >= self.limits.max_per_address:
+        if self.per_address.get(address, 0) >= self.limits.max_per_address:
             return "max-per-address", self.limits.max_per_address
         if self.total >= self.limits.max_connections:
             if not self.waiting:
                 return "max-connections", self.limits.max_connections
-            next(iter(self.waiting)).evict()
+            next(iter(self.waiting)).evict()  # may be this address's own: count after it
         self.total += 1
-        self.per_address[address] = held + 1
+        self.per_address[address] = self.per_address.get(address, 0) + 1
         return None
 
     def release(self, client: str) -> None:
