@@ -151,7 +151,7 @@ def _authenticate(ctx: WebContext) -> Any:
         user = None
         header = request.headers.get("Authorization")
         if header is not None:
-            user = await ctx.auth.check_basic(header)
+            user = await ctx.auth.check_basic(header, request.remote or "local")
         elif COOKIE in request.cookies:
             user = await ctx.auth.check_cookie(request.cookies[COOKIE])
             changes = request.method not in ("GET", "HEAD")
@@ -196,7 +196,7 @@ class Api:
         address, password = body.get("address"), body.get("password")
         if not isinstance(address, str) or not isinstance(password, str):
             raise ApiError(400, "address and password are required")
-        user = await self._ctx.auth.check_password(address, password)
+        user = await self._ctx.auth.check_password(address, password, request.remote or "local")
         if user is None:
             raise ApiError(401, "wrong address or password")
         resp = _json({"address": user.address})
