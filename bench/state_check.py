@@ -50,6 +50,7 @@ class Tally:
     commands: int = 0
     no: int = 0
     errors: list[str] = field(default_factory=list)
+    no_replies: list[str] = field(default_factory=list)
 
 
 class Client:
@@ -96,7 +97,7 @@ class Client:
         return the tagged line."""
         self._n += 1
         tag = f"{self.name}.{self._n}"
-        self.model.begin_command()
+        self.model.begin_command(uid=text.startswith("UID "))
         if literal is None:
             self._send(f"{tag} {text}\r\n".encode())
         else:
@@ -114,6 +115,11 @@ class Client:
             self.tally.errors.append(f"{self.name}: BAD for {text!r}: {line[:160]!r}")
         elif status == b"NO":
             self.tally.no += 1
+            verb = text.split(" (")[0].split(" {")[0]
+            verb = " ".join(w for w in verb.split()[:2] if not w[0].isdigit())
+            self.tally.no_replies.append(
+                f"{verb}: {line.split(b' ', 2)[2].decode('ascii', 'replace')}"
+            )
         return line
 
     # -- session ----------------------------------------------------------------
@@ -223,11 +229,9 @@ class Client:
         uid = self.rng.random() < 0.5
         if self.rng.random() < 0.3:
             ret = self.rng.choice(("(MIN MAX COUNT)", "(ALL)", "(COUNT)"))
-            reply = await self.command(f"{'UID ' if uid else ''}SEARCH RETURN {ret} {key}")
+            await self.command(f"{'UID ' if uid else ''}SEARCH RETURN {ret} {key}")
         else:
-            reply = await self.command(f"{'UID ' if uid else ''}SEARCH {key}")
-        if reply.split()[1] == b"OK":
-            self.model.check_search(uid)
+            await self.command(f"{'UID ' if uid else ''}SEARCH {key}")
 
     async def noop(self) -> None:
         await self.command("NOOP")
@@ -314,6 +318,7 @@ async def run_check(
         "error_kinds": _kinds(errors),
         "first_errors": errors[:10],
         "no_replies": sum(c.tally.no for c in group),
+        "no_kinds": _kinds([n for c in group for n in c.tally.no_replies]),
     }
 
 
@@ -387,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dovecot is None:
         args.dovecot = shutil.which("dovecot") is not None and os.geteuid() == 0
     work = Path(tempfile.mkdtemp(prefix="state-check-"))
+    work.chmod(0o755)  # Dovecot's auth and imap processes run as other users
     out: dict[str, object] = {"benchmark": "state_check", "seed": args.seed}
     failed = False
     for name, fn in (("pushmail", _run_pushmail), ("dovecot", _run_dovecot)):

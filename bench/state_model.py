@@ -95,7 +95,7 @@ class MailboxModel:
     # Per command: the FETCH numbers seen and whether an expunge was reported.
     fetched: set[int] = field(default_factory=set)
     expunge_seen: bool = False
-    searched: list[int] = field(default_factory=list)  # the last SEARCH's numbers
+    uid_command: bool = False  # the command running is a UID command
 
     # -- the client's own steps ----------------------------------------------
     def reset(self) -> None:
@@ -104,9 +104,10 @@ class MailboxModel:
         self.defined = None
         self.selected = False
 
-    def begin_command(self) -> None:
+    def begin_command(self, uid: bool = False) -> None:
         self.fetched = set()
         self.expunge_seen = False
+        self.uid_command = uid
 
     @property
     def exists(self) -> int:
@@ -239,6 +240,9 @@ class MailboxModel:
                 self.error(f"message {seq} shows keyword {flag} not in FLAGS")
 
     def _search(self, kind: bytes, rest: bytes) -> None:
+        """SEARCH/ESEARCH results name messages the client holds when they come:
+        numbers within EXISTS, UIDs it holds (or that fit a message it knows only
+        by number). Checked at once: an EXPUNGE may follow in the same reply."""
         if kind == b"SEARCH":
             numbers = [int(t) for t in rest.split(b"(")[0].split() if t.isdigit()]
         else:
@@ -251,21 +255,11 @@ class MailboxModel:
                     numbers.extend(parse_uid_set(value))
                 elif key == b"COUNT" and isinstance(value, bytes) and int(value) > self.exists:
                     self.error(f"ESEARCH COUNT {int(value)} above EXISTS {self.exists}")
-        self.searched = numbers
-
-    def check_search(self, uid: bool) -> None:
-        """After a SEARCH's tagged OK: numbers within EXISTS, UIDs ones held (or
-        among the messages at the end not yet known by UID)."""
-        numbers = self.searched
-        self.searched = []
-        if uid:
-            for n in numbers:
-                if self._slot(n) is None:
-                    self.error(f"UID SEARCH returned UID {n}, not held")
-        else:
-            for n in numbers:
-                if not 1 <= n <= self.exists:
-                    self.error(f"SEARCH returned message {n} with {self.exists} messages")
+        for n in numbers:
+            if self.uid_command and self._slot(n) is None:
+                self.error(f"UID SEARCH returned UID {n}, not held")
+            elif not self.uid_command and not 1 <= n <= self.exists:
+                self.error(f"SEARCH returned message {n} with {self.exists} messages")
 
     def check_full_fetch(self, before: int) -> None:
         """After FETCH 1:*: every message held when it was sent was fetched, unless
