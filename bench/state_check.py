@@ -118,7 +118,7 @@ class Client:
             verb = text.split(" (")[0].split(" {")[0]
             verb = " ".join(w for w in verb.split()[:2] if not w[0].isdigit())
             self.tally.no_replies.append(
-                f"{verb}: {line.split(b' ', 2)[2].decode('ascii', 'replace')}"
+                f"{verb} -> {line.split(b' ', 2)[2].decode('ascii', 'replace')}"
             )
         return line
 
