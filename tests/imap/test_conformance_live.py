@@ -86,8 +86,8 @@ def test_lsub_percent_returns_noselect_parents(srv: LiveServer, cl: LineClient) 
 
 def test_list_extended_subscribed_and_recursivematch(srv: LiveServer, cl: LineClient) -> None:
     """Item 7 (RFC 5258): a deleted mailbox that stays subscribed is listed
-    \\NonExistent; RECURSIVEMATCH gives CHILDINFO ("SUBSCRIBED") for unsubscribed
-    parents of subscribed children."""
+    \\NonExistent by LIST (SUBSCRIBED), and still by LSUB; RECURSIVEMATCH gives
+    CHILDINFO ("SUBSCRIBED") for unsubscribed parents of subscribed children."""
     cl.command("c1", "CREATE gone")
     cl.command("c2", "CREATE top/mid/leaf")
     cl.command("u1", "SUBSCRIBE gone")
@@ -96,7 +96,7 @@ def test_list_extended_subscribed_and_recursivematch(srv: LiveServer, cl: LineCl
     out = untagged(cl.command("l1", 'LIST (SUBSCRIBED) "" gone'))
     assert out == [b'* LIST (\\NonExistent \\Subscribed) "/" gone']
     out = untagged(cl.command("l2", 'LSUB "" gone'))
-    assert out == [b'* LSUB (\\NonExistent) "/" gone']
+    assert out == [b'* LSUB () "/" gone']  # RFC 3501 LSUB knows no \\NonExistent
     out = untagged(cl.command("l3", 'LIST (SUBSCRIBED RECURSIVEMATCH) "" top/%'))
     assert out == [b'* LIST (\\HasChildren) "/" top/mid ("CHILDINFO" ("SUBSCRIBED"))']
     out = untagged(cl.command("l4", 'LIST (SUBSCRIBED RECURSIVEMATCH) "" %'))
@@ -162,3 +162,25 @@ def test_over_long_sasl_response_ends_the_exchange(srv: LiveServer, cl: LineClie
         assert fresh.command("b", "NOOP") == [b"b OK NOOP completed"]
         reply = fresh.command("c", f"LOGIN alice@example.org {PASSWORD}")
         assert reply[-1].startswith(b"c OK"), reply
+
+
+def test_fetch_of_a_held_expunge_says_expungeissued(srv: LiveServer, cl: LineClient) -> None:
+    """Found by the state checker: a FETCH by number that names a message another
+    session expunged (held back, RFC 3501 §7.4.1) leaves it out; the tagged OK now
+    says why (RFC 5530 EXPUNGEISSUED) instead of a silent gap."""
+    for i in range(3):
+        srv.deliver("INBOX", f"m{i}")
+    cl.command("s", "SELECT INBOX")
+    with LineClient(srv.port) as other:
+        other.login()
+        other.command("s", "SELECT INBOX")
+        other.command("d", "STORE 2 +FLAGS.SILENT (\\Deleted)")
+        other.command("x", "EXPUNGE")
+    out = cl.command("f", "FETCH 1:* (UID)")
+    assert out == [
+        b"* 1 FETCH (UID 1)",
+        b"* 3 FETCH (UID 3)",
+        b"f OK [EXPUNGEISSUED] FETCH completed",
+    ], out
+    assert cl.command("n", "NOOP") == [b"* 2 EXPUNGE", b"n OK NOOP completed"]
+    assert cl.command("g", "FETCH 1:* (UID)")[-1] == b"g OK FETCH completed"

@@ -156,7 +156,7 @@ def _list_subscribed(
     s: Session, cmd: c.ListCmd, store: Store, boxes: list[Mailbox], subscribed: set[str]
 ) -> None:
     """LSUB, and LIST with the SUBSCRIBED selection option: subscribed names whether
-    or not they exist (a deleted one is ``\\NonExistent``, RFC 5258 §3.1; a
+    or not they exist (a deleted one is ``\\NonExistent`` in LIST, RFC 5258 §3.1; a
     subscription outlives its mailbox, RFC 3501 §6.3.6), and the levels above
     subscribed names that the pattern stops at: ``\\Noselect`` in LSUB (§6.3.9),
     with CHILDINFO in LIST under RECURSIVEMATCH (RFC 5258 §3.5)."""
@@ -172,9 +172,10 @@ def _list_subscribed(
             continue
         if box is not None and (name in direct or not cmd.lsub):
             attrs = _attributes(box, names, subscribed, cmd)
-        elif name in direct or not cmd.lsub:
+        elif not cmd.lsub:
             attrs = [b"\\NonExistent"] + ([b"\\Subscribed"] if name in subscribed else [])
-            attrs = attrs if not cmd.lsub else [b"\\NonExistent"]
+        elif name in direct:
+            attrs = []  # LSUB has no \NonExistent (RFC 3501); as Dovecot answers
         else:
             attrs = [b"\\Noselect"]
         word = b"LSUB" if cmd.lsub else b"LIST"

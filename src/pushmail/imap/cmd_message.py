@@ -48,6 +48,10 @@ def fetch(s: Session, cmd: c.Fetch, store: Store) -> None:
         s.condstore_command()
     uids = view.resolve(cmd.set, cmd.uid, s.saved_search)
     metas = store.get_messages(view.mailbox_id, uids)
+    # A message another session expunged stays numbered until we may say so, but
+    # its data is gone: the reply says why it is missing (RFC 5530 EXPUNGEISSUED),
+    # so the client does not take the silence for a server fault.
+    gone = "EXPUNGEISSUED" if len(metas) < len(uids) else None
     if cmd.changedsince is not None:
         metas = [m for m in metas if m.modseq > cmd.changedsince]
     if cmd.vanished:
@@ -62,7 +66,7 @@ def fetch(s: Session, cmd: c.Fetch, store: Store) -> None:
         if seq is None:
             continue
         s.untagged(b"%d FETCH " % seq + render_fetch(items, _context(view, store, seq, meta)))
-    s.ok(cmd.tag, ("UID " if cmd.uid else "") + "FETCH completed")
+    s.ok(cmd.tag, ("UID " if cmd.uid else "") + "FETCH completed", gone)
 
 
 def _context(view: SelectedView, store: Store, seq: int, meta: MessageMeta) -> FetchContext:
