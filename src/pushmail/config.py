@@ -111,6 +111,7 @@ class Config:
     tls_cert: Path | None = None  # PEM; a self-signed pair is made in data_dir if unset
     tls_key: Path | None = None
     lmtp_socket: Path | None = None  # also serve LMTP on this Unix socket
+    socketmap: Endpoint | None = None  # recipient look-ups for Postfix (smtp/socketmap.py)
     domains: tuple[str, ...] = ()  # local mail domains besides those of existing users
     # A bare name (``alice``) in a login, an LMTP recipient or ``user add/import``
     # means ``alice@<default_domain>`` (Dovecot's auth_default_realm); unset: unchanged.

@@ -126,3 +126,40 @@ def test_address_comments_and_source_route(imap: Imap) -> None:
     for key in (b"FROM user-from@domain.org", b"TO bob@example.net", b"FROM user-from"):
         hits = [r for r in imap.ok(b"SEARCH " + key) if r.startswith(b"* SEARCH")]
         assert hits == [b"* SEARCH 4\r\n"], key
+
+
+def test_structures_stored_by_older_code_are_redone_at_start(tmp_path: Path) -> None:
+    """A message stored with the structures the code before the fix computed (a
+    phantom part, a comment in the name) reads correctly after the server starts."""
+    from e2e_server import free_port
+
+    from pushmail.store.interfaces import MessageCache, NewMessage
+    from pushmail.store.sqlite import SqliteStore
+
+    srv = Server(tmp_path / "data", *(free_port() for _ in range(5)))
+    srv.data_dir.mkdir()
+    srv.add_user(USER, PASSWORD)
+    store = SqliteStore(srv.data_dir / "pushmail.sqlite3")
+    user = store.get_user(USER)
+    assert user is not None
+    box = store.get_mailbox(user.id, "INBOX")
+    assert box is not None
+    stale = MessageCache(
+        b'(NIL NIL ((" (comment comment)" NIL "user-from" "domain.org")) NIL NIL NIL NIL '
+        b"NIL NIL NIL)",
+        b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0 NIL NIL NIL NIL)',
+        b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0)',
+    )
+    store.append(box.id, NewMessage(COMMENTS.replace(b"Sender", b"X-Sender") + FOLDED, stale))
+    store.close()
+    srv.start()
+    try:
+        client = Imap(srv.imap)
+        client.ok(b"LOGIN " + USER.encode() + b" " + PASSWORD.encode())
+        client.ok(b"SELECT INBOX")
+        got = _fetch(client, 1, b"ENVELOPE BODYSTRUCTURE")
+        client.close()
+    finally:
+        srv.stop()
+    assert got[b"ENVELOPE"][2] == [[None, None, b"user-from", b"domain.org"]]  # type: ignore[index]
+    assert got[b"BODYSTRUCTURE"][6:8] == [len(b"body\r\n") + len(FOLDED), 1 + FOLDED.count(b"\n")]  # type: ignore[index]

@@ -647,7 +647,10 @@ class ImapConnection(asyncio.Protocol):
         if view is None:
             return
         self._running = True
-        self._ctx.runner.submit_read(lambda st: view.refresh(st, True), self._refreshed)
+        s = self.session  # under NOTIFY, with the FETCH items MessageNew asked for
+        self._ctx.runner.submit_read(
+            lambda st: cmd_notify.idle_refresh(s, view, st), self._refreshed
+        )
 
     def _refreshed(self, lines: list[bytes] | None, exc: BaseException | None) -> None:
         if exc is not None:

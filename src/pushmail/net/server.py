@@ -203,7 +203,7 @@ def _connection_gate(config: Config, ctx: ImapContext, smtp: list[SmtpListener])
     def count() -> int:
         hib = ctx.hibernator
         n = len(ctx.connections) + tls_layer.HANDSHAKING[0] + (len(hib) if hib else 0)
-        return n + sum(len(listener.connections.open) for listener in smtp)
+        return n + sum(len(listener.connections) for listener in smtp)
 
     lim = config.limits
     cap = descriptor_cap(lim.max_connections)
@@ -280,7 +280,9 @@ async def serve(
     for ep, is_tls in ((config.imap, False), (config.imaps, True)):
         if ep is not None:
             servers.append(await _listen(ctx, ep, is_tls, shared))
-            log.info("IMAP%s listening on %s (worker %d)", "S" if is_tls else "", ep, worker)
+            host, port = servers[-1].sockets[0].getsockname()[:2]  # the port chosen for 0
+            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            log.info("IMAP%s listening on %s (worker %d)", "S" if is_tls else "", where, worker)
     if worker < delivery_worker_count(config, workers):
         smtp += await start_smtp_servers(
             config,

@@ -157,7 +157,13 @@ async def _start_http(
         log.error("alerts API NOT available: cannot listen on %s: %s", settings.http, e)
         return
     service.http_port = int(runner.addresses[0][1])
-    log.info("HTTP%s (alerts API) listening on %s", "S" if tls else "", settings.http)
+    host = settings.http.host
+    log.info(
+        "HTTP%s (alerts API) listening on %s:%d",
+        "S" if tls else "",
+        f"[{host}]" if ":" in host else host,
+        service.http_port,
+    )
 
 
 async def _forever(dispatcher: Dispatcher) -> None:

@@ -49,6 +49,9 @@ class ConnectionSet:
     def __init__(self) -> None:
         self.open: set[SMTP] = set()
 
+    def __len__(self) -> int:
+        return len(self.open)
+
     def close_all(self) -> None:
         for proto in list(self.open):
             transport = proto.transport

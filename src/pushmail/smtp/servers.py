@@ -13,6 +13,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from pushmail.auth.guard import GuardSettings, LoginGuard
 from pushmail.config import Config, Endpoint
@@ -22,6 +23,7 @@ from pushmail.net.storethread import StoreRunner
 from pushmail.smtp.delivery_port import LocalDelivery
 from pushmail.smtp.handlers import IngressHandler, IngressPolicy, Mode, SubmissionHandler
 from pushmail.smtp.protocol import ConnectionSet, PushmailLMTP, PushmailSMTP
+from pushmail.smtp.socketmap import SocketmapServer
 
 __all__ = ["SmtpListener", "start_smtp_servers"]
 
@@ -32,6 +34,12 @@ IDENT = "pushmail"  # the greeting's software name; no version, nothing to finge
 _TOO_MANY = b"421 4.3.2 too many connections, try again later\r\n"
 
 
+class _Connections(Protocol):
+    def close_all(self) -> None: ...
+
+    def __len__(self) -> int: ...  # connections holding a descriptor (the worker's cap)
+
+
 @dataclass(slots=True)
 class SmtpListener:
     """One listening socket and its open connections.
@@ -40,9 +48,9 @@ class SmtpListener:
     does the same and waits until the listening socket is closed.
     """
 
-    name: str  # "smtp", "submission", "lmtp" or "lmtp-unix"
+    name: str  # "smtp", "submission", "lmtp", "lmtp-unix" or "socketmap"
     server: asyncio.Server
-    connections: ConnectionSet = field(default_factory=ConnectionSet)
+    connections: _Connections = field(default_factory=ConnectionSet)
 
     @property
     def address(self) -> tuple[str, int] | str:
@@ -97,12 +105,25 @@ async def start_smtp_servers(
             started.append(
                 await _start_one(name, mode, where, config, delivery, guard, tls, reuse_port, gate)
             )
-            log.info("%s listening on %s", name, where)
+            log.info("%s listening on %s", name, _shown(started[-1].address))
+        if config.socketmap is not None:  # recipient look-ups for Postfix (smtp/socketmap.py)
+            socketmap = SocketmapServer(delivery)
+            await socketmap.start(config.socketmap, reuse_port)
+            started.append(SmtpListener("socketmap", socketmap.server, socketmap))
+            log.info("socketmap listening on %s", _shown(started[-1].address))
     except BaseException:
         for listener in started:
             await listener.aclose()
         raise
     return started
+
+
+def _shown(address: tuple[str, int] | str) -> str:
+    """An address for the log: the port chosen for port 0, IPv6 in brackets."""
+    if isinstance(address, str):
+        return address
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def _start_one(
