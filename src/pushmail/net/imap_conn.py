@@ -266,7 +266,7 @@ class ImapConnection(asyncio.Protocol):
         self._write(f"{tag or '*'} BAD {c_}{text}\r\n".encode())
         if self._bad >= self._ctx.limits.max_bad_commands:
             user = self.session.user
-            report("bad-commands", "imap", self._peer(), user.address if user else None)
+            report("bad-commands", "imap", self.client_address(), user.address if user else None)
             self.close(b"* BYE too many bad commands\r\n")
 
     def client_address(self) -> str:
@@ -288,7 +288,7 @@ class ImapConnection(asyncio.Protocol):
             return
         self._bad = 0
         if isinstance(cmd, c.Login | c.Authenticate) and self._ctx.guard.blocked(
-            "imap", self._peer(), cmd.username if isinstance(cmd, c.Login) else None
+            "imap", self.client_address(), cmd.username if isinstance(cmd, c.Login) else None
         ):  # refused before even the user look-up: a guessing run costs little
             self._finish_login(Action("verify", cmd.tag), None)
             return
@@ -471,16 +471,11 @@ class ImapConnection(asyncio.Protocol):
             return verify_password(stored, action.password)
         return True if self._ctx.credentials.check(user.address, stored, action.password) else None
 
-    def _peer(self) -> str:
-        t = self._transport
-        peer = t.get_extra_info("peername") if t is not None else None
-        return str(peer[0]) if isinstance(peer, tuple) and peer else "local"
-
     def _login(self, action: Action) -> Coroutine[Any, Any, None] | None:
         """A LOGIN/AUTHENTICATE: the guessing limits first (``auth/guard.py``), then
         what can be told in place; a coroutine when the rest needs the hashing
         threads or a failure's delay."""
-        client, guard = self._peer(), self._ctx.guard
+        client, guard = self.client_address(), self._ctx.guard
         if guard.admit("imap", client, action.account) is not None:
             self._finish_login(action, None)
             return None
