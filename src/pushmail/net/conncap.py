@@ -12,9 +12,11 @@ process ran out of descriptors, real logins timed out and asyncio logged every f
 - **A cap per client address** on connections that have not logged in yet.
 - **A pre-login deadline** counted from the connection's start and not reset by
   anything the client sends, much shorter than the autologout.
-- **Descriptor exhaustion is logged once per interval.** asyncio already stops
-  accepting on a listener for a second after ``EMFILE``/``ENFILE``; it also reports
-  each such failure to the loop's exception handler, which we rate-limit.
+- **Descriptor exhaustion pauses accepting and is logged once per interval.** The
+  IMAP listeners accept through ``net/acceptor.py``, which stops every listener of
+  the worker for a second after ``EMFILE``/``ENFILE``; the failures asyncio's own
+  servers (SMTP, LMTP) report to the loop's exception handler are rate-limited
+  here (``ExhaustionLog``).
 
 What an idle logged-in session costs is unchanged: the gate holds entries for
 pre-login connections only.
@@ -164,13 +166,17 @@ class ExhaustionLog:
             else:
                 loop.default_exception_handler(context)
             return
+        exc = context.get("exception")
+        self.report(exc if isinstance(exc, OSError) else None)
+
+    def report(self, exc: OSError | None) -> None:
+        """One failed ``accept()``: logged if none was in the last interval."""
         now = time.monotonic()
         if now - self._last < self._every:
             self.suppressed += 1
             return
         self._last = now
         self.reported += 1
-        exc = context.get("exception")
         seclog.report(
             "fd-exhausted",
             "server",

@@ -23,6 +23,7 @@ from pushmail.config import Config, Endpoint, ImapSettings
 from pushmail.events.unixsock import UnixSocketBus
 from pushmail.imap.session import ServerInfo
 from pushmail.net import tls_keylog, tls_layer
+from pushmail.net.acceptor import Acceptor, listening_sockets
 from pushmail.net.conncap import ConnectionGate, ExhaustionLog, Refuser, descriptor_cap
 from pushmail.net.hibernate import Hibernator
 from pushmail.net.homes import HomeLinks, Homes
@@ -128,9 +129,9 @@ class Housekeeper:
                 await h.recheck(self._share, self._shares)
 
 
-async def _listen(
-    ctx: ImapContext, ep: Endpoint, tls: bool, reuse_port: bool
-) -> asyncio.base_events.Server:
+def _listen(
+    ctx: ImapContext, ep: Endpoint, tls: bool, reuse_port: bool, exhaustion: ExhaustionLog
+) -> Acceptor:
     loop = asyncio.get_running_loop()
     context = ctx.tls
 
@@ -145,14 +146,10 @@ async def _listen(
         conn = ImapConnection(ctx, secure=tls)
         return TlsLayer(conn, context) if tls and context is not None else conn
 
-    return await loop.create_server(
-        factory,
-        ep.host,
-        ep.port,
-        reuse_address=True,
-        reuse_port=reuse_port or None,
-        backlog=4096,
-    )
+    socks = listening_sockets(ep.host, ep.port, reuse_port, backlog=4096)
+    acceptor = Acceptor(loop, factory, socks, exhaustion)
+    acceptor.start()
+    return acceptor
 
 
 def _imap_context(
@@ -268,11 +265,12 @@ async def serve(
     ctx = _imap_context(config, runner, bus, imap_tls, worker, links)
     smtp: list[SmtpListener] = []
     ctx.gate = _connection_gate(config, ctx, smtp)
-    ExhaustionLog(loop).install()
+    exhaustion = ExhaustionLog(loop)
+    exhaustion.install()
     servers = []
     for ep, is_tls in ((config.imap, False), (config.imaps, True)):
         if ep is not None:
-            servers.append(await _listen(ctx, ep, is_tls, shared))
+            servers.append(_listen(ctx, ep, is_tls, shared, exhaustion))
             log.info("IMAP%s listening on %s (worker %d)", "S" if is_tls else "", ep, worker)
     if worker < delivery_worker_count(config, workers):
         smtp += await start_smtp_servers(
