@@ -17,12 +17,13 @@ asyncio's own server does through an equivalent coroutine per connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import socket
 from collections.abc import Callable
 
-from pushmail.net.conncap import ExhaustionLog
+from pushmail.net.conncap import ConnectionGate, ExhaustionLog, peer_host
 
 log = logging.getLogger("pushmail.net")
 
@@ -68,6 +69,8 @@ class Acceptor:
         sockets: list[socket.socket],
         exhaustion: ExhaustionLog,
         pause: float = _PAUSE,
+        gate: ConnectionGate | None = None,
+        farewell: bytes = b"",
     ) -> None:
         self._loop = loop
         self._factory = factory
@@ -76,6 +79,12 @@ class Acceptor:
         self._pause = pause
         self._paused: asyncio.TimerHandle | None = None
         self._closed = False
+        self._gate = gate
+        self._farewell = farewell
+        # Accepted, not yet a connection (its protocol's ``connection_made`` comes a
+        # loop turn later): the gate's count includes these, or one round of
+        # accepts could pass the cap by a whole batch.
+        self.pending = 0
 
     def start(self) -> None:
         for sock in self.sockets:
@@ -98,7 +107,21 @@ class Acceptor:
                     log.warning("accept() failed: %s", exc)
                 return
             conn.setblocking(False)
+            gate = self._gate
+            if gate is not None and gate.full():
+                self._refuse(gate, conn, _addr)
+                continue
+            self.pending += 1
             self._loop.create_task(self._connect(conn))
+
+    def _refuse(self, gate: ConnectionGate, conn: socket.socket, addr: object) -> None:
+        """Over the worker's cap: a farewell if the socket takes it at once, and the
+        descriptor back right away (no transport, no task)."""
+        gate.refuse("imap", peer_host(addr))
+        if self._farewell:
+            with contextlib.suppress(OSError):
+                conn.send(self._farewell)
+        conn.close()
 
     async def _connect(self, conn: socket.socket) -> None:
         try:
@@ -106,6 +129,8 @@ class Acceptor:
         except OSError as exc:  # the peer left before the transport was made
             log.debug("connection lost while accepting: %s", exc)
             conn.close()
+        finally:
+            self.pending -= 1
 
     def _exhausted(self, exc: OSError) -> None:
         """No descriptor (or memory) for a new connection: stop accepting on every
