@@ -278,7 +278,8 @@ def _hold(port: int, sources: list[str], each: int) -> tuple[list[socket.socket]
     time.sleep(2.0)  # then read what each was told, without waiting on any
     for s in socks:
         with suppress(OSError):
-            greeted += s.recv(4096, socket.MSG_DONTWAIT).startswith(b"* OK")
+            s.setblocking(False)
+            greeted += s.recv(4096).startswith(b"* OK")
     return socks, greeted
 
 

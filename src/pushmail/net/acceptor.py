@@ -109,8 +109,11 @@ class Acceptor:
             conn.setblocking(False)
             gate = self._gate
             if gate is not None and gate.full():
-                self._refuse(gate, conn, _addr)
-                continue
+                victim = gate.make_room()
+                if victim is None:
+                    self._refuse(gate, conn, _addr)
+                    continue
+                victim.close(self._farewell)
             self.pending += 1
             self._loop.create_task(self._connect(conn))
 

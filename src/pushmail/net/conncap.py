@@ -42,6 +42,9 @@ _MIN_RESERVE = 64
 _MAX_RESERVE = 4096
 # How often descriptor exhaustion may be logged.
 _EXHAUSTED_LOG_EVERY = 60.0
+# Pre-login connections closed to make room whose descriptors are not yet released
+# (their close completes a loop turn later); the reserve covers this many.
+_MAX_EVICTING = 32
 
 
 def descriptor_cap(configured: int = 0) -> int:
@@ -77,6 +80,8 @@ class ConnectionGate:
         # Pre-login connections: when each started and from where.
         self._prelogin: dict[Closable, tuple[str, float]] = {}
         self._by_address: dict[str, int] = {}
+        self._evicting: set[Closable] = set()
+        self.evicted = 0
         self.refused = 0  # connections closed over a cap, for stats and tests
         self.timed_out = 0
 
@@ -89,12 +94,34 @@ class ConnectionGate:
             "connection_cap": self.limit,
             "prelogin": len(self._prelogin),
             "refused": self.refused,
+            "evicted": self.evicted,
             "prelogin_timeouts": self.timed_out,
         }
 
     def full(self) -> bool:
-        """Whether a new connection would pass the cap (checked when one arrives)."""
-        return self._count() >= self.limit
+        """Whether a new connection would pass the cap (checked when one arrives).
+        Connections being closed to make room no longer count."""
+        return self._count() - len(self._evicting) >= self.limit
+
+    def make_room(self) -> Closable | None:
+        """At the cap, the oldest connection that has not logged in yet gives way to
+        a new one (as Dovecot's login processes do): a flood of idle connections
+        then only ever delays a real client by its own login, instead of locking
+        it out until the flood's connections time out. The caller closes the
+        returned connection; None if there is none (or too many closing)."""
+        if not self._prelogin or len(self._evicting) >= _MAX_EVICTING:
+            return None
+        victim = next(iter(self._prelogin))  # dicts keep insertion order: the oldest
+        seclog.report("prelogin-evicted", "imap", self._prelogin[victim][0], limit=self.limit)
+        self.leave(victim)
+        self._evicting.add(victim)
+        self.evicted += 1
+        return victim
+
+    def gone(self, conn: Closable) -> None:
+        """A connection has closed: it holds no descriptor any more."""
+        self.leave(conn)
+        self._evicting.discard(conn)
 
     def refuse(self, service: str, client: str) -> None:
         """Count and log a connection closed over the per-worker cap."""
