@@ -23,6 +23,7 @@ import logging
 import socket
 from collections.abc import Callable
 
+from pushmail import seclog
 from pushmail.net.conncap import ConnectionGate, ExhaustionLog, peer_host
 
 log = logging.getLogger("pushmail.net")
@@ -108,6 +109,11 @@ class Acceptor:
                 return
             conn.setblocking(False)
             gate = self._gate
+            if gate is not None and gate.address_full(peer_host(_addr)):
+                # Refused here, before a transport exists: a burst from one address
+                # costs no connection objects and no descriptors held until a close.
+                self._refuse_address(gate, conn, peer_host(_addr))
+                continue
             if gate is not None and gate.full():
                 victim = gate.make_room()
                 if victim is None:
@@ -124,6 +130,14 @@ class Acceptor:
         if self._farewell:
             with contextlib.suppress(OSError):
                 conn.send(self._farewell)
+        conn.close()
+
+    def _refuse_address(self, gate: ConnectionGate, conn: socket.socket, client: str) -> None:
+        gate.refused += 1
+        seclog.report("prelogin-limit", "imap", client, limit=gate.per_address)
+        if self._farewell:
+            with contextlib.suppress(OSError):
+                conn.send(b"* BYE too many connections from your address\r\n")
         conn.close()
 
     async def _connect(self, conn: socket.socket) -> None:

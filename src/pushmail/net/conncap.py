@@ -128,6 +128,10 @@ class ConnectionGate:
         self.refused += 1
         seclog.report("connection-limit", service, client, limit=self.limit)
 
+    def address_full(self, client: str) -> bool:
+        """Whether ``client`` already has its share of pre-login connections."""
+        return 0 < self.per_address <= self._by_address.get(client, 0)
+
     def enter(self, conn: Closable, client: str) -> bool:
         """A connection that has not logged in yet: False if its address already
         has ``per_address`` such connections (the caller closes it)."""
