@@ -12,7 +12,8 @@ skew the next), from this process, on 127.0.0.x only, for a bounded count and ti
   COMPRESS DEFLATE. Server RSS growth once it stops growing (or after ``--settle`` s).
 * ``item3``: the server runs with RLIMIT_NOFILE = ``--nofile`` (cheap to exhaust),
   ``--conns`` idle pre-login connections are opened from one address and then from
-  ``--sources`` addresses: how many were accepted (greeted), how long a real login
+  ``--sources`` addresses: how many were accepted (greeted at some point), how many
+  the server still holds open at the end, how long a real login
   from another address took meanwhile (null: it failed within 20 s), and how many
   lines the server logged about failed ``accept()`` calls.
 
@@ -283,6 +284,19 @@ def _hold(port: int, sources: list[str], each: int) -> tuple[list[socket.socket]
     return socks, greeted
 
 
+def _is_open(sock: socket.socket) -> bool:
+    """Whether the server has not closed this connection (what it sent is read)."""
+    sock.setblocking(False)
+    try:
+        while sock.recv(65536):
+            pass
+        return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+
+
 def item3(args: argparse.Namespace) -> dict[str, object]:
     out: dict[str, object] = {"nofile": args.nofile}
     plans: list[tuple[str, Callable[[], list[str]]]] = [
@@ -297,6 +311,7 @@ def item3(args: argparse.Namespace) -> dict[str, object]:
             socks, greeted = _hold(srv.imap, srcs, each)
             login = _login_seconds(srv.imap)
             figures = {
+                "still_open": sum(_is_open(s) for s in socks),
                 "attempted": each * len(srcs),
                 "connected": len(socks),
                 "accepted": greeted,
