@@ -191,7 +191,7 @@ class ImapConnection(asyncio.Protocol):
         self._unwatch_user()
         self._ctx.connections.discard(self)
         if self._ctx.gate is not None:
-            self._ctx.gate.leave(self)
+            self._ctx.gate.gone(self)
         self._frag = Fragmentizer(caps=_CLOSED_CAPS)
 
     def data_received(self, data: bytes) -> None:
