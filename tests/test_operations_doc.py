@@ -15,6 +15,15 @@ def _called_name(call: ast.Call) -> str:
     return f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
 
 
+def _is_seclog_report(call: ast.Call) -> bool:
+    """``seclog.report(...)`` or ``report(...)`` imported from it; not another
+    object's ``report`` method (``conncap.ExhaustionLog.report`` takes an exception)."""
+    f = call.func
+    if isinstance(f, ast.Attribute):
+        return f.attr == "report" and isinstance(f.value, ast.Name) and f.value.id == "seclog"
+    return isinstance(f, ast.Name) and f.id == "report"
+
+
 def _literal_choices(node: ast.expr) -> list[str]:
     """The event names of ``"a"`` or ``"a" if cond else "b"``; [] for anything else."""
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
@@ -51,7 +60,7 @@ def events_in_src() -> dict[str, str]:
                     if isinstance(first, ast.Name) and first.id in params:
                         helpers[id(call)] = (func.name, params.index(first.id), first.id)
         for call in [n for n in ast.walk(tree) if isinstance(n, ast.Call)]:
-            if _called_name(call) != "report" or not call.args:
+            if not _is_seclog_report(call) or not call.args:
                 continue
             if id(call) in helpers:
                 name, index, param = helpers[id(call)]

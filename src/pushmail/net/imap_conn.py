@@ -46,7 +46,6 @@ from pushmail.net.compress import start_compression
 from pushmail.net.conncap import ConnectionGate, peer_host
 from pushmail.net.idle_hub import IdleHub
 from pushmail.net.tls_layer import TlsLayer
-from pushmail.seclog import report
 
 if TYPE_CHECKING:
     from pushmail.imap.selected import SelectedView
@@ -265,8 +264,7 @@ class ImapConnection(asyncio.Protocol):
         c_ = f"[{code}] " if code else ""
         self._write(f"{tag or '*'} BAD {c_}{text}\r\n".encode())
         if self._bad >= self._ctx.limits.max_bad_commands:
-            user = self.session.user
-            report("bad-commands", "imap", self.client_address(), user.address if user else None)
+            seclog.report("bad-commands", "imap", *self._who())
             self.close(b"* BYE too many bad commands\r\n")
 
     def client_address(self) -> str:
