@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from pushmail import __version__
 from pushmail.auth.names import qualify
 from pushmail.auth.passwords import hash_password
 from pushmail.config import LOG_LEVELS, Config, ConfigError, load_config
@@ -32,6 +33,7 @@ EX_USAGE = 64
 EX_DATAERR = 65
 EX_NOINPUT = 66
 EX_NOUSER = 67
+EX_UNAVAILABLE = 69
 EX_SOFTWARE = 70
 EX_CANTCREAT = 73
 EX_IOERR = 74
@@ -43,7 +45,7 @@ DEMO_ADDRESS = "demo@localhost"
 # (imported hashes are kept as they are; their passwords are not known).
 MIN_PASSWORD = 8
 # `serve --NAME HOST:PORT` flags, each the config key of the same name.
-_LISTENERS = ("imap", "imaps", "smtp", "submission", "lmtp", "socketmap")
+_LISTENERS = ("imap", "imaps", "smtp", "submission", "lmtp", "socketmap", "metrics")
 
 
 class CliError(Exception):
@@ -82,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pushmail", description="A push-email server: SMTP/LMTP in, IMAP + IDLE out."
     )
+    parser.add_argument("--version", action="version", version=f"pushmail {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", parents=[common], help="run the server")
@@ -97,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
         "--workers", type=int, metavar="N", help="serving processes (0 = one per CPU)"
     )
     serve.set_defaults(func=_cmd_serve)
+    status = sub.add_parser("status", parents=[common], help="what the running server is doing")
+    status.add_argument("--json", action="store_true", help="one JSON document, for scripts")
+    status.set_defaults(func=_cmd_status)
 
     user = sub.add_parser("user", help="manage users").add_subparsers(
         dest="user_command", required=True, metavar="ACTION"
@@ -169,6 +175,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     config = _config(args, log_level=args.log_level, workers=args.workers, **listeners)
     _prepare_data_dir(config)
     _setup_logging(config.log_level)
+    from pushmail.metrics import prepare as prepare_metrics
+
+    prepare_metrics(config.data_dir)  # before anything imports prometheus-client
     from pushmail.net.workers import run_server  # the whole server stack, only when serving
 
     try:
@@ -177,6 +186,24 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return EX_OK
     except OSError as e:  # e.g. a port in use
         raise CliError(f"cannot start: {e}", EX_CANTCREAT) from e
+    return EX_OK
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    """Ask the running server (its status socket, pushmail.metrics.status)."""
+    import json
+
+    from pushmail.metrics.status import StatusUnavailable, format_status, read_status
+
+    config = _config(args)
+    try:
+        status = read_status(config.data_dir)
+    except StatusUnavailable as e:
+        raise CliError(str(e), EX_UNAVAILABLE) from None
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+    else:
+        print(*format_status(status), sep="\n")
     return EX_OK
 
 

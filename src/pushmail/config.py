@@ -112,6 +112,8 @@ class Config:
     tls_key: Path | None = None
     lmtp_socket: Path | None = None  # also serve LMTP on this Unix socket
     socketmap: Endpoint | None = None  # recipient look-ups for Postfix (smtp/socketmap.py)
+    # Prometheus metrics over HTTP (pushmail.metrics); "off" to disable the listener.
+    metrics: Endpoint | None = field(default_factory=lambda: Endpoint("127.0.0.1", 9154))
     domains: tuple[str, ...] = ()  # local mail domains besides those of existing users
     # A bare name (``alice``) in a login, an LMTP recipient or ``user add/import``
     # means ``alice@<default_domain>`` (Dovecot's auth_default_realm); unset: unchanged.

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pushmail.events.interfaces import MailboxChanged, Publisher
 from pushmail.events.local import publish_all
+from pushmail.metrics.series import STORE_ERRORS
 from pushmail.store.interfaces import MessageCache, NewMessage, Store, User
 
 log = logging.getLogger(__name__)
@@ -143,9 +145,12 @@ class Deliverer:
             appended = self._store.deliver(targets)
         except Exception:
             log.exception("delivery of %d message(s) failed", len(plans))
+            STORE_ERRORS.labels("delivery").inc()
             return False
+        now = time.time()  # the commit, for the wake-up latency (metrics/wakeup.py)
         events = [
-            MailboxChanged(owners[a.mailbox_id], a.mailbox_id, a.modseq, "new") for a in appended
+            MailboxChanged(owners[a.mailbox_id], a.mailbox_id, a.modseq, "new", now)
+            for a in appended
         ]
         try:
             publish_all(self._publisher, events)

@@ -28,6 +28,7 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     extra: tuple[str, ...] = ()  # more `pushmail serve` arguments, e.g. ("--workers", "3")
     http: str = "off"  # the alerts HTTP listener: off unless a test asks for it
+    metrics: str = "off"  # the metrics listener: off unless a test asks (default 9154)
     _started: bool = False
 
     def args(self) -> list[str]:
@@ -48,6 +49,8 @@ class Server:
             ep(self.lmtp),
             "--http",
             self.http,
+            "--metrics",
+            self.metrics,
             *self.extra,
         ]
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 from pushmail.config import Limits
+from pushmail.metrics.series import LOGINS
 from pushmail.seclog import report
 
 __all__ = ["GuardSettings", "HashQueue", "LoginGuard", "Refusal", "client_key"]
@@ -221,6 +222,7 @@ class LoginGuard:
         if budget.available(key):
             return False
         report("auth-limited", service, client, account, limit="client")
+        LOGINS.labels(service, "refused").inc()
         return True
 
     def admit(self, service: str, client: str, account: str) -> Refusal | None:
@@ -240,6 +242,7 @@ class LoginGuard:
             self._accounts.take(account)
             return None
         report("auth-limited", service, client, account, limit=refusal)
+        LOGINS.labels(service, "refused").inc()
         return refusal
 
     async def check(
@@ -265,6 +268,7 @@ class LoginGuard:
         the client; None (never checked: busy) gives them back; False is a failed
         login, logged."""
         key = client_key(client)
+        LOGINS.labels(service, "ok" if ok else "failed" if ok is False else "refused").inc()
         if ok is False:
             report("auth-failed", service, client, account)
             return

@@ -8,7 +8,7 @@ lost, duplicated or reordered without harm beyond delay (DESIGN §1).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 ChangeKind = Literal["new", "flags", "expunge", "mailboxes", "subscriptions"]
@@ -23,20 +23,27 @@ class MailboxChanged:
     mailbox_id: int
     modseq: int
     kind: ChangeKind = "new"
+    # Wall-clock time of a delivery's commit (0: not a delivery), for the wake-up
+    # latency metric (metrics/wakeup.py); not part of what the hint means.
+    at: float = field(default=0.0, compare=False)
 
     def encode(self) -> bytes:
-        return f"{self.user_id} {self.mailbox_id} {self.modseq} {self.kind}".encode()
+        head = f"{self.user_id} {self.mailbox_id} {self.modseq} {self.kind}"
+        return (f"{head} {self.at:.6f}" if self.at else head).encode()
 
     @classmethod
     def decode(cls, data: bytes) -> MailboxChanged | None:
         """Parse ``encode``'s output; None for anything malformed (hints may be junk)."""
         try:
-            u, m, s, k = data.decode("ascii").split(" ")
+            u, m, s, k, *rest = data.decode("ascii").split(" ")
             kind: ChangeKind
-            if k not in ("new", "flags", "expunge", "mailboxes", "subscriptions"):
+            if k not in ("new", "flags", "expunge", "mailboxes", "subscriptions") or len(rest) > 1:
                 return None
             kind = k  # type: ignore[assignment]
-            return cls(int(u), int(m), int(s), kind)
+            at = float(rest[0]) if rest else 0.0
+            if not 0.0 <= at < 1e11:  # nan, inf or junk: a hint, still usable without it
+                at = 0.0
+            return cls(int(u), int(m), int(s), kind, at)
         except (UnicodeDecodeError, ValueError):
             return None
 

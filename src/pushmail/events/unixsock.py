@@ -35,6 +35,7 @@ from pushmail.events import interest
 from pushmail.events.interest import InterestReader, InterestWriter
 from pushmail.events.interfaces import Listener, MailboxChanged
 from pushmail.events.local import ListenerRegistry
+from pushmail.metrics.series import BUS_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -228,11 +229,14 @@ class UnixSocketPublisher:
         except OSError as exc:
             if exc.errno == errno.ENOBUFS:
                 log.debug("events: no buffer for %s, hint dropped", name)
+                BUS_ERRORS.labels("dropped").inc()
             else:
                 log.warning("events: cannot send to %s: %s", name, exc)
+                BUS_ERRORS.labels("send").inc()
 
     def _trim(self, name: str, queued: list[bytes]) -> None:
         if len(queued) > MAX_BACKLOG:
+            BUS_ERRORS.labels("dropped").inc(len(queued) - MAX_BACKLOG)
             del queued[: len(queued) - MAX_BACKLOG]
             log.warning("events: %s is far behind; oldest hints dropped (re-check repairs)", name)
 
@@ -363,6 +367,7 @@ class UnixSocketBus:
                 return
             except OSError as exc:
                 log.warning("events: receive failed: %s", exc)
+                BUS_ERRORS.labels("receive").inc()
                 return
             self._dispatch(decode_datagram(data))
 

@@ -40,6 +40,7 @@ from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
 from pushmail.imap.selected import SelectedView, flags_lines
+from pushmail.metrics import wakeup
 from pushmail.net.hibernated import LOOPBACK, READONLY, REV2, Hibernated, last_words, rebuild_view
 from pushmail.net.homes import MAX_RECORD, Homes, RecordFields, batches, encode_record
 from pushmail.net.keepalive import keepalive_due
@@ -277,6 +278,8 @@ class Hibernator:
             floor = None if rec.bits & READONLY else floors.pop(rec.mailbox_id, None)
             if ch is None or not self._apply_new_only(rec, ch, floor):
                 self._resume(rec, b"")
+            elif ch.changed:  # written straight to the socket: the client is told
+                wakeup.told(rec.user_id, rec.mailbox_id)
 
     def _apply_new_only(self, rec: Hibernated, ch: Changes, floor: int | None) -> bool:
         r"""Report new messages without waking; False if more than that changed.

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from pushmail.events.interfaces import Bus, MailboxChanged
+from pushmail.metrics import wakeup
 
 
 class Wakeable(Protocol):
@@ -101,7 +102,10 @@ class IdleHub:
     def _dispatch(self, event: MailboxChanged) -> None:
         boxes = self._watch.get(event.user_id)
         if boxes:
-            for conn in list(boxes.get(event.mailbox_id, ())):
+            idlers = boxes.get(event.mailbox_id)
+            if idlers and event.at:
+                wakeup.arrived(event.user_id, event.mailbox_id, event.at)
+            for conn in list(idlers or ()):
                 conn.wake()
         for watcher in list(self._users.get(event.user_id, ())):
             watcher.notify_event(event)

@@ -41,7 +41,9 @@ from pushmail.imap.fragmentizer import (
 from pushmail.imap.notify import PendingHints
 from pushmail.imap.parser import parse_command, parse_tag
 from pushmail.imap.session import Action, ServerInfo, Session
-from pushmail.imap.states import State, check_allowed
+from pushmail.imap.states import State, check_allowed, command_name
+from pushmail.metrics import wakeup
+from pushmail.metrics.series import COMMAND_SECONDS, CONNECTS
 from pushmail.net.compress import start_compression
 from pushmail.net.conncap import ConnectionGate, peer_host
 from pushmail.net.idle_hub import IdleHub
@@ -182,6 +184,7 @@ class ImapConnection(asyncio.Protocol):
             seclog.report("prelogin-limit", "imap", *self._who(), limit=gate.per_address)
             self.close(b"* BYE too many connections from your address\r\n")
             return
+        CONNECTS["imap"].inc()
         self._write(self.session.greeting())
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -301,7 +304,11 @@ class ImapConnection(asyncio.Protocol):
         self._running = True
         if isinstance(cmd, c.StartTLS | c.Compress):
             self._pause()
-        self._ctx.runner.submit(lambda st: self._execute(cmd, st), self._command_done)
+        start = time.perf_counter()  # for the command's latency (metrics)
+        self._ctx.runner.submit(
+            lambda st: self._execute(cmd, st),
+            lambda result, exc: self._command_done(cmd, start, result, exc),
+        )
 
     def _start(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run a coroutine for this connection (the rarer paths: a password for the
@@ -352,10 +359,13 @@ class ImapConnection(asyncio.Protocol):
 
     def _command_done(
         self,
+        cmd: c.Command,
+        start: float,
         result: tuple[Action | None, bytes, list[MailboxChanged]] | None,
         exc: BaseException | None,
     ) -> None:
-        """On the loop, once the store thread has run the command."""
+        """On the loop, once the store thread has run the command; ``start`` is
+        when it was read (``perf_counter``), for its latency."""
         if exc is not None or result is None:
             self._failed(exc)
             return
@@ -369,13 +379,14 @@ class ImapConnection(asyncio.Protocol):
             if action is not None and action.kind == "verify":
                 pending = self._login(action)
                 if pending is not None:
-                    self._start(pending)  # it ends in ``_finished``
+                    self._start(_timed(pending, cmd, start))  # it ends in ``_finished``
                     return
             elif action is not None:
                 self._act(action)
         except Exception as err:  # as a task's exception would be: logged, session ended
             self._failed(err)
             return
+        COMMAND_SECONDS[command_name(cmd)].observe(time.perf_counter() - start)
         self._after()
 
     def _act(self, action: Action) -> None:
@@ -651,6 +662,8 @@ class ImapConnection(asyncio.Protocol):
             return
         if lines and self._mode == "idle":
             self._write(b"".join(b"* " + line + b"\r\n" for line in lines))
+        if self._watching is not None:
+            (wakeup.told if lines else wakeup.checked)(*self._watching)
         self._after()
 
     # -- writing and closing --------------------------------------------------
@@ -676,6 +689,13 @@ class ImapConnection(asyncio.Protocol):
         self._unwatch_user()
         if self._transport is not None:
             self._transport.close()
+
+
+async def _timed(login: Coroutine[Any, Any, None], cmd: c.Command, start: float) -> None:
+    """A LOGIN/AUTHENTICATE whose password check (or failure delay) runs on: its
+    latency ends when the check does."""
+    await login
+    COMMAND_SECONDS[command_name(cmd)].observe(time.perf_counter() - start)
 
 
 ConnectionFactory = Callable[[], ImapConnection]

@@ -23,6 +23,7 @@ from pushmail.auth.passwords import hash_password
 from pushmail.config import Config, Endpoint, ImapSettings
 from pushmail.events.unixsock import UnixSocketBus
 from pushmail.imap.session import ServerInfo
+from pushmail.metrics.service import start_metrics
 from pushmail.net import tls_keylog, tls_layer
 from pushmail.net.acceptor import Acceptor, listening_sockets
 from pushmail.net.conncap import ConnectionGate, ExhaustionLog, descriptor_cap
@@ -296,6 +297,7 @@ async def serve(
     # -- push alerts (pushmail.push): engine + HTTP API run in worker 0 only --
     push_service = await start_push(config, runner, bus, tls, run_engine=worker == 0)
     housekeeper = asyncio.ensure_future(Housekeeper(ctx, config).run())
+    metrics = await start_metrics(config, ctx, worker, servers, smtp, push_service)
     stats = LoopStats(
         data_dir / "stats" / f"worker-{worker}.json",
         lambda: _worker_counts(ctx, worker),
@@ -331,6 +333,7 @@ async def serve(
         for srv in servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(srv.wait_closed(), 2)
+        await metrics.aclose()
         await push_service.aclose()  # push alerts
         bus.close()
         ctx.auth_pool.shutdown(wait=False)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from pushmail.metrics.series import STORE_ERRORS
 from pushmail.store.interfaces import Store
 
 T = TypeVar("T")
@@ -41,6 +42,7 @@ class _JobThread:
 
     def __init__(self, name: str) -> None:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._errors = STORE_ERRORS.labels(name)
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
@@ -53,6 +55,7 @@ class _JobThread:
                 result = fn()
             except BaseException as exc:  # handed to the waiter, as an executor would
                 error = exc
+                self._errors.inc()
             if loop is None:
                 done(result, error)
             else:

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from pushmail.config import Config
+from pushmail.metrics import process_dead
 from pushmail.mime.structure import STRUCTURE_VERSION, build_cache
 from pushmail.net.homes import HomeLinks
 from pushmail.net.server import serve
@@ -104,6 +105,7 @@ class Supervisor:
             except ChildProcessError:
                 break
             index = self._children.pop(pid, None)
+            process_dead(pid)  # its live gauges leave the metrics' sums
             if index is None or self._stopping:
                 continue
             code = os.waitstatus_to_exitcode(status)

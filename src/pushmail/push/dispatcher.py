@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from pushmail.metrics.series import ALERT_QUEUE, ALERTS
 from pushmail.push.db import DbThread, PushDB, QueuedAlert
 from pushmail.push.senders import Sender, SendOutcome
 
@@ -79,6 +80,7 @@ class Dispatcher:
                     await asyncio.wait_for(self._wake.wait(), timeout=min(delay, POLL))
 
     def _next_due(self, db: PushDB) -> float | None:
+        ALERT_QUEUE.set(db.queued())  # here: once per pass of ``run``, on the db thread
         return db.next_due(self._policy.min_interval)
 
     async def drain_once(self) -> int:
@@ -108,6 +110,7 @@ class Dispatcher:
         now = self._clock()
         for item, outcome in results:
             self.stats[outcome.status] += 1
+            ALERTS.labels(outcome.status).inc()
             device = item.device
             if outcome.status == "ok":
                 db.sent(item, now)
@@ -121,4 +124,5 @@ class Dispatcher:
                 delay = self._policy.backoff(item.attempts, outcome.retry_after)
                 if not db.retry_later(item, now + delay):
                     self.stats["expired"] += 1
+                    ALERTS.labels("expired").inc()
                     log.warning("push: %r unreachable (%s); alert expired", device, outcome.detail)

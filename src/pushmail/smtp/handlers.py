@@ -21,6 +21,7 @@ import binascii
 import functools
 import logging
 import secrets
+import time
 from base64 import b64decode
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from pushmail.auth.guard import LoginGuard
 from pushmail.auth.names import qualify
 from pushmail.auth.passwords import hash_password, verify_password
 from pushmail.delivery import RecipientResult
+from pushmail.metrics.series import DELIVERY_RECIPIENTS, DELIVERY_SECONDS
 from pushmail.seclog import report
 from pushmail.smtp.data import BARE_EOL, DataError
 from pushmail.smtp.delivery_port import LocalDelivery
@@ -174,6 +176,7 @@ class IngressHandler:
     ) -> list[str]:
         """Prepend the trace headers, deliver durably, and turn the per-recipient
         results into the reply (SMTP) or replies (LMTP)."""
+        start = time.perf_counter()
         recipients = tuple(envelope.rcpt_tos)
         info = self._trace_info(server, session, envelope, recipients)
         raw = trace_headers(info) + content
@@ -182,6 +185,7 @@ class IngressHandler:
         except Exception:
             log.exception("delivery %s failed", info.queue_id)
             results = None
+        _count(self._policy.mode, results, len(recipients), time.perf_counter() - start)
         log.info(
             "delivery %s from <%s> to %s: %s",
             info.queue_id,
@@ -236,6 +240,25 @@ class IngressHandler:
         if is_lmtp(server):
             return [r.reply() for r in results]
         return [_smtp_reply(results, queue_id)]
+
+
+def _count(
+    service: str, results: Sequence[RecipientResult] | None, recipients: int, seconds: float
+) -> None:
+    """Metrics of one received message: its recipients by outcome and, when it was
+    stored for any, the time to the durable reply."""
+    if results is None:
+        DELIVERY_RECIPIENTS.labels(service, "deferred").inc(recipients)
+        return
+    stored = sum(1 for r in results if r.ok)
+    refused = sum(1 for r in results if r.code >= 500)
+    for outcome, n in (("stored", stored), ("refused", refused)):
+        if n:
+            DELIVERY_RECIPIENTS.labels(service, outcome).inc(n)
+    if len(results) - stored - refused:
+        DELIVERY_RECIPIENTS.labels(service, "deferred").inc(len(results) - stored - refused)
+    if stored:
+        DELIVERY_SECONDS.labels(service).observe(seconds)
 
 
 def _smtp_reply(results: Sequence[RecipientResult], queue_id: str) -> str:

@@ -18,6 +18,7 @@ from typing import Protocol
 from pushmail.auth.guard import GuardSettings, LoginGuard
 from pushmail.config import Config, Endpoint
 from pushmail.events.interfaces import Publisher
+from pushmail.metrics.series import CONNECTS
 from pushmail.net.conncap import ConnectionGate, Refuser
 from pushmail.net.storethread import StoreRunner
 from pushmail.smtp.delivery_port import LocalDelivery
@@ -174,11 +175,13 @@ def _protocol_factory(
     gate: ConnectionGate | None = None,
 ) -> Callable[[], asyncio.Protocol]:
     service = mode  # "mx", "submission" or "lmtp", as the security log names them
+    connects = CONNECTS[service]
 
     def make() -> asyncio.Protocol:
         # Descriptors are shared with IMAP: over the worker's cap, 421 and close.
         if gate is not None and gate.full():
             return Refuser(gate, service, _TOO_MANY)
+        connects.inc()
         if mode == "lmtp":
             return PushmailLMTP(
                 handler,
