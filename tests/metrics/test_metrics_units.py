@@ -177,3 +177,28 @@ def test_cli_imports_no_prometheus_client() -> None:
     ``serve`` sets first: the command line must not import it before that."""
     code = "import sys, pushmail.cli; sys.exit('prometheus_client' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=30).returncode == 0
+
+
+def test_prepare_keeps_a_running_servers_figures(tmp_path: Path) -> None:
+    """``serve`` empties run/metrics at start, but not under a server that runs."""
+    import os
+
+    from pushmail import metrics
+
+    saved = os.environ.get(metrics.ENV)
+    try:
+        path = metrics.prepare(tmp_path)
+        (path / "counter_1.db").write_bytes(b"x")
+        with socket.socket(socket.AF_UNIX) as live:
+            live.bind(str(tmp_path / "run" / "status.sock"))
+            live.listen()
+            metrics.prepare(tmp_path)
+            assert (path / "counter_1.db").exists()
+        metrics.prepare(tmp_path)  # the socket is left, nobody listens: a stale run
+        assert not (path / "counter_1.db").exists()
+        assert os.environ[metrics.ENV] == str(path)
+    finally:
+        if saved is None:
+            os.environ.pop(metrics.ENV, None)
+        else:
+            os.environ[metrics.ENV] = saved

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from pathlib import Path
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -40,10 +41,26 @@ def prepare(data_dir: Path) -> Path:
     of a previous run's processes would be summed in) and point prometheus-client at
     it. Call before anything imports ``pushmail.metrics.series``."""
     path = metrics_dir(data_dir)
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True, mode=0o700)
+    if not _answering(run_dir(data_dir) / "status.sock"):
+        # Not while another server runs on this directory: this one is about to
+        # fail on its ports, and must not wipe the running one's figures first.
+        shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, mode=0o700, exist_ok=True)
     os.environ[ENV] = str(path)
     return path
+
+
+def _answering(status_socket: Path) -> bool:
+    """Whether a server listens on ``status_socket`` (pushmail.metrics.status)."""
+    if not status_socket.exists() or len(os.fsencode(str(status_socket))) > 100:
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        try:
+            sock.connect(str(status_socket))
+        except OSError:
+            return False
+    return True
 
 
 def process_dead(pid: int) -> None:
