@@ -148,3 +148,10 @@ BUS_ERRORS = Counter(
 # The hot paths' children, made once.
 COMMAND_SECONDS = {name: COMMANDS.labels(name) for name in COMMAND_TABLE}
 CONNECTS = {service: CONNECTIONS.labels(service) for service in SERVICES}
+_INGRESS = ("mx", "submission", "lmtp")
+DELIVERY_TIMES = {service: DELIVERY_SECONDS.labels(service) for service in _INGRESS}
+RECIPIENTS = {
+    (service, outcome): DELIVERY_RECIPIENTS.labels(service, outcome)
+    for service in _INGRESS
+    for outcome in ("stored", "refused", "deferred")
+}

@@ -34,7 +34,7 @@ from pushmail.auth.guard import LoginGuard
 from pushmail.auth.names import qualify
 from pushmail.auth.passwords import hash_password, verify_password
 from pushmail.delivery import RecipientResult
-from pushmail.metrics.series import DELIVERY_RECIPIENTS, DELIVERY_SECONDS
+from pushmail.metrics.series import DELIVERY_TIMES, RECIPIENTS
 from pushmail.seclog import report
 from pushmail.smtp.data import BARE_EOL, DataError
 from pushmail.smtp.delivery_port import LocalDelivery
@@ -248,17 +248,16 @@ def _count(
     """Metrics of one received message: its recipients by outcome and, when it was
     stored for any, the time to the durable reply."""
     if results is None:
-        DELIVERY_RECIPIENTS.labels(service, "deferred").inc(recipients)
+        RECIPIENTS[service, "deferred"].inc(recipients)
         return
     stored = sum(1 for r in results if r.ok)
     refused = sum(1 for r in results if r.code >= 500)
-    for outcome, n in (("stored", stored), ("refused", refused)):
+    deferred = len(results) - stored - refused
+    for outcome, n in (("stored", stored), ("refused", refused), ("deferred", deferred)):
         if n:
-            DELIVERY_RECIPIENTS.labels(service, outcome).inc(n)
-    if len(results) - stored - refused:
-        DELIVERY_RECIPIENTS.labels(service, "deferred").inc(len(results) - stored - refused)
+            RECIPIENTS[service, outcome].inc(n)
     if stored:
-        DELIVERY_SECONDS.labels(service).observe(seconds)
+        DELIVERY_TIMES[service].observe(seconds)
 
 
 def _smtp_reply(results: Sequence[RecipientResult], queue_id: str) -> str:
