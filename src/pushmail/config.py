@@ -30,15 +30,40 @@ class Limits:
     max_line: int = 65536  # bytes of one command line, literals excluded
     max_literal: int = 50 * 1024 * 1024  # bytes of one literal (APPEND size cap)
     max_message: int = 50 * 1024 * 1024  # SMTP/LMTP DATA size cap
+    # One IMAP command, lines and literals together: after login (an APPEND may be
+    # max_literal + max_line), and before login, where only LOGIN/AUTHENTICATE/ID
+    # and the like are possible (this also caps a line there).
+    max_command: int = 64 * 1024
+    prelogin_max_command: int = 8 * 1024
+    # Unsent output (bytes) above which a connection's next command waits.
+    max_output: int = 256 * 1024
+    # Connections one worker holds (all listeners); 0: its descriptor limit less a
+    # reserve for the store, the bus and outgoing requests (net/conncap.py).
+    max_connections: int = 0
+    max_prelogin_per_address: int = 100  # IMAP connections not yet logged in, per address
+    prelogin_timeout: float = 60.0  # seconds to log in (IMAP, submission); 0 = off
     max_bad_commands: int = 10  # BADs in a row before disconnecting
     max_auth_failures: int = 3  # failed logins before disconnecting
     auth_failure_delay: float = 1.0  # seconds, doubled per failure
+    # Password guessing (auth/guard.py): failed logins a client address (IPv6: its
+    # /64) and an account may make at once, and per second after that.
+    login_client_burst: int = 10
+    login_client_rate: float = 0.1
+    login_account_burst: int = 10
+    login_account_rate: float = 1 / 60
+    login_trusted_burst: int = 20  # for an address that logged in recently
+    login_trusted_rate: float = 0.2
+    login_trust_seconds: float = 24 * 3600.0
+    login_hash_queue: int = 4  # checks from untrusted addresses waiting for a thread
     # NOTIFY (RFC 5465 §5.8): different changes waiting to be reported to one session
     # before it is told NOTIFICATIONOVERFLOW and NOTIFY is turned off for it.
     notify_max_pending: int = 1000
     # Unsent output (bytes) above which a NOTIFY session's hints wait instead of
     # being rendered: a client that stops reading ends in NOTIFICATIONOVERFLOW.
     notify_max_output: int = 1024 * 1024
+    max_mailbox_name: int = 255  # bytes (UTF-8) of a mailbox name, hierarchy included
+    max_mailbox_depth: int = 16  # hierarchy levels of a mailbox name ("a/b/c" is 3)
+    max_mailboxes: int = 1000  # mailboxes per user, INBOX included
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +89,14 @@ class PushSettings:
     lifetime: float = 3600.0  # seconds after which an unsent alert is given up
     request_timeout: float = 10.0  # seconds for one POST to an endpoint
     allow_http_endpoints: bool = False  # accept http:// endpoints (tests, trusted LANs)
+    # Send alerts to loopback, private, link-local... addresses (push/destinations.py).
+    allow_private_endpoints: bool = False
+    # The HTTP listener's deadlines and caps (web/listener.py): slow or idle clients.
+    http_tls_handshake_timeout: float = 10.0  # seconds for the TLS handshake
+    http_header_timeout: float = 10.0  # seconds for a request's headers (also between requests)
+    http_body_timeout: float = 30.0  # seconds for a request's body once its headers are in
+    http_max_connections: int = 512  # open connections in all
+    http_max_per_address: int = 32  # open connections from one client address
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +111,14 @@ class Config:
     tls_cert: Path | None = None  # PEM; a self-signed pair is made in data_dir if unset
     tls_key: Path | None = None
     lmtp_socket: Path | None = None  # also serve LMTP on this Unix socket
+    socketmap: Endpoint | None = None  # recipient look-ups for Postfix (smtp/socketmap.py)
     domains: tuple[str, ...] = ()  # local mail domains besides those of existing users
+    # A bare name (``alice``) in a login, an LMTP recipient or ``user add/import``
+    # means ``alice@<default_domain>`` (Dovecot's auth_default_realm); unset: unchanged.
+    default_domain: str | None = None
+    # Where mail for ``postmaster`` and ``postmaster@<local domain>`` goes (RFC 5321
+    # §4.5.1); unset: such mail is refused with 550 and a warning is logged at start.
+    postmaster: str | None = None
     limits: Limits = field(default_factory=Limits)
     imap_settings: ImapSettings = field(default_factory=ImapSettings)
     push: PushSettings = field(default_factory=PushSettings)
@@ -227,6 +267,24 @@ def _to_str(raw: Any, base: Path) -> str:
     return raw
 
 
+def _to_optional_str(raw: Any, base: Path) -> str | None:
+    return None if raw is False or raw == "" else _to_str(raw, base).lower()
+
+
+def _to_postmaster(raw: Any, base: Path) -> str | None:
+    value = _to_optional_str(raw, base)
+    if value is not None and "@" not in value.strip("@"):
+        raise ValueError(f"expected a full address (user@domain), got {raw!r}")
+    return value
+
+
+def _to_domain(raw: Any, base: Path) -> str | None:
+    value = _to_optional_str(raw, base)
+    if value is not None and ("@" in value or not value.strip()):
+        raise ValueError(f"expected a domain name, got {raw!r}")
+    return value
+
+
 def _to_path(raw: Any, base: Path) -> Path:
     if isinstance(raw, Path):
         return raw
@@ -257,13 +315,18 @@ def _to_log_level(raw: Any, base: Path) -> str:
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-_NAMED: dict[str, Any] = {"log_level": _to_log_level}
+_NAMED: dict[str, Any] = {
+    "log_level": _to_log_level,
+    "postmaster": _to_postmaster,
+    "default_domain": _to_domain,
+}
 
 _CONVERTERS: dict[str, Any] = {
     "int": _to_int,
     "bool": _to_bool,
     "float": _to_float,
     "str": _to_str,
+    "str | None": _to_optional_str,
     "Path": _to_path,
     "Path | None": _to_optional_path,
     "Endpoint | None": _to_endpoint,

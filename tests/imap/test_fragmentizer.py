@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from pushmail.imap.fragmentizer import (
     CommandReady,
+    FragCaps,
     FragEvent,
     Fragmentizer,
     LineTooLong,
@@ -237,3 +238,21 @@ def test_empty_feed_is_harmless() -> None:
     f.feed(b"")
     assert f.next_event() is None
     assert f.buffered == 0
+
+
+def test_command_total_cap_counts_every_literal() -> None:
+    f = Fragmentizer(caps=FragCaps(1000, 1000, max_command=2500, max_append=10_000))
+    f.feed(b"a SEARCH TEXT {900+}\r\n" + b"x" * 900 + b" TEXT {900+}\r\n" + b"x" * 900)
+    assert f.next_event() is None  # 1,800 bytes so far: under the cap
+    f.feed(b" TEXT {900+}\r\n" + b"x" * 900 + b" TEXT {5}\r\n")
+    event = f.next_event()
+    assert isinstance(event, LiteralTooBig) and event.total and event.tag == "a"
+    assert f.next_event() is None
+    assert f.buffered == 0  # the literal is skipped, not held
+    f.feed(b"b NOOP\r\n")
+    assert f.next_event() == CommandReady(b"b NOOP\r\n")
+    # An APPEND may reach max_append.
+    f.feed(b"c APPEND INBOX {900+}\r\n" + b"m" * 900 + b" {900+}\r\n" + b"m" * 900)
+    f.feed(b" {900+}\r\n" + b"m" * 900 + b"\r\n")
+    event = f.next_event()
+    assert isinstance(event, CommandReady) and len(event.data) > 2500

@@ -126,7 +126,7 @@ def test_fetch_macros_and_items(store: SqliteStore) -> None:
     out = c.ok("a FETCH 1 ALL")
     assert b'ENVELOPE ("Mon, 7 Feb 1994 21:52:25 -0800" "one" (("Sender" NIL "sender"' in out
     out = c.ok("a FETCH 3 FULL")
-    assert b'BODY (("text" "plain" ("charset" "utf-8") NIL NIL "7bit" 10 1)' in out
+    assert b'BODY (("text" "plain" ("charset" "utf-8") NIL NIL "7bit" 10 0)' in out
     out = c.ok("a FETCH 3 BODYSTRUCTURE")
     assert b'"mixed" ("boundary" "XX") NIL NIL NIL))' in out
     out = c.ok("a FETCH 1 (UID RFC822.SIZE)")

@@ -41,6 +41,27 @@ def _valid_name(name: str) -> str:
     return name
 
 
+def _check_shape(s: Session, name: str) -> None:
+    """NO [LIMIT] for a name over the configured length or depth (issue 15 item 10)."""
+    info = s.server
+    if len(name.encode("utf-8")) > info.max_mailbox_name:
+        raise CommandFailed(f"mailbox name longer than {info.max_mailbox_name} bytes", "LIMIT")
+    if name.count(HIERARCHY_DELIMITER) + 1 > info.max_mailbox_depth:
+        raise CommandFailed(f"mailbox deeper than {info.max_mailbox_depth} levels", "LIMIT")
+
+
+def _check_count(s: Session, store: Store, name: str) -> None:
+    """NO [LIMIT] when creating ``name`` (and its missing parents) would take the user
+    over ``max_mailboxes``: one CREATE of "a/b/.../z" makes every level."""
+    existing = {box.name for box in store.list_mailboxes(s.require_user().id)}
+    parts = name.split(HIERARCHY_DELIMITER)
+    new = sum(
+        1 for i in range(1, len(parts) + 1) if HIERARCHY_DELIMITER.join(parts[:i]) not in existing
+    )
+    if len(existing) + new > s.server.max_mailboxes:
+        raise CommandFailed(f"no more than {s.server.max_mailboxes} mailboxes", "LIMIT")
+
+
 def _changed_list(s: Session) -> None:
     s.events.append(MailboxChanged(s.require_user().id, 0, 0, "mailboxes"))
 
@@ -49,6 +70,8 @@ def create(s: Session, cmd: c.Create, store: Store) -> None:
     name = _valid_name(cmd.mailbox)
     if name == "INBOX" or store.get_mailbox(s.require_user().id, name) is not None:
         raise CommandFailed("mailbox already exists", "ALREADYEXISTS")
+    _check_shape(s, name)
+    _check_count(s, store, name)
     uses = [u for u in cmd.special_use]
     if any(u not in _SPECIAL_USES for u in uses) or len(uses) > 1:
         raise CommandFailed("unsupported special-use attribute", "USEATTR")
@@ -68,12 +91,26 @@ def delete(s: Session, cmd: c.Delete, store: Store) -> None:
 
 def rename(s: Session, cmd: c.Rename, store: Store) -> None:
     new = _valid_name(cmd.new)
-    s.mailbox(store, cmd.old)
+    old = s.mailbox(store, cmd.old)
     if new == "INBOX" or store.get_mailbox(s.require_user().id, new) is not None:
         raise CommandFailed("target mailbox exists", "ALREADYEXISTS")
+    _check_rename(s, store, old.name, new)
     store.rename_mailbox(s.require_user().id, cmd.old, new)
     _changed_list(s)
     s.ok(cmd.tag, "RENAME completed")
+
+
+def _check_rename(s: Session, store: Store, old: str, new: str) -> None:
+    """RENAME moves the children too: each new name must fit, and the parents it
+    makes count against ``max_mailboxes``."""
+    prefix = old + HIERARCHY_DELIMITER
+    for box in store.list_mailboxes(s.require_user().id):
+        if box.name.startswith(prefix):
+            _check_shape(s, new + box.name[len(old) :])
+    _check_shape(s, new)
+    parent = new.rpartition(HIERARCHY_DELIMITER)[0]
+    if parent:
+        _check_count(s, store, parent)
 
 
 def subscribe(s: Session, cmd: c.Subscribe, store: Store) -> None:

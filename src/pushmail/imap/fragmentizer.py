@@ -12,6 +12,13 @@ few trailing bytes are kept, to see whether it announced a literal), and an over
 non-synchronizing literal is skipped byte-counted. When no command is pending the
 fragmentizer holds no buffer at all (DESIGN rule 10: idle costs almost nothing).
 
+A cap on the literal alone is not enough: one command may chain any number of
+literals (``{n+}`` after ``{n+}``), each under the cap (issue 15: 20 x 50 MB from an
+unauthenticated connection). ``FragCaps.max_command`` caps the whole command, lines
+and literals, checked when each literal is announced; an APPEND, which carries a
+message, may reach ``max_append`` instead. The driver swaps the caps when the
+session's state changes (tiny before login, larger after).
+
 The driver calls ``feed`` with what it received and then ``next_event`` until it
 returns None. ``raw_lines`` is for IDLE (``DONE``) and AUTHENTICATE (SASL
 responses): the driver sets it before the next ``next_event`` call, and every line
@@ -27,6 +34,7 @@ from pushmail.imap.parse_lexer import parse_tag
 
 __all__ = [
     "CommandReady",
+    "FragCaps",
     "FragEvent",
     "Fragmentizer",
     "LineTooLong",
@@ -64,6 +72,18 @@ class LiteralTooBig:
     tag: str | None
     size: int
     synchronizing: bool
+    total: bool = False  # the literal fits, but the command as a whole would not
+
+
+@dataclass(frozen=True, slots=True)
+class FragCaps:
+    """The byte caps of one kind of connection (shared: one object per state, so a
+    connection holds one reference for all of them)."""
+
+    max_line: int = 65536
+    max_literal: int = 50 * 1024 * 1024
+    max_command: int | None = None  # one command, lines and literals; None: no cap
+    max_append: int | None = None  # the same for an APPEND; None: as max_command
 
 
 FragEvent = CommandReady | NeedContinuation | LineTooLong | LiteralTooBig
@@ -71,6 +91,7 @@ FragEvent = CommandReady | NeedContinuation | LineTooLong | LiteralTooBig
 # The literal marker at the very end of a line: "{n}", "{n+}", "~{n}", "~{n+}".
 _MARKER = re.compile(rb"~?\{([0-9]{1,20})(\+?)\}\Z")
 _MARKER_WINDOW = 32  # longest possible marker is 25 bytes
+_APPEND = re.compile(rb"[^ \r\n]{1,64} APPEND ", re.IGNORECASE)
 _NO_BUFFER = b""
 
 
@@ -87,15 +108,18 @@ class Fragmentizer:
         "_scan",
         "_skip_left",
         "_tail",
+        "caps",
         "discarded",
-        "max_line",
-        "max_literal",
         "raw_lines",
     )
 
-    def __init__(self, max_line: int = 65536, max_literal: int = 50 * 1024 * 1024) -> None:
-        self.max_line = max_line
-        self.max_literal = max_literal
+    def __init__(
+        self,
+        max_line: int = 65536,
+        max_literal: int = 50 * 1024 * 1024,
+        caps: FragCaps | None = None,
+    ) -> None:
+        self.caps = caps if caps is not None else FragCaps(max_line, max_literal)
         self.raw_lines = False
         # The pending command from its first byte, then bytes not yet looked at.
         # While the rest of a command is being dropped it holds unread bytes only.
@@ -109,6 +133,14 @@ class Fragmentizer:
         self._tail = b""  # last bytes of the over-long line: did it announce a literal?
         self._pending: LineTooLong | None = None  # reported when the long line ends
         self.discarded = 0  # bytes dropped unbuffered, for the driver's statistics
+
+    @property
+    def max_line(self) -> int:
+        return self.caps.max_line
+
+    @property
+    def max_literal(self) -> int:
+        return self.caps.max_literal
 
     @property
     def buffered(self) -> int:
@@ -144,8 +176,8 @@ class Fragmentizer:
                     return event
             else:
                 end = buf.find(b"\r\n", self._scan)
-                if end < 0 or end - self._line_start > self.max_line:
-                    if end < 0 and len(buf) - self._line_start <= self.max_line:
+                if end < 0 or end - self._line_start > self.caps.max_line:
+                    if end < 0 and len(buf) - self._line_start <= self.caps.max_line:
                         self._scan = max(self._line_start, len(buf) - 1)
                         return None
                     self._start_discard(buf)
@@ -232,7 +264,8 @@ class Fragmentizer:
             else:
                 self._skip_left = size
             return None
-        if size > self.max_literal:
+        over_total = self._over_total(buf, after + size)
+        if size > self.caps.max_literal or over_total:
             tag = parse_tag(buf)
             self._consume(buf, after)
             if synchronizing:
@@ -240,10 +273,19 @@ class Fragmentizer:
             else:
                 self._dropping = True
                 self._skip_left = size
-            return LiteralTooBig(tag, size, synchronizing)
+            return LiteralTooBig(tag, size, synchronizing, over_total)
         self._literal_left = size
         self._line_start = self._scan = after
         return NeedContinuation() if synchronizing else None
+
+    def _over_total(self, buf: bytearray, total: int) -> bool:
+        """Whether a command of ``total`` bytes so far (the buffer starts with it)
+        passes its cap."""
+        caps = self.caps
+        cap = caps.max_command
+        if caps.max_append is not None and _APPEND.match(buf, 0, 72):
+            cap = caps.max_append
+        return cap is not None and total > cap
 
     def _command_complete(self, buf: bytearray, after: int) -> CommandReady | None:
         if self._dropping:

@@ -32,6 +32,7 @@ class Action:
     tag: str = ""
     user: User | None = None
     password: str = field(default="", repr=False)
+    account: str = ""  # the account name tried (for limits and the security log)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,11 @@ class ServerInfo:
     hostname: str = "localhost"
     tls_available: bool = True
     version: str = "0.1.0"
+    default_domain: str | None = None  # for bare login names (auth/names.py)
+    # Limits on a user's mailboxes (``config.Limits``, issue 15 item 10).
+    max_mailbox_name: int = 255  # bytes of a name (UTF-8), hierarchy included
+    max_mailbox_depth: int = 16  # levels of hierarchy ("a/b/c" is 3)
+    max_mailboxes: int = 1000  # mailboxes per user, INBOX included
 
 
 BASE_CAPS = (

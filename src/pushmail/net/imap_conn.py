@@ -20,7 +20,9 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
+from pushmail import seclog
 from pushmail.auth.cache import CredentialCache
+from pushmail.auth.guard import LoginGuard
 from pushmail.auth.passwords import cheap_to_verify, verify_password
 from pushmail.config import Limits
 from pushmail.events.interfaces import MailboxChanged, Publisher
@@ -29,6 +31,7 @@ from pushmail.imap import commands as c
 from pushmail.imap.errors import ImapError
 from pushmail.imap.fragmentizer import (
     CommandReady,
+    FragCaps,
     FragEvent,
     Fragmentizer,
     LineTooLong,
@@ -40,8 +43,10 @@ from pushmail.imap.parser import parse_command, parse_tag
 from pushmail.imap.session import Action, ServerInfo, Session
 from pushmail.imap.states import State, check_allowed
 from pushmail.net.compress import start_compression
+from pushmail.net.conncap import ConnectionGate, peer_host
 from pushmail.net.idle_hub import IdleHub
 from pushmail.net.tls_layer import TlsLayer
+from pushmail.seclog import report
 
 if TYPE_CHECKING:
     from pushmail.imap.selected import SelectedView
@@ -57,6 +62,10 @@ Mode = Literal["command", "idle", "sasl", "closed"]
 # user takes as long to refuse as a wrong password.
 _DUMMY_HASH = "{PLAIN}x"
 _PAUSE_ABOVE = 64 * 1024  # bytes buffered while a command runs before reading pauses
+# asyncio's transports call ``pause_writing`` above 64 KiB unsent (their default high
+# water mark) and ``resume_writing`` once below 16 KiB. Output backpressure waits
+# for that ``resume_writing``, so its threshold may not be below the mark.
+_MIN_MAX_OUTPUT = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -73,7 +82,31 @@ class ImapContext:
     connections: set[ImapConnection]
     dummy_hash: str = _DUMMY_HASH
     hibernator: Hibernator | None = None  # set by the server once the loop runs
+    gate: ConnectionGate | None = None  # connection caps (net/conncap.py); None: none
     credentials: CredentialCache = field(default_factory=CredentialCache)
+    guard: LoginGuard = field(default_factory=LoginGuard)  # password-guessing limits
+
+
+_CLOSED_CAPS = FragCaps(0, 0)
+
+
+@functools.lru_cache(maxsize=16)
+def frag_caps(limits: Limits, logged_in: bool) -> FragCaps:
+    """The fragmentizer's caps for a state, one shared object per (limits, state).
+
+    Before login a client can only log in, ask for capabilities, start TLS and the
+    like: a few KB is plenty, and it is all an unauthenticated peer may make us hold
+    (issue 15 item 1). After it, one command is capped at ``max_command`` in all,
+    except an APPEND, which carries a message of up to ``max_literal``."""
+    if not logged_in:
+        small = min(limits.prelogin_max_command, limits.max_line)
+        return FragCaps(small, small, small, None)
+    return FragCaps(
+        limits.max_line,
+        limits.max_literal,
+        limits.max_command,
+        limits.max_literal + limits.max_line,
+    )
 
 
 def _is_loopback(peer: object) -> bool:
@@ -115,7 +148,7 @@ class ImapConnection(asyncio.Protocol):
 
     def __init__(self, ctx: ImapContext, secure: bool) -> None:
         self._ctx = ctx
-        self._frag = Fragmentizer(ctx.limits.max_line, ctx.limits.max_literal)
+        self._frag = Fragmentizer(caps=frag_caps(ctx.limits, False))
         self._transport: asyncio.Transport | None = None
         self._upgrading = False  # STARTTLS: the next connection_made is the TLS layer
         self._mode: Mode = "command"
@@ -145,6 +178,11 @@ class ImapConnection(asyncio.Protocol):
         if self._mode == "idle":  # resumed from hibernation: no greeting, still idling
             self._watch()
             return
+        gate = self._ctx.gate
+        if gate is not None and not gate.enter(self, self.client_address()):
+            self._abuse("prelogin-limit", limit=gate.per_address)
+            self.close(b"* BYE too many connections from your address\r\n")
+            return
         self._write(self.session.greeting())
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -152,7 +190,9 @@ class ImapConnection(asyncio.Protocol):
         self._unwatch()
         self._unwatch_user()
         self._ctx.connections.discard(self)
-        self._frag = Fragmentizer(0, 0)
+        if self._ctx.gate is not None:
+            self._ctx.gate.leave(self)
+        self._frag = Fragmentizer(caps=_CLOSED_CAPS)
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = time.monotonic()
@@ -182,10 +222,20 @@ class ImapConnection(asyncio.Protocol):
     # -- reading commands -----------------------------------------------------
     def _pump(self) -> None:
         while not self._running and self._mode != "closed":
+            if self._output_blocked():
+                self._pause()  # until ``resume_writing``: the client is not reading
+                return
             event = self._frag.next_event()
             if event is None:
+                self._resume()  # only now: what is buffered is all handled
                 return
             self._on_event(event)
+
+    def _resume(self) -> None:
+        t = self._transport
+        if t is not None and self._paused and self._mode != "closed":
+            t.resume_reading()
+            self._paused = False
 
     def _on_event(self, event: FragEvent) -> None:
         if isinstance(event, NeedContinuation):
@@ -199,7 +249,9 @@ class ImapConnection(asyncio.Protocol):
         elif isinstance(event, LineTooLong):
             self._bad_input(event.tag, "line too long", "TOOBIG")
         elif isinstance(event, LiteralTooBig):
-            self._bad_input(event.tag, f"literal of {event.size} octets is too big", "TOOBIG")
+            what = "command" if event.total else f"literal of {event.size} octets"
+            self._abuse("command-too-big", size=event.size)
+            self._bad_input(event.tag, f"{what} is too big", "TOOBIG")
         elif isinstance(event, CommandReady):
             if self._mode == "idle":
                 self._end_idle(event.data)
@@ -213,7 +265,19 @@ class ImapConnection(asyncio.Protocol):
         c_ = f"[{code}] " if code else ""
         self._write(f"{tag or '*'} BAD {c_}{text}\r\n".encode())
         if self._bad >= self._ctx.limits.max_bad_commands:
+            user = self.session.user
+            report("bad-commands", "imap", self._peer(), user.address if user else None)
             self.close(b"* BYE too many bad commands\r\n")
+
+    def client_address(self) -> str:
+        """The peer's address for the security log ("unix" for a Unix socket)."""
+        t = self._transport
+        return peer_host(t.get_extra_info("peername") if t is not None else None)
+
+    def _abuse(self, event: str, **fields: str | int) -> None:
+        user = self.session.user
+        address = user.address if user else None
+        seclog.report(event, "imap", self.client_address(), address, logging.WARNING, **fields)
 
     def _command(self, data: bytes) -> None:
         try:
@@ -223,12 +287,19 @@ class ImapConnection(asyncio.Protocol):
             self._bad_input(parse_tag(data), err.text, err.code)
             return
         self._bad = 0
+        if isinstance(cmd, c.Login | c.Authenticate) and self._ctx.guard.blocked(
+            "imap", self._peer(), cmd.username if isinstance(cmd, c.Login) else None
+        ):  # refused before even the user look-up: a guessing run costs little
+            self._finish_login(Action("verify", cmd.tag), None)
+            return
         # Commands that arrive meanwhile wait in the buffer. Reading is paused only
         # for STARTTLS and COMPRESS (after them the bytes on the wire belong to a new
         # layer: none may be read into the plaintext buffer meanwhile), or when the
         # buffer grows past _PAUSE_ABOVE (``data_received``): a client nearly always
         # waits for the reply, and pausing and resuming cost two ``epoll_ctl`` calls
-        # per command, 8% of the server's time in a connect storm.
+        # per command, 8% of the server's time in a connect storm. Once paused,
+        # reading resumes only when the buffered commands are done (``_pump``), and
+        # not while the client leaves more than ``max_output`` of replies unread.
         self._running = True
         if isinstance(cmd, c.StartTLS | c.Compress):
             self._pause()
@@ -268,10 +339,7 @@ class ImapConnection(asyncio.Protocol):
         if self._notify_pending and not busy:
             self._start(self._report_notify())  # hints that came while busy
             return
-        if self._transport is not None and self._paused and self._mode != "closed":
-            self._transport.resume_reading()
-            self._paused = False
-        self._pump()
+        self._pump()  # resumes reading once the buffered commands are done
         if self._eof and not self._running and self._mode != "closed":
             self.close()
             return
@@ -301,11 +369,10 @@ class ImapConnection(asyncio.Protocol):
                 self._set_notify()  # before the OK: no hint may fall between OK and listening
             self._write(out)
             if action is not None and action.kind == "verify":
-                known = self._password_known(action)
-                if not known:
-                    self._start(self._verify(action, known))  # it ends in ``_finished``
+                pending = self._login(action)
+                if pending is not None:
+                    self._start(pending)  # it ends in ``_finished``
                     return
-                self._finish_login(action, True)
             elif action is not None:
                 self._act(action)
         except Exception as err:  # as a task's exception would be: logged, session ended
@@ -360,6 +427,23 @@ class ImapConnection(asyncio.Protocol):
         self._write(cmd_notify.overflow(self.session))
         self._unwatch_user()
 
+    def _output_blocked(self) -> bool:
+        """Output backpressure (issue 15 item 2): a client that pipelines commands
+        and does not read their replies gets no further command read while its
+        unsent output (below TLS and COMPRESS: the socket's) is above
+        ``max_output``; ``resume_writing`` goes on once it has read."""
+        t = self._transport
+        limit = max(self._ctx.limits.max_output, _MIN_MAX_OUTPUT)
+        return t is not None and t.get_write_buffer_size() > limit
+
+    def pause_writing(self) -> None:
+        """Nothing to do: ``_pump`` looks at the backlog before each command."""
+
+    def resume_writing(self) -> None:
+        """The client has read most of its replies: read its next commands."""
+        if not self._running and self._mode != "closed":
+            self._after()
+
     def _output_backlog(self) -> bool:
         t = self._transport
         return t is not None and t.get_write_buffer_size() > self._ctx.limits.notify_max_output
@@ -387,26 +471,55 @@ class ImapConnection(asyncio.Protocol):
             return verify_password(stored, action.password)
         return True if self._ctx.credentials.check(user.address, stored, action.password) else None
 
-    def _finish_login(self, action: Action, ok: bool) -> None:
+    def _peer(self) -> str:
+        t = self._transport
+        peer = t.get_extra_info("peername") if t is not None else None
+        return str(peer[0]) if isinstance(peer, tuple) and peer else "local"
+
+    def _login(self, action: Action) -> Coroutine[Any, Any, None] | None:
+        """A LOGIN/AUTHENTICATE: the guessing limits first (``auth/guard.py``), then
+        what can be told in place; a coroutine when the rest needs the hashing
+        threads or a failure's delay."""
+        client, guard = self._peer(), self._ctx.guard
+        if guard.admit("imap", client, action.account) is not None:
+            self._finish_login(action, None)
+            return None
+        known = self._password_known(action)
+        if not known:
+            return self._verify(action, known, client)
+        guard.settle("imap", client, action.account, True)
+        self._finish_login(action, True)
+        return None
+
+    def _finish_login(self, action: Action, ok: bool | None) -> None:
         cmd_auth.finish_login(self.session, action, ok)
+        if ok:
+            self._frag.caps = frag_caps(self._ctx.limits, True)
+            if self._ctx.gate is not None:
+                self._ctx.gate.leave(self)  # no longer a pre-login connection
         self._write(self.session.take_output())
         if self.session.auth_failures >= self._ctx.limits.max_auth_failures:
             self.close(b"* BYE too many failed logins\r\n")
 
-    async def _verify(self, action: Action, known: bool | None) -> None:
+    async def _verify(self, action: Action, known: bool | None, client: str) -> None:
         """Finish a login: ``known`` is ``_password_known``'s answer, and None means
         the auth pool checks the password; a failure waits a growing delay first."""
-        ok = known
+        ok, guard = known, self._ctx.guard
         if ok is None:
             user, cache = action.user, self._ctx.credentials
             stored = user.password_hash if user else self._ctx.dummy_hash
-            loop = asyncio.get_running_loop()
-            ok = await loop.run_in_executor(
-                self._ctx.auth_pool, verify_password, stored, action.password
+            pool = self._ctx.auth_pool
+            checked = await guard.check(
+                "imap", client, action.account, pool, verify_password, stored, action.password
             )
-            ok = ok and user is not None
+            if checked is None:  # the hashing queue is full
+                guard.settle("imap", client, action.account, None)
+                self._finish_login(action, None)
+                return
+            ok = checked and user is not None
             if ok and user is not None:
                 cache.remember(user.address, stored, action.password)
+        guard.settle("imap", client, action.account, ok)
         if not ok:
             fails = self.session.auth_failures + 1
             await asyncio.sleep(self._ctx.limits.auth_failure_delay * (2 ** (fails - 1)))
@@ -420,15 +533,16 @@ class ImapConnection(asyncio.Protocol):
         async def step() -> None:
             def run(st: Store) -> Action | None:
                 try:
-                    return cmd_auth.sasl_response(tag, line, st)
+                    return cmd_auth.sasl_response(self.session, tag, line, st)
                 except ImapError as err:
                     self.session.tagged(tag, err.status, err.text, err.code)
                     return None
 
             action = await self._ctx.runner.run(run)
             self._write(self.session.take_output())
-            if action is not None:
-                await self._verify(action, self._password_known(action))
+            pending = self._login(action) if action is not None else None
+            if pending is not None:
+                await pending
 
         self._start(step())
 
@@ -439,7 +553,7 @@ class ImapConnection(asyncio.Protocol):
         assert self._ctx.tls is not None and self._transport is not None
         # Anything the client sent after STARTTLS in plaintext is dropped (RFC 3501
         # §6.2.1, and the command-injection attacks of CVE-2011-0411 style).
-        self._frag = Fragmentizer(self._ctx.limits.max_line, self._ctx.limits.max_literal)
+        self._frag = Fragmentizer(caps=frag_caps(self._ctx.limits, False))
         raw = self._transport
         layer = TlsLayer(self, self._ctx.tls)
         self._upgrading = True
@@ -501,6 +615,7 @@ class ImapConnection(asyncio.Protocol):
         s.enabled.update(name for name, on in flags if on)
         self._idle_tag = tag
         self._mode = "idle"
+        self._frag.caps = frag_caps(self._ctx.limits, True)
         self._frag.raw_lines = True
         self.last_activity = last_activity
 
@@ -532,7 +647,10 @@ class ImapConnection(asyncio.Protocol):
         if view is None:
             return
         self._running = True
-        self._ctx.runner.submit_read(lambda st: view.refresh(st, True), self._refreshed)
+        s = self.session  # under NOTIFY, with the FETCH items MessageNew asked for
+        self._ctx.runner.submit_read(
+            lambda st: cmd_notify.idle_refresh(s, view, st), self._refreshed
+        )
 
     def _refreshed(self, lines: list[bytes] | None, exc: BaseException | None) -> None:
         if exc is not None:

@@ -17,12 +17,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pushmail import __version__
+from pushmail import __version__, seclog
+from pushmail.auth.guard import GuardSettings, LoginGuard
 from pushmail.auth.passwords import hash_password
 from pushmail.config import Config, Endpoint, ImapSettings
 from pushmail.events.unixsock import UnixSocketBus
 from pushmail.imap.session import ServerInfo
 from pushmail.net import tls_keylog, tls_layer
+from pushmail.net.conncap import ConnectionGate, ExhaustionLog, Refuser, descriptor_cap
 from pushmail.net.hibernate import Hibernator
 from pushmail.net.homes import HomeLinks, Homes
 from pushmail.net.idle_hub import IdleHub
@@ -33,7 +35,7 @@ from pushmail.net.storethread import StoreRunner
 from pushmail.net.tls import ensure_certificate, server_context
 from pushmail.net.tls_layer import TlsLayer
 from pushmail.push.service import start_push
-from pushmail.smtp.servers import start_smtp_servers
+from pushmail.smtp.servers import SmtpListener, start_smtp_servers
 from pushmail.store.interfaces import Store
 from pushmail.store.sqlite import SqliteStore
 
@@ -74,6 +76,7 @@ class Housekeeper:
         now, wall = time.monotonic(), time.time()
         offset = wall - now
         s = self._settings
+        self._expire_prelogin(now)
         h = self._ctx.hibernator
         if h is not None:
             h.sweep(now, s.idle_keepalive, s.autologout, wall)
@@ -95,6 +98,16 @@ class Housekeeper:
                     conn.wake()
         for conn in [c for c in self._last_recheck if c not in self._ctx.connections]:
             del self._last_recheck[conn]
+
+    def _expire_prelogin(self, now: float) -> None:
+        """Close connections that have not logged in within ``prelogin_timeout`` of
+        connecting, whatever they sent meanwhile (issue 15 item 3)."""
+        gate = self._ctx.gate
+        if gate is None:
+            return
+        for conn, client in gate.expire(now):
+            seclog.report("prelogin-timeout", "imap", client, timeout=int(gate.prelogin_timeout))
+            conn.close(b"* BYE no login in time\r\n")
 
     def _prune(self, store: Store) -> int:
         return store.prune_expunged(self._settings.expunge_memory_days * 86400.0)
@@ -122,7 +135,14 @@ async def _listen(
     loop = asyncio.get_running_loop()
     context = ctx.tls
 
+    gate = ctx.gate
+    # Over the per-worker cap a plaintext client hears why; a TLS one just sees the
+    # close (there is no session to say it in, and a handshake would cost more).
+    farewell = b"" if tls else b"* BYE too many connections, try again later\r\n"
+
     def factory() -> asyncio.Protocol:
+        if gate is not None and gate.full():
+            return Refuser(gate, "imap", farewell)
         conn = ImapConnection(ctx, secure=tls)
         return TlsLayer(conn, context) if tls and context is not None else conn
 
@@ -143,12 +163,21 @@ def _imap_context(
     tls: ssl.SSLContext,
     worker: int,
     links: HomeLinks | None,
+    guard: LoginGuard,
 ) -> ImapContext:
     """What the IMAP connections of this process share, hibernation and (with
     several workers) the channel to the home workers included."""
     loop = asyncio.get_running_loop()
     ctx = ImapContext(
-        info=ServerInfo(config.hostname, True, __version__),
+        info=ServerInfo(
+            config.hostname,
+            True,
+            __version__,
+            config.default_domain,
+            max_mailbox_name=config.limits.max_mailbox_name,
+            max_mailbox_depth=config.limits.max_mailbox_depth,
+            max_mailboxes=config.limits.max_mailboxes,
+        ),
         runner=runner,
         hub=IdleHub(bus, loop),
         publisher=bus,
@@ -157,6 +186,7 @@ def _imap_context(
         auth_pool=ThreadPoolExecutor(max_workers=2, thread_name_prefix="auth"),
         connections=set(),
         dummy_hash=hash_password("not a real password"),
+        guard=guard,
     )
     if config.imap_settings.hibernate:
         hib = ctx.hibernator = Hibernator(ctx, loop)
@@ -164,6 +194,21 @@ def _imap_context(
             hib.homes = Homes(worker, links.channels, links.loads)
             hib.homes.start(loop, hib.adopt)
     return ctx
+
+
+def _connection_gate(config: Config, ctx: ImapContext, smtp: list[SmtpListener]) -> ConnectionGate:
+    """The caps of this worker; its count covers every connection holding a
+    descriptor: IMAP (hibernated ones too), TLS handshakes, SMTP/submission/LMTP."""
+
+    def count() -> int:
+        hib = ctx.hibernator
+        n = len(ctx.connections) + tls_layer.HANDSHAKING[0] + (len(hib) if hib else 0)
+        return n + sum(len(listener.connections) for listener in smtp)
+
+    lim = config.limits
+    cap = descriptor_cap(lim.max_connections)
+    log.info("at most %d connections in this worker", cap)
+    return ConnectionGate(cap, lim.max_prelogin_per_address, lim.prelogin_timeout, count)
 
 
 def _worker_counts(ctx: ImapContext, worker: int) -> dict[str, int]:
@@ -175,6 +220,7 @@ def _worker_counts(ctx: ImapContext, worker: int) -> dict[str, int]:
         "idlers": ctx.hub.count(),
         **(hib.counts() if hib is not None else {}),
         **tls_layer.COUNTS,
+        **(ctx.gate.counts() if ctx.gate is not None else {}),
     }
 
 
@@ -223,19 +269,31 @@ async def serve(
     await runner.run(lambda st: None)  # open (and migrate) the store before listening
     bus = UnixSocketBus(config.events_dir)
     bus.start(loop)
-    ctx = _imap_context(config, runner, bus, imap_tls, worker, links)
+    # One set of password-guessing limits for IMAP and submission (the web API, in
+    # worker 0 only, keeps its own: auth/guard.py).
+    guard = LoginGuard(GuardSettings.from_limits(config.limits))
+    ctx = _imap_context(config, runner, bus, imap_tls, worker, links, guard)
+    smtp: list[SmtpListener] = []
+    ctx.gate = _connection_gate(config, ctx, smtp)
+    ExhaustionLog(loop).install()
     servers = []
     for ep, is_tls in ((config.imap, False), (config.imaps, True)):
         if ep is not None:
             servers.append(await _listen(ctx, ep, is_tls, shared))
-            log.info("IMAP%s listening on %s (worker %d)", "S" if is_tls else "", ep, worker)
-    smtp = (
-        await start_smtp_servers(
-            config, runner, bus, tls, reuse_port=shared, unix_sockets=worker == 0
+            host, port = servers[-1].sockets[0].getsockname()[:2]  # the port chosen for 0
+            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            log.info("IMAP%s listening on %s (worker %d)", "S" if is_tls else "", where, worker)
+    if worker < delivery_worker_count(config, workers):
+        smtp += await start_smtp_servers(
+            config,
+            runner,
+            bus,
+            tls,
+            reuse_port=shared,
+            unix_sockets=worker == 0,
+            guard=guard,
+            gate=ctx.gate,
         )
-        if worker < delivery_worker_count(config, workers)
-        else []
-    )
     # -- push alerts (pushmail.push): engine + HTTP API run in worker 0 only --
     push_service = await start_push(config, runner, bus, tls, run_engine=worker == 0)
     housekeeper = asyncio.ensure_future(Housekeeper(ctx, config).run())

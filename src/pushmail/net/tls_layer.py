@@ -42,6 +42,9 @@ _HELLO_RANDOM_END = 43
 # Sessions handed to our own record layer after a TLS 1.3 handshake, and those kept
 # on OpenSSL (TLS 1.2, or a handshake whose secrets could not be matched): per process.
 COUNTS = {"tls_handoffs": 0, "tls_kept_on_openssl": 0}
+# Connections in their handshake, per process: they hold a descriptor before any
+# ImapConnection exists, so the per-worker connection cap counts them (net/conncap.py).
+HANDSHAKING = [0]
 
 
 class TlsState:
@@ -271,6 +274,7 @@ class TlsLayer(asyncio.Protocol):
         else:
             loop = asyncio.get_running_loop()
             self._timeout = loop.call_later(_HANDSHAKE_TIMEOUT, self.abort)
+            HANDSHAKING[0] += 1
 
     def data_received(self, data: bytes) -> None:
         if len(data) <= _BIO_SLICE or self.state.records is not None:
@@ -325,9 +329,7 @@ class TlsLayer(asyncio.Protocol):
         if not done:
             return None
         self._handshaken = True
-        if self._timeout is not None:
-            self._timeout.cancel()
-            self._timeout = None
+        self._stop_timer()
         self.inner.connection_made(self._transport)
         return rest
 
@@ -337,10 +339,16 @@ class TlsLayer(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
-        if self._timeout is not None:
-            self._timeout.cancel()
+        self._stop_timer()
         if self._handshaken:
             self.inner.connection_lost(exc)
+
+    def _stop_timer(self) -> None:
+        """The handshake ended (done or failed): no timeout, no longer counted."""
+        if self._timeout is not None:
+            self._timeout.cancel()
+            self._timeout = None
+            HANDSHAKING[0] -= 1
 
     def pause_writing(self) -> None:
         self.inner.pause_writing()

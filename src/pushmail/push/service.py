@@ -25,6 +25,7 @@ from pushmail.auth.passwords import hash_password
 from pushmail.config import Config, ConfigError, PushSettings
 from pushmail.events.interfaces import AllUsersBus
 from pushmail.push.db import DB_FILE, DbThread
+from pushmail.push.destinations import endpoint_policy, guarded_session
 from pushmail.push.dispatcher import DeliveryPolicy, Dispatcher
 from pushmail.push.engine import AlertEngine, StoreAccess
 from pushmail.push.senders import NtfySender, Sender, WebhookSender
@@ -102,7 +103,7 @@ async def _start(
     assert service.db is not None
     secret = await service.db.run(lambda db: db.secret())
     vapid = VapidKey.load_or_create(config.data_dir, settings.vapid_subject)
-    session = service._session = aiohttp.ClientSession()
+    session = service._session = guarded_session(settings.allow_private_endpoints)
     timeout = settings.request_timeout
     senders: dict[str, Sender] = {
         "webpush": WebPushSender(session, vapid, settings.ttl, timeout),
@@ -130,6 +131,7 @@ async def _start_http(
 ) -> None:
     from pushmail.web.app import WebContext, make_app  # the web layer only when serving it
     from pushmail.web.auth import Authenticator
+    from pushmail.web.listener import Connections, GuardedSite, ListenerLimits
 
     assert service.db is not None and service.engine is not None and settings.http is not None
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="web-auth")
@@ -141,12 +143,13 @@ async def _start_http(
         db=service.db,
         engine=service.engine,
         vapid=vapid,
-        allow_http_endpoints=settings.allow_http_endpoints,
+        endpoints=endpoint_policy(settings),
         secure_cookie=tls is not None,
     )
-    runner = service._web = web.AppRunner(make_app(ctx), access_log=None)
+    conns = Connections(ListenerLimits.of(settings))
+    runner = service._web = web.AppRunner(make_app(ctx, conns.body_middleware()), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.http.host, settings.http.port, ssl_context=tls)
+    site = GuardedSite(runner, settings.http.host, settings.http.port, tls, conns)
     try:
         await site.start()
     except OSError as e:
@@ -154,7 +157,13 @@ async def _start_http(
         log.error("alerts API NOT available: cannot listen on %s: %s", settings.http, e)
         return
     service.http_port = int(runner.addresses[0][1])
-    log.info("HTTP%s (alerts API) listening on %s", "S" if tls else "", settings.http)
+    host = settings.http.host
+    log.info(
+        "HTTP%s (alerts API) listening on %s:%d",
+        "S" if tls else "",
+        f"[{host}]" if ":" in host else host,
+        service.http_port,
+    )
 
 
 async def _forever(dispatcher: Dispatcher) -> None:

@@ -12,15 +12,17 @@ leaves them running).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from pushmail import seclog
 from pushmail.smtp.address import simple_path
-from pushmail.smtp.data import DataError, read_data
+from pushmail.smtp.data import MAX_LINE, DataError, read_data
 
 __all__ = ["ConnectionSet", "DataSink", "PushmailLMTP", "PushmailSMTP"]
 
@@ -46,6 +48,9 @@ class ConnectionSet:
 
     def __init__(self) -> None:
         self.open: set[SMTP] = set()
+
+    def __len__(self) -> int:
+        return len(self.open)
 
     def close_all(self) -> None:
         for proto in list(self.open):
@@ -97,15 +102,45 @@ def _getaddr(server: SMTP, arg: str) -> tuple[str | None, str | None]:
 class PushmailSMTP(SMTP):
     """SMTP (MX and submission) with the strict DATA reader."""
 
+    # aiosmtpd's StreamReader limit: DATA lines up to MAX_LINE (smtp/data.py). Command
+    # lines are still refused above ``command_size_limit``, once read.
+    line_length_limit = MAX_LINE
     failed_logins = 0  # per connection; the handler disconnects after too many
 
-    def __init__(self, handler: Any, *, connections: ConnectionSet, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        handler: Any,
+        *,
+        connections: ConnectionSet,
+        prelogin_timeout: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(handler, **kwargs)
         self._connections = connections
         connections.open.add(self)
+        # Submission: seconds from connecting to AUTH, not reset by anything the
+        # client sends (aiosmtpd's own timeout is reset by every line).
+        self._prelogin_timeout = prelogin_timeout
+        self._login_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self._prelogin_timeout > 0 and self._login_deadline is None:
+            self._login_deadline = self.loop.call_later(self._prelogin_timeout, self._login_late)
+
+    def _login_late(self) -> None:
+        transport = self.transport
+        if self.session is None or self.session.authenticated or transport is None:
+            return
+        client = peer_ip(self) or "unknown"
+        seclog.report("prelogin-timeout", "submission", client, timeout=int(self._prelogin_timeout))
+        cast(asyncio.WriteTransport, transport).write(b"421 4.4.2 no login in time\r\n")
+        transport.close()
 
     def connection_lost(self, error: Exception | None) -> None:
         self._connections.open.discard(self)
+        if self._login_deadline is not None:
+            self._login_deadline.cancel()
         super().connection_lost(error)
 
     async def smtp_DATA(self, arg: str) -> None:
@@ -117,6 +152,8 @@ class PushmailSMTP(SMTP):
 
 class PushmailLMTP(LMTP):
     """LMTP (RFC 2033): LHLO instead of EHLO, and one DATA reply per recipient."""
+
+    line_length_limit = MAX_LINE
 
     def __init__(self, handler: Any, *, connections: ConnectionSet, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)

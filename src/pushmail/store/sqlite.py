@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sqlite3
 import time
 from array import array
@@ -41,6 +42,8 @@ from pushmail.store.interfaces import (
     User,
 )
 from pushmail.store.sqlite_base import MetaRow, SqliteBase
+
+log = logging.getLogger("pushmail.store")
 
 _MAX_UIDVALIDITY = 0xFFFFFFFF
 
@@ -627,10 +630,14 @@ class SqliteStore(SqliteBase):
                         "UPDATE mailboxes SET recent_floor = ? WHERE id = ?",
                         (uidnext, mailbox_id),
                     )
-        except sqlite3.OperationalError:
+        except sqlite3.DatabaseError as exc:
+            # Busy (``wait=False``), or a write that failed: a full disk, an I/O
+            # error. A claim is bookkeeping; failing it must not fail the SELECT or
+            # refresh that asked (issue 15 item 9). This session sees nothing as
+            # \Recent and the messages stay \Recent for the next claim.
             if wait:
-                raise
-            return seen_uidnext  # busy: nothing below it is ours
+                log.warning("cannot claim \\Recent in mailbox %d: %s", mailbox_id, exc)
+            return seen_uidnext
         return int(floor)
 
     # -- housekeeping -----------------------------------------------------------
