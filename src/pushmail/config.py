@@ -40,7 +40,7 @@ class Limits:
     # Connections one worker holds (all listeners); 0: its descriptor limit less a
     # reserve for the store, the bus and outgoing requests (net/conncap.py).
     max_connections: int = 0
-    max_prelogin_per_address: int = 100  # IMAP connections not yet logged in, per address
+    max_prelogin_per_address: int = 500  # IMAP connections not yet logged in, per address
     prelogin_timeout: float = 60.0  # seconds to log in (IMAP, submission); 0 = off
     max_bad_commands: int = 10  # BADs in a row before disconnecting
     max_auth_failures: int = 3  # failed logins before disconnecting
