@@ -12,9 +12,13 @@ skew the next), from this process, on 127.0.0.x only, for a bounded count and ti
   COMPRESS DEFLATE. Server RSS growth once it stops growing (or after ``--settle`` s).
 * ``item3``: the server runs with RLIMIT_NOFILE = ``--nofile`` (cheap to exhaust),
   ``--conns`` idle pre-login connections are opened from one address and then from
-  ``--sources`` addresses: how many were accepted (greeted), how long a real login
+  ``--sources`` addresses: how many were accepted (greeted at some point), how many
+  the server still holds open at the end, how long a real login
   from another address took meanwhile (null: it failed within 20 s), and how many
   lines the server logged about failed ``accept()`` calls.
+* ``item4``: ``--item4-conns`` connections guessing passwords from one address; a real
+  login's latency from another address meanwhile (``login_s_under_attack``; see
+  ``bench/login_attack.py``, which this reuses).
 
 ``--src DIR`` runs the server from another checkout's ``src`` (e.g. a worktree of
 ``main``, for before/after figures). Nothing passes or fails; progress on stderr.
@@ -23,8 +27,10 @@ skew the next), from this process, on 127.0.0.x only, for a bounded count and ti
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -130,6 +136,7 @@ def server(args: argparse.Namespace, nofile: int = 4096) -> Iterator[Server]:
         yield srv
     finally:
         srv.stop()
+        shutil.rmtree(srv.dir, ignore_errors=True)  # its log may be hundreds of MB
 
 
 def connect(port: int, source: str = "127.0.0.1", timeout: float = 10.0) -> socket.socket:
@@ -273,11 +280,25 @@ def _hold(port: int, sources: list[str], each: int) -> tuple[list[socket.socket]
             except OSError:
                 continue
             socks.append(s)
-    for s in socks:  # greetings (or BYE, or nothing) after all connected
+    time.sleep(2.0)  # then read what each was told, without waiting on any
+    for s in socks:
         with suppress(OSError):
-            s.settimeout(0.5)
-            greeted += read_until(s, b"\r\n", 0.5).startswith(b"* OK")
+            s.setblocking(False)
+            greeted += s.recv(4096).startswith(b"* OK")
     return socks, greeted
+
+
+def _is_open(sock: socket.socket) -> bool:
+    """Whether the server has not closed this connection (what it sent is read)."""
+    sock.setblocking(False)
+    try:
+        while sock.recv(65536):
+            pass
+        return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
 
 
 def item3(args: argparse.Namespace) -> dict[str, object]:
@@ -294,6 +315,7 @@ def item3(args: argparse.Namespace) -> dict[str, object]:
             socks, greeted = _hold(srv.imap, srcs, each)
             login = _login_seconds(srv.imap)
             figures = {
+                "still_open": sum(_is_open(s) for s in socks),
                 "attempted": each * len(srcs),
                 "connected": len(socks),
                 "accepted": greeted,
@@ -309,6 +331,25 @@ def item3(args: argparse.Namespace) -> dict[str, object]:
     return out
 
 
+def item4(args: argparse.Namespace) -> dict[str, object]:
+    """Password guessing: ``--item4-conns`` connections guessing from 127.0.0.1 while
+    a user who never logged in logs in from 127.0.2.1 (bench/login_attack.py)."""
+    from login_attack import PASSWORD as VICTIM_PASSWORD
+    from login_attack import TARGETS, attack_and_measure
+
+    with server(args) as srv:
+        victim = "victim@example.org"
+        for address, pw in [*((t, "the real " + t) for t in TARGETS), (victim, VICTIM_PASSWORD)]:
+            srv.cli("user", "add", address, "--password-stdin", stdin=pw.encode() + b"\n")
+        figures = asyncio.run(
+            attack_and_measure(
+                "127.0.0.1", srv.imap, args.item4_conns, 1, 3.0, [(victim, VICTIM_PASSWORD)]
+            )
+        )
+    log(f"item4: {figures}")
+    return figures
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--src", type=Path, help="run the server from this checkout's src/")
@@ -322,7 +363,8 @@ def main() -> int:
     p.add_argument("--conns", type=int, default=1500, help="item-3 connections")
     p.add_argument("--sources", type=int, default=15)
     p.add_argument("--settle", type=float, default=20.0, help="longest wait for RSS to settle")
-    p.add_argument("--only", default="1,2,3")
+    p.add_argument("--item4-conns", type=int, default=200, help="password-guessing connections")
+    p.add_argument("--only", default="1,2,3,4")
     args = p.parse_args()
     raise_nofile()  # this process holds --conns sockets
     if args.src is not None:
@@ -337,6 +379,8 @@ def main() -> int:
             result[f"item2_{kind}"] = item2(args, kind)
     if "3" in only:
         result["item3"] = item3(args)
+    if "4" in only:
+        result["item4"] = item4(args)
     result["seconds"] = round(time.monotonic() - t0, 1)
     print(json.dumps(result), flush=True)
     return 0

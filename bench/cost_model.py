@@ -6,8 +6,15 @@ Strategies (one phone, one folder):
   minutes, ``k`` just below the NAT timeout (what ``pushmail watch`` learns, see
   ``pushmail.client.keepalive_learn``); each message costs the ``* n EXISTS`` and a
   header fetch on the held connection.
-* ``idle_notify``: the same connection with NOTIFY: ``* STATUS`` and a catch-up
-  (EXAMINE with QRESYNC, fetch, UNSELECT).
+* ``idle_default_server``: IDLE as above, plus pushmail's default server keepalive
+  (``* OK Still here`` after 10 quiet minutes), which a client renewing less often
+  also receives.
+* ``idle_notify``: the same connection with NOTIFY as ``pushmail watch`` uses it:
+  INBOX kept selected with MessageNew FETCH items, so a message arrives with its
+  headers and nothing is sent back (``notify_push``). Mail to the other folders costs
+  ``* STATUS`` and a catch-up (EXAMINE with QRESYNC, fetch, UNSELECT), measured too.
+  It watches any number of folders on this one connection, where ``idle_5_folders``
+  needs five (one IDLE per folder).
 * ``true_push``: no connection held by the mail app; per message the device channel
   delivers the alert (cited/assumed bytes, below) and the phone connects, logs in,
   selects with QRESYNC, fetches the headers and logs out (measured). The device
@@ -31,6 +38,7 @@ import math
 from typing import Any
 
 NAT_TIMEOUTS_MIN = (2, 5, 15, 30)
+SERVER_KEEPALIVE_MIN = 10.0  # pushmail's default imap_settings.idle_keepalive
 MESSAGES = tuple(round(10 ** (e / 10), 3) for e in range(-10, 31))  # 0.1 … 1000 a day
 
 CITED: dict[str, Any] = {
@@ -100,6 +108,7 @@ def unit_costs(m: dict[str, Any]) -> dict[str, float]:
         "fetch_headers_idle": _b(idle["fetch_headers"]),
         "announce_notify_status": _b(notify["notify_status"]),
         "catch_up_notify": _b(notify["notify_catch_up"]),
+        "announce_notify_push": _b(notify["notify_push"]),
         "reconnect_full": _b(rec["full_login"]),
         "reconnect_resumed": _b(rec["resumed_login"]),
         "poll_full": _b(poll["poll_full"]),
@@ -134,13 +143,30 @@ def keepalive_interval(nat_min: float) -> float:
 
 def day(strategy: str, msgs: float, nat_min: float, u: dict[str, float]) -> dict[str, float]:
     """Bytes and wake-ups per day for one strategy."""
+    if strategy == "idle_default_server":
+        # pushmail's default server keepalive (``idle_keepalive`` 600 s) comes due
+        # whenever the connection has been quiet that long, so a client renewing every
+        # k > 10 min also gets floor(k / 10) ``Still here`` per renewal cycle (each its
+        # own wake-up). Approximate: per renewal, not per gap between messages.
+        one = day("idle", msgs, nat_min, u)
+        k = keepalive_interval(nat_min)
+        server = renewals_per_day(msgs, k) * math.floor(k / SERVER_KEEPALIVE_MIN - 1e-9)
+        return {"bytes": one["bytes"] + server * u["keepalive_server_still_here"],
+                "wakeups": one["wakeups"] + server}  # fmt: skip
+    if strategy == "idle_5_folders":
+        # One IDLE connection per folder: the heartbeat renews them in one wake-up,
+        # but each pays its own bytes. Mail is assumed to land in one of them.
+        one = day("idle", msgs, nat_min, u)
+        extra = 4 * renewals_per_day(0, keepalive_interval(nat_min))
+        return {"bytes": one["bytes"] + extra * u["keepalive_client_done_idle"],
+                "wakeups": one["wakeups"]}  # fmt: skip
     if strategy in ("idle", "idle_notify"):
         k = keepalive_interval(nat_min)
         renew = renewals_per_day(msgs, k)
         per_msg = (
             u["announce_idle_exists"] + u["fetch_headers_idle"]
             if strategy == "idle"
-            else u["announce_notify_status"] + u["catch_up_notify"]
+            else u["announce_notify_push"]
         )
         return {
             "bytes": renew * u["keepalive_client_done_idle"] + msgs * per_msg,
@@ -222,6 +248,15 @@ def break_even_table(u: dict[str, float]) -> dict[str, dict[str, Any]]:
                 break_even("idle", "true_push_own_channel", t, u)
             ),
             "idle_vs_true_push_resumed": _num(break_even("idle", "true_push_resumed", t, u)),
+            "five_folders_idle_each_vs_true_push": _num(
+                break_even("idle_5_folders", "true_push", t, u)
+            ),
+            "idle_default_server_keepalive_vs_true_push": _num(
+                break_even("idle_default_server", "true_push", t, u)
+            ),
+            "wakeups_per_day_no_mail_default_server_keepalive": round(
+                day("idle_default_server", 0, t, u)["wakeups"], 1
+            ),
             "idle_vs_poll_15": _num(break_even("idle", "poll_15", t, u)),
             "energy_idle_vs_true_push": _num(break_even("idle", "true_push", t, u, "energy")),
             "energy_idle_vs_true_push_own_channel": _num(

@@ -128,7 +128,8 @@ class Rig:
         return self.workdir / "data"
 
     def pm(self, *args: str) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-m", "pushmail", *args, "--data-dir", str(self.data)]
+        argv = [sys.executable, "-m", "pushmail", *args, "--data-dir", str(self.data),
+                "--config", str(self.workdir / "pushmail.toml")]  # fmt: skip
         done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             raise RuntimeError(f"pushmail {args[:2]}: {done.stderr.strip()[-400:]}")
@@ -138,6 +139,17 @@ class Rig:
         self.pair.up()
         self.capture = Capture(self.pair.host_if)
         self.data.mkdir(parents=True)
+        config = self.workdir / "pushmail.toml"
+        tls = ""
+        if self.chain:
+            cert, key, self.cert_sizes = make_chain(self.workdir / "chain", self.pair.server_ip)
+            tls = f'tls_cert = "{cert}"\ntls_key = "{key}"\n'
+        config.write_text(
+            f"{tls}[imap_settings]\nidle_keepalive = {self.keepalive}\n"
+            '[push]\nhttp = "off"\nhold = 0.2\nmin_interval = 0\n'
+            # The receivers stand on the link's private addresses.
+            "allow_private_endpoints = true\n"
+        )
         passwd = self.workdir / "passwd"
         passwd.write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
         self.pm("user", "import", str(passwd))
@@ -147,18 +159,10 @@ class Rig:
         w = self.receivers["webpush"]
         self.pm("alerts", "add", USER, "--kind", "webpush", "--endpoint", w.url,
                 "--p256dh", w.p256dh, "--auth", _b64(w.auth))  # fmt: skip
-        self.pm("alerts", "add", USER, "--kind", "webhook", "--endpoint",
-                self.receivers["webhook"].url, "--secret", "s3cret-for-hmac")  # fmt: skip
+        hook = self.receivers["webhook"].url
+        self.pm("alerts", "add", USER, "--kind", "webhook", "--endpoint", hook,
+                "--secret", "s3cret-for-the-hmac-of-webhooks")  # fmt: skip
         self.pm("alerts", "add", USER, "--kind", "ntfy", "--endpoint", self.receivers["ntfy"].url)
-        config = self.workdir / "pushmail.toml"
-        tls = ""
-        if self.chain:
-            cert, key, self.cert_sizes = make_chain(self.workdir / "chain", self.pair.server_ip)
-            tls = f'tls_cert = "{cert}"\ntls_key = "{key}"\n'
-        config.write_text(
-            f"{tls}[imap_settings]\nidle_keepalive = {self.keepalive}\n"
-            '[push]\nhttp = "off"\nhold = 0.2\nmin_interval = 0\n'
-        )
         ip = self.pair.server_ip
         argv = [sys.executable, "-m", "pushmail", "serve", "--data-dir", str(self.data),
                 "--config", str(config), "--imaps", f"{ip}:{IMAPS}",

@@ -85,6 +85,15 @@ class Phone:
                 else:
                     self.modseq = int(m.group(2))
 
+    def refresh(self) -> None:
+        """Learn the folder's current state (not counted), so that a measured
+        reconnect resyncs nothing: what it costs is the reconnect itself."""
+        c = self.connect()
+        c.login(USER, PASSWORD)
+        c.command("ENABLE QRESYNC")
+        self.note(c.command("EXAMINE INBOX"))
+        c.logout()
+
     def deliver(self, size: int = 1500) -> None:
         self.delivered += 1
         self.rig.deliver(message(size, self.delivered))
@@ -234,6 +243,31 @@ def announce_notify(phone: Phone, reps: int = 1) -> dict[str, object]:
     return out
 
 
+def announce_notify_push(phone: Phone, reps: int = 1) -> dict[str, object]:
+    """NOTIFY as ``pushmail watch`` uses it now: INBOX kept EXAMINEd with MessageNew
+    FETCH items, so a new message comes as ``* n EXISTS`` and ``* n FETCH (UID
+    RFC822.SIZE BODY[HEADER.FIELDS ...])``, and the client sends nothing back."""
+    rig = phone.rig
+    c = phone.connect()
+    c.login(USER, PASSWORD)
+    c.command("ENABLE QRESYNC")
+    phone.note(c.command("EXAMINE INBOX"))
+    c.command(
+        f"NOTIFY SET (SELECTED (MessageNew {HEADER_FETCH} MessageExpunge)) "
+        "(MAILBOXES (INBOX) (MessageNew MessageExpunge))"
+    )
+    c.idle()
+
+    def step() -> None:
+        phone.deliver(1500)
+        c.wait_for(b"FETCH", 20)
+
+    rows = [counted(rig, c, step).as_dict() for _ in range(reps)]
+    c.done()
+    c.logout()
+    return {"notify_push": median(rows)}
+
+
 # ------------------------------------------------------------------ reconnects and polls
 
 RECONNECTS = {
@@ -252,6 +286,7 @@ def reconnects(phone: Phone, names: list[str]) -> dict[str, object]:
     QRESYNC, SELECT INBOX (QRESYNC ...), IDLE. The dead connection it replaces costs
     nothing more here (the NAT dropped it)."""
     out: dict[str, object] = {}
+    phone.refresh()
     for name in names:
         port, resumed, auth, compress = RECONNECTS[name]
         session = None

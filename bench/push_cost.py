@@ -48,6 +48,7 @@ def measure(quick: bool, chain: bool = True) -> dict[str, object]:
         out["idle"] = sc.announce_idle(phone, sizes, reps)
         log("announcements over NOTIFY")
         out["notify"] = sc.announce_notify(phone, reps)
+        out["notify"] |= sc.announce_notify_push(phone, reps)
         log("reconnects")
         out["reconnect"] = sc.reconnects(phone, names)
         log("polls")

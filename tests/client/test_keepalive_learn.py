@@ -7,6 +7,7 @@ for T seconds, and checks that the watcher settles below T and loses no message.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +15,14 @@ import pytest
 from conftest import ConfiguredServer, Watch, deliver, make_server
 from faultproxy import FaultProxy
 
-from pushmail.client.keepalive_learn import KeepaliveLearner, default_gateway, settle_interval
+from pushmail.client.heartbeat import Heartbeat
+from pushmail.client.keepalive_learn import (
+    KeepaliveLearner,
+    LearningBeat,
+    default_gateway,
+    make_beat,
+    settle_interval,
+)
 from pushmail.client.settings import WatchConfigError, load_watch_config
 
 
@@ -67,6 +75,25 @@ def test_early_renewals_prove_nothing() -> None:
     k = KeepaliveLearner(60.0, 1740.0, network=lambda: "net")
     for _ in range(10):
         k.answered(5.0)  # DONE for news after 5 s of idling
+    assert k.interval() == 60.0
+
+
+def test_a_forced_probe_is_not_taken_for_a_long_survival() -> None:
+    """A network change makes the heartbeat probe every connection at once (its
+    ``started`` is moved far back); the answer must not count as a full interval."""
+    k = KeepaliveLearner(60.0, 1740.0, network=lambda: "net")
+    hb = Heartbeat()
+    made: list[LearningBeat] = []
+    beat = make_beat(k, lambda: made[0].renewing(), lambda _r: None, lambda: 0.0, 300.0, 30.0, None)
+    assert isinstance(beat, LearningBeat)
+    made.append(beat)
+    hb.add(beat)
+    for _ in range(6):
+        beat.restart()
+        hb.probe_all()
+        hb.tick(time.monotonic())  # renews at once
+        assert beat.renewal_waited is not None and beat.renewal_waited < 1.0
+        beat.answered()
     assert k.interval() == 60.0
 
 

@@ -106,11 +106,13 @@ def test_filter_finds_each_event_in_real_log_lines(
         sock.sendall(b"EHLO c\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<postmaster>\r\n")
         sock.sendall(b"QUIT\r\n")
         sock.makefile("rb").read()
+    out = imap_session(imap, "127.0.0.16", [b"a LOGIN {100000}\r\n"])
+    assert b"a BAD [TOOBIG]" in out
     time.sleep(0.5)  # the lines are written by the server process as it answers
 
     text = log.read_text()
     events = [ln for ln in text.splitlines() if "pushmail.security: " in ln]
-    assert len(events) == 5, text
+    assert len(events) == 6, text
     assert matched(fail2ban_regex, log, "normal") == ["127.0.0.11"]
-    expected = ["127.0.0.11", "127.0.0.12", "127.0.0.13", "127.0.0.14", "127.0.0.15"]
+    expected = [f"127.0.0.{n}" for n in range(11, 17)]
     assert matched(fail2ban_regex, log, "aggressive") == expected

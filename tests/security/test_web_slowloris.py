@@ -15,6 +15,7 @@ import pytest
 from web_harness import Api, api, basic, client_tls, fresh_seclog
 
 from pushmail.web.app import STATIC
+from pushmail.web.listener import Connections, ListenerLimits
 
 SHORT = 0.5  # seconds: the deadlines these tests set; they only wait for a close
 
@@ -78,6 +79,16 @@ def test_deadlines_close_slow_clients(tmp_path: Path, caplog: pytest.LogCaptureF
             answer = await _closed(reader)
             assert answer.startswith(b"HTTP/1.1 200 ") and b'"openapi"' in answer
             _close(plain, slow, body, (reader, writer))
+            # An oversized body (413) does not leave the connection without a deadline.
+            too_big, writer2 = await _tls_open(a)
+            head = (
+                b"PUT /api/rules HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 70000\r\n"
+                b"Content-Type: application/json\r\nAuthorization: " + basic().encode()
+            )
+            writer2.write(head + b"\r\n\r\n" + b" " * 70000)
+            answer = await _closed(too_big)
+            assert answer.startswith(b"HTTP/1.1 413 "), answer
+            _close((too_big, writer2))
             # A prompt client is served as before.
             status, _, body = await a.request("GET", "/api/openapi.json")
             assert status == 200 and json.loads(body)["openapi"]
@@ -102,7 +113,11 @@ def test_connection_caps(tmp_path: Path, caplog: pytest.LogCaptureFixture,
             status, _ = await _request_from(a, "127.0.0.2")
             assert status == 200
             others = [await _half_request(a, "127.0.0.2"), await _half_request(a, "127.0.0.3")]
-            assert await _refused(a, "127.0.0.4")
+            # The global cap (5) is reached: a new client pushes out the connection that
+            # has waited longest without a request (the first held one), and is served.
+            status, _ = await _request_from(a, "127.0.0.4")
+            assert status == 200
+            assert await _closed(held[0][0]) == b""
             # Closing held connections frees their places.
             _close(*held, *others)
             for _ in range(100):
@@ -118,10 +133,32 @@ def test_connection_caps(tmp_path: Path, caplog: pytest.LogCaptureFixture,
         "web-connection-refused service=web client=127.0.0.1 reason=max-per-address limit=3"
         in lines
     )
-    assert (
-        "web-connection-refused service=web client=127.0.0.4 reason=max-connections limit=5"
-        in lines
-    )
+    assert "web-connection-evicted service=web client=127.0.0.1 limit=5" in lines
+
+
+def test_pushing_out_ones_own_connection_keeps_the_count(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with api(tmp_path, http_max_per_address=3, http_max_connections=2) as a:
+            conns = [await _half_request(a) for _ in range(2)]
+            # At the global cap: each new one pushes out this address's oldest, so the
+            # address never holds more than 2, and its per-address count stays right.
+            for _ in range(4):
+                conns.append(await _half_request(a))  # raises if refused
+            assert await _closed(conns[0][0]) == b"" and await _closed(conns[3][0]) == b""
+            _close(*conns)
+
+    asyncio.run(scenario())
+
+
+def test_global_cap_refuses_when_nobody_waits() -> None:
+    """Every connection busy with a request: nothing to push out, the new one is
+    refused."""
+    conns = Connections(ListenerLimits(max_connections=2, max_per_address=5))
+    assert conns.admit("192.0.2.1") is None and conns.admit("192.0.2.2") is None
+    assert conns.admit("192.0.2.3") == ("max-connections", 2)
+    conns.release("192.0.2.1")
+    assert conns.admit("192.0.2.3") is None
+    assert conns.per_address == {"192.0.2.2": 1, "192.0.2.3": 1} and conns.total == 2
 
 
 async def _refused(a: Api, source: str) -> bool:
@@ -166,3 +203,14 @@ def test_settings_page_security_headers(tmp_path: Path) -> None:
     assert all("src=" in tag for tag in re.findall(r"<script\b[^>]*>", page))
     assert "<style" not in page and " style=" not in page
     assert not re.search(r"\son[a-z]+\s*=", page)  # no inline event handlers
+
+
+def test_per_address_cap_counts_ipv6_by_64() -> None:
+    conns = Connections(ListenerLimits(max_connections=100, max_per_address=2))
+    assert conns.admit("2001:db8:1:2::1") is None and conns.admit("2001:db8:1:2:ffff::9") is None
+    assert conns.admit("2001:db8:1:2::77") == ("max-per-address", 2)  # same /64
+    assert conns.admit("2001:db8:1:3::1") is None  # another /64
+    assert conns.admit("::ffff:192.0.2.1") is None and conns.admit("192.0.2.1") is None
+    assert conns.admit("192.0.2.1") == ("max-per-address", 2)  # mapped = the IPv4 address
+    conns.release("2001:db8:1:2::1")
+    assert conns.admit("2001:db8:1:2::5") is None

@@ -121,13 +121,13 @@ def test_the_opt_in_lets_tests_reach_loopback(tmp_path: Path) -> None:
 class Rebinding(aiohttp.abc.AbstractResolver):
     """DNS that answers what an attacker's name server would after the check."""
 
-    def __init__(self, address: str) -> None:
-        self.address = address
+    def __init__(self, *addresses: str) -> None:
+        self.addresses = addresses
 
     async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[Any]:
-        fam = socket.AF_INET6 if ":" in self.address else socket.AF_INET
-        return [{"hostname": host, "host": self.address, "port": port, "family": fam,
-                 "proto": 0, "flags": socket.AI_NUMERICHOST}]  # fmt: skip
+        return [{"hostname": host, "host": a, "port": port, "proto": 0,
+                 "family": socket.AF_INET6 if ":" in a else socket.AF_INET,
+                 "flags": socket.AI_NUMERICHOST} for a in self.addresses]  # fmt: skip
 
     async def close(self) -> None:
         pass
@@ -159,6 +159,11 @@ def test_the_connected_address_is_checked_after_dns(
                 async with guarded_session(False, resolver) as session:
                     outcome = await WebhookSender(session, 5.0).send(_device(url), alert, topic)
                 assert outcome.status == "failed" and "refused" in outcome.detail, url
+            # A name with several inside addresses (IPv4 and IPv6): still one refusal.
+            async with guarded_session(False, Rebinding("127.0.0.1", "::1")) as session:
+                url = f"http://both.example:{port}/h"
+                outcome = await WebhookSender(session, 5.0).send(_device(url), alert, topic)
+            assert outcome.status == "failed" and "refused" in outcome.detail, outcome
             assert ep.attempts == 0
             async with guarded_session(True, Rebinding("127.0.0.1")) as session:
                 url = f"http://rebind.example:{port}/h"

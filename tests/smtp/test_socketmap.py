@@ -89,3 +89,16 @@ def test_store_failure_is_temp(mapd: Smtpd) -> None:
 
 def test_off_by_default(smtpd: Smtpd) -> None:
     assert [x.name for x in smtpd.listeners if x.name == "socketmap"] == []
+
+
+def test_postmaster_of_local_domains_with_the_setting(smtpd_factory: Callable[..., Smtpd]) -> None:
+    mapd = smtpd_factory(socketmap=ANY, postmaster="carol@other.test")
+    with socket.create_connection(("127.0.0.1", mapd.port("socketmap")), timeout=5) as s:
+        assert _ask(s, b"mailbox postmaster@example.org") == b"OK carol@other.test"
+        assert _ask(s, b"mailbox PostMaster@mx.test") == b"OK carol@other.test"
+        assert _ask(s, b"mailbox postmaster@elsewhere.test") == b"NOTFOUND "
+
+
+def test_postmaster_without_the_setting_is_not_found(mapd: Smtpd) -> None:
+    with socket.create_connection(("127.0.0.1", mapd.port("socketmap")), timeout=5) as s:
+        assert _ask(s, b"mailbox postmaster@example.org") == b"NOTFOUND "

@@ -214,7 +214,7 @@ class LearningBeat(Beat):
     """A heartbeat beat whose renewal interval comes from a learner, and which tells
     the learner whether each renewal was answered."""
 
-    __slots__ = ("learner", "renewal_waited")
+    __slots__ = ("idle_since", "learner", "renewal_waited")
 
     def __init__(
         self,
@@ -230,13 +230,17 @@ class LearningBeat(Beat):
         )
         self.learner = learner
         self.renewal_waited: float | None = None
+        # When IDLE began; ``started`` may be moved to force a probe (network change),
+        # and such a probe says nothing about how long the NAT keeps a mapping.
+        self.idle_since = self.started
 
     def restart(self) -> None:
         super().restart()
+        self.idle_since = self.started
         self.renew_every = self.learner.interval()
 
     def renewing(self) -> None:
-        self.renewal_waited = time.monotonic() - self.started
+        self.renewal_waited = time.monotonic() - self.idle_since
 
     def answered(self) -> None:
         if self.renewal_waited is not None:

@@ -57,6 +57,7 @@ __all__ = [
     "MailboxInfo",
     "download",
     "examine",
+    "examined",
     "fetch_new",
     "fetch_whole",
     "has_headers",
@@ -92,14 +93,22 @@ def qresync_params(conn: ImapConnection, known: FolderState | None) -> QresyncPa
 
 
 async def examine(
-    conn: ImapConnection, folder: str, known: FolderState | None = None
+    conn: ImapConnection, folder: str, known: FolderState | None = None, plain: bool = False
 ) -> MailboxInfo:
     """EXAMINE (read-only: watching must not clear \\Recent), with QRESYNC from the
-    ``known`` state where possible, else with CONDSTORE if offered."""
-    qresync = qresync_params(conn, known)
-    condstore = qresync is None and "CONDSTORE" in conn.capabilities
+    ``known`` state where possible, else with CONDSTORE if offered; ``plain``: with
+    neither (where UIDNEXT against the cursor says enough)."""
+    qresync = None if plain else qresync_params(conn, known)
+    condstore = not plain and qresync is None and "CONDSTORE" in conn.capabilities
     cmd = Select(conn.next_tag(), folder, True, condstore, qresync)
     untagged, _ = await conn.command(cmd)
+    return examined(untagged, folder, qresync)
+
+
+def examined(
+    untagged: list[Untagged], folder: str, qresync: QresyncParams | None = None
+) -> MailboxInfo:
+    """What an EXAMINE answered (``qresync``: the parameter it was sent with)."""
     codes: dict[str, int] = {}
     exists = vanished = 0
     changed: list[int] = []

@@ -39,6 +39,8 @@ from pushmail.client.heartbeat import Beat
 from pushmail.client.mailbox import (
     NEW_MESSAGE_ITEMS,
     MailboxInfo,
+    examine,
+    examined,
     leave,
     new_messages,
     new_messages_command,
@@ -48,7 +50,7 @@ from pushmail.client.response import Tagged, Untagged
 from pushmail.client.rules import MessageInfo
 from pushmail.client.settings import Account
 from pushmail.client.state import FolderState
-from pushmail.imap.commands import Notify, NotifyEvent, NotifyGroup, Select, Status
+from pushmail.imap.commands import Fetch, Notify, NotifyEvent, NotifyGroup, Select, Status
 
 if TYPE_CHECKING:
     from pushmail.client.watcher import AccountWatcher
@@ -124,6 +126,7 @@ class NotifyWatch:
     pushes: SelectedPushes | None = None  # while ``selected`` is selected
     waiting: list[MessageInfo] = field(default_factory=list)  # pushed, to download
     dirty: dict[str, dict[str, int]] = field(default_factory=dict)  # folder -> STATUS
+    entered: bool = False  # the kept folder was EXAMINEd once on this connection
 
     async def run(self) -> None:
         beat = self.w.beat(self.conn, folders=list(self.folders))
@@ -157,16 +160,38 @@ class NotifyWatch:
     async def _return(self, visited: bool) -> None:
         """After other folders were EXAMINEd: the kept folder again, or none (then
         every event names its folder in a STATUS)."""
-        if self.selected is not None and (visited or self.pushes is None):
+        if self.selected is not None and (visited or not self.entered):
+            self.entered = True
             await self._enter_selected()
         elif visited:
             await leave(self.conn)
 
     async def _enter_selected(self) -> None:
+        """EXAMINE the kept folder and catch it up: by QRESYNC the first time on this
+        connection (what happened while away), by a plain EXAMINE when coming back
+        from another folder (NOTIFY reported it meanwhile, and QRESYNC would list
+        every message pushed since the last time, flags and all)."""
         assert self.selected is not None
+        back = self.pushes is not None
         self.pushes = None
         self.waiting.clear()  # still past the cursor: the catch-up announces them
-        info = await self.w.resync(self.conn, self.selected)
+        if back:
+            info = await examine(self.conn, self.selected, plain=True)
+            await self._back(info)
+        else:
+            info = await self.w.resync(self.conn, self.selected)
+            await self._kept(info)
+
+    async def _back(self, info: MailboxInfo) -> None:
+        """Back in the kept folder (its plain EXAMINE answered): catch it up."""
+        assert self.selected is not None
+        self.conn.news = False
+        await self.w.catch_up(self.conn, self.selected, info)
+        await self._kept(info)
+
+    async def _kept(self, info: MailboxInfo) -> None:
+        """The kept folder is selected and caught up: wait for its pushes."""
+        assert self.selected is not None
         while self.conn.news:  # an EXISTS heard during the catch-up's fetch
             self.conn.news = False
             await self._fetch_selected(info.uidvalidity)
@@ -187,11 +212,22 @@ class NotifyWatch:
     async def _visit(self, folder: str, values: dict[str, int]) -> bool:
         """Bring a folder that is not kept selected up to date from its STATUS: no
         command at all when nothing is new. True if it EXAMINEd the folder."""
-        uidvalidity, uidnext = values.get("UIDVALIDITY"), values.get("UIDNEXT")
-        if uidvalidity is None or uidnext is None:  # a STATUS without them: EXAMINE
+        if not _complete(values):  # a STATUS without UIDVALIDITY/UIDNEXT: EXAMINE
             info = await self.w.resync(self.conn, folder)
             await self._drain(folder, info.uidvalidity)
             return True
+        need = self._needs_fetch(folder, values)
+        if need is None:
+            return False
+        await self._examine_and_fetch(folder, *need)
+        return True
+
+    def _needs_fetch(
+        self, folder: str, values: dict[str, int]
+    ) -> tuple[FolderState, int | None] | None:
+        """From a complete STATUS: the state to fetch from and the STATUS's
+        HIGHESTMODSEQ, or None (nothing new; what STATUS said is stored)."""
+        uidvalidity, uidnext = values["UIDVALIDITY"], values["UIDNEXT"]
         state, name = self.w.pipeline.state, self.w.account.name
         modseq = values.get("HIGHESTMODSEQ")
         st = state.folder(name, folder)
@@ -201,14 +237,13 @@ class NotifyWatch:
             cursor = self.w.first_cursor(MailboxInfo(uidvalidity, uidnext))
             if cursor is None:
                 state.save_folder(name, folder, FolderState(uidvalidity, uidnext, modseq))
-                return False
+                return None
             st = FolderState(uidvalidity, cursor, None)
         if uidnext <= st.uidnext or (modseq is not None and modseq == st.highestmodseq):
             if modseq is not None and modseq != st.highestmodseq:
                 state.save_folder(name, folder, FolderState(st.uidvalidity, st.uidnext, modseq))
-            return False
-        await self._examine_and_fetch(folder, st, modseq)
-        return True
+            return None
+        return st, modseq
 
     async def _examine_and_fetch(self, folder: str, st: FolderState, modseq: int | None) -> None:
         """EXAMINE and ``UID FETCH cursor:*`` in one write: the STATUS already said
@@ -229,6 +264,48 @@ class NotifyWatch:
         new = new_messages(untagged, name, folder, st.uidvalidity, st.uidnext)
         await self.w.announce(conn, folder, st, new, modseq)
         await self._drain(folder, st.uidvalidity)
+
+    def _one_write(self, dirty: dict[str, dict[str, int]]) -> bool:
+        """Whether the visits and the way back to the kept folder can go in one
+        write: nothing fetched may need a download (it would need its folder
+        selected), and every STATUS says what to fetch."""
+        return (
+            self.entered
+            and self.selected is not None
+            and not self.w.pipeline.config.download.enabled
+            and all(_complete(v) for v in dirty.values())
+        )
+
+    async def _visit_and_return(self, dirty: dict[str, dict[str, int]]) -> None:
+        """``EXAMINE f``, ``UID FETCH cursor:*`` for each changed folder, then
+        ``EXAMINE kept``: one write, one round trip. A folder's own news heard after
+        its fetch began (its EXISTS) sends it round again, by a full resync."""
+        assert self.selected is not None
+        conn, name = self.conn, self.w.account.name
+        needs = [(f, need) for f, v in dirty.items() if (need := self._needs_fetch(f, v))]
+        if not needs:
+            return
+        steps: list[tuple[Select, Fetch]] = []
+        for folder, (st, _modseq) in needs:
+            ex = Select(conn.next_tag(), folder, True)
+            fe = new_messages_command(conn, st.uidnext)
+            assert fe is not None  # no UID list: never empty
+            steps.append((ex, fe))
+        back = Select(conn.next_tag(), self.selected, True)
+        await conn.send_commands(*(c for step in steps for c in step), back)
+        for (folder, (st, modseq)), (ex, fe) in zip(needs, steps, strict=True):
+            untagged, _ = await conn.collect(ex.tag)
+            conn.news = False
+            if _uidvalidity(untagged) != st.uidvalidity:
+                raise ConnectionLost(f"{folder}: UIDVALIDITY changed since its STATUS; resync")
+            untagged, _ = await conn.collect(fe.tag)
+            if conn.news:
+                self.dirty[folder] = {}
+            new = new_messages(untagged, name, folder, st.uidvalidity, st.uidnext)
+            await self.w.announce(None, folder, st, new, modseq)
+        self.pushes = None
+        untagged, _ = await conn.collect(back.tag)
+        await self._back(examined(untagged, self.selected))
 
     async def _drain(self, folder: str, uidvalidity: int) -> None:
         """While another folder is selected it is the SELECTED group's: its own news
@@ -254,6 +331,9 @@ class NotifyWatch:
                 await self._fetch_selected(p.uidvalidity)
             elif self.dirty:
                 dirty, self.dirty = self.dirty, {}
+                if self._one_write(dirty):
+                    await self._visit_and_return(dirty)
+                    continue
                 visited = False
                 for folder, values in dirty.items():
                     visited |= await self._visit(folder, values)
@@ -380,6 +460,10 @@ class NotifyWatch:
         if p.fetch_pushed:
             self.w.event("notify_push_missing", folder=p.folder, waited=PUSH_GRACE)
             p.fetch_pushed = self.fetch_pushed = False
+
+
+def _complete(values: dict[str, int]) -> bool:
+    return "UIDVALIDITY" in values and "UIDNEXT" in values
 
 
 def _uidvalidity(untagged: list[Untagged]) -> int | None:

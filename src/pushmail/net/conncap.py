@@ -12,9 +12,11 @@ process ran out of descriptors, real logins timed out and asyncio logged every f
 - **A cap per client address** on connections that have not logged in yet.
 - **A pre-login deadline** counted from the connection's start and not reset by
   anything the client sends, much shorter than the autologout.
-- **Descriptor exhaustion is logged once per interval.** asyncio already stops
-  accepting on a listener for a second after ``EMFILE``/``ENFILE``; it also reports
-  each such failure to the loop's exception handler, which we rate-limit.
+- **Descriptor exhaustion pauses accepting and is logged once per interval.** The
+  IMAP listeners accept through ``net/acceptor.py``, which stops every listener of
+  the worker for a second after ``EMFILE``/``ENFILE``; the failures asyncio's own
+  servers (SMTP, LMTP) report to the loop's exception handler are rate-limited
+  here (``ExhaustionLog``).
 
 What an idle logged-in session costs is unchanged: the gate holds entries for
 pre-login connections only.
@@ -40,6 +42,9 @@ _MIN_RESERVE = 64
 _MAX_RESERVE = 4096
 # How often descriptor exhaustion may be logged.
 _EXHAUSTED_LOG_EVERY = 60.0
+# Pre-login connections closed to make room whose descriptors are not yet released
+# (their close completes a loop turn later); the reserve covers this many.
+_MAX_EVICTING = 32
 
 
 def descriptor_cap(configured: int = 0) -> int:
@@ -75,6 +80,8 @@ class ConnectionGate:
         # Pre-login connections: when each started and from where.
         self._prelogin: dict[Closable, tuple[str, float]] = {}
         self._by_address: dict[str, int] = {}
+        self._evicting: set[Closable] = set()
+        self.evicted = 0
         self.refused = 0  # connections closed over a cap, for stats and tests
         self.timed_out = 0
 
@@ -87,17 +94,43 @@ class ConnectionGate:
             "connection_cap": self.limit,
             "prelogin": len(self._prelogin),
             "refused": self.refused,
+            "evicted": self.evicted,
             "prelogin_timeouts": self.timed_out,
         }
 
     def full(self) -> bool:
-        """Whether a new connection would pass the cap (checked when one arrives)."""
-        return self._count() >= self.limit
+        """Whether a new connection would pass the cap (checked when one arrives).
+        Connections being closed to make room no longer count."""
+        return self._count() - len(self._evicting) >= self.limit
+
+    def make_room(self) -> Closable | None:
+        """At the cap, the oldest connection that has not logged in yet gives way to
+        a new one (as Dovecot's login processes do): a flood of idle connections
+        then only ever delays a real client by its own login, instead of locking
+        it out until the flood's connections time out. The caller closes the
+        returned connection; None if there is none (or too many closing)."""
+        if not self._prelogin or len(self._evicting) >= _MAX_EVICTING:
+            return None
+        victim = next(iter(self._prelogin))  # dicts keep insertion order: the oldest
+        seclog.report("prelogin-evicted", "imap", self._prelogin[victim][0], limit=self.limit)
+        self.leave(victim)
+        self._evicting.add(victim)
+        self.evicted += 1
+        return victim
+
+    def gone(self, conn: Closable) -> None:
+        """A connection has closed: it holds no descriptor any more."""
+        self.leave(conn)
+        self._evicting.discard(conn)
 
     def refuse(self, service: str, client: str) -> None:
         """Count and log a connection closed over the per-worker cap."""
         self.refused += 1
         seclog.report("connection-limit", service, client, limit=self.limit)
+
+    def address_full(self, client: str) -> bool:
+        """Whether ``client`` already has its share of pre-login connections."""
+        return 0 < self.per_address <= self._by_address.get(client, 0)
 
     def enter(self, conn: Closable, client: str) -> bool:
         """A connection that has not logged in yet: False if its address already
@@ -164,13 +197,17 @@ class ExhaustionLog:
             else:
                 loop.default_exception_handler(context)
             return
+        exc = context.get("exception")
+        self.report(exc if isinstance(exc, OSError) else None)
+
+    def report(self, exc: OSError | None) -> None:
+        """One failed ``accept()``: logged if none was in the last interval."""
         now = time.monotonic()
         if now - self._last < self._every:
             self.suppressed += 1
             return
         self._last = now
         self.reported += 1
-        exc = context.get("exception")
         seclog.report(
             "fd-exhausted",
             "server",

@@ -46,7 +46,6 @@ from pushmail.net.compress import start_compression
 from pushmail.net.conncap import ConnectionGate, peer_host
 from pushmail.net.idle_hub import IdleHub
 from pushmail.net.tls_layer import TlsLayer
-from pushmail.seclog import report
 
 if TYPE_CHECKING:
     from pushmail.imap.selected import SelectedView
@@ -180,7 +179,7 @@ class ImapConnection(asyncio.Protocol):
             return
         gate = self._ctx.gate
         if gate is not None and not gate.enter(self, self.client_address()):
-            self._abuse("prelogin-limit", limit=gate.per_address)
+            seclog.report("prelogin-limit", "imap", *self._who(), limit=gate.per_address)
             self.close(b"* BYE too many connections from your address\r\n")
             return
         self._write(self.session.greeting())
@@ -191,7 +190,7 @@ class ImapConnection(asyncio.Protocol):
         self._unwatch_user()
         self._ctx.connections.discard(self)
         if self._ctx.gate is not None:
-            self._ctx.gate.leave(self)
+            self._ctx.gate.gone(self)
         self._frag = Fragmentizer(caps=_CLOSED_CAPS)
 
     def data_received(self, data: bytes) -> None:
@@ -250,7 +249,7 @@ class ImapConnection(asyncio.Protocol):
             self._bad_input(event.tag, "line too long", "TOOBIG")
         elif isinstance(event, LiteralTooBig):
             what = "command" if event.total else f"literal of {event.size} octets"
-            self._abuse("command-too-big", size=event.size)
+            seclog.report("command-too-big", "imap", *self._who(), size=event.size)
             self._bad_input(event.tag, f"{what} is too big", "TOOBIG")
         elif isinstance(event, CommandReady):
             if self._mode == "idle":
@@ -265,8 +264,7 @@ class ImapConnection(asyncio.Protocol):
         c_ = f"[{code}] " if code else ""
         self._write(f"{tag or '*'} BAD {c_}{text}\r\n".encode())
         if self._bad >= self._ctx.limits.max_bad_commands:
-            user = self.session.user
-            report("bad-commands", "imap", self._peer(), user.address if user else None)
+            seclog.report("bad-commands", "imap", *self._who())
             self.close(b"* BYE too many bad commands\r\n")
 
     def client_address(self) -> str:
@@ -274,10 +272,10 @@ class ImapConnection(asyncio.Protocol):
         t = self._transport
         return peer_host(t.get_extra_info("peername") if t is not None else None)
 
-    def _abuse(self, event: str, **fields: str | int) -> None:
+    def _who(self) -> tuple[str, str | None]:
+        """(client address, account) for a security-log line."""
         user = self.session.user
-        address = user.address if user else None
-        seclog.report(event, "imap", self.client_address(), address, logging.WARNING, **fields)
+        return self.client_address(), (user.address if user else None)
 
     def _command(self, data: bytes) -> None:
         try:
@@ -288,7 +286,7 @@ class ImapConnection(asyncio.Protocol):
             return
         self._bad = 0
         if isinstance(cmd, c.Login | c.Authenticate) and self._ctx.guard.blocked(
-            "imap", self._peer(), cmd.username if isinstance(cmd, c.Login) else None
+            "imap", self.client_address(), cmd.username if isinstance(cmd, c.Login) else None
         ):  # refused before even the user look-up: a guessing run costs little
             self._finish_login(Action("verify", cmd.tag), None)
             return
@@ -471,16 +469,11 @@ class ImapConnection(asyncio.Protocol):
             return verify_password(stored, action.password)
         return True if self._ctx.credentials.check(user.address, stored, action.password) else None
 
-    def _peer(self) -> str:
-        t = self._transport
-        peer = t.get_extra_info("peername") if t is not None else None
-        return str(peer[0]) if isinstance(peer, tuple) and peer else "local"
-
     def _login(self, action: Action) -> Coroutine[Any, Any, None] | None:
         """A LOGIN/AUTHENTICATE: the guessing limits first (``auth/guard.py``), then
         what can be told in place; a coroutine when the rest needs the hashing
         threads or a failure's delay."""
-        client, guard = self._peer(), self._ctx.guard
+        client, guard = self.client_address(), self._ctx.guard
         if guard.admit("imap", client, action.account) is not None:
             self._finish_login(action, None)
             return None

@@ -24,7 +24,8 @@ from pushmail.config import Config, Endpoint, ImapSettings
 from pushmail.events.unixsock import UnixSocketBus
 from pushmail.imap.session import ServerInfo
 from pushmail.net import tls_keylog, tls_layer
-from pushmail.net.conncap import ConnectionGate, ExhaustionLog, Refuser, descriptor_cap
+from pushmail.net.acceptor import Acceptor, listening_sockets
+from pushmail.net.conncap import ConnectionGate, ExhaustionLog, descriptor_cap
 from pushmail.net.hibernate import Hibernator
 from pushmail.net.homes import HomeLinks, Homes
 from pushmail.net.idle_hub import IdleHub
@@ -129,31 +130,24 @@ class Housekeeper:
                 await h.recheck(self._share, self._shares)
 
 
-async def _listen(
-    ctx: ImapContext, ep: Endpoint, tls: bool, reuse_port: bool
-) -> asyncio.base_events.Server:
+def _listen(
+    ctx: ImapContext, ep: Endpoint, tls: bool, reuse_port: bool, exhaustion: ExhaustionLog
+) -> Acceptor:
     loop = asyncio.get_running_loop()
     context = ctx.tls
 
-    gate = ctx.gate
     # Over the per-worker cap a plaintext client hears why; a TLS one just sees the
     # close (there is no session to say it in, and a handshake would cost more).
     farewell = b"" if tls else b"* BYE too many connections, try again later\r\n"
 
     def factory() -> asyncio.Protocol:
-        if gate is not None and gate.full():
-            return Refuser(gate, "imap", farewell)
         conn = ImapConnection(ctx, secure=tls)
         return TlsLayer(conn, context) if tls and context is not None else conn
 
-    return await loop.create_server(
-        factory,
-        ep.host,
-        ep.port,
-        reuse_address=True,
-        reuse_port=reuse_port or None,
-        backlog=4096,
-    )
+    socks = listening_sockets(ep.host, ep.port, reuse_port, backlog=4096)
+    acceptor = Acceptor(loop, factory, socks, exhaustion, gate=ctx.gate, farewell=farewell)
+    acceptor.start()
+    return acceptor
 
 
 def _imap_context(
@@ -196,13 +190,17 @@ def _imap_context(
     return ctx
 
 
-def _connection_gate(config: Config, ctx: ImapContext, smtp: list[SmtpListener]) -> ConnectionGate:
+def _connection_gate(
+    config: Config, ctx: ImapContext, smtp: list[SmtpListener], imap: list[Acceptor]
+) -> ConnectionGate:
     """The caps of this worker; its count covers every connection holding a
-    descriptor: IMAP (hibernated ones too), TLS handshakes, SMTP/submission/LMTP."""
+    descriptor: IMAP (hibernated ones, those being accepted and TLS handshakes too)
+    and SMTP/submission/LMTP."""
 
     def count() -> int:
         hib = ctx.hibernator
         n = len(ctx.connections) + tls_layer.HANDSHAKING[0] + (len(hib) if hib else 0)
+        n += sum(acceptor.pending for acceptor in imap)
         return n + sum(len(listener.connections) for listener in smtp)
 
     lim = config.limits
@@ -274,12 +272,13 @@ async def serve(
     guard = LoginGuard(GuardSettings.from_limits(config.limits))
     ctx = _imap_context(config, runner, bus, imap_tls, worker, links, guard)
     smtp: list[SmtpListener] = []
-    ctx.gate = _connection_gate(config, ctx, smtp)
-    ExhaustionLog(loop).install()
-    servers = []
+    servers: list[Acceptor] = []
+    ctx.gate = _connection_gate(config, ctx, smtp, servers)
+    exhaustion = ExhaustionLog(loop)
+    exhaustion.install()
     for ep, is_tls in ((config.imap, False), (config.imaps, True)):
         if ep is not None:
-            servers.append(await _listen(ctx, ep, is_tls, shared))
+            servers.append(_listen(ctx, ep, is_tls, shared, exhaustion))
             host, port = servers[-1].sockets[0].getsockname()[:2]  # the port chosen for 0
             where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             log.info("IMAP%s listening on %s (worker %d)", "S" if is_tls else "", where, worker)

@@ -41,7 +41,8 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--endpoint", required=True, help="push, webhook or ntfy topic URL")
     p.add_argument("--p256dh", default="", help="webpush: the subscription's public key")
     p.add_argument("--auth", default="", help="webpush: the subscription's auth secret")
-    p.add_argument("--secret", default="", help="webhook HMAC key / ntfy access token")
+    secret_help = "webhook HMAC key (made and printed once if not given) / ntfy token"
+    p.add_argument("--secret", default="", help=secret_help)
     p.add_argument("--label", default="")
     p.set_defaults(func=_run(_add))
     p = alerts.add_parser("remove", parents=[common], help="remove a device")

@@ -87,6 +87,9 @@ class RefusedEndpoint(ValueError):
     """An endpoint URL that may not be used; the message says why."""
 
 
+REFUSED = "destination is not a public address"
+
+
 class RefusedDestination(OSError):
     """Raised by the socket factory: an alert would connect to a refused address."""
 
@@ -228,7 +231,9 @@ def socket_factory(allow_private: bool) -> Any:
                 "push-destination-refused", "push", "-", address=str(sockaddr[0]),
                 port=int(sockaddr[1]), reason=why,
             )  # fmt: skip
-            raise RefusedDestination(f"destination {sockaddr[0]} is {why}")
+            # One message for all: when every address of a name is refused, the
+            # connector then raises this exception itself, not a combined OSError.
+            raise RefusedDestination(REFUSED)
         return socket.socket(family, type_, proto)
 
     return make

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
+from pushmail.auth.guard import GuardSettings, LoginGuard
 from pushmail.auth.passwords import hash_password
 from pushmail.config import Config, ConfigError, PushSettings
 from pushmail.events.interfaces import AllUsersBus
@@ -116,8 +117,11 @@ async def _start(
     service._cleanup.append(bus.subscribe_all(engine.on_event))
     service._tasks.append(asyncio.ensure_future(_forever(dispatcher)))
     if settings.http is not None:
+        # The web login's password-guessing limits: the configured budgets, in an
+        # instance of its own (it has its own hashing threads).
+        guard = LoginGuard(GuardSettings.from_limits(config.limits))
         await _start_http(
-            service, settings, store, secret, vapid, tls if settings.http_tls else None
+            service, settings, store, secret, vapid, tls if settings.http_tls else None, guard
         )
 
 
@@ -128,6 +132,7 @@ async def _start_http(
     secret: bytes,
     vapid: VapidKey,
     tls: ssl.SSLContext | None,
+    guard: LoginGuard,
 ) -> None:
     from pushmail.web.app import WebContext, make_app  # the web layer only when serving it
     from pushmail.web.auth import Authenticator
@@ -139,7 +144,7 @@ async def _start_http(
     loop = asyncio.get_running_loop()
     dummy = await loop.run_in_executor(pool, hash_password, "not a real password")
     ctx = WebContext(
-        auth=Authenticator(store, secret, pool, dummy),
+        auth=Authenticator(store, secret, pool, dummy, guard),
         db=service.db,
         engine=service.engine,
         vapid=vapid,

@@ -107,7 +107,7 @@ async def start_smtp_servers(
             )
             log.info("%s listening on %s", name, _shown(started[-1].address))
         if config.socketmap is not None:  # recipient look-ups for Postfix (smtp/socketmap.py)
-            socketmap = SocketmapServer(delivery)
+            socketmap = SocketmapServer(delivery, config.postmaster)
             await socketmap.start(config.socketmap, reuse_port)
             started.append(SmtpListener("socketmap", socketmap.server, socketmap))
             log.info("socketmap listening on %s", _shown(started[-1].address))

@@ -16,7 +16,8 @@ Maps:
 * ``mailbox``: a recipient address; OK with the user's address when it resolves as
   RCPT TO would (``user+tag@domain``, case, and whatever else ``LocalDelivery.resolve``
   honours), NOTFOUND otherwise. Keys without a local part (Postfix also asks
-  ``@domain``) are NOTFOUND: there are no catch-alls.
+  ``@domain``) are NOTFOUND: there are no catch-alls. ``postmaster@<local domain>``
+  is OK with the ``postmaster`` address when that is set (RFC 5321 §4.5.1).
 * ``domain``: a domain; OK when it is local (configured, or a user exists in it).
 
 A store error is TEMP, so Postfix answers 451 and the sender retries.
@@ -78,8 +79,9 @@ class SocketmapServer:
     """The listener: ``start`` binds it; ``server`` is the listening socket and
     ``close_all`` drops open connections (the shape ``SmtpListener`` wants)."""
 
-    def __init__(self, delivery: LocalDelivery) -> None:
+    def __init__(self, delivery: LocalDelivery, postmaster: str | None = None) -> None:
         self._delivery = delivery
+        self._postmaster = postmaster  # the ``postmaster`` setting
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -147,6 +149,11 @@ class SocketmapServer:
         if not at or not local or not domain or len(key) > MAX_ADDRESS:
             return b"NOTFOUND "
         user = await self._delivery.resolve(key)
+        # RFC 5321 §4.5.1, as RCPT TO answers it (smtp/handlers.py): postmaster of
+        # every local domain goes to the configured address.
+        postmaster = user is None and self._postmaster and local.lower() == "postmaster"
+        if postmaster and self._postmaster and await self._delivery.is_local_domain(domain):
+            user = await self._delivery.resolve(self._postmaster)
         if user is None:
             return b"NOTFOUND "
         return b"OK " + user.address.encode()
