@@ -6,14 +6,27 @@ DATA ?= ./pushmail-data
 
 .PHONY: run test venv lint typecheck pytest bench clean
 
+# Stamps: what is installed in .venv, redone only when pyproject.toml changes. `run`
+# needs the package and its dependencies; `test` adds the test tools (mypy, ruff,
+# playwright, ...), which `make run` never installs.
+RUN_STAMP := $(VENV)/.stamp-run
+TEST_STAMP := $(VENV)/.stamp-test
+
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-venv: $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
 
-run: venv
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@ $(RUN_STAMP)
+
+venv: $(TEST_STAMP)
+
+run: $(RUN_STAMP)
 	$(BIN)/pushmail demo-user --data-dir $(DATA)
 	$(BIN)/pushmail serve --data-dir $(DATA)
 

@@ -16,6 +16,9 @@ skew the next), from this process, on 127.0.0.x only, for a bounded count and ti
   the server still holds open at the end, how long a real login
   from another address took meanwhile (null: it failed within 20 s), and how many
   lines the server logged about failed ``accept()`` calls.
+* ``item4``: ``--item4-conns`` connections guessing passwords from one address; a real
+  login's latency from another address meanwhile (``login_s_under_attack``; see
+  ``bench/login_attack.py``, which this reuses).
 
 ``--src DIR`` runs the server from another checkout's ``src`` (e.g. a worktree of
 ``main``, for before/after figures). Nothing passes or fails; progress on stderr.
@@ -24,6 +27,7 @@ skew the next), from this process, on 127.0.0.x only, for a bounded count and ti
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -327,6 +331,25 @@ def item3(args: argparse.Namespace) -> dict[str, object]:
     return out
 
 
+def item4(args: argparse.Namespace) -> dict[str, object]:
+    """Password guessing: ``--item4-conns`` connections guessing from 127.0.0.1 while
+    a user who never logged in logs in from 127.0.2.1 (bench/login_attack.py)."""
+    from login_attack import PASSWORD as VICTIM_PASSWORD
+    from login_attack import TARGETS, attack_and_measure
+
+    with server(args) as srv:
+        victim = "victim@example.org"
+        for address, pw in [*((t, "the real " + t) for t in TARGETS), (victim, VICTIM_PASSWORD)]:
+            srv.cli("user", "add", address, "--password-stdin", stdin=pw.encode() + b"\n")
+        figures = asyncio.run(
+            attack_and_measure(
+                "127.0.0.1", srv.imap, args.item4_conns, 1, 3.0, [(victim, VICTIM_PASSWORD)]
+            )
+        )
+    log(f"item4: {figures}")
+    return figures
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--src", type=Path, help="run the server from this checkout's src/")
@@ -340,7 +363,8 @@ def main() -> int:
     p.add_argument("--conns", type=int, default=1500, help="item-3 connections")
     p.add_argument("--sources", type=int, default=15)
     p.add_argument("--settle", type=float, default=20.0, help="longest wait for RSS to settle")
-    p.add_argument("--only", default="1,2,3")
+    p.add_argument("--item4-conns", type=int, default=200, help="password-guessing connections")
+    p.add_argument("--only", default="1,2,3,4")
     args = p.parse_args()
     raise_nofile()  # this process holds --conns sockets
     if args.src is not None:
@@ -355,6 +379,8 @@ def main() -> int:
             result[f"item2_{kind}"] = item2(args, kind)
     if "3" in only:
         result["item3"] = item3(args)
+    if "4" in only:
+        result["item4"] = item4(args)
     result["seconds"] = round(time.monotonic() - t0, 1)
     print(json.dumps(result), flush=True)
     return 0

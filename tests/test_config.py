@@ -78,7 +78,14 @@ expunge_memory_days = 7
         tls_key=Path("/etc/ssl/private/key.pem"),
         domains=("example.org", "example.net"),
         log_level="DEBUG",
-        limits=Limits(1000, 2000, 3000, 4, 5, 0.5),
+        limits=Limits(
+            max_line=1000,
+            max_literal=2000,
+            max_message=3000,
+            max_bad_commands=4,
+            max_auth_failures=5,
+            auth_failure_delay=0.5,
+        ),
         imap_settings=ImapSettings(1800.0, 0.0, 30.5, 7),
     )
 

@@ -12,13 +12,16 @@ import argparse
 import getpass
 import logging
 import secrets
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from pushmail.auth.names import qualify
 from pushmail.auth.passwords import hash_password
 from pushmail.config import LOG_LEVELS, Config, ConfigError, load_config
+from pushmail.datadir import DataDirError, create_data_dir, require_store
 from pushmail.store.interfaces import AlreadyExists, NotFound, Store
 
 __all__ = ["main"]
@@ -27,13 +30,20 @@ EX_OK = 0
 EX_FAILURE = 1
 EX_USAGE = 64
 EX_DATAERR = 65
+EX_NOINPUT = 66
 EX_NOUSER = 67
 EX_SOFTWARE = 70
 EX_CANTCREAT = 73
+EX_IOERR = 74
 EX_TEMPFAIL = 75
 EX_CONFIG = 78
 
 DEMO_ADDRESS = "demo@localhost"
+# Shortest password `user add`/`passwd` accept: a guessable one is an open mailbox
+# (imported hashes are kept as they are; their passwords are not known).
+MIN_PASSWORD = 8
+# `serve --NAME HOST:PORT` flags, each the config key of the same name.
+_LISTENERS = ("imap", "imaps", "smtp", "submission", "lmtp", "socketmap")
 
 
 class CliError(Exception):
@@ -75,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", parents=[common], help="run the server")
-    for name in ("imap", "imaps", "smtp", "submission", "lmtp"):
+    for name in _LISTENERS:
         serve.add_argument(
             f"--{name}", metavar="HOST:PORT", help=f"{name} listener, or 'off' to disable it"
         )
@@ -97,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     add.set_defaults(func=_cmd_user_add)
     delete = user.add_parser("del", parents=[common], help="delete a user and all their mail")
     delete.add_argument("address")
+    delete.add_argument("-y", "--yes", action="store_true", help="do not ask (for scripts)")
     delete.set_defaults(func=_cmd_user_del)
     passwd = user.add_parser("passwd", parents=[common], help="set a user's password")
     passwd.add_argument("address")
@@ -109,7 +120,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("file", type=Path, help="passwd-file, or - for stdin")
     imp.add_argument("--update", action="store_true", help="replace existing users' passwords")
-    imp.add_argument("--domain", help="domain for lines whose user name has no @")
+    imp.add_argument(
+        "--domain", help="domain for lines whose user name has no @ (default: default_domain)"
+    )
     imp.set_defaults(func=_cmd_user_import)
 
     deliver = sub.add_parser(
@@ -118,6 +131,17 @@ def _parser() -> argparse.ArgumentParser:
     deliver.add_argument("address", nargs="+")
     deliver.add_argument("-f", "--sender", help="envelope sender, recorded as Return-Path")
     deliver.set_defaults(func=_cmd_deliver)
+
+    backup = sub.add_parser(
+        "backup", parents=[common], help="copy the data directory while the server runs"
+    )
+    backup.add_argument("dest", type=Path, help="a new (or empty) directory for the copy")
+    backup.set_defaults(func=_cmd_backup)
+    restore = sub.add_parser(
+        "restore", parents=[common], help="put a backup into a new (or empty) data directory"
+    )
+    restore.add_argument("source", type=Path, help="a directory made by pushmail backup")
+    restore.set_defaults(func=_cmd_restore)
 
     from pushmail.push.cli import add_parser as add_alerts_parser  # pushmail alerts …
 
@@ -140,7 +164,7 @@ def _config(args: argparse.Namespace, **extra: object) -> Config:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    listeners = {n: getattr(args, n) for n in ("imap", "imaps", "smtp", "submission", "lmtp")}
+    listeners = {n: getattr(args, n) for n in _LISTENERS}
     listeners["push.http"] = args.http
     config = _config(args, log_level=args.log_level, workers=args.workers, **listeners)
     _prepare_data_dir(config)
@@ -166,22 +190,38 @@ def _setup_logging(level: str) -> None:
 
 def _prepare_data_dir(config: Config) -> None:
     try:
-        config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as e:
-        raise CliError(f"cannot create data directory {config.data_dir}: {e}", EX_CANTCREAT) from e
+        create_data_dir(config.data_dir)
+    except DataDirError as e:
+        raise CliError(str(e), e.code) from e
 
 
-def _open_store(config: Config) -> Store:
-    _prepare_data_dir(config)
+def _open_store(config: Config, create: bool = False) -> Store:
+    """The store in ``config.data_dir``; only commands that start something
+    ``create`` one (see pushmail.datadir)."""
+    try:
+        if create:
+            create_data_dir(config.data_dir)
+        else:
+            require_store(config.data_dir, config.db_path)
+    except DataDirError as e:
+        raise CliError(str(e), e.code) from e
     from pushmail.store.sqlite import SqliteStore
 
-    return SqliteStore(config.db_path)
+    try:
+        return SqliteStore(config.db_path)
+    except (sqlite3.Error, OSError) as e:
+        raise CliError(f"cannot open the store {config.db_path}: {e}", EX_IOERR) from e
 
 
-def _with_store(args: argparse.Namespace, fn: Callable[[Store], int]) -> int:
-    store = _open_store(_config(args))
+def _with_store(
+    args: argparse.Namespace, fn: Callable[[Store], int], create_store: bool = False
+) -> int:
+    config = _config(args)
+    store = _open_store(config, create_store)
     try:
         return fn(store)
+    except sqlite3.Error as e:  # e.g. a read-only or damaged file
+        raise CliError(f"store error in {config.db_path}: {e}", EX_IOERR) from e
     finally:
         store.close()
 
@@ -189,8 +229,10 @@ def _with_store(args: argparse.Namespace, fn: Callable[[Store], int]) -> int:
 # -- users ------------------------------------------------------------------------------
 
 
-def _address(raw: str) -> str:
-    address = raw.strip().lower()
+def _address(raw: str, args: argparse.Namespace | None = None) -> str:
+    """A user's address; a bare name gets ``@default_domain`` when that is set."""
+    default_domain = _config(args).default_domain if args is not None else None
+    address = qualify(raw, default_domain)
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain or any(c.isspace() or c in '<>"\\' for c in address):
         raise CliError(f"not a valid address: {raw!r}", EX_USAGE)
@@ -204,16 +246,26 @@ def _read_password(from_stdin: bool, stdin: TextIO | None = None) -> str:
         password = line[:-1] if line.endswith("\n") else line
         password = password[:-1] if password.endswith("\r") else password
     else:
-        password = getpass.getpass("Password: ")
-        if getpass.getpass("Password again: ") != password:
-            raise CliError("the passwords differ; nothing changed")
+        try:
+            password = getpass.getpass("Password: ")
+            if getpass.getpass("Password again: ") != password:
+                raise CliError("the passwords differ; nothing changed")
+        except EOFError:  # no terminal, and stdin ran dry
+            raise CliError(
+                "no password given: run on a terminal or use --password-stdin", EX_USAGE
+            ) from None
     if not password:
         raise CliError("empty password refused", EX_USAGE)
+    if len(password) < MIN_PASSWORD:
+        raise CliError(
+            f"password refused: {len(password)} characters, at least {MIN_PASSWORD} needed",
+            EX_USAGE,
+        )
     return password
 
 
 def _cmd_user_add(args: argparse.Namespace) -> int:
-    address = _address(args.address)
+    address = _address(args.address, args)
     hashed = hash_password(_read_password(args.password_stdin))
 
     def add(store: Store) -> int:
@@ -224,13 +276,17 @@ def _cmd_user_add(args: argparse.Namespace) -> int:
         print(f"created {address}")
         return EX_OK
 
-    return _with_store(args, add)
+    return _with_store(args, add, create_store=True)
 
 
 def _cmd_user_del(args: argparse.Namespace) -> int:
-    address = _address(args.address)
+    address = _address(args.address, args)
 
     def delete(store: Store) -> int:
+        if store.get_user(address) is None:
+            raise CliError(f"no such user: {address}", EX_NOUSER)
+        if not args.yes:
+            _confirm(f"Delete {address} and all their mail? [y/N] ")
         try:
             store.delete_user(address)
         except NotFound:
@@ -241,8 +297,22 @@ def _cmd_user_del(args: argparse.Namespace) -> int:
     return _with_store(args, delete)
 
 
+def _confirm(question: str) -> None:
+    """Ask on the terminal; without one, refuse: a script says --yes."""
+    if not sys.stdin.isatty():
+        raise CliError(
+            "not deleting without confirmation: add --yes (no terminal to ask)", EX_USAGE
+        )
+    try:
+        answer = input(question)
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() not in ("y", "yes"):
+        raise CliError("nothing deleted", EX_FAILURE)
+
+
 def _cmd_user_passwd(args: argparse.Namespace) -> int:
-    address = _address(args.address)
+    address = _address(args.address, args)
 
     def check(store: Store) -> int:
         if store.get_user(address) is None:
@@ -278,12 +348,13 @@ def _cmd_user_import(args: argparse.Namespace) -> int:
     so a script notices."""
     from pushmail.auth.passwd_file import parse_passwd_file
 
+    domain = args.domain or _config(args).default_domain
     try:
         if str(args.file) == "-":
-            entries, bad = parse_passwd_file(sys.stdin, args.domain)
+            entries, bad = parse_passwd_file(sys.stdin, domain)
         else:
             with args.file.open(encoding="utf-8") as f:
-                entries, bad = parse_passwd_file(f, args.domain)
+                entries, bad = parse_passwd_file(f, domain)
     except (OSError, UnicodeDecodeError) as e:
         raise CliError(f"cannot read {args.file}: {e}", EX_USAGE) from e
     for line in bad:
@@ -298,26 +369,85 @@ def _cmd_user_import(args: argparse.Namespace) -> int:
         print(f"created {created} users, {verb} {present}, {len(bad)} bad lines")
         return EX_DATAERR if bad else EX_OK
 
-    return _with_store(args, load)
+    return _with_store(args, load, create_store=True)
 
 
 def _cmd_demo_user(args: argparse.Namespace) -> int:
     password = secrets.token_urlsafe(12)
+    config = _config(args)
+    me = _program()
 
     def create(store: Store) -> int:
         if store.get_user(DEMO_ADDRESS) is not None:
             print(f"{DEMO_ADDRESS} already exists; its password was shown when it was made.")
-            print(f"To set a new one: pushmail user passwd {DEMO_ADDRESS}")
+            print(f"To set a new one: {me} user passwd {DEMO_ADDRESS}")
             return EX_OK
         store.create_user(DEMO_ADDRESS, hash_password(password))
-        print(f"address:  {DEMO_ADDRESS}\npassword: {password}\n")
-        print("Connect a mail client to this machine with that address as the user name:")
-        print("  IMAP        127.0.0.1:1143 (STARTTLS)   or IMAPS 127.0.0.1:1993")
-        print("  SMTP        127.0.0.1:2525 (mail to the demo user, no login)")
-        print("The certificate is self-signed: accept it in the client once.")
+        print(f"demo user: {DEMO_ADDRESS}")
+        change = f"{me} user passwd {DEMO_ADDRESS}"
+        print(f"password:  {password}  (shown only now; change it with: {change})")
+        print()
+        print(*_banner(config), sep="\n")
         return EX_OK
 
-    return _with_store(args, create)
+    return _with_store(args, create, create_store=True)
+
+
+def _program() -> str:
+    """How the user called us, for commands we suggest: ``.venv/bin/pushmail`` after
+    ``make run``, plain ``pushmail`` under ``python -m pushmail`` or on the PATH."""
+    name = sys.argv[0] if sys.argv else ""
+    return name if Path(name).name == "pushmail" and "/" in name else "pushmail"
+
+
+def _banner(config: Config) -> list[str]:
+    """Where to connect, from the configuration: every listener that is on."""
+    lines = ["Connect a mail client with that address as the user name:"]
+    rows = [
+        ("IMAP", config.imap, "STARTTLS; plaintext login from loopback only"),
+        ("IMAPS", config.imaps, "implicit TLS"),
+        ("SMTP", config.smtp, "incoming mail for local users, no login"),
+        ("submission", config.submission, "sending: STARTTLS + AUTH"),
+        ("LMTP", config.lmtp, "for an MTA in front, such as Postfix"),
+    ]
+    for name, ep, note in rows:
+        if ep is not None:
+            lines.append(f"  {name:<11} {ep}  ({note})")
+    http = config.push.http
+    if http is not None:
+        scheme = "https" if config.push.http_tls else "http"
+        host = f"[{http.host}]" if ":" in http.host else http.host
+        lines.append(f"  {'settings':<11} {scheme}://{host}:{http.port}/  (new-mail alerts)")
+    if config.tls_cert is None or config.tls_key is None:
+        lines.append("The certificate is self-signed: accept it in the client once.")
+    return lines
+
+
+# -- backup and restore -------------------------------------------------------------------
+
+
+def _cmd_backup(args: argparse.Namespace) -> int:
+    from pushmail.backup import BackupError, make_backup
+
+    config = _config(args)
+    try:
+        report = make_backup(config.data_dir, args.dest)
+    except BackupError as e:
+        raise CliError(str(e), EX_CANTCREAT) from e
+    print(f"backed up {report.files} files ({report.bytes} bytes) to {args.dest}")
+    return EX_OK
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from pushmail.backup import BackupError, restore_backup
+
+    config = _config(args)
+    try:
+        report = restore_backup(args.source, config.data_dir)
+    except BackupError as e:
+        raise CliError(str(e), EX_CANTCREAT) from e
+    print(f"restored {report.files} files ({report.bytes} bytes) into {config.data_dir}")
+    return EX_OK
 
 
 # -- deliver ----------------------------------------------------------------------------

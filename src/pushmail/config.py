@@ -33,6 +33,16 @@ class Limits:
     max_bad_commands: int = 10  # BADs in a row before disconnecting
     max_auth_failures: int = 3  # failed logins before disconnecting
     auth_failure_delay: float = 1.0  # seconds, doubled per failure
+    # Password guessing (auth/guard.py): failed logins a client address (IPv6: its
+    # /64) and an account may make at once, and per second after that.
+    login_client_burst: int = 10
+    login_client_rate: float = 0.1
+    login_account_burst: int = 10
+    login_account_rate: float = 1 / 60
+    login_trusted_burst: int = 20  # for an address that logged in recently
+    login_trusted_rate: float = 0.2
+    login_trust_seconds: float = 24 * 3600.0
+    login_hash_queue: int = 4  # checks from untrusted addresses waiting for a thread
     # NOTIFY (RFC 5465 §5.8): different changes waiting to be reported to one session
     # before it is told NOTIFICATIONOVERFLOW and NOTIFY is turned off for it.
     notify_max_pending: int = 1000
@@ -79,6 +89,14 @@ class PushSettings:
     lifetime: float = 3600.0  # seconds after which an unsent alert is given up
     request_timeout: float = 10.0  # seconds for one POST to an endpoint
     allow_http_endpoints: bool = False  # accept http:// endpoints (tests, trusted LANs)
+    # Send alerts to loopback, private, link-local... addresses (push/destinations.py).
+    allow_private_endpoints: bool = False
+    # The HTTP listener's deadlines and caps (web/listener.py): slow or idle clients.
+    http_tls_handshake_timeout: float = 10.0  # seconds for the TLS handshake
+    http_header_timeout: float = 10.0  # seconds for a request's headers (also between requests)
+    http_body_timeout: float = 30.0  # seconds for a request's body once its headers are in
+    http_max_connections: int = 512  # open connections in all
+    http_max_per_address: int = 32  # open connections from one client address
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +111,14 @@ class Config:
     tls_cert: Path | None = None  # PEM; a self-signed pair is made in data_dir if unset
     tls_key: Path | None = None
     lmtp_socket: Path | None = None  # also serve LMTP on this Unix socket
+    socketmap: Endpoint | None = None  # recipient look-ups for Postfix (smtp/socketmap.py)
     domains: tuple[str, ...] = ()  # local mail domains besides those of existing users
+    # A bare name (``alice``) in a login, an LMTP recipient or ``user add/import``
+    # means ``alice@<default_domain>`` (Dovecot's auth_default_realm); unset: unchanged.
+    default_domain: str | None = None
+    # Where mail for ``postmaster`` and ``postmaster@<local domain>`` goes (RFC 5321
+    # §4.5.1); unset: such mail is refused with 550 and a warning is logged at start.
+    postmaster: str | None = None
     limits: Limits = field(default_factory=Limits)
     imap_settings: ImapSettings = field(default_factory=ImapSettings)
     push: PushSettings = field(default_factory=PushSettings)
@@ -242,6 +267,24 @@ def _to_str(raw: Any, base: Path) -> str:
     return raw
 
 
+def _to_optional_str(raw: Any, base: Path) -> str | None:
+    return None if raw is False or raw == "" else _to_str(raw, base).lower()
+
+
+def _to_postmaster(raw: Any, base: Path) -> str | None:
+    value = _to_optional_str(raw, base)
+    if value is not None and "@" not in value.strip("@"):
+        raise ValueError(f"expected a full address (user@domain), got {raw!r}")
+    return value
+
+
+def _to_domain(raw: Any, base: Path) -> str | None:
+    value = _to_optional_str(raw, base)
+    if value is not None and ("@" in value or not value.strip()):
+        raise ValueError(f"expected a domain name, got {raw!r}")
+    return value
+
+
 def _to_path(raw: Any, base: Path) -> Path:
     if isinstance(raw, Path):
         return raw
@@ -272,13 +315,18 @@ def _to_log_level(raw: Any, base: Path) -> str:
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-_NAMED: dict[str, Any] = {"log_level": _to_log_level}
+_NAMED: dict[str, Any] = {
+    "log_level": _to_log_level,
+    "postmaster": _to_postmaster,
+    "default_domain": _to_domain,
+}
 
 _CONVERTERS: dict[str, Any] = {
     "int": _to_int,
     "bool": _to_bool,
     "float": _to_float,
     "str": _to_str,
+    "str | None": _to_optional_str,
     "Path": _to_path,
     "Path | None": _to_optional_path,
     "Endpoint | None": _to_endpoint,

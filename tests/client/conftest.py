@@ -100,6 +100,7 @@ FAST = {
     "backoff_max": 1.0,
     "tcp_keepalive": 0.0,
     "poll_interval": 0.5,
+    "keepalive_learn": False,  # renew every idle_renew; test_keepalive_learn.py learns
 }
 
 

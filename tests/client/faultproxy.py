@@ -15,7 +15,9 @@ and actions: ``reset_all()`` closes every connection with RST (SO_LINGER 0);
 capabilities, to make a server without IDLE; a tuple removes each); ``rewrite_up =
 (old, new)`` replaces bytes in client-to-server data (to make the server refuse a
 command it would accept). ``sent`` keeps every byte the clients sent (the wire log a
-test reads to see which commands were used).
+test reads to see which commands were used). ``nat_timeout = T`` plays a NAT that
+forgets a mapping idle for T seconds: the next bytes either way find the connection
+black-holed for good, or reset (RST both ways) with ``nat_reset = True``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class _Pair:
         self.client = client
         self.server = server
         self.dead = False  # black-holed for good
+        self.last = asyncio.get_running_loop().time()  # last bytes either way
 
     def writers(self) -> tuple[asyncio.StreamWriter, asyncio.StreamWriter]:
         return self.client, self.server
@@ -48,6 +51,8 @@ class FaultProxy:
         self.sent = bytearray()
         self.rewrite_up: tuple[bytes, bytes] | None = None
         self.connections = 0
+        self.nat_timeout = 0.0
+        self.nat_reset = False
         self._pairs: set[_Pair] = set()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -156,6 +161,15 @@ class FaultProxy:
                         _rst(w)
                     return
                 await asyncio.sleep(3600)  # a black hole reports nothing, ever
+            now = asyncio.get_running_loop().time()
+            if self.nat_timeout and now - pair.last >= self.nat_timeout:
+                if self.nat_reset:  # a NAT that answers for a forgotten mapping with RST
+                    self._pairs.discard(pair)
+                    for w in pair.writers():
+                        _rst(w)
+                    return
+                pair.dead = True  # the mapping expired while idle
+            pair.last = now
             if pair.dead or self.mode == "blackhole":
                 pair.dead = True
                 continue  # swallowed

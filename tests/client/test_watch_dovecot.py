@@ -1,7 +1,9 @@
 """``pushmail watch`` against a real Dovecot (not only against pushmail), one test per
 strategy: mail delivered by LMTP into Dovecot is announced exactly once on the IDLE path
 (``mode = "idle"``), on the NOTIFY path (``auto``: Dovecot 2.3 offers NOTIFY, so two
-folders share one connection), and on the polling path (``auto`` against a Dovecot whose
+folders share one connection; INBOX mail comes with its headers in Dovecot's NOTIFY
+push, and a Dovecot made to refuse the FETCH items is asked again without them), and on
+the polling path (``auto`` against a Dovecot whose
 ``imap_capability`` leaves IDLE out). And the resync after a restart goes by QRESYNC,
 which Dovecot offers too, with the same exactly-once result as against pushmail.
 
@@ -198,3 +200,59 @@ def test_restart_resyncs_by_qresync_against_dovecot(
     stopped = last_stopped(w)
     assert stopped["qresync"] >= 1
     assert stopped["vanished"] >= 2  # "a" and "d" (a server may name more, RFC 7162)
+
+
+def _create_alerts(inst: dovecot.DovecotInstance) -> None:
+    with imaplib.IMAP4("127.0.0.1", inst.imap_port) as m:
+        m.login(USER, PASSWORD)
+        assert m.create("Alerts")[0] == "OK"
+
+
+def test_inbox_mail_comes_in_dovecots_notify_push_with_nothing_sent(
+    dovecot_server: dovecot.DovecotInstance, watch_factory: Callable[..., Watch]
+) -> None:
+    """Dovecot 2.3 takes the MessageNew FETCH items and pushes them during IDLE: a
+    message delivered to INBOX is announced, with its headers, and the client sends
+    nothing at all for it."""
+    _create_alerts(dovecot_server)
+    proxy = FaultProxy(dovecot_server.imap_port)  # only for its wire log
+    try:
+        folders = ["INBOX", "Alerts"]
+        w = _watch(dovecot_server, watch_factory, proxy.port, folders=folders, idle_renew=600.0)
+        w.start()
+        w.wait_for(lambda evs: sum(e["event"] == "watching" for e in evs) >= 2)
+        assert w.count("notify_fetch_refused") == 0
+        before = len(b"\r\n".join(proxy.sent_lines()))
+        _lmtp(dovecot_server, "pushed")
+        w.wait_subjects("pushed")
+        assert b"\r\n".join(proxy.sent_lines())[before:] == b""
+        assert w.count("notify_push_missing") == 0
+        assert w.stop() == 0
+    finally:
+        proxy.close()
+    [m] = w.messages()
+    assert (m["folder"], m["from"]) == ("INBOX", "bob@example.net")
+
+
+def test_dovecot_refusing_the_fetch_items_falls_back(
+    dovecot_server: dovecot.DovecotInstance, watch_factory: Callable[..., Watch]
+) -> None:
+    """Made to refuse them (an unknown FETCH item): the watcher asks again without,
+    says so in an event, and fetches INBOX mail as on the IDLE path."""
+    _create_alerts(dovecot_server)
+    proxy = FaultProxy(dovecot_server.imap_port)
+    proxy.rewrite_up = (b"(MessageNew (UID ", b"(MessageNew (NOSUCHITEM ")
+    try:
+        w = _watch(dovecot_server, watch_factory, proxy.port, folders=["INBOX", "Alerts"])
+        w.start()
+        w.wait_for(lambda evs: sum(e["event"] == "watching" for e in evs) >= 2)
+        [refused] = [e for e in w.events() if e["event"] == "notify_fetch_refused"]
+        assert w.count("notify_refused") == 0
+        print("Dovecot said:", refused["reason"])
+        _lmtp(dovecot_server, "fetched")
+        w.wait_subjects("fetched")
+        assert any(b"UID FETCH" in line for line in proxy.sent_lines())
+        assert w.stop() == 0
+    finally:
+        proxy.close()
+    assert w.subjects() == ["fetched"]

@@ -9,10 +9,11 @@ connection (the watcher's capability probe is the first), ``open_count()`` those
 from __future__ import annotations
 
 import imaplib
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from conftest import ConfiguredServer, Watch, deliver
+from conftest import ConfiguredServer, Watch, deliver, last_stopped
 from faultproxy import FaultProxy
 
 FOLDERS = ["INBOX", "Alerts"]
@@ -150,3 +151,88 @@ def test_reset_during_notify_mode_is_exactly_once(
     assert _in(w, "INBOX") == ["during-inbox"]
     assert proxy.open_count() == 1
     assert w.stop() == 0
+
+
+def _wire(proxy: FaultProxy) -> bytes:
+    """Everything the watcher sent so far, lines joined by CRLF."""
+    return b"\r\n".join(proxy.sent_lines())
+
+
+def _sent_since(proxy: FaultProxy, before: int) -> bytes:
+    return _wire(proxy)[before:]
+
+
+def test_mail_in_the_kept_folder_comes_in_the_push_with_nothing_sent(
+    server: ConfiguredServer, proxy: FaultProxy, watch_factory: Callable[..., Watch]
+) -> None:
+    """INBOX stays selected under NOTIFY with the FETCH items (RFC 5465 §5.2): a new
+    message arrives with UID and headers and the client sends not one byte (no DONE,
+    no EXAMINE, no FETCH); another folder still goes by STATUS."""
+    _create_alerts(server)
+    w = watch_factory(proxy.port, account={"folders": FOLDERS, "idle_renew": 600.0})
+    w.start()
+    _watching_all(w, "notify")
+    [strategy] = [e for e in w.events() if e["event"] == "strategy"]
+    assert strategy["selected"] == "INBOX"
+    wire = _wire(proxy)
+    assert b"NOTIFY SET (SELECTED (MessageNew (UID RFC822.SIZE BODY.PEEK[" in wire
+    before = len(wire)
+    deliver(server, "pushed-1", sender="boss@work.example")
+    w.wait_subjects("pushed-1")
+    deliver(server, "pushed-2")
+    w.wait_subjects("pushed-2")
+    assert _sent_since(proxy, before) == b""
+    [m] = [m for m in w.messages() if m["subject"] == "pushed-1"]
+    assert m["from"] == "boss@work.example" and m["folder"] == "INBOX" and m["size"] > 0
+    _append(server, "Alerts", "by-status")  # the other folder: DONE, EXAMINE + FETCH
+    w.wait_subjects("by-status")
+    sent = _sent_since(proxy, before)
+    # DONE; then the visit and the way back, pipelined; back by a plain EXAMINE.
+    assert re.search(rb"DONE\r\n\S+ EXAMINE Alerts\r\n\S+ UID FETCH [^\r]+\r\n"
+                     rb"\S+ EXAMINE INBOX\r\n\S+ IDLE", sent), sent  # fmt: skip
+    deliver(server, "pushed-3")  # back in INBOX, pushes again
+    w.wait_subjects("pushed-3")
+    assert sorted(_in(w, "INBOX")) == ["pushed-1", "pushed-2", "pushed-3"]
+    assert _in(w, "Alerts") == ["by-status"]
+    assert w.stop() == 0
+    assert last_stopped(w)["pushed"] == 3
+
+
+def test_server_refusing_the_fetch_items_falls_back_to_fetching(
+    server: ConfiguredServer, proxy: FaultProxy, watch_factory: Callable[..., Watch]
+) -> None:
+    """A NOTIFY that refuses FETCH items: asked again without them (one event), INBOX
+    stays selected, and its mail is fetched as on the IDLE path."""
+    _create_alerts(server)
+    proxy.rewrite_up = (b"(MessageNew (UID ", b"(MessageNew (NOSUCHITEM ")
+    w = watch_factory(proxy.port, account={"folders": FOLDERS, "idle_renew": 600.0})
+    w.start()
+    _watching_all(w, "notify")
+    assert w.count("notify_fetch_refused") == 1 and w.count("notify_refused") == 0
+    before = len(_wire(proxy))
+    deliver(server, "fetched")
+    w.wait_subjects("fetched")
+    sent = _sent_since(proxy, before)
+    assert b"DONE" in sent and b"UID FETCH" in sent and b"EXAMINE" not in sent
+    _append(server, "Alerts", "alert")
+    w.wait_subjects("alert")
+    assert _in(w, "INBOX") == ["fetched"] and _in(w, "Alerts") == ["alert"]
+    assert proxy.open_count() == 1
+
+
+def test_no_kept_folder_watches_every_folder_by_status(
+    server: ConfiguredServer, proxy: FaultProxy, watch_factory: Callable[..., Watch]
+) -> None:
+    _create_alerts(server)
+    account = {"folders": FOLDERS, "idle_renew": 600.0, "notify_selected": ""}
+    w = watch_factory(proxy.port, account=account)
+    w.start()
+    _watching_all(w, "notify")
+    before = len(_wire(proxy))
+    deliver(server, "inbox-by-status")
+    w.wait_subjects("inbox-by-status")
+    sent = _sent_since(proxy, before)
+    assert b"EXAMINE INBOX" in sent and b"UNSELECT" in sent
+    _append(server, "Alerts", "alerts-by-status")
+    w.wait_subjects("alerts-by-status")
+    assert _in(w, "INBOX") == ["inbox-by-status"]

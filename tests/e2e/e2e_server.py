@@ -52,8 +52,14 @@ class Server:
         ]
 
     def cli(self, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        return self.cli_at(self.data_dir, *args, stdin=stdin)
+
+    def cli_at(
+        self, data_dir: Path, *args: str, stdin: bytes | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
+        """A ``pushmail`` command on another data directory (a restored copy...)."""
         return subprocess.run(
-            [sys.executable, "-m", "pushmail", *args, "--data-dir", str(self.data_dir)],
+            [sys.executable, "-m", "pushmail", *args, "--data-dir", str(data_dir)],
             input=stdin,
             capture_output=True,
             timeout=60,

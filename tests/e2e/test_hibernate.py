@@ -184,3 +184,38 @@ def test_every_hibernated_session_gets_its_keepalives(hib_server: Server) -> Non
     finally:
         for sock in socks:
             sock.close()
+
+
+def test_hibernated_session_hears_new_keywords_first(hib_server: Server) -> None:
+    """Issue 14 item 2: a keyword new to the mailbox reaches a hibernated session as
+    FLAGS and PERMANENTFLAGS before the EXISTS of the message that brought it (told
+    without waking) and before the FETCH of a message that was given it (woken)."""
+    srv = hib_server
+    lmtp_deliver(srv, message("before"))
+    with socket.create_connection(("127.0.0.1", srv.imap), timeout=10) as sock:
+        _idle(sock)
+        _wait_hibernated(srv, 1)
+        other = login(srv)
+        other.append("INBOX", "($Label1)", None, message("tagged"))
+        got = _quiet(read_until(sock, rb"\* 2 EXISTS\r\n\* \d+ RECENT\r\n"))
+        assert got.startswith(
+            b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1)\r\n"
+            b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1 \\*)]"
+        ), got
+        _wait_hibernated(srv, 1)  # told without waking: still asleep
+        other.select("INBOX")
+        other.store("1", "+FLAGS", "($Label2)")
+        other.logout()
+        got = _quiet(read_until(sock, rb"\* 1 FETCH \(FLAGS \([^)]*\)\)\r\n"))
+        assert got.startswith(
+            b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1 $Label2)\r\n"
+        ), got
+        assert b"$Label2" in got.split(b"\r\n")[2], got
+        sock.sendall(b"DONE\r\nd FETCH 1:* FLAGS\r\n")
+        out = read_until(sock, b"d OK")
+        assert b"* FLAGS" not in out, out  # announced once, not again
+
+
+def _quiet(data: bytes) -> bytes:
+    """Without the keepalives (every 3 s here), which may come at any point."""
+    return data.replace(b"* OK Still here\r\n", b"")

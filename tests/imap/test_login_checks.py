@@ -56,3 +56,20 @@ def test_plain_checked_in_place_stretched_on_pool(tmp_path: Path) -> None:
         with LineClient(srv.port) as c:
             assert c.command("f", "LOGIN bob@example.org wrong")[-1].startswith(b"f NO")
         assert pool.jobs == 2
+
+
+def test_bare_name_login_under_default_domain(tmp_path: Path) -> None:
+    """Issue 14 item 14: ``alice`` logs in as alice@example.org when default_domain is
+    set (LOGIN and AUTHENTICATE PLAIN), and not without it."""
+    import base64
+    import dataclasses
+
+    with live_server(tmp_path) as srv:
+        with LineClient(srv.port) as c:
+            assert c.command("a", f"LOGIN alice {PASSWORD}")[-1].startswith(b"a NO")
+        srv.ctx.info = dataclasses.replace(srv.ctx.info, default_domain="example.org")
+        with LineClient(srv.port) as c:
+            assert c.command("b", f"LOGIN Alice {PASSWORD}")[-1].startswith(b"b OK")
+        blob = base64.b64encode(f"alice@example.org\0alice\0{PASSWORD}".encode()).decode()
+        with LineClient(srv.port) as c:
+            assert c.command("c", f"AUTHENTICATE PLAIN {blob}")[-1].startswith(b"c OK")

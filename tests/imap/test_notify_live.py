@@ -25,7 +25,9 @@ def test_status_for_mail_filed_into_another_folder(tmp_path: Path) -> None:
     with live_server(tmp_path) as srv, LineClient(srv.port) as cl:
         cl.login()
         reply = cl.command(
-            "n1", "NOTIFY SET (INBOXES (MessageNew MessageExpunge)) (PERSONAL (MessageNew))"
+            "n1",
+            "NOTIFY SET (INBOXES (MessageNew MessageExpunge))"
+            " (PERSONAL (MessageNew MessageExpunge))",
         )
         assert reply == [b"n1 OK NOTIFY completed"]
         app = srv.deliver("Junk", "filed by a filter")  # not INBOX, no IDLE, no command
@@ -71,3 +73,25 @@ def test_selected_mailbox_changes_arrive_without_idle(tmp_path: Path) -> None:
         srv.deliver("INBOX")
         got = [cl.line() for _ in range(3)]
         assert got == [b"* 1 EXISTS", b"* 1 RECENT", b"* 1 FETCH (UID 1 FLAGS (\\Recent))"]
+
+
+def test_selected_fetch_items_arrive_while_idle(tmp_path: Path) -> None:
+    """RFC 5465 §5.1/§3: IDLE is allowed under NOTIFY, and the MessageNew FETCH items
+    of the SELECTED group belong to the push whether or not the client idles. The IDLE
+    refresh used to report the EXISTS on its own, after which NOTIFY found nothing new
+    and the items never came."""
+    with live_server(tmp_path) as srv, LineClient(srv.port) as cl:
+        cl.login()
+        cl.command("s", "EXAMINE INBOX")
+        cl.command("n", "NOTIFY SET (SELECTED (MessageNew (UID RFC822.SIZE) MessageExpunge))")
+        cl.send(b"i IDLE\r\n")
+        assert cl.line() == b"+ idling"
+        app = srv.deliver("INBOX")
+        got = [cl.line()]  # the push is one write: what follows it is DONE's answer
+        cl.send(b"DONE\r\n")
+        got += cl.until("i")
+        assert got[0] == b"* 1 EXISTS", got
+        fetches = [line for line in got if b" FETCH " in line]
+        assert len(fetches) == 1, got
+        assert fetches[0].startswith(b"* 1 FETCH (UID %d RFC822.SIZE " % app.uid), got
+        assert got[-1] == b"i OK IDLE terminated"

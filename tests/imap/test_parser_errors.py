@@ -48,8 +48,6 @@ INVALID: list[bytes] = [
     b"a SELECT x (QRESYNC (0 1))\r\n",  # uidvalidity is nz-number
     b"a SELECT x (QRESYNC (1 0))\r\n",  # modseq must be positive
     b"a SELECT x (QRESYNC (1 1 1:2 3:4))\r\n",
-    b"a SELECT &Jjo\r\n",  # unterminated modified BASE64
-    b"a SELECT &AGE\r\n",
     # CREATE / RENAME / LIST / STATUS
     b"a CREATE x (USE (Sent))\r\n",
     b"a CREATE x (FOO)\r\n",
@@ -193,3 +191,15 @@ def test_mutated_commands_never_crash(sample: bytes, pos: int, junk: bytes, cut:
     """Valid commands with bytes replaced at a random place reach deep into the rules."""
     pos = min(pos, len(sample))
     _parse_or_protocol_error(sample[:pos] + junk + sample[pos + cut :])
+
+
+@pytest.mark.parametrize(
+    "data", [b"a SELECT &Jjo\r\n", b"a SELECT &AGE\r\n", b"a CREATE bad&name\r\n"]
+)
+def test_bad_modified_utf7_is_a_name_no_mailbox_has(data: bytes) -> None:
+    """Issue 14 item 9: an astring that is not valid modified UTF-7 (unterminated
+    or bad BASE64) parses, as an InvalidName: the command is answered NO, not BAD."""
+    from pushmail.imap.mutf7 import InvalidName
+
+    cmd = parse_command(data)
+    assert isinstance(cmd.mailbox, InvalidName)  # type: ignore[attr-defined]

@@ -186,7 +186,7 @@ def notify_groups(draw: st.DrawFn) -> c.NotifyGroup:
         boxes = tuple(draw(st.lists(mailboxes, min_size=1, max_size=3)))
     names = ["MessageNew", "MessageExpunge", "FlagChange", "MailboxName", "SubscriptionChange"]
     events = draw(st.lists(st.sampled_from(names), unique=True, max_size=5))
-    if "FlagChange" in events:
+    if {"FlagChange", "MessageNew", "MessageExpunge"} & set(events):  # RFC 5465 §5
         events = [e for e in events if e not in ("MessageNew", "MessageExpunge")]
         events = ["MessageNew", "MessageExpunge", *events]
     fetch: tuple[c.FetchAtt, ...] = ()

@@ -288,3 +288,22 @@ def test_never_raises_on_arbitrary_bytes(raw: bytes, key: SearchKey) -> None:
 )
 def test_never_raises_on_mime_shaped_input(lines: list[bytes], key: SearchKey) -> None:
     assert matches(key, _ctx(b"\r\n".join(lines))) in (True, False)
+
+
+def test_delivery_report_is_searched_as_text() -> None:
+    raw = (
+        b"Content-Type: multipart/report; report-type=delivery-status; boundary=r\r\n\r\n"
+        b"--r\r\nContent-Type: text/plain\r\n\r\nfailed\r\n"
+        b"--r\r\nContent-Type: message/delivery-status\r\n\r\n"
+        b"Reporting-MTA: dns; mx.example.org\r\n\r\nFinal-Recipient: rfc822; x@y.z\r\n"
+        b"--r\r\nContent-Type: application/octet-stream\r\n\r\nopaque words\r\n--r--\r\n"
+    )
+    assert matches(SearchText("BODY", "final-recipient: rfc822"), _ctx(raw))
+    assert not matches(SearchText("BODY", "opaque"), _ctx(raw))
+
+
+def test_address_fields_match_without_comments() -> None:
+    raw = b"From: <user-from (comment)@ (comment) domain.org>\r\nCc: a@b.c; d@e.f\r\n\r\nx\r\n"
+    assert matches(SearchHeader("FROM", "user-from@domain.org"), _ctx(raw))
+    assert not matches(SearchHeader("FROM", "comment"), _ctx(raw))
+    assert not matches(SearchHeader("CC", "d@e.f"), _ctx(raw))  # the list stops at ";"

@@ -73,7 +73,7 @@ class Client:
     def _sasl(self, data: bytes) -> bytes:
         tag, self.sasl_tag = self.sasl_tag or "", None
         try:
-            action = cmd_auth.sasl_response(tag, data, self.store)
+            action = cmd_auth.sasl_response(self.session, tag, data, self.store)
         except ImapError as err:
             self.session.tagged(tag, err.status, err.text, err.code)
             return self.session.take_output()

@@ -44,7 +44,7 @@ def test_expunges_wait_for_a_command_without_sequence_numbers(store: SqliteStore
     b.ok("b EXPUNGE")
     for cmd in ("a FETCH 1:* FLAGS", "a STORE 5 +FLAGS (\\Seen)", "a SEARCH ALL", "a COPY 3 Trash"):
         out = a.ok(cmd)
-        assert b"EXPUNGE" not in out, cmd
+        assert b" EXPUNGE\r\n" not in out, cmd  # (EXPUNGEISSUED may say one happened)
     # Numbers still mean what the client believes: 5 is UID 5, and 3 is UID 3.
     assert b"* 5 FETCH (UID 5 FLAGS (\\Recent \\Seen))" in a.ok("a FETCH 5 (UID FLAGS)")
     assert untagged(a.ok("a SEARCH ALL")) == [b"SEARCH 3 4 5"]  # 1 and 2 are gone

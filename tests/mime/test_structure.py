@@ -83,15 +83,15 @@ def test_nested_bodystructure_by_hand(eml: Eml) -> None:
     assert isinstance(tree, list)
     p1, p2, p3, p4, subtype, params, dsp, lang, loc = tree
     assert (
-        p1 == [b"text", b"plain", [b"charset", b"us-ascii"], None, None, b"7bit", 9, 1] + [None] * 4
+        p1 == [b"text", b"plain", [b"charset", b"us-ascii"], None, None, b"7bit", 9, 0] + [None] * 4
     )
     assert p2[:7] == [b"application", b"octet-stream", None, None, None, b"base64", 8]
     assert len(p2) == 11  # basic: no lines; md5, dsp, lang, loc
     assert p3[:7] == [b"message", b"rfc822", None, None, None, b"7bit", len(part3)]
     env, inner, lines = p3[7:10]
     assert env[1] == b"inner three" and env[2] == [[b"Carol", None, b"carol", b"example.com"]]
-    assert lines == len(_PART3_LINES)
-    assert inner[0][6:8] == [19, 1]  # "Part three dot one."
+    assert lines == len(_PART3_LINES) - 1  # line ends; the last is the delimiter's
+    assert inner[0][6:8] == [19, 0]  # "Part three dot one." (no line end of its own)
     assert inner[1][5:7] == [b"quoted-printable", 5]
     assert inner[2:4] == [b"mixed", [b"boundary", b"three"]]
     assert p4[0][:7] == [b"image", b"gif", None, None, None, b"base64", 20]
@@ -111,7 +111,7 @@ def test_nested_bodystructure_by_hand(eml: Eml) -> None:
 def test_body_is_bodystructure_without_extensions(eml: Eml) -> None:
     cache = build_cache(eml("nested"))
     body = read(cache.body)
-    assert body[0] == [b"text", b"plain", [b"charset", b"us-ascii"], None, None, b"7bit", 9, 1]
+    assert body[0] == [b"text", b"plain", [b"charset", b"us-ascii"], None, None, b"7bit", 9, 0]
     assert body[1] == [b"application", b"octet-stream", None, None, None, b"base64", 8]
     assert body[4] == b"mixed" and len(body) == 5
     assert body[2][8][2] == b"mixed" and len(body[2][8]) == 3  # embedded BODY, not extended
@@ -125,8 +125,8 @@ def test_alternative_with_attachment(eml: Eml) -> None:
         b"den muss."
     )
     expected = (
-        b'((("text" "plain" ("charset" "utf-8") NIL NIL "quoted-printable" %d 3 NIL NIL NIL NIL)'
-        b'("text" "html" ("charset" "iso-8859-1") NIL NIL "base64" 28 1 NIL NIL NIL NIL) '
+        b'((("text" "plain" ("charset" "utf-8") NIL NIL "quoted-printable" %d 2 NIL NIL NIL NIL)'
+        b'("text" "html" ("charset" "iso-8859-1") NIL NIL "base64" 28 0 NIL NIL NIL NIL) '
         b'"alternative" ("boundary" "==alt==") NIL NIL NIL)'
         b'("application" "pdf" ("name" "report.pdf") "<pdf@shop.example>" "Monthly report" '
         b'"base64" 28 NIL ("attachment" ("filename*" "utf-8\'\'%%C3%%9Cbersicht.pdf")) '
@@ -181,9 +181,12 @@ def test_empty_sender_and_reply_to_fall_back_to_from() -> None:
 def test_broken_mime_gets_best_effort_structure(eml: Eml) -> None:
     tree = read(build_cache(eml("broken")).bodystructure)
     first, no_boundary, unknown, subtype = tree[:4]
-    assert first[6:8] == [11, 1]  # "First part."
-    # A multipart without a boundary cannot be split: shown as an opaque text part.
-    assert no_boundary[:2] == [b"text", b"plain"]
+    assert first[6:8] == [11, 0]  # "First part." (its CRLF is the delimiter's)
+    # A multipart without a boundary cannot be split: one empty text/plain part, as
+    # Dovecot shows it (tests/e2e/test_mime_dovecot_diff.py).
+    empty = [b"text", b"plain", [b"charset", b"us-ascii"], None, None, b"7bit", 0, 0]
+    assert no_boundary[0][:8] == empty
+    assert no_boundary[1] == b"alternative"
     # The last part runs to the end because the close delimiter never comes.
     assert unknown[2] == [b"charset", b"x-unknown-charset"]
     assert unknown[5:7] == [b"x-uuencode", len(b"begin 644 file\r\n")]
@@ -219,7 +222,8 @@ def test_lf_only_message_counts_its_own_bytes(eml: Eml) -> None:
 
 
 def test_count_lines() -> None:
-    cases = {b"": 0, b"a": 1, b"a\n": 1, b"a\nb": 2, b"\r\n\r\n": 2}
+    # Line ends only, as Dovecot counts (tests/e2e/test_mime_dovecot_diff.py).
+    cases = {b"": 0, b"a": 0, b"a\n": 1, b"a\nb": 1, b"\r\n\r\n": 2}
     assert {data: count_lines(data) for data in cases} == cases
 
 

@@ -37,7 +37,9 @@ class PushServer(Server):
 
     def args(self) -> list[str]:
         config = self.data_dir.parent / "pushmail.toml"
-        config.write_text("[push]\nallow_http_endpoints = true\n" + self.push_settings)
+        # The test endpoints listen on loopback, which alerts may reach only when allowed.
+        settings = "[push]\nallow_http_endpoints = true\nallow_private_endpoints = true\n"
+        config.write_text(settings + self.push_settings)
         return [*super().args(), "--config", str(config)]
 
     def start(self) -> None:

@@ -25,11 +25,15 @@ def test_add_list_rules_test_remove(data_dir: Path, capsys: pytest.CaptureFixtur
     dd = ["--data-dir", str(data_dir)]
     args = ["alerts", "add", "alice@example.org", "--kind", "webhook", "--secret", "x" * 20]
     assert main([*args, "--endpoint", "https://hooks.example.net/p", "--label", "ops", *dd]) == 0
-    device_id = int(capsys.readouterr().out)
+    added = capsys.readouterr().out
+    assert added.startswith("device ") and "added for alice@example.org (webhook)" in added
+    device_id = int(added.split()[1])
     assert main(["alerts", "list", "alice@example.org", *dd]) == 0
     out = capsys.readouterr().out
     assert f"{device_id}\t" in out and "https://hooks.example.net\tops" in out
 
+    assert main(["alerts", "rules", "alice@example.org", *dd]) == 0  # none yet: said so
+    assert "no rules set for alice@example.org" in capsys.readouterr().out
     rules = '{"only_from": ["boss@example.com"], "quiet_hours": {"start": "22:00", "end": "07:00"}}'
     assert main(["alerts", "rules", "alice@example.org", "--set", rules, *dd]) == 0
     shown = json.loads(capsys.readouterr().out)
@@ -40,6 +44,7 @@ def test_add_list_rules_test_remove(data_dir: Path, capsys: pytest.CaptureFixtur
     capsys.readouterr()
 
     assert main(["alerts", "test", str(device_id), *dd]) == 0
+    assert f"test alert queued for device {device_id}" in capsys.readouterr().out
     assert main(["alerts", "queue", *dd]) == 0
     assert capsys.readouterr().out.strip() == "1"
     db = PushDB(data_dir / "push.sqlite3")

@@ -6,12 +6,12 @@ import asyncio
 
 import pytest
 
-from pushmail.smtp.data import BARE_EOL, LINE_TOO_LONG, TOO_BIG, DataResult, read_data
+from pushmail.smtp.data import BARE_EOL, LINE_TOO_LONG, MAX_LINE, TOO_BIG, DataResult, read_data
 
 
 def run(wire: bytes, max_size: int | None = 10_000, chunk: int | None = None) -> DataResult:
     async def go() -> tuple[DataResult, bytes]:
-        reader = asyncio.StreamReader(limit=1001)
+        reader = asyncio.StreamReader(limit=MAX_LINE)
         step = chunk or len(wire) or 1
         for i in range(0, len(wire), step):
             reader.feed_data(wire[i : i + step])
@@ -41,7 +41,17 @@ def test_empty_message() -> None:
 
 @pytest.mark.parametrize(
     "smuggle",
-    [b"\n.\n", b"\r.\r", b"\n.\r\n", b"\r\n.\n", b"\r.\r\n", b"x\ry\r\n"],
+    [
+        b"\n.\n",
+        b"\r.\r",
+        b"\n.\r\n",
+        b"\r\n.\n",
+        b"\r.\r\n",
+        b"\r\n.\r",
+        b"\n.\r",
+        b"x\ry\r\n",
+        b"\r\n.\r\r\n",
+    ],
 )
 def test_bare_cr_or_lf_never_ends_data_and_refuses_the_message(smuggle: bytes) -> None:
     wire = b"Subject: a\r\n\r\nfirst" + smuggle + b"MAIL FROM:<evil@x>\r\nsecond\r\n.\r\nNOOP\r\n"
@@ -64,24 +74,49 @@ def test_exactly_at_the_cap_is_accepted() -> None:
     assert run(body + b".\r\n", max_size=len(body) - 1).error == TOO_BIG
 
 
-@pytest.mark.parametrize("length", [1001, 1003, 5000])
+@pytest.mark.parametrize("length", [MAX_LINE - 1, MAX_LINE + 1, 3 * MAX_LINE])
 def test_over_long_line_is_refused_after_the_terminator(length: int) -> None:
     wire = b"a\r\n" + b"y" * length + b"\r\nb\r\n.\r\nNOOP\r\n"
-    result = run(wire)
+    result = run(wire, max_size=None)
     assert result.error == LINE_TOO_LONG
     assert run.rest == b"NOOP\r\n"  # type: ignore[attr-defined]
 
 
-def test_longest_legal_line_is_accepted() -> None:
-    line = b"z" * 998 + b"\r\n"
-    assert run(line + b".\r\n").content == line
+def test_lines_longer_than_rfc5321_are_accepted_up_to_the_cap() -> None:
+    for line in (b"z" * 998 + b"\r\n", b"z" * 5000 + b"\r\n", b"z" * (MAX_LINE - 2) + b"\r\n"):
+        assert run(line + b".\r\n", max_size=None).content == line
 
 
 def test_over_long_line_ending_in_dot_crlf_is_not_a_terminator() -> None:
-    wire = b"y" * 2000 + b"\r\n.\r\n"
-    assert run(wire).error == LINE_TOO_LONG
-    wire = b"y" * 1500 + b".\r\n" + b".\r\n"
-    assert run(wire).error == LINE_TOO_LONG
+    wire = b"y" * (MAX_LINE + 10) + b"\r\n.\r\n"
+    assert run(wire, max_size=None).error == LINE_TOO_LONG
+    wire = b"y" * (MAX_LINE + 10) + b".\r\n" + b".\r\n"
+    assert run(wire, max_size=None).error == LINE_TOO_LONG
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 5])
+def test_bare_lf_is_normalised_to_crlf(chunk: int | None) -> None:
+    wire = b"Subject: lf\n\nline one\nline two\r\n..dot\nend\r\n.\r\nNOOP\r\n"
+    result = run(wire, chunk=chunk)
+    assert result == DataResult(
+        content=b"Subject: lf\r\n\r\nline one\r\nline two\r\n.dot\r\nend\r\n"
+    )
+    assert run.rest == b"NOOP\r\n"  # type: ignore[attr-defined]
+
+
+def test_a_message_of_lf_only_lines_longer_than_one_line_cap() -> None:
+    body = b"0123456789" * 10 + b"\n"
+    result = run(body * 2000 + b"\r\n.\r\n", max_size=None)
+    assert result.content == (body[:-1] + b"\r\n") * 2000 + b"\r\n"
+
+
+def test_size_cap_counts_normalised_bytes() -> None:
+    body = b"x" * 98 + b"\n"
+    assert run(body * 10 + b".\r\n", max_size=1000).closed  # ".\r\n" after LF: no end
+    assert (
+        run(body * 10 + b"\r\n.\r\n", max_size=1002).content == (body[:-1] + b"\r\n") * 10 + b"\r\n"
+    )
+    assert run(body * 10 + b"\r\n.\r\n", max_size=1001).error == TOO_BIG
 
 
 def test_peer_closing_mid_data() -> None:

@@ -137,3 +137,15 @@ def test_failed_logins_wait_longer_each_time(smtpd_factory: Callable[..., Smtpd]
         assert took[0] >= 0.1 and took[1] >= 0.2 and took[2] >= 0.4
         client.password = PASSWORD
         assert client.auth("PLAIN", client.auth_plain)[0] == 235
+
+
+def test_bare_login_name_under_default_domain(smtpd_factory: Callable[..., Smtpd]) -> None:
+    smtpd = smtpd_factory(default_domain="example.org")
+    with tls_client(smtpd) as client:
+        assert client.login("Alice", PASSWORD)[0] == 235
+        assert client.sendmail("alice@example.org", ["bob@example.org"], MESSAGE) == {}
+
+
+def test_bare_login_name_without_default_domain_fails(smtpd: Smtpd) -> None:
+    with tls_client(smtpd) as client, pytest.raises(smtplib.SMTPAuthenticationError):
+        client.login("alice", PASSWORD)

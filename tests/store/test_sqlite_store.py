@@ -37,7 +37,7 @@ def test_durability_pragmas(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 1
+    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 2
     store.close()
 
 
@@ -194,3 +194,61 @@ def test_a_writer_waits_for_the_lock_held_by_another_process(tmp_path: Path) -> 
     finally:
         other.close()
         store.close()
+
+
+def test_version_1_file_gets_keyword_lists_from_its_messages(tmp_path: Path) -> None:
+    """Issue 14 item 2: a database made before keyword lists (schema 1) is migrated
+    with each mailbox's list taken from the keywords its messages have."""
+    import sqlite3
+
+    from pushmail.store.sqlite_schema import MIGRATIONS, _statements
+
+    path = tmp_path / "db"
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    first = MIGRATIONS[0]
+    assert isinstance(first, str)
+    for statement in _statements(first):
+        conn.execute(statement)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO schema_version VALUES (1)")
+    conn.execute("INSERT INTO users (id, address) VALUES (1, 'a@x')")
+    for box, name in ((1, "INBOX"), (2, "Trash"), (3, "Empty")):
+        conn.execute(
+            "INSERT INTO mailboxes (id, user_id, name, uidvalidity) VALUES (?, 1, ?, ?)",
+            (box, name, box),
+        )
+    conn.execute(
+        "INSERT INTO bodies (id, sha256, size, envelope, bodystructure, body, raw) "
+        "VALUES (1, x'00', 1, '', '', '', 'x')"
+    )
+    for box, uid, flags in ((1, 1, "$b \\Seen"), (1, 2, "$a $b"), (2, 1, "\\Deleted junk")):
+        conn.execute(
+            "INSERT INTO messages (mailbox_id, uid, body_id, modseq, flags, internaldate, size) "
+            "VALUES (?, ?, 1, 1, ?, 0, 1)",
+            (box, uid, flags),
+        )
+    conn.close()
+    store = SqliteStore(path)
+    assert store.keywords(1) == ("$a", "$b")
+    assert store.keywords(2) == ("junk",)
+    assert store.keywords(3) == ()
+    assert store._conn.execute("SELECT version FROM schema_version").fetchone()[0] == 2
+    store.close()
+
+
+def test_keyword_list_grows_with_store_append_and_copy(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db")
+    user = store.create_user("a@x", "h")
+    inbox, trash = store.get_mailbox(user.id, "INBOX"), store.get_mailbox(user.id, "Trash")
+    assert inbox is not None and trash is not None
+    store.append(inbox.id, NewMessage(b"x", CACHE, frozenset({"$z", "\\Seen"})))
+    store.store_flags(inbox.id, [1], "add", frozenset({"$y"}))
+    assert store.keywords(inbox.id) == ("$z", "$y")
+    store.store_flags(inbox.id, [1], "remove", frozenset({"$z", "$y"}))
+    assert store.keywords(inbox.id) == ("$z", "$y")  # defined once, for good
+    store.store_flags(inbox.id, [1], "add", frozenset({"$x"}))
+    store.copy(inbox.id, [1], trash.id)
+    assert store.keywords(trash.id) == ("$x",)
+    assert store.changes_since(trash.id, 0).keywords == ("$x",)
+    assert store.select_info(inbox.id).keywords == ("$z", "$y", "$x")
+    store.close()

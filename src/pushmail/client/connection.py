@@ -31,6 +31,8 @@ from pushmail.client.response import (
     Tagged,
     Untagged,
     Value,
+    count_uids,
+    status_values,
 )
 from pushmail.imap.client_encode import encode_command
 from pushmail.imap.commands import Command
@@ -92,6 +94,7 @@ class Counters:
         "bytes_out",
         "keepalives",
         "notified",
+        "pushed",
         "qresync",
         "reconnects",
         "renewals",
@@ -101,6 +104,7 @@ class Counters:
     def __init__(self) -> None:
         self.bytes_in = self.bytes_out = 0
         self.keepalives = self.reconnects = self.renewals = self.notified = 0
+        self.pushed = 0  # new messages taken from a NOTIFY push, nothing fetched
         self.qresync = 0  # folders resynced by a QRESYNC EXAMINE (RFC 7162 §3.2.5)
         self.vanished = 0  # UIDs those reported expunged while we were away
 
@@ -151,8 +155,10 @@ class ImapConnection:
         self.last_heard = time.monotonic()
         self.closed = False
         self.news = False  # an EXISTS was seen since the watcher last looked
-        # Folders a ``* STATUS`` named since the watcher last looked (NOTIFY, RFC 5465).
-        self.status_news: set[str] = set()
+        self.exists = 0  # the selected folder's message count, as last reported
+        # Folders a ``* STATUS`` named since the watcher last looked (NOTIFY, RFC 5465),
+        # each with the values of its latest STATUS (UIDNEXT, UIDVALIDITY, ...).
+        self.status_news: dict[str, dict[str, int]] = {}
 
     # -- opening --------------------------------------------------------------------
     @classmethod
@@ -203,27 +209,53 @@ class ImapConnection:
     async def read(self, timeout: float | None) -> Response:
         """The next response; ``timeout=None`` only where the Heartbeat guards."""
         while not self._queue:
-            try:
-                if timeout is None:
-                    data = await self._reader.read(_READ_SIZE)
-                else:
-                    async with asyncio.timeout(timeout):
-                        data = await self._reader.read(_READ_SIZE)
-            except (OSError, TimeoutError, ssl.SSLError) as e:
-                self.abort()
-                raise ConnectionLost(f"read: {e!r}") from e
-            if not data:
-                self.abort()
-                raise ConnectionLost("server closed the connection")
-            self.counters.bytes_in += len(data)
-            self.last_heard = time.monotonic()
-            try:
-                self._responses.feed(data)
-                self._queue.extend(self._responses)
-            except ResponseError as e:
-                self.abort()
-                raise ConnectionLost(f"garbage from server: {e}") from e
+            await self._receive(timeout, quiet=False)
         return self._queue.popleft()
+
+    async def poll(self, timeout: float) -> Response | None:
+        """The next response if one comes within ``timeout``, else None: unlike
+        ``read``, a quiet link is not a dead one here (the heartbeat judges that)."""
+        deadline = time.monotonic() + timeout
+        while not self._queue:
+            left = deadline - time.monotonic()
+            if left <= 0 or not await self._receive(left, quiet=True):
+                return None
+        return self._queue.popleft()
+
+    @property
+    def buffered(self) -> bool:
+        """Whether responses already read wait to be taken (no network wait)."""
+        return bool(self._queue)
+
+    async def _receive(self, timeout: float | None, quiet: bool) -> bool:
+        """Read once from the socket into the queue; False if ``quiet`` and the
+        timeout passed (a StreamReader read cancelled while waiting loses nothing)."""
+        try:
+            if timeout is None:
+                data = await self._reader.read(_READ_SIZE)
+            else:
+                async with asyncio.timeout(timeout):
+                    data = await self._reader.read(_READ_SIZE)
+        except TimeoutError as e:  # before OSError: it is one
+            if quiet:
+                return False
+            self.abort()
+            raise ConnectionLost(f"read: {e!r}") from e
+        except (OSError, ssl.SSLError) as e:
+            self.abort()
+            raise ConnectionLost(f"read: {e!r}") from e
+        if not data:
+            self.abort()
+            raise ConnectionLost("server closed the connection")
+        self.counters.bytes_in += len(data)
+        self.last_heard = time.monotonic()
+        try:
+            self._responses.feed(data)
+            self._queue.extend(self._responses)
+        except ResponseError as e:
+            self.abort()
+            raise ConnectionLost(f"garbage from server: {e}") from e
+        return True
 
     # -- writing --------------------------------------------------------------------
     async def send(self, data: bytes) -> None:
@@ -255,6 +287,11 @@ class ImapConnection:
         tagged OK. NO/BAD raise ``CommandFailed``; BYE raises ``ConnectionLost``."""
         await self.send(encode_command(cmd, literal_plus="LITERAL+" in self.capabilities))
         return await self.collect(cmd.tag, timeout)
+
+    async def send_commands(self, *cmds: Command) -> None:
+        """Several commands in one write (pipelined); ``collect`` each tag in order."""
+        lp = "LITERAL+" in self.capabilities
+        await self.send(b"".join(encode_command(cmd, literal_plus=lp) for cmd in cmds))
 
     async def command_text(self, text: str) -> tuple[list[Untagged], Tagged]:
         """A command with no arguments needing encoding (``NOOP``, ``STARTTLS``)."""
@@ -295,10 +332,19 @@ class ImapConnection:
         command's answer must not be lost just because that command ignores it."""
         if resp.keyword in ("EXISTS", "RECENT"):
             self.news = True
-        elif resp.keyword == "STATUS" and resp.values:
+            if resp.keyword == "EXISTS" and resp.number is not None:
+                self.exists = resp.number
+        elif resp.keyword == "EXPUNGE":
+            self.exists = max(0, self.exists - 1)
+        elif resp.keyword == "VANISHED" and resp.values and resp.values[0] != ("EARLIER",):
+            self.exists = max(0, self.exists - count_uids(resp.values[-1]))
+        elif resp.keyword == "STATUS" and len(resp.values) >= 2:
             name = _mailbox_name(resp.values[0])
             if name is not None:
-                self.status_news.add(name)
+                try:
+                    self.status_news[name] = status_values(resp.values[1])
+                except ResponseError:  # unreadable values: the watcher EXAMINEs instead
+                    self.status_news[name] = {}
 
     def _note_capabilities(self, resp: Untagged | Tagged) -> None:
         if resp.code == "CAPABILITY":

@@ -64,6 +64,20 @@ class Beat:
         self.started = time.monotonic()
         self.probe_sent = None
 
+    # What happened to a renewal, for a beat that learns from it (client/keepalive_learn.py);
+    # a fixed-interval beat ignores it.
+    def renewing(self) -> None:
+        """The heartbeat sends a renewal DONE now."""
+
+    def answered(self) -> None:
+        """IDLE's tagged OK came back."""
+
+    def died(self) -> None:
+        """The connection was lost (or declared dead)."""
+
+    def server_ended(self) -> None:
+        """The server said BYE: whatever follows is not the NAT's doing."""
+
     def due(self) -> float:
         """The next moment this beat needs the heartbeat."""
         if self.probe_sent is not None:

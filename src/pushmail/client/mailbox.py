@@ -30,19 +30,41 @@ from email.policy import default as default_policy
 from pathlib import Path
 
 from pushmail.client.connection import ImapConnection
-from pushmail.client.response import ResponseError, Untagged, Value, fetch_items
+from pushmail.client.response import (
+    ResponseError,
+    Untagged,
+    Value,
+    count_uids,
+    fetch_items,
+    status_values,
+)
 from pushmail.client.rules import MessageInfo
 from pushmail.client.settings import Download
 from pushmail.client.state import FolderState
-from pushmail.imap.commands import Fetch, FetchBody, QresyncParams, Section, Select, Status
+from pushmail.imap.commands import (
+    Fetch,
+    FetchAtt,
+    FetchBody,
+    QresyncParams,
+    Section,
+    Select,
+    Status,
+)
 from pushmail.imap.types import SeqRange, SequenceSet
 
 __all__ = [
+    "NEW_MESSAGE_ITEMS",
     "MailboxInfo",
     "download",
     "examine",
+    "examined",
     "fetch_new",
     "fetch_whole",
+    "has_headers",
+    "leave",
+    "message_info",
+    "new_messages",
+    "new_messages_command",
     "status",
 ]
 
@@ -71,14 +93,22 @@ def qresync_params(conn: ImapConnection, known: FolderState | None) -> QresyncPa
 
 
 async def examine(
-    conn: ImapConnection, folder: str, known: FolderState | None = None
+    conn: ImapConnection, folder: str, known: FolderState | None = None, plain: bool = False
 ) -> MailboxInfo:
     """EXAMINE (read-only: watching must not clear \\Recent), with QRESYNC from the
-    ``known`` state where possible, else with CONDSTORE if offered."""
-    qresync = qresync_params(conn, known)
-    condstore = qresync is None and "CONDSTORE" in conn.capabilities
+    ``known`` state where possible, else with CONDSTORE if offered; ``plain``: with
+    neither (where UIDNEXT against the cursor says enough)."""
+    qresync = None if plain else qresync_params(conn, known)
+    condstore = not plain and qresync is None and "CONDSTORE" in conn.capabilities
     cmd = Select(conn.next_tag(), folder, True, condstore, qresync)
     untagged, _ = await conn.command(cmd)
+    return examined(untagged, folder, qresync)
+
+
+def examined(
+    untagged: list[Untagged], folder: str, qresync: QresyncParams | None = None
+) -> MailboxInfo:
+    """What an EXAMINE answered (``qresync``: the parameter it was sent with)."""
     codes: dict[str, int] = {}
     exists = vanished = 0
     changed: list[int] = []
@@ -108,22 +138,6 @@ async def examine(
     )
 
 
-def count_uids(value: Value) -> int:
-    """How many UIDs a ``VANISHED`` sequence set names (``1:3,7`` is 4), without
-    expanding it; 0 for anything that is not a plain UID set."""
-    if isinstance(value, int):
-        return 1
-    if not isinstance(value, str):
-        return 0
-    total = 0
-    for part in value.split(","):
-        lo, _, hi = part.partition(":")
-        if not lo.isdigit() or (hi and not hi.isdigit()):
-            return 0
-        total += abs(int(hi) - int(lo)) + 1 if hi else 1
-    return total
-
-
 async def status(conn: ImapConnection, folder: str) -> dict[str, int]:
     """STATUS folder (UIDNEXT UIDVALIDITY [HIGHESTMODSEQ]) — the polling probe."""
     items = ("UIDNEXT", "UIDVALIDITY") + (
@@ -136,19 +150,50 @@ async def status(conn: ImapConnection, folder: str) -> dict[str, int]:
     raise ResponseError(f"STATUS {folder}: no answer")
 
 
-def status_values(attrs: Value) -> dict[str, int]:
-    if not isinstance(attrs, tuple):
-        raise ResponseError("malformed STATUS data")
-    out: dict[str, int] = {}
-    for i in range(0, len(attrs) - 1, 2):
-        name, value = attrs[i], attrs[i + 1]
-        if isinstance(name, str) and isinstance(value, int):
-            out[name.upper()] = value
-    return out
-
-
 def _uid_set(lo: int, hi: int | None = None) -> SequenceSet:
     return SequenceSet((SeqRange(lo, hi),))
+
+
+# What the rules need of a new message: its UID, size and the headers they match.
+NEW_MESSAGE_ITEMS: tuple[FetchAtt, ...] = (
+    "UID",
+    "RFC822.SIZE",
+    FetchBody(Section(text="HEADER.FIELDS", fields=HEADER_FIELDS), peek=True),
+)
+
+
+def new_messages_command(
+    conn: ImapConnection, cursor: int, uids: tuple[int, ...] | None = None
+) -> Fetch | None:
+    """``UID FETCH`` of every message from the cursor on (only ``uids`` among them,
+    when QRESYNC already named them); None when nothing is to be fetched."""
+    wanted = sorted({u for u in uids if u >= cursor}) if uids is not None else None
+    if wanted == []:
+        return None
+    which = SequenceSet.from_ints(wanted) if wanted is not None else _uid_set(cursor)
+    return Fetch(conn.next_tag(), which, NEW_MESSAGE_ITEMS, uid=True)
+
+
+def new_messages(
+    untagged: list[Untagged],
+    account: str,
+    folder: str,
+    uidvalidity: int,
+    cursor: int,
+    uids: tuple[int, ...] | None = None,
+) -> list[MessageInfo]:
+    """The answer to ``new_messages_command``, ascending by UID."""
+    found: dict[int, MessageInfo] = {}
+    allowed = set(uids) if uids is not None else None
+    for r in untagged:
+        if r.keyword != "FETCH":
+            continue
+        items = fetch_items(r.values)
+        uid = items.get("UID")
+        # "cursor:*" includes the highest UID even when it is below the cursor.
+        if isinstance(uid, int) and uid >= cursor and (allowed is None or uid in allowed):
+            found[uid] = message_info(account, folder, uidvalidity, uid, items)
+    return [found[u] for u in sorted(found)]
 
 
 async def fetch_new(
@@ -161,27 +206,20 @@ async def fetch_new(
 ) -> list[MessageInfo]:
     """Metadata of every message with UID >= ``cursor`` (only those of ``uids`` when
     QRESYNC already named them), ascending by UID."""
-    wanted = sorted({u for u in uids if u >= cursor}) if uids is not None else None
-    if wanted == []:
+    cmd = new_messages_command(conn, cursor, uids)
+    if cmd is None:
         return []
-    which = SequenceSet.from_ints(wanted) if wanted is not None else _uid_set(cursor)
-    header = FetchBody(Section(text="HEADER.FIELDS", fields=HEADER_FIELDS), peek=True)
-    cmd = Fetch(conn.next_tag(), which, ("UID", "RFC822.SIZE", header), uid=True)
     untagged, _ = await conn.command(cmd)
-    found: dict[int, MessageInfo] = {}
-    allowed = set(wanted) if wanted is not None else None
-    for r in untagged:
-        if r.keyword != "FETCH":
-            continue
-        items = fetch_items(r.values)
-        uid = items.get("UID")
-        # "cursor:*" includes the highest UID even when it is below the cursor.
-        if isinstance(uid, int) and uid >= cursor and (allowed is None or uid in allowed):
-            found[uid] = _info(account, folder, uidvalidity, uid, items)
-    return [found[u] for u in sorted(found)]
+    return new_messages(untagged, account, folder, uidvalidity, cursor, uids)
 
 
-def _info(
+def has_headers(items: dict[str, Value]) -> bool:
+    """Whether FETCH data carries the header fields (a pushed new message does; a
+    flag change does not)."""
+    return any(k.startswith("BODY[HEADER") for k in items)
+
+
+def message_info(
     account: str, folder: str, uidvalidity: int, uid: int, items: dict[str, Value]
 ) -> MessageInfo:
     raw = next((v for k, v in items.items() if k.startswith("BODY[HEADER")), b"")
@@ -269,6 +307,14 @@ def _leading_tuples(bs: tuple[Value, ...]) -> list[tuple[Value, ...]]:
             break
         out.append(x)
     return out
+
+
+async def leave(conn: ImapConnection) -> None:
+    """Deselect (the folder was EXAMINEd: CLOSE expunges nothing). The polling probe
+    needs this: STATUS on the selected folder may answer from the session's own,
+    unsynchronised view (Dovecot does: new mail stays unseen until a NOOP), and RFC
+    3501 §6.3.10 advises against it."""
+    await conn.command_text("UNSELECT" if "UNSELECT" in conn.capabilities else "CLOSE")
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")

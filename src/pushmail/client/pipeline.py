@@ -34,6 +34,18 @@ class Pipeline:
     hooks: HookRunner
     counters: Counters
 
+    def wants_download(self, info: MessageInfo) -> bool:
+        """Whether ``handle`` would fetch this message's body (so it needs a
+        connection in command state): not yet claimed, wanted by the rules,
+        downloading on, and no copy stored yet."""
+        if not self.config.download.enabled:
+            return False
+        key = (info.account, info.folder, info.uidvalidity, info.uid)
+        if self.state.is_claimed(*key) or self.state.download(key) is not None:
+            return False
+        now = dt.datetime.now().astimezone()
+        return decide(self.config, info, now, read_mute(self.config.state_dir)).wanted
+
     async def handle(self, info: MessageInfo, conn: ImapConnection | None) -> None:
         key = (info.account, info.folder, info.uidvalidity, info.uid)
         if self.state.is_claimed(*key):

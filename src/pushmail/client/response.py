@@ -39,9 +39,11 @@ __all__ = [
     "Tagged",
     "Untagged",
     "Value",
+    "count_uids",
     "fetch_items",
     "parse_response",
     "parse_values",
+    "status_values",
 ]
 
 # An atom is a str, a number an int, a quoted or literal string bytes, NIL None.
@@ -276,4 +278,31 @@ def fetch_items(values: tuple[Value, ...]) -> dict[str, Value]:
         if not isinstance(name, str):
             raise ResponseError("FETCH item name is not an atom")
         out[name.upper()] = items[i + 1]
+    return out
+
+
+def count_uids(value: Value) -> int:
+    """How many UIDs a ``VANISHED`` sequence set names (``1:3,7`` is 4), without
+    expanding it; 0 for anything that is not a plain UID set."""
+    if isinstance(value, int):
+        return 1
+    if not isinstance(value, str):
+        return 0
+    total = 0
+    for part in value.split(","):
+        lo, _, hi = part.partition(":")
+        if not lo.isdigit() or (hi and not hi.isdigit()):
+            return 0
+        total += abs(int(hi) - int(lo)) + 1 if hi else 1
+    return total
+
+
+def status_values(attrs: Value) -> dict[str, int]:
+    if not isinstance(attrs, tuple):
+        raise ResponseError("malformed STATUS data")
+    out: dict[str, int] = {}
+    for i in range(0, len(attrs) - 1, 2):
+        name, value = attrs[i], attrs[i + 1]
+        if isinstance(name, str) and isinstance(value, int):
+            out[name.upper()] = value
     return out

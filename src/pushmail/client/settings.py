@@ -53,7 +53,15 @@ class Account:
     password_command: str = ""
     folders: tuple[str, ...] = ("INBOX",)
     mode: str = "auto"
+    # Under NOTIFY, the folder kept selected: its new mail comes with UID and headers
+    # in the push itself. "" (or a folder not in ``folders``): none, all by STATUS.
+    notify_selected: str = "INBOX"
     idle_renew: float = 300.0  # DONE + IDLE this often (< NAT timeouts, < autologout)
+    # Learn the renewal interval per network instead (client/keepalive_learn.py),
+    # between these bounds; idle_renew is then unused.
+    keepalive_learn: bool = True
+    keepalive_min: float = 60.0
+    keepalive_max: float = 1740.0
     response_timeout: float = 30.0  # deadline for connect, each command, DONE, LOGOUT
     server_keepalive: float = 0.0  # the server's keepalive interval while idling; 0 unknown
     grace: float = 30.0  # added to server_keepalive before silence means "dead"
@@ -197,9 +205,12 @@ def _check_account(a: Account) -> None:
         raise WatchConfigError(f"{where}: tls must be one of {', '.join(TLS_MODES)}")
     if not a.folders:
         raise WatchConfigError(f"{where}: folders is empty")
-    for key in ("idle_renew", "response_timeout", "poll_interval", "backoff_min", "backoff_max"):
+    for key in ("idle_renew", "response_timeout", "poll_interval", "backoff_min", "backoff_max",
+                "keepalive_min", "keepalive_max"):  # fmt: skip
         if getattr(a, key) <= 0:
             raise WatchConfigError(f"{where}: {key} must be positive")
+    if a.keepalive_min > a.keepalive_max:
+        raise WatchConfigError(f"{where}: keepalive_min is above keepalive_max")
     if a.max_idle_connections < 0 or not 0 < a.port < 65536:
         raise WatchConfigError(f"{where}: port or max_idle_connections out of range")
 

@@ -4,10 +4,8 @@ reconnection.
 Strategy (``mode = "auto"``): one IDLE connection per folder up to
 ``max_idle_connections`` when the server offers IDLE, the remaining folders polled on one
 more connection; without IDLE, every folder is polled. When the server offers NOTIFY
-(RFC 5465) and IDLE, every folder is watched on ONE connection instead: ``NOTIFY SET``
-names the folders, each ``* STATUS folder (...)`` it sends makes the watcher catch that
-folder up from its cursor, and the connection idles in between (IDLE is allowed with
-NOTIFY), so renewals and dead-link detection are those of the IDLE path. A refused
+(RFC 5465) and IDLE, every folder is watched on ONE connection instead, the busiest
+kept selected so its new mail comes in the push itself (``notify_watch``). A refused
 ``NOTIFY SET`` falls back to the per-folder strategy.
 
 Every loop runs under ``reconnecting``: an error is sorted (network → retry after a
@@ -39,12 +37,19 @@ from pushmail.client.connection import (
     classify_login_failure,
 )
 from pushmail.client.heartbeat import Beat, Heartbeat
-from pushmail.client.mailbox import MailboxInfo, examine, fetch_new, status
+from pushmail.client.keepalive_learn import (
+    KeepaliveLearner,
+    learner_for,
+    make_beat,
+)
+from pushmail.client.mailbox import MailboxInfo, examine, fetch_new, leave, status
+from pushmail.client.notify_watch import kept_selected, watch_by_notify
 from pushmail.client.pipeline import Pipeline
 from pushmail.client.response import ResponseError, Tagged, Untagged
+from pushmail.client.rules import MessageInfo
 from pushmail.client.settings import Account
 from pushmail.client.state import FolderState
-from pushmail.imap.commands import Enable, Login, Notify, NotifyEvent, NotifyGroup
+from pushmail.imap.commands import Enable, Login
 from pushmail.imap.types import Secret
 
 __all__ = ["AccountWatcher", "Backoff", "open_account"]
@@ -112,8 +117,20 @@ class AccountWatcher:
     counters: Counters
     network_changed: asyncio.Event = field(default_factory=asyncio.Event)
     auth_failed: bool = False
+    keepalive: KeepaliveLearner | None = None
 
-    def _event(self, name: str, **fields: object) -> None:
+    def __post_init__(self) -> None:
+        a = self.account
+        if a.keepalive_learn and self.keepalive is None:
+            self.keepalive = learner_for(
+                a.name,
+                self.pipeline.config.state_dir,
+                a.keepalive_min,
+                a.keepalive_max,
+                lambda why, s: self.event("keepalive_interval", why=why, seconds=round(s, 2)),
+            )
+
+    def event(self, name: str, **fields: object) -> None:
         self.pipeline.log.write(name, account=self.account.name, **fields)
 
     # -- entry ----------------------------------------------------------------------
@@ -131,14 +148,15 @@ class AccountWatcher:
             return
         folders = self.account.folders
         if self.account.mode in ("auto", "notify") and {"NOTIFY", "IDLE"} <= caps:
-            self._event("strategy", notify=list(folders), idle=[], poll=[])
+            selected = kept_selected(self.account)
+            self.event("strategy", notify=list(folders), selected=selected, idle=[], poll=[])
             if not await self.reconnecting("notify", self._notify_body(folders)):
                 return
             # The body returns only when NOTIFY SET was refused: watch per folder.
         use_idle = self.account.mode in ("auto", "idle", "notify") and "IDLE" in caps
         cap = self.account.max_idle_connections if use_idle else 0
         idle, polled = folders[:cap], folders[cap:]
-        self._event("strategy", idle=list(idle), poll=list(polled))
+        self.event("strategy", idle=list(idle), poll=list(polled))
         loops = [self.reconnecting(f"idle {f}", self._idle_body(f)) for f in idle]
         if polled:
             loops.append(self.reconnecting("poll", self._poll_body(polled)))
@@ -155,7 +173,7 @@ class AccountWatcher:
                 return True
             except AuthFailed as e:
                 self.auth_failed = True
-                self._event("auth_failed", error=str(e))
+                self.event("auth_failed", error=str(e))
                 return False
             except ServerBusy as e:
                 delay, reason = max(a.busy_backoff, backoff.next()), str(e)
@@ -167,7 +185,7 @@ class AccountWatcher:
                 log.exception("watcher %s of %s failed", what, a.name)
                 delay, reason = max(a.backoff_max, backoff.next()), f"internal error: {e!r}"
             self.counters.reconnects += 1
-            self._event("disconnected", where=what, reason=reason, retry_in=round(delay, 2))
+            self.event("disconnected", where=what, reason=reason, retry_in=round(delay, 2))
             await self._sleep(delay)
         return False
 
@@ -213,8 +231,8 @@ class AccountWatcher:
             return
         if st is None or st.uidvalidity != info.uidvalidity:
             if st is not None:
-                self._event("uidvalidity_changed", folder=folder)
-            cursor = self._first_cursor(info)
+                self.event("uidvalidity_changed", folder=folder)
+            cursor = self.first_cursor(info)
             if cursor is None:
                 state.save_folder(
                     name,
@@ -231,7 +249,7 @@ class AccountWatcher:
             return
         await self.fetch_and_announce(conn, folder, st, info.highestmodseq)
 
-    def _first_cursor(self, info: MailboxInfo) -> int | None:
+    def first_cursor(self, info: MailboxInfo) -> int | None:
         """Where a folder seen for the first time starts: None = announce no backlog."""
         if not self.pipeline.config.notify_backlog:
             return None
@@ -246,12 +264,27 @@ class AccountWatcher:
         modseq: int | None,
         uids: tuple[int, ...] | None = None,
     ) -> FolderState:
-        """Announce the messages from the cursor on (only ``uids`` among them, when a
-        QRESYNC EXAMINE named them), moving the cursor past each one as it goes."""
+        """Announce the messages from the cursor on (only ``uids`` among them, when
+        a QRESYNC EXAMINE named them)."""
         name = self.account.name
         new = await fetch_new(conn, name, folder, st.uidvalidity, st.uidnext, uids)
+        return await self.announce(conn, folder, st, new, modseq)
+
+    async def announce(
+        self,
+        conn: ImapConnection | None,
+        folder: str,
+        st: FolderState,
+        new: list[MessageInfo],
+        modseq: int | None,
+    ) -> FolderState:
+        """Announce ``new`` (ascending by UID), moving the cursor past each one as it
+        goes. ``conn`` None: no download (the NOTIFY push, when none is wanted)."""
+        name = self.account.name
         cursor = st.uidnext
         for info in new:
+            if info.uid < cursor:
+                continue
             await self.pipeline.handle(info, conn)
             cursor = info.uid + 1
             self.pipeline.state.save_folder(
@@ -272,32 +305,36 @@ class AccountWatcher:
                     await self._poll_loop(conn, (folder,))
                     return
                 info = await self.resync(conn, folder)
-                self._event("watching", folder=folder, via="idle")
+                self.event("watching", folder=folder, via="idle")
                 await self._idle_loop(conn, folder, info.uidvalidity)
             finally:
                 conn.abort()
 
         return body
 
-    def _beat(self, conn: ImapConnection, **where: object) -> Beat:
+    def beat(self, conn: ImapConnection, **where: object) -> Beat:
         """The heartbeat's view of one idling connection: renew by DONE, abort if dead."""
         a = self.account
         silence = a.server_keepalive + a.grace if a.server_keepalive > 0 else None
 
         def renew() -> None:
             self.counters.renewals += 1
+            beat.renewing()
             conn.write_now(b"DONE\r\n")
 
         def abort(reason: str) -> None:
-            self._event("dead", reason=reason, **where)
+            beat.died()
+            self.event("dead", reason=reason, **where)
             conn.abort()
 
-        return Beat(
-            renew, abort, lambda: conn.last_heard, a.idle_renew, a.response_timeout, silence
-        )
+        beat = make_beat(
+            self.keepalive, renew, abort, lambda: conn.last_heard, a.idle_renew,
+            a.response_timeout, silence,
+        )  # fmt: skip
+        return beat
 
     async def _idle_loop(self, conn: ImapConnection, folder: str, uidvalidity: int) -> None:
-        beat = self._beat(conn, folder=folder)
+        beat = self.beat(conn, folder=folder)
         while True:
             while conn.news:  # including EXISTS heard during the last fetch
                 conn.news = False
@@ -316,6 +353,9 @@ class AccountWatcher:
         self.heartbeat.add(beat)
         try:
             await self._idle_round(conn, tag, beat)
+        except ConnectionLost:
+            beat.died()  # a reset or EOF in answer to a renewal: the NAT forgot us
+            raise
         finally:
             self.heartbeat.remove(beat)
 
@@ -331,11 +371,14 @@ class AccountWatcher:
                 if resp.tag == tag:
                     if resp.status != "OK":
                         raise CommandFailed(resp)
+                    beat.answered()
                     return
             elif isinstance(resp, Untagged):
+                if resp.keyword == "BYE":
+                    beat.server_ended()
                 conn.check_bye(resp)
                 conn.note_news(resp)
-                if resp.keyword == "OK":
+                if resp.keyword == "OK" and resp.code is None:  # not [HIGHESTMODSEQ n]
                     self.counters.keepalives += 1
 
     # -- NOTIFY ---------------------------------------------------------------------
@@ -343,54 +386,13 @@ class AccountWatcher:
         async def body() -> None:
             conn = await self.login()
             try:
-                if "NOTIFY" in conn.capabilities and await self._notify_set(conn, folders):
-                    await self._notify_loop(conn, folders)
+                if "NOTIFY" in conn.capabilities:
+                    await watch_by_notify(self, conn, folders)  # returns only if refused
                 await conn.logout()
             finally:
                 conn.abort()
 
         return body
-
-    async def _notify_set(self, conn: ImapConnection, folders: tuple[str, ...]) -> bool:
-        """NOTIFY SET for new and expunged mail in the watched folders. It comes
-        *before* the catch-up, so nothing can arrive unheard between the two."""
-        events: tuple[NotifyEvent, ...] = ("MessageNew", "MessageExpunge")  # go together
-        groups = (
-            NotifyGroup("SELECTED", events=events),
-            NotifyGroup("MAILBOXES", mailboxes=folders, events=events),
-        )
-        try:
-            await conn.command(Notify(conn.next_tag(), groups))
-        except CommandFailed as e:
-            self._event("notify_refused", reason=str(e))
-            return False
-        return True
-
-    async def _notify_loop(self, conn: ImapConnection, folders: tuple[str, ...]) -> None:
-        """Catch up every folder, then idle; catch up whichever folders events name."""
-        by_name = {_canonical(f): f for f in folders}
-        beat = self._beat(conn, folders=list(folders))
-        for f in folders:
-            await self._notify_catch_up(conn, f)
-            self._event("watching", folder=f, via="notify")
-        while True:
-            dirty = [by_name[n] for n in sorted(conn.status_news) if n in by_name]
-            conn.status_news.clear()
-            for f in dirty:
-                await self._notify_catch_up(conn, f)
-            if not conn.status_news:
-                await self._idle_once(conn, beat)
-
-    async def _notify_catch_up(self, conn: ImapConnection, folder: str) -> None:
-        """EXAMINE, fetch from the cursor, and leave the folder again: with nothing
-        selected every event names its folder in a STATUS. An EXISTS heard while the
-        folder was selected is the folder's own and brings it round once more."""
-        while True:
-            await self.resync(conn, folder)
-            await _leave(conn)
-            if not conn.news:
-                return
-            conn.news = False
 
     # -- polling --------------------------------------------------------------------
     def _poll_body(self, folders: tuple[str, ...]) -> Callable[[], Awaitable[None]]:
@@ -406,8 +408,8 @@ class AccountWatcher:
     async def _poll_loop(self, conn: ImapConnection, folders: tuple[str, ...]) -> None:
         for f in folders:
             await self.resync(conn, f)
-            await _leave(conn)
-            self._event("watching", folder=f, via="poll")
+            await leave(conn)
+            self.event("watching", folder=f, via="poll")
         while True:
             await self._sleep(self.account.poll_interval)
             for f in folders:
@@ -423,17 +425,4 @@ class AccountWatcher:
             if values.get("UIDNEXT", st.uidnext + 1) <= st.uidnext:
                 return
         await self.resync(conn, folder)
-        await _leave(conn)
-
-
-async def _leave(conn: ImapConnection) -> None:
-    """Deselect (the folder was EXAMINEd: CLOSE expunges nothing). The polling probe
-    needs this: STATUS on the selected folder may answer from the session's own,
-    unsynchronised view (Dovecot does: new mail stays unseen until a NOOP), and RFC
-    3501 §6.3.10 advises against it."""
-    await conn.command_text("UNSELECT" if "UNSELECT" in conn.capabilities else "CLOSE")
-
-
-def _canonical(folder: str) -> str:
-    """INBOX is case-insensitive (RFC 3501 §5.1); every other name is exact."""
-    return "INBOX" if folder.upper() == "INBOX" else folder
+        await leave(conn)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import binascii
 from base64 import b64decode
 
+from pushmail.auth.names import qualify
 from pushmail.imap import commands as c
 from pushmail.imap.encoder import quoted
 from pushmail.imap.errors import CommandFailed, ProtocolError
@@ -52,8 +53,8 @@ def _check_plaintext(s: Session) -> None:
 
 def login(s: Session, cmd: c.Login, store: Store) -> Action:
     _check_plaintext(s)
-    user = store.get_user(cmd.username.lower())
-    return Action("verify", cmd.tag, user, cmd.password.value)
+    name = qualify(cmd.username, s.server.default_domain)
+    return Action("verify", cmd.tag, store.get_user(name), cmd.password.value, name)
 
 
 def authenticate(s: Session, cmd: c.Authenticate, store: Store) -> Action:
@@ -62,10 +63,10 @@ def authenticate(s: Session, cmd: c.Authenticate, store: Store) -> Action:
         raise CommandFailed("unsupported mechanism; use PLAIN", "CANNOT")
     if cmd.initial_response is None:
         return Action("sasl", cmd.tag)
-    return sasl_plain(cmd.tag, cmd.initial_response, store)
+    return sasl_plain(s, cmd.tag, cmd.initial_response, store)
 
 
-def sasl_response(tag: str, line: bytes, store: Store) -> Action:
+def sasl_response(s: Session, tag: str, line: bytes, store: Store) -> Action:
     """The client's answer to our empty ``+`` challenge: base64, or ``*`` to cancel."""
     text = line.rstrip(b"\r\n")
     if text == b"*":
@@ -74,10 +75,10 @@ def sasl_response(tag: str, line: bytes, store: Store) -> Action:
         raw = b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ProtocolError("invalid base64 in SASL response") from exc
-    return sasl_plain(tag, raw, store)
+    return sasl_plain(s, tag, raw, store)
 
 
-def sasl_plain(tag: str, raw: bytes, store: Store) -> Action:
+def sasl_plain(s: Session, tag: str, raw: bytes, store: Store) -> Action:
     """RFC 4616: ``[authzid] NUL authcid NUL passwd``; authzid must be empty or
     the same user (no proxy logins)."""
     parts = raw.split(b"\x00")
@@ -87,13 +88,19 @@ def sasl_plain(tag: str, raw: bytes, store: Store) -> Action:
         authz, authc, pw = (p.decode("utf-8") for p in parts)
     except UnicodeDecodeError as exc:
         raise ProtocolError("PLAIN response is not UTF-8") from exc
-    if authz and authz.lower() != authc.lower():
+    name = qualify(authc, s.server.default_domain)
+    if authz and qualify(authz, s.server.default_domain) != name:
         raise CommandFailed("proxy authentication is not allowed", "AUTHORIZATIONFAILED")
-    return Action("verify", tag, store.get_user(authc.lower()), pw)
+    return Action("verify", tag, store.get_user(name), pw, name)
 
 
-def finish_login(s: Session, action: Action, ok: bool) -> None:
-    """Called by the driver with the outcome of the password check."""
+def finish_login(s: Session, action: Action, ok: bool | None) -> None:
+    """Called by the driver with the outcome of the password check; None when the
+    attempt was refused unchecked (a guessing limit, or the hashing queue full)."""
+    if ok is None:
+        s.auth_failures += 1
+        s.tagged(action.tag, "NO", "too many login attempts, try again later", "UNAVAILABLE")
+        return
     if ok and action.user is not None:
         s.login_succeeded(action.user)
         s.ok(action.tag, "Logged in", "CAPABILITY " + s.capabilities())

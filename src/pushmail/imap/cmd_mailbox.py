@@ -13,7 +13,8 @@ from pushmail.events.interfaces import MailboxChanged
 from pushmail.imap import commands as c
 from pushmail.imap.encoder import mailbox as enc_mailbox
 from pushmail.imap.errors import CommandFailed
-from pushmail.imap.listing import has_children, matches
+from pushmail.imap.listing import has_children, matches, subscribed_matches
+from pushmail.imap.mutf7 import InvalidName
 from pushmail.imap.session import Session
 from pushmail.mime.structure import build_cache
 from pushmail.store.interfaces import (
@@ -30,6 +31,8 @@ _SPECIAL_USES = frozenset(
 
 
 def _valid_name(name: str) -> str:
+    if isinstance(name, InvalidName):
+        raise CommandFailed("mailbox name is not valid modified UTF-7", "CANNOT")
     name = name.rstrip(HIERARCHY_DELIMITER)
     if not name or any(ch in name for ch in "*%") or "//" in name:
         raise CommandFailed("invalid mailbox name", "CANNOT")
@@ -111,7 +114,7 @@ def _check_rename(s: Session, store: Store, old: str, new: str) -> None:
 
 
 def subscribe(s: Session, cmd: c.Subscribe, store: Store) -> None:
-    if cmd.subscribe:
+    if cmd.subscribe or isinstance(cmd.mailbox, InvalidName):
         s.mailbox(store, cmd.mailbox)
     store.set_subscribed(s.require_user().id, cmd.mailbox, cmd.subscribe)
     s.events.append(MailboxChanged(s.require_user().id, 0, 0, "subscriptions"))
@@ -125,16 +128,20 @@ def list_(s: Session, cmd: c.ListCmd, store: Store) -> None:
         s.untagged(b"LIST (\\Noselect) " + _DELIM + b' ""')
         s.ok(cmd.tag, "LIST completed")
         return
+    if any(isinstance(n, InvalidName) for n in (cmd.reference, *cmd.patterns)):
+        s.ok(cmd.tag, f"{word.decode()} completed")  # matches no name there can be
+        return
     uid = s.require_user().id
     boxes = store.list_mailboxes(uid)
     names = [b.name for b in boxes]
     subscribed = set(store.subscriptions(uid))
-    only_subscribed = cmd.lsub or "SUBSCRIBED" in cmd.selection
+    if cmd.lsub or "SUBSCRIBED" in cmd.selection:
+        _list_subscribed(s, cmd, store, boxes, subscribed)
+        s.ok(cmd.tag, f"{word.decode()} completed")
+        return
     want_special = "SPECIAL-USE" in cmd.selection
     for box in boxes:
         if not any(matches(cmd.reference, p, box.name) for p in cmd.patterns):
-            continue
-        if only_subscribed and box.name not in subscribed:
             continue
         if want_special and box.special_use is None:
             continue
@@ -143,6 +150,41 @@ def list_(s: Session, cmd: c.ListCmd, store: Store) -> None:
         if cmd.status_items:
             _status_line(s, store, box, cmd.status_items)
     s.ok(cmd.tag, f"{word.decode()} completed")
+
+
+def _list_subscribed(
+    s: Session, cmd: c.ListCmd, store: Store, boxes: list[Mailbox], subscribed: set[str]
+) -> None:
+    """LSUB, and LIST with the SUBSCRIBED selection option: subscribed names whether
+    or not they exist (a deleted one is ``\\NonExistent`` in LIST, RFC 5258 §3.1; a
+    subscription outlives its mailbox, RFC 3501 §6.3.6), and the levels above
+    subscribed names that the pattern stops at: ``\\Noselect`` in LSUB (§6.3.9),
+    with CHILDINFO in LIST under RECURSIVEMATCH (RFC 5258 §3.5)."""
+    by_name = {b.name: b for b in boxes}
+    names = list(by_name)
+    direct, parents = subscribed_matches(cmd.reference, cmd.patterns, subscribed)
+    recursive = "RECURSIVEMATCH" in cmd.selection
+    want_special = "SPECIAL-USE" in cmd.selection
+    shown = direct | parents if cmd.lsub or recursive else direct
+    for name in sorted(shown):
+        box = by_name.get(name)
+        if want_special and (box is None or box.special_use is None):
+            continue
+        if box is not None and (name in direct or not cmd.lsub):
+            attrs = _attributes(box, names, subscribed, cmd)
+        elif not cmd.lsub:
+            attrs = [b"\\NonExistent"] + ([b"\\Subscribed"] if name in subscribed else [])
+        elif name in direct:
+            attrs = []  # LSUB has no \NonExistent (RFC 3501); as Dovecot answers
+        else:
+            attrs = [b"\\Noselect"]
+        word = b"LSUB" if cmd.lsub else b"LIST"
+        line = word + b" (" + b" ".join(attrs) + b") " + _DELIM + b" " + enc_mailbox(name)
+        if recursive and name in parents:
+            line += b' ("CHILDINFO" ("SUBSCRIBED"))'
+        s.untagged(line)
+        if cmd.status_items and box is not None:
+            _status_line(s, store, box, cmd.status_items)
 
 
 def _attributes(

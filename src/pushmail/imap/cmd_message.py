@@ -14,6 +14,7 @@ from pushmail.imap.search_eval import SearchContext, matches, needs_body
 from pushmail.imap.selected import SelectedView
 from pushmail.imap.session import Session
 from pushmail.imap.types import SequenceSet
+from pushmail.store.common import is_keyword
 from pushmail.store.interfaces import MessageMeta, Store
 
 # Items whose fetching sets \Seen (RFC 3501 §6.4.5), unless the mailbox is read-only.
@@ -47,6 +48,10 @@ def fetch(s: Session, cmd: c.Fetch, store: Store) -> None:
         s.condstore_command()
     uids = view.resolve(cmd.set, cmd.uid, s.saved_search)
     metas = store.get_messages(view.mailbox_id, uids)
+    # A message another session expunged stays numbered until we may say so, but
+    # its data is gone: the reply says why it is missing (RFC 5530 EXPUNGEISSUED),
+    # so the client does not take the silence for a server fault.
+    gone = "EXPUNGEISSUED" if len(metas) < len(uids) else None
     if cmd.changedsince is not None:
         metas = [m for m in metas if m.modseq > cmd.changedsince]
     if cmd.vanished:
@@ -54,12 +59,14 @@ def fetch(s: Session, cmd: c.Fetch, store: Store) -> None:
     metas = _mark_seen(s, view, store, items, metas)
     if "FLAGS" in items:  # the client now knows these flags: no unsolicited repeat
         view.note_own_flags(metas)
+        for line in view.announce_keywords(store, metas):
+            s.untagged(line)
     for meta in metas:
         seq = view.seq_of(meta.uid)
         if seq is None:
             continue
         s.untagged(b"%d FETCH " % seq + render_fetch(items, _context(view, store, seq, meta)))
-    s.ok(cmd.tag, ("UID " if cmd.uid else "") + "FETCH completed")
+    s.ok(cmd.tag, ("UID " if cmd.uid else "") + "FETCH completed", gone)
 
 
 def _context(view: SelectedView, store: Store, seq: int, meta: MessageMeta) -> FetchContext:
@@ -91,6 +98,14 @@ def _mark_seen(
     _publish(s, store, view.mailbox_id, "flags")
     if "FLAGS" not in items:
         items.append("FLAGS")
+    if view.condstore:
+        # RFC 7162 §3.1.4.1 (and §3.2.4): a CONDSTORE client is told the new MODSEQ
+        # of a flag change it did not ask for with its FLAGS, with the UID, so its
+        # cache stays right and the change is not echoed again.
+        if "UID" not in items:
+            items.insert(0, "UID")
+        if "MODSEQ" not in items:
+            items.append("MODSEQ")
     changed = {m.uid: m for m in result.changed}
     return [changed.get(m.uid, m) for m in metas]
 
@@ -122,13 +137,21 @@ def store_(s: Session, cmd: c.Store, store: Store) -> None:
     result = store.store_flags(view.mailbox_id, uids, cmd.mode, flags, cmd.unchangedsince)
     known = [m for m in result.changed if m.uid not in stale]
     view.note_own_flags(known)
+    if result.changed and any(is_keyword(f) and f not in view.keywords for f in flags):
+        # New keywords: announced now, before any FETCH (ours or a refresh's) shows
+        # them, .SILENT or not (RFC 3501 §7.2.6).
+        for line in view.keywords_changed(store.keywords(view.mailbox_id)):
+            s.untagged(line)
     if result.changed:
         _publish(s, store, view.mailbox_id, "flags")
     if cmd.silent:
         _silent_modseqs(s, view, known, cmd.uid)
     else:
         refused = set(result.modified)
-        for meta in store.get_messages(view.mailbox_id, uids):
+        metas = store.get_messages(view.mailbox_id, uids)
+        for line in view.announce_keywords(store, metas):
+            s.untagged(line)
+        for meta in metas:
             seq = view.seq_of(meta.uid)
             if seq is not None and meta.uid not in refused:
                 # RFC 7162 §3.2.4: a QRESYNC server adds UID once CONDSTORE is on
@@ -177,9 +200,8 @@ def search(s: Session, cmd: c.Search, store: Store) -> None:
     metas = {m.uid: m for m in store.list_messages(view.mailbox_id)}
     body = needs_body(cmd.key)
     saved = frozenset(s.saved_search)
-    found: list[tuple[int, int]] = []  # (seq, uid)
+    found: list[tuple[int, int, int]] = []  # (seq, uid, modseq)
     max_uid = view.uids[-1] if view.uids else 0
-    highest = 0
     for seq, uid in enumerate(view.uids, 1):
         meta = metas.get(uid)
         if meta is None:
@@ -197,12 +219,11 @@ def search(s: Session, cmd: c.Search, store: Store) -> None:
             saved=saved,
         )
         if matches(cmd.key, ctx):
-            found.append((seq, uid))
-            highest = max(highest, meta.modseq)
+            found.append((seq, uid, meta.modseq))
     uses_modseq = _mentions_modseq(cmd.key)
     if uses_modseq:  # a CONDSTORE enabling command (RFC 7162 §3.1)
         s.condstore_command()
-    _search_reply(s, cmd, found, highest if uses_modseq else None)
+    _search_reply(s, cmd, found, uses_modseq)
 
 
 def _no_raw() -> bytes:
@@ -226,23 +247,37 @@ def _mentions_modseq(key: c.SearchKey) -> bool:
 
 
 def _search_reply(
-    s: Session, cmd: c.Search, found: list[tuple[int, int]], modseq: int | None
+    s: Session, cmd: c.Search, found: list[tuple[int, int, int]], uses_modseq: bool
 ) -> None:
-    numbers = [uid if cmd.uid else seq for seq, uid in found]
+    numbers = [uid if cmd.uid else seq for seq, uid, _ in found]
     returns = cmd.returns
     if returns is None and s.rev2:  # RFC 9051 §7.3.4: rev2 answers with ESEARCH
         returns = ("ALL",)
     if returns is not None and "SAVE" in returns:
-        s.saved_search = tuple(uid for _, uid in found)
+        s.saved_search = tuple(uid for _, uid, _ in found)
         returns = tuple(r for r in returns if r != "SAVE")
         if not returns and cmd.returns != ("SAVE",):
             returns = ("ALL",)
+    modseq = _reported_modseq(found, returns or None) if uses_modseq else None
     if returns is None:
         tail = b" (MODSEQ %d)" % modseq if modseq and numbers else b""
         s.untagged(b"SEARCH" + b"".join(b" %d" % n for n in numbers) + tail)
     elif returns or cmd.returns != ("SAVE",):
         s.untagged(_esearch(cmd, numbers, returns or ("ALL",), modseq))
     s.ok(cmd.tag, ("UID " if cmd.uid else "") + "SEARCH completed")
+
+
+def _reported_modseq(found: list[tuple[int, int, int]], returns: tuple[str, ...] | None) -> int:
+    """The MODSEQ a SEARCH with a MODSEQ key reports: the highest of the messages it
+    returns. With only MIN and/or MAX those are one or two messages, not every match
+    (RFC 4731 §3.2, RFC 7162 §3.1.5)."""
+    if not found:
+        return 0
+    if returns is not None and not {"ALL", "COUNT"} & set(returns):
+        shown = [found[0]] if "MIN" in returns else []
+        shown += [found[-1]] if "MAX" in returns else []
+        return max((m for _, _, m in shown), default=0)
+    return max(m for _, _, m in found)
 
 
 def _esearch(

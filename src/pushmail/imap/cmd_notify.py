@@ -99,12 +99,30 @@ def event_lines(s: Session, events: list[MailboxChanged], store: Store) -> bytes
     return b"".join(b"* " + line + b"\r\n" for line in out)
 
 
-def _selected(s: Session, state: NotifyState, view: SelectedView, store: Store) -> list[bytes]:
-    mbox = store.get_mailbox_by_id(view.mailbox_id)
+def idle_refresh(s: Session, view: SelectedView, store: Store) -> list[bytes]:
+    """IDLE's report of a change in the selected mailbox. Under NOTIFY it is the
+    one of §5.1, FETCH items of MessageNew included: IDLE is allowed with NOTIFY
+    (§3), and the plain refresh it used to make reported the EXISTS alone, after
+    which NOTIFY found nothing new and the items were never sent."""
+    state = s.notify
+    if state is None or _selected_group(state, view, store) is None:
+        return view.refresh(store, True)
+    return _selected(s, state, view, store)
+
+
+def _selected_group(state: NotifyState, view: SelectedView, store: Store) -> c.NotifyGroup | None:
+    """The group that governs the selected mailbox, if it asks for any event."""
     group = state.selected_group()
-    if group is None and mbox is not None:
-        group = state.group_for(mbox.name, lambda: set(store.subscriptions(mbox.user_id)))
-    if group is None or not group.events:
+    if group is None:
+        mbox = store.get_mailbox_by_id(view.mailbox_id)
+        if mbox is not None:
+            group = state.group_for(mbox.name, lambda: set(store.subscriptions(mbox.user_id)))
+    return group if group is not None and group.events else None
+
+
+def _selected(s: Session, state: NotifyState, view: SelectedView, store: Store) -> list[bytes]:
+    group = _selected_group(state, view, store)
+    if group is None:
         return []  # reported at the next command, as without NOTIFY
     first_new = view.uidnext
     lines = view.refresh(store, allow_expunge=group.kind != "SELECTED-DELAYED")
@@ -124,9 +142,10 @@ def _fetch_new(
     atts = [a if isinstance(a, str) else _peek(a) for a in items]
     if "UID" not in atts:
         atts.insert(0, "UID")
-    out = []
     mid = view.mailbox_id
-    for meta in store.get_messages(mid, uids):
+    metas = store.get_messages(mid, uids)
+    out = view.announce_keywords(store, metas) if "FLAGS" in atts else []
+    for meta in metas:
         seq = view.seq_of(meta.uid)
         if seq is None:
             continue

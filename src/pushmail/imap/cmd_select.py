@@ -7,14 +7,11 @@ from pushmail.events.interfaces import MailboxChanged
 from pushmail.imap import commands as c
 from pushmail.imap.encoder import mailbox as enc_mailbox
 from pushmail.imap.errors import CommandFailed, ProtocolError
-from pushmail.imap.selected import SelectedView
+from pushmail.imap.selected import SelectedView, flags_lines
 from pushmail.imap.session import Session
 from pushmail.imap.states import State
 from pushmail.imap.types import SequenceSet
 from pushmail.store.interfaces import Mailbox, Store
-
-_FLAGS = b"(\\Answered \\Flagged \\Deleted \\Seen \\Draft)"
-_PERMANENT = b"(\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)"
 
 
 def select(s: Session, cmd: c.Select, store: Store) -> None:
@@ -45,8 +42,8 @@ def select(s: Session, cmd: c.Select, store: Store) -> None:
 
 
 def _announce(s: Session, view: SelectedView, mbox: Mailbox, first_unseen: int | None) -> None:
-    s.untagged(b"FLAGS " + _FLAGS)
-    s.untagged(b"OK [PERMANENTFLAGS " + (b"()" if view.readonly else _PERMANENT) + b"] ok")
+    for line in flags_lines(view.keywords, view.readonly):
+        s.untagged(line)
     s.untagged(b"%d EXISTS" % view.exists)
     if view.rev2:  # RFC 9051 §6.3.2: LIST instead of RECENT and UNSEEN
         s.untagged(b'LIST () "/" ' + enc_mailbox(mbox.name))
@@ -81,6 +78,8 @@ def _qresync(s: Session, view: SelectedView, store: Store, q: c.QresyncParams) -
         gone = [u for u in gone if known.contains(u, largest)]
     if gone:
         s.untagged(b"VANISHED (EARLIER) " + SequenceSet.from_ints(sorted(gone)).encode().encode())
+    for line in view.announce_keywords(store, list(ch.changed)):
+        s.untagged(line)
     for meta in ch.changed:
         seq = view.seq_of(meta.uid)
         if seq is not None:

@@ -78,12 +78,21 @@ def _render_one(item: FetchAtt, ctx: FetchContext) -> bytes:
     return item.encode("ascii") + b" " + handler(ctx)
 
 
+def char8_literal(data: bytes) -> bytes:
+    """A literal for message text outside BINARY[]: RFC 3501/9051 literals are CHAR8
+    (``%x01-ff``), so a NUL in stored content goes out as 0x80, exactly as Dovecot
+    2.3 does (checked by tests/e2e/test_mime_dovecot_diff.py). One octet for one
+    keeps every size and partial offset what BODYSTRUCTURE and RFC822.SIZE say;
+    only BINARY[] sends the NUL, in a literal8."""
+    return literal(data.replace(b"\x00", b"\x80"))
+
+
 def _rfc822_header(ctx: FetchContext) -> bytes:
-    return literal(ctx.tree().header_bytes(ctx.raw()))
+    return char8_literal(ctx.tree().header_bytes(ctx.raw()))
 
 
 def _rfc822_text(ctx: FetchContext) -> bytes:
-    return literal(ctx.tree().body_bytes(ctx.raw()))
+    return char8_literal(ctx.tree().body_bytes(ctx.raw()))
 
 
 def _savedate(ctx: FetchContext) -> bytes:
@@ -99,7 +108,7 @@ _SIMPLE: dict[str, Callable[[FetchContext], bytes]] = {
     "ENVELOPE": lambda c: c.cache().envelope,
     "BODYSTRUCTURE": lambda c: c.cache().bodystructure,
     "BODY": lambda c: c.cache().body,
-    "RFC822": lambda c: literal(c.raw()),
+    "RFC822": lambda c: char8_literal(c.raw()),
     "RFC822.HEADER": _rfc822_header,
     "RFC822.TEXT": _rfc822_text,
     "SAVEDATE": _savedate,
@@ -139,4 +148,6 @@ def _render_body(item: FetchBody, ctx: FetchContext) -> bytes:
     data = apply_partial(data, item.partial)
     if item.binary and b"\x00" in data:
         return name + b" ~" + literal(data)  # literal8 (RFC 3516 §4.2)
-    return name + b" " + literal(data)
+    if item.binary:
+        return name + b" " + literal(data)
+    return name + b" " + char8_literal(data)

@@ -62,7 +62,7 @@ def execute(session: Session, cmd: c.Command, store: Store) -> Action | None:
     except ImapError as err:
         session.tagged(cmd.tag, err.status, err.text, err.code)
     except StoreError as err:
-        session.tagged(cmd.tag, "NO", str(err) or "store error")
+        session.tagged(cmd.tag, "NO", str(err) or "store error", err.code)
     return None
 
 

@@ -34,3 +34,26 @@ def matches(reference: str, pattern: str, name: str) -> bool:
 def has_children(name: str, all_names: set[str] | list[str]) -> bool:
     prefix = name + HIERARCHY_DELIMITER
     return any(n.startswith(prefix) for n in all_names)
+
+
+def subscribed_matches(
+    reference: str, patterns: tuple[str, ...], subscribed: set[str]
+) -> tuple[set[str], set[str]]:
+    """What LSUB and LIST (SUBSCRIBED) return for the ``subscribed`` names: those
+    that match a pattern, and the hierarchy levels that match a pattern while a
+    subscribed name below them does not. The second set is LSUB's ``\\Noselect``
+    parents (RFC 3501 §6.3.9: ``LSUB "" a/%`` with only ``a/b/c`` subscribed gives
+    ``a/b``) and RECURSIVEMATCH's CHILDINFO ("SUBSCRIBED") names (RFC 5258 §3.5)."""
+
+    def hit(name: str) -> bool:
+        return any(matches(reference, p, name) for p in patterns)
+
+    direct = {name for name in subscribed if hit(name)}
+    parents: set[str] = set()
+    for name in subscribed - direct:
+        levels = name.split(HIERARCHY_DELIMITER)
+        for depth in range(1, len(levels)):
+            parent = HIERARCHY_DELIMITER.join(levels[:depth])
+            if parent not in parents and hit(parent):
+                parents.add(parent)
+    return direct, parents

@@ -7,6 +7,15 @@ import base64
 from pushmail.imap.errors import ProtocolError
 
 
+class InvalidName(str):
+    """A mailbox name that is syntactically fine (an astring) but not valid modified
+    UTF-7, kept as sent. It names no mailbox: SELECT, CREATE and the like answer NO
+    and LIST finds nothing, never BAD, which strict clients treat as a broken
+    connection (issue 14, item 9)."""
+
+    __slots__ = ()
+
+
 def _b64(chars: str) -> str:
     raw = chars.encode("utf-16-be")
     return base64.b64encode(raw).decode("ascii").rstrip("=").replace("/", ",")

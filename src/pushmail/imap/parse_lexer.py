@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import NoReturn, TypeVar
 
 from pushmail.imap.errors import ProtocolError
-from pushmail.imap.mutf7 import decode_mutf7
+from pushmail.imap.mutf7 import InvalidName, decode_mutf7
 from pushmail.imap.types import DateTime, SeqRange, SequenceSet, canonical_flag
 
 T = TypeVar("T")
@@ -259,7 +259,13 @@ def parse_nstring(r: Reader) -> bytes | None:
 
 def _mailbox_name(raw: bytes) -> str:
     """Modified UTF-7 for 7-bit names; 8-bit names are taken as UTF-8 (RFC 9051)."""
-    name = decode_mutf7(raw.decode("ascii")) if raw.isascii() else utf8(raw, "mailbox name")
+    if raw.isascii():
+        try:
+            name = decode_mutf7(raw.decode("ascii"))
+        except ProtocolError:  # well-formed, but names nothing: NO, not BAD
+            return InvalidName(raw.decode("ascii"))
+    else:
+        name = utf8(raw, "mailbox name")
     return "INBOX" if name.upper() == "INBOX" else name
 
 

@@ -97,8 +97,13 @@ def parse_event_group(r: Reader, unsupported: list[str]) -> NotifyGroup:
         fetch = fetch or atts
     if fetch and kind not in ("SELECTED", "SELECTED-DELAYED"):
         r.fail("FETCH attributes only for the selected mailbox")  # RFC 5465 §5.1
+    # RFC 5465 §5: MessageNew and MessageExpunge come together (a client that hears
+    # of new messages but not of expunges would misnumber them), and FlagChange
+    # needs both (§5.4). Each violation is refused alike, with BAD.
+    if ("MessageNew" in names) != ("MessageExpunge" in names):
+        r.fail("MessageNew and MessageExpunge must be given together")
     if "FlagChange" in names and not {"MessageNew", "MessageExpunge"} <= set(names):
-        r.fail("FlagChange needs MessageNew and MessageExpunge")  # RFC 5465 §5.4
+        r.fail("FlagChange needs MessageNew and MessageExpunge")
     return NotifyGroup(kind, boxes, tuple(names), fetch)
 
 

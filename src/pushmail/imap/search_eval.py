@@ -11,8 +11,12 @@ Choices where the RFC leaves room:
   Header values are RFC 2047-decoded; raw 8-bit header text is read as UTF-8 when it
   is valid UTF-8, else as Latin-1. BODY and TEXT look at the text/* parts (and the
   headers of embedded messages) with their transfer encoding undone and their charset
-  decoded; attachments of other types are not searched. TEXT adds the top-level
-  header.
+  decoded; attachments of other types are not searched, except delivery and
+  disposition reports (message/delivery-status and kin), which are text. TEXT adds
+  the top-level header.
+* FROM, TO, CC, BCC (and Sender, Reply-To) match against the addresses written
+  again as ``name <mailbox@host>`` (``address_text``), not the raw field: comments
+  and source routes do not split an address a user types.
 * Keywords and flags compare case-insensitively.
 
 The message is parsed at most once per context (the tree and the decoded text are
@@ -46,6 +50,7 @@ from pushmail.imap.commands import (
     SearchSize,
     SearchText,
 )
+from pushmail.mime.addresses import Address, Group, parse_addresses
 from pushmail.mime.rawparts import RawPart, parse_message
 from pushmail.mime.sections import UnknownCteError, decode_cte
 
@@ -182,10 +187,40 @@ def sent_date(header: Message) -> date | None:
         return None
 
 
+_ADDRESS_FIELDS = frozenset({"from", "sender", "reply-to", "to", "cc", "bcc"})
+
+
 def _header_matches(key: SearchHeader, ctx: SearchContext) -> bool:
     values = ctx.header().get_all(key.field) or []
     needle = key.value.casefold()
+    if key.field.lower() in _ADDRESS_FIELDS:
+        return any(needle in address_text(str(v)).casefold() for v in values)
     return any(needle in decode_value(str(v)).casefold() for v in values)
+
+
+def address_text(value: str) -> str:
+    """An address field as SEARCH reads it: each address written again as
+    ``name <mailbox@host>`` (name RFC 2047-decoded), groups as ``name: ...;``.
+
+    So comments and source routes do not split what a user types:
+    ``<user (comment)@ (comment) domain.org>`` is found by ``user@domain.org``, as
+    Dovecot finds it, and text after where the list stops parsing is not searched.
+    """
+    out = []
+    for entry in parse_addresses(value):
+        if isinstance(entry, Group):
+            members = ", ".join(_address_text(a) for a in entry.members)
+            out.append(f"{decode_value(entry.name)}: {members};")
+        else:
+            out.append(_address_text(entry))
+    return ", ".join(out)
+
+
+def _address_text(a: Address) -> str:
+    spec = _bytes_text((a.mailbox or "").encode("latin-1", "replace"))
+    if a.host:
+        spec += "@" + _bytes_text(a.host.encode("latin-1", "replace"))
+    return f"{decode_value(a.name)} <{spec}>" if a.name else spec
 
 
 def _text_matches(key: SearchText, ctx: SearchContext) -> bool:
@@ -232,6 +267,18 @@ def _header_lines(header: Message) -> str:
     return "\n".join(f"{k}: {decode_value(str(v))}" for k, v in header.items())
 
 
+# Reports that are text in all but name (RFC 3464 §2.1, RFC 6533, RFC 8098): a
+# bounce's "Final-Recipient" is searchable, as in Dovecot.
+_TEXT_REPORTS = frozenset(
+    {
+        ("message", "delivery-status"),
+        ("message", "global-delivery-status"),
+        ("message", "disposition-notification"),
+        ("message", "global-disposition-notification"),
+    }
+)
+
+
 def _texts(part: RawPart, raw: bytes) -> list[str]:
     """Decoded text of the text/* leaves under ``part`` and of embedded headers."""
     if part.children:
@@ -239,7 +286,7 @@ def _texts(part: RawPart, raw: bytes) -> list[str]:
     if part.message is not None:
         inner = part.message
         return [_header_lines(inner.header), *_texts(inner, raw)]
-    if part.maintype != "text":
+    if part.maintype != "text" and (part.maintype, part.subtype) not in _TEXT_REPORTS:
         return []
     cte = str(part.header.get("Content-Transfer-Encoding") or "").strip().lower()
     body = part.body_bytes(raw)

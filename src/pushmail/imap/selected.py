@@ -24,7 +24,28 @@ from dataclasses import dataclass, field
 from pushmail.imap.encoder import flag_list
 from pushmail.imap.errors import ProtocolError
 from pushmail.imap.types import SequenceSet
-from pushmail.store.interfaces import Mailbox, MessageMeta, SelectInfo, Store
+from pushmail.store.interfaces import (
+    MAX_KEYWORDS_PER_MAILBOX,
+    Mailbox,
+    MessageMeta,
+    SelectInfo,
+    Store,
+)
+
+_SYSTEM_FLAGS = (b"\\Answered", b"\\Flagged", b"\\Deleted", b"\\Seen", b"\\Draft")
+
+
+def flags_lines(keywords: tuple[str, ...], readonly: bool) -> list[bytes]:
+    """``FLAGS`` and ``OK [PERMANENTFLAGS]`` for a mailbox defining ``keywords``
+    (RFC 3501 §7.2.6, §7.1). ``\\*`` (new keywords allowed) only below the cap."""
+    words = b" ".join(_SYSTEM_FLAGS + tuple(k.encode() for k in keywords))
+    if readonly:
+        permanent = b"()"
+    elif len(keywords) < MAX_KEYWORDS_PER_MAILBOX:
+        permanent = b"(" + words + b" \\*)"
+    else:
+        permanent = b"(" + words + b")"
+    return [b"FLAGS (" + words + b")", b"OK [PERMANENTFLAGS " + permanent + b"] ok"]
 
 
 @dataclass(slots=True)
@@ -49,6 +70,9 @@ class SelectedView:
     fetch_uid: bool = False  # NOTIFY is on: unsolicited FETCH carries UID (RFC 5465 §5.1)
     qresync: bool = False  # VANISHED instead of EXPUNGE
     rev2: bool = False  # ENABLE IMAP4rev2: no \Recent, no RECENT (RFC 9051 §E)
+    # The keywords announced to the client in FLAGS: a FETCH may show no other
+    # (RFC 3501 §7.2.6). A prefix of the store's list, which only grows.
+    keywords: tuple[str, ...] = ()
 
     # -- building -------------------------------------------------------------
     @classmethod
@@ -56,9 +80,11 @@ class SelectedView:
         """Take a fresh view from ``info`` (read after ``mailbox``), keeping its UID
         array rather than a copy. The listing may already include changes made after
         the mailbox row was read; those then show up once as harmless FLAGS updates."""
-        recent_floor = mailbox.uidnext if readonly else store.claim_recent(mailbox.id)
+        # EXAMINE shows what is \Recent without taking it from the session that
+        # will SELECT (RFC 3501 §6.3.2: it must not make messages lose \Recent).
+        floor = info.recent_floor if readonly else store.claim_recent(mailbox.id)
         uids = info.uids
-        recent = uids[bisect_left(uids, recent_floor) :] if not readonly else array("I")
+        recent = uids[bisect_left(uids, floor) :] if floor else array("I")
         uidnext = max(mailbox.uidnext, info.uidnext, (uids[-1] + 1) if uids else 1)
         return cls(
             mailbox_id=mailbox.id,
@@ -70,6 +96,7 @@ class SelectedView:
             uidnext=uidnext,
             recent=recent,
             recent_floor=uidnext,
+            keywords=info.keywords,
         )
 
     # -- numbering ------------------------------------------------------------
@@ -110,7 +137,8 @@ class SelectedView:
         """Untagged response data (without ``* `` and CRLF) for every change since
         the last report, in an order that keeps sequence numbers right."""
         ch = store.changes_since(self.mailbox_id, self.modseq)
-        out: list[bytes] = []
+        # New keywords first: the FETCHes below may show them (RFC 3501 §7.2.6).
+        out = self.keywords_changed(ch.keywords)
         was_holding = bool(self.pending_expunge)
         if ch.expunged_complete:  # a lookup per expunged UID, not a set of them all
             self.pending_expunge.update(u for u in ch.expunged if _index(self.uids, u) is not None)
@@ -208,6 +236,24 @@ class SelectedView:
             if i is not None:
                 del self.recent[i]
         return seq
+
+    def keywords_changed(self, keywords: tuple[str, ...]) -> list[bytes]:
+        """FLAGS and PERMANENTFLAGS when the mailbox's keyword list ``keywords``
+        holds some the client has not been told of; nothing otherwise."""
+        if len(keywords) <= len(self.keywords):  # the list only grows
+            return []
+        self.keywords = keywords
+        return flags_lines(keywords, self.readonly)
+
+    def announce_keywords(self, store: Store, metas: list[MessageMeta]) -> list[bytes]:
+        """Before a FETCH shows the flags of ``metas`` (read after the last refresh):
+        FLAGS for any keyword among them that the client has not been told of."""
+        known = set(self.keywords)
+        for meta in metas:
+            for flag in meta.flags:
+                if flag[0] != "\\" and flag not in known:
+                    return self.keywords_changed(store.keywords(self.mailbox_id))
+        return []
 
     def note_own_flags(self, metas: list[MessageMeta]) -> None:
         """Remember flag changes this session already reported (STORE without

@@ -15,6 +15,7 @@ from typing import Literal
 from pushmail.events.interfaces import MailboxChanged
 from pushmail.imap.encoder import Tagged, Untagged
 from pushmail.imap.errors import CommandFailed
+from pushmail.imap.mutf7 import InvalidName
 from pushmail.imap.notify import NotifyState
 from pushmail.imap.selected import SelectedView
 from pushmail.imap.states import State
@@ -31,6 +32,7 @@ class Action:
     tag: str = ""
     user: User | None = None
     password: str = field(default="", repr=False)
+    account: str = ""  # the account name tried (for limits and the security log)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,7 @@ class ServerInfo:
     hostname: str = "localhost"
     tls_available: bool = True
     version: str = "0.1.0"
+    default_domain: str | None = None  # for bare login names (auth/names.py)
     # Limits on a user's mailboxes (``config.Limits``, issue 15 item 10).
     max_mailbox_name: int = 255  # bytes of a name (UTF-8), hierarchy included
     max_mailbox_depth: int = 16  # levels of hierarchy ("a/b/c" is 3)
@@ -158,6 +161,8 @@ class Session:
         return self.view
 
     def mailbox(self, store: Store, name: str, trycreate: bool = False) -> Mailbox:
+        if isinstance(name, InvalidName):  # no mailbox has it, and none may
+            raise CommandFailed("mailbox name is not valid modified UTF-7", "NONEXISTENT")
         mbox = store.get_mailbox(self.require_user().id, name)
         if mbox is None:
             raise CommandFailed(

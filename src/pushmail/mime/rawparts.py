@@ -18,6 +18,7 @@ opaque leaf, so a hostile message costs bounded time and no recursion error.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import HeaderParser
@@ -55,9 +56,60 @@ class RawPart:
         return raw[self.body_start : self.end]
 
 
+# A line break followed by a blank continues the field (RFC 5322 §2.2.3).
+_FOLD = re.compile(rb"\r?\n(?=[ \t])")
+# The fields whose values are parsed as MIME structure: RFC 2045 allows comments in
+# them (``text/plain (plain text); charset=us-ascii (ascii)``), ``email`` does not.
+_MIME_FIELDS = ("content-type", "content-disposition", "content-transfer-encoding")
+
+
 def parse_header_block(block: bytes) -> Message:
-    """Parse a header block with ``email`` (Latin-1 so that bytes survive exactly)."""
-    return _PARSER.parsestr(block.decode("latin-1"), headersonly=True)
+    """Parse a header block with ``email`` (Latin-1 so that bytes survive exactly).
+
+    The block is unfolded first: ``email`` keeps folds inside values, so a folded
+    ``boundary="foo\r\n bar"`` or ``name=`` would otherwise be read with the line
+    break in it, and every parameter read would have to unfold again. The exact
+    bytes (BODY[n.MIME], HEADER) are sliced from the message, never from this.
+    """
+    header = _PARSER.parsestr(_FOLD.sub(b"", block).decode("latin-1"), headersonly=True)
+    for name in _MIME_FIELDS:
+        value = header.get(name)
+        if value is not None and "(" in value:
+            header.replace_header(name, strip_comments(value))
+    return header
+
+
+def strip_comments(value: str) -> str:
+    """``value`` without its RFC 5322 comments (nested, escaped), quoted strings kept;
+    each comment becomes one blank so that the words around it stay apart."""
+    out: list[str] = []
+    depth, quoted, escaped = 0, False, False
+    for ch in value:
+        if escaped:
+            escaped = False
+            if not depth:
+                out.append(ch)
+            continue
+        if ch == "\\" and (quoted or depth):
+            escaped = True
+            if not depth:
+                out.append(ch)
+            continue
+        if quoted:
+            quoted = ch != '"'
+        elif ch == '"' and not depth:
+            quoted = True
+        elif ch == "(":
+            depth += 1
+            if depth == 1:
+                out.append(" ")
+            continue
+        elif ch == ")" and depth:
+            depth -= 1
+            continue
+        if not depth:
+            out.append(ch)
+    return "".join(out)
 
 
 def raw_value(value: str) -> bytes:
@@ -161,19 +213,28 @@ def _parse(raw: bytes, start: int, end: int, default: str, depth: int, budget: _
     part = RawPart(start, body_start, end, header, maintype, subtype)
     deep = depth >= MAX_DEPTH or budget.parts >= MAX_PARTS
     if maintype == "multipart":
-        boundary = _boundary(header)
-        if boundary is None or deep:
-            # No usable boundary: an opaque leaf, shown as text/plain like Dovecot.
+        if deep:  # past the bounds: an opaque leaf
             part.maintype, part.subtype = "text", "plain"
             return part
+        boundary = _boundary(header)
         child_default = "message/rfc822" if subtype == "digest" else "text/plain"
-        for lo, hi in _child_ranges(raw, boundary, body_start, end):
+        ranges = [] if boundary is None else _child_ranges(raw, boundary, body_start, end)
+        for lo, hi in ranges:
             part.children.append(_parse(raw, lo, hi, child_default, depth + 1, budget))
             if budget.parts >= MAX_PARTS:
                 break
+        if not part.children:
+            # No boundary, or no delimiter found: the grammar needs one body part, and
+            # Dovecot shows (and serves) one empty text/plain part; so do we.
+            part.children.append(_empty_part(body_start))
     elif (maintype, subtype) == ("message", "rfc822") and not deep:
         part.message = _parse(raw, body_start, end, "text/plain", depth + 1, budget)
     return part
+
+
+def _empty_part(at: int) -> RawPart:
+    header = parse_header_block(b"")
+    return RawPart(at, at, at, header, "text", "plain")
 
 
 def _child_ranges(raw: bytes, boundary: bytes, start: int, end: int) -> list[tuple[int, int]]:

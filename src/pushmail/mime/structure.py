@@ -3,11 +3,15 @@
 Computed once per delivery (``build_cache``) and kept with the message, so FETCH of
 these items never re-parses. Choices, following Dovecot where the RFC is silent:
 
-* sizes are octets of the body exactly as stored; lines are LF-terminated lines, plus
-  one for a final line without a line end;
-* a text/* part without a charset parameter reports ``("charset" "us-ascii")``;
-* a multipart without any body part (no delimiter found) reports one empty
-  text/plain part, because the grammar needs at least one;
+* sizes are octets of the body exactly as stored; lines are its line ends (LF);
+* a text/* part without a charset parameter reports ``"charset" "us-ascii"`` after
+  its other parameters;
+* a multipart without any body part (no boundary parameter, or no delimiter found)
+  has one empty text/plain part, because the grammar needs at least one;
+* comments in Content-Type/-Disposition/-Transfer-Encoding are left out, folded
+  parameters unfolded, RFC 2231 continuations joined (``rawparts``);
+* a field given twice (RFC 5322 §3.6 allows one): address lists are joined, other
+  fields keep the last occurrence;
 * ENVELOPE strings are the raw header text, unfolded and not RFC 2047-decoded;
   an address without a mailbox or domain gets ``MISSING_MAILBOX`` /
   ``MISSING_DOMAIN`` so that a NIL host keeps meaning "group syntax";
@@ -18,13 +22,18 @@ Never raises on malformed input: a broken message gets a best-effort structure.
 
 from __future__ import annotations
 
-import email.utils
 from email.message import Message
 from urllib.parse import quote
 
 from pushmail.imap.encoder import NIL, nstring, paren, quoted
+from pushmail.mime.addresses import Address, Group, parse_addresses
 from pushmail.mime.rawparts import RawPart, parse_message, raw_value
 from pushmail.store.interfaces import MessageCache
+
+# Bump when what ``build_cache`` returns for some message changes: stored structures
+# are then recomputed at the next start (``store/sqlite_refresh.py``).
+# 1: folded/commented MIME parameters, RFC 5322 addresses, Dovecot's line counts.
+STRUCTURE_VERSION = 1
 
 _EMPTY_MULTIPART_CHILD = b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0)'
 
@@ -51,32 +60,43 @@ def _fallback(raw: bytes) -> MessageCache:
 
 
 def count_lines(body: bytes) -> int:
-    """Text lines of ``body``: each line end, plus a final unterminated line."""
-    n = body.count(b"\n")
-    if body and not body.endswith(b"\n"):
-        n += 1
-    return n
+    """Text lines of ``body``: its line ends. A last line without one is not counted,
+    as Dovecot counts (the differential test pins it): a body part's last line ends
+    where the CRLF before the next delimiter begins, and that CRLF belongs to the
+    delimiter (RFC 2046 §5.1.1), so counting it would add one to every part."""
+    return body.count(b"\n")
 
 
 # --------------------------------------------------------------------------- envelope
 
 
-class _Fields:
-    """The first value of each field of one header block, looked up by lower-case
-    name: one pass over the fields, where a pass per field looked up had been a
-    tenth of the cost of a delivery's parse."""
+_ADDRESS_FIELDS = frozenset({"from", "sender", "reply-to", "to", "cc", "bcc"})
 
-    __slots__ = ("_first", "header")
+
+class _Fields:
+    """The value of each field of one header block, looked up by lower-case name:
+    one pass over the fields, where a pass per field looked up had been a tenth of
+    the cost of a delivery's parse.
+
+    A field that occurs more than once (RFC 5322 §3.6 allows one) is read as
+    Dovecot reads it, which the differential test pins: address fields join
+    their lists, every other field keeps its last occurrence."""
+
+    __slots__ = ("_value", "header")
 
     def __init__(self, header: Message) -> None:
         self.header = header
-        self._first: dict[str, str] = {}
+        self._value: dict[str, str] = {}
         for key, value in header.raw_items():
-            self._first.setdefault(key.lower(), value)
+            name = key.lower()
+            if name in _ADDRESS_FIELDS and name in self._value:
+                self._value[name] += "," + value
+            else:
+                self._value[name] = value
 
     def first(self, name: str) -> bytes | None:
-        """Raw, unfolded value of the first ``name`` field, or None if absent."""
-        value = self._first.get(name)
+        """Raw, unfolded value of the ``name`` field, or None if absent."""
+        value = self._value.get(name)
         return None if value is None else raw_value(value).strip()
 
 
@@ -108,69 +128,35 @@ def addresses(value: bytes | None) -> bytes:
     if value is None:
         return NIL
     out: list[bytes] = []
-    for group, members in split_groups(value.decode("latin-1")):
-        if group is not None:
-            out.append(b"(NIL NIL " + quoted(group.encode("latin-1")) + b" NIL)")
-        parsed = email.utils.getaddresses([members])
-        out.extend(_address(name, addr) for name, addr in parsed if name or addr)
-        if group is not None:
+    for entry in parse_addresses(value.decode("latin-1")):
+        if isinstance(entry, Group):
+            out.append(b"(NIL NIL " + quoted(_latin1(entry.name)) + b" NIL)")
+            out.extend(_address(a) for a in entry.members)
             out.append(b"(NIL NIL NIL NIL)")
+        else:
+            out.append(_address(entry))
     return b"(" + b"".join(out) + b")" if out else NIL
 
 
-def _address(name: str, addr: str) -> bytes:
-    mailbox, at, host = addr.rpartition("@")
-    if not at:
-        mailbox, host = addr, ""
-    name_b = nstring(name.encode("latin-1", "replace")) if name else NIL
-    mailbox_b = quoted((mailbox or "MISSING_MAILBOX").encode("latin-1", "replace"))
-    host_b = quoted((host or "MISSING_DOMAIN").encode("latin-1", "replace"))
-    return b"(" + b" ".join((name_b, NIL, mailbox_b, host_b)) + b")"
+def _latin1(text: str) -> bytes:
+    return text.encode("latin-1", "replace")
 
 
-def split_groups(value: str) -> list[tuple[str | None, str]]:
-    """Split an address-list into group and non-group runs (RFC 5322 §3.4).
-
-    ``email.utils.getaddresses`` parses the addresses but flattens groups, and
-    ENVELOPE must show them; this only finds the top-level ``name:`` ... ``;`` of a
-    group (outside quotes, comments and angle brackets) and hands each run back to
-    ``email`` for the addresses themselves.
-    """
-    runs: list[tuple[str | None, str]] = []
-    buf: list[str] = []
-    group: str | None = None
-    comma = 0  # where the text after the last top-level comma starts in ``buf``
-    quote_on, depth, angle, escaped = False, 0, False, False
-    for ch in value:
-        if escaped:
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif quote_on:
-            quote_on = ch != '"'
-        elif ch == '"':
-            quote_on = True
-        elif ch == "(":
-            depth += 1
-        elif ch == ")" and depth:
-            depth -= 1
-        elif depth:
-            pass
-        elif ch in "<>":
-            angle = ch == "<"
-        elif ch == "," and not angle:
-            comma = len(buf) + 1
-        elif ch == ":" and not angle and group is None:
-            runs.append((None, "".join(buf[:comma])))
-            group, buf, comma = "".join(buf[comma:]).strip().strip('"'), [], 0
-            continue
-        elif ch == ";" and group is not None:
-            runs.append((group, "".join(buf)))
-            group, buf, comma = None, [], 0
-            continue
-        buf.append(ch)
-    runs.append((group, "".join(buf)))
-    return [(g, text) for g, text in runs if g is not None or text.strip(" \t,")]
+def _address(a: Address) -> bytes:
+    """An address; a missing mailbox or host is ``MISSING_MAILBOX`` /
+    ``MISSING_DOMAIN`` so that a NIL host keeps meaning "group syntax"."""
+    return (
+        b"("
+        + b" ".join(
+            (
+                nstring(_latin1(a.name)) if a.name else NIL,
+                nstring(_latin1(a.route)) if a.route else NIL,
+                quoted(_latin1(a.mailbox or "MISSING_MAILBOX")),
+                quoted(_latin1(a.host or "MISSING_DOMAIN")),
+            )
+        )
+        + b")"
+    )
 
 
 # --------------------------------------------------------------------------- body
@@ -260,7 +246,7 @@ def _single(part: RawPart, raw: bytes, extended: bool) -> bytes:
     is_text = part.maintype == "text"
     pairs = _params(header, "content-type")
     if is_text and not any(k.lower() == b"charset" for k, _ in pairs):
-        pairs.insert(0, (b"charset", b"us-ascii"))
+        pairs.append((b"charset", b"us-ascii"))  # after the others, as Dovecot puts it
     encoding = named.first("content-transfer-encoding") or b"7bit"
     fields = [
         quoted(part.maintype.encode("latin-1", "replace")),

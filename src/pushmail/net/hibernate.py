@@ -39,7 +39,7 @@ from array import array
 from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
-from pushmail.imap.selected import SelectedView
+from pushmail.imap.selected import SelectedView, flags_lines
 from pushmail.net.hibernated import LOOPBACK, READONLY, REV2, Hibernated, last_words, rebuild_view
 from pushmail.net.homes import MAX_RECORD, Homes, RecordFields, batches, encode_record
 from pushmail.net.keepalive import keepalive_due
@@ -280,20 +280,28 @@ class Hibernator:
 
     def _apply_new_only(self, rec: Hibernated, ch: Changes, floor: int | None) -> bool:
         r"""Report new messages without waking; False if more than that changed.
-        New UIDs at or above ``floor`` (our claim) become \Recent for this session."""
+        New UIDs at or above ``floor`` (our claim) become \Recent for this session.
+        Keywords the new mail defined are announced first (RFC 3501 §7.2.6), so a
+        later FETCH of their flags shows none the client was not told of."""
         if ch.expunged or any(m.uid < rec.uidnext for m in ch.changed):
             return False
         new = [m for m in ch.changed if m.uid >= rec.uidnext]
         rec.modseq = max(rec.modseq, ch.highestmodseq)
+        out = b""
+        if len(ch.keywords) > rec.keywords:
+            rec.keywords = len(ch.keywords)
+            lines = flags_lines(ch.keywords, bool(rec.bits & READONLY))
+            out = b"".join(b"* " + line + b"\r\n" for line in lines)
         if new:
             if floor is not None:
                 rec.recent = rec.recent + array("I", (m.uid for m in new if m.uid >= floor))
             rec.exists += len(new)
             rec.uidnext = max(rec.uidnext, new[-1].uid + 1, ch.uidnext)
-            line = b"* %d EXISTS\r\n" % rec.exists
+            out += b"* %d EXISTS\r\n" % rec.exists
             if not rec.bits & REV2:  # IMAP4rev2 has no RECENT (RFC 9051 §E)
-                line += b"* %d RECENT\r\n" % len(rec.recent)
-            self._send(rec, line)
+                out += b"* %d RECENT\r\n" % len(rec.recent)
+        if out:
+            self._send(rec, out)
         return True
 
     def _send(self, rec: Hibernated, data: bytes) -> None:

@@ -39,6 +39,7 @@ class Hibernated:
         "bits",
         "exists",
         "fd",
+        "keywords",
         "last_activity",
         "last_write",
         "mailbox_id",
@@ -67,6 +68,7 @@ class Hibernated:
         self.modseq = v.modseq
         self.uidnext = v.uidnext
         self.exists = v.exists
+        self.keywords = len(v.keywords)  # announced: a prefix of the mailbox's list
         # 4 bytes per \Recent UID (a tuple of ints costs ~36); most have none and
         # share one empty array, which is only ever replaced, never changed.
         self.recent = array("I", v.recent) if v.recent else _NO_RECENT
@@ -95,6 +97,7 @@ class Hibernated:
         rec.modseq = f.modseq
         rec.uidnext = f.uidnext
         rec.exists = f.exists
+        rec.keywords = f.keywords
         rec.recent = f.recent if f.recent else _NO_RECENT
         rec.bits = f.bits
         rec.last_activity = f.last_activity
@@ -123,6 +126,7 @@ class Hibernated:
             self.tag,
             self.recent,
             tls,
+            self.keywords,
         )
 
     def wake(self) -> None:
@@ -145,7 +149,8 @@ def rebuild_view(store: Store, rec: Hibernated, name: str, uidvalidity: int) -> 
     UIDNEXT still present, plus those expunged after MODSEQ (not yet reported)."""
     listed = store.uids(rec.mailbox_id)  # ascending: cut at UIDNEXT, no per-UID test
     uids = array("I", listed[: bisect_left(listed, rec.uidnext)])
-    gone = [u for u in store.changes_since(rec.mailbox_id, rec.modseq).expunged if u < rec.uidnext]
+    ch = store.changes_since(rec.mailbox_id, rec.modseq)
+    gone = [u for u in ch.expunged if u < rec.uidnext]
     if gone:  # rare: expunged while asleep and not yet reported
         uids = array("I", sorted(set(uids).union(gone)))
     return SelectedView(
@@ -161,4 +166,5 @@ def rebuild_view(store: Store, rec: Hibernated, name: str, uidvalidity: int) -> 
         condstore=bool(rec.bits & CONDSTORE),
         qresync=bool(rec.bits & QRESYNC),
         rev2=bool(rec.bits & REV2),
+        keywords=ch.keywords[: rec.keywords],  # the refresh announces the rest
     )

@@ -52,8 +52,8 @@ MAX_BATCH = 128
 MAX_RECORD = 8192
 # Bytes of records per datagram (a record is ~70 bytes; ~170 with TLS).
 MAX_DATAGRAM = 65536
-_VERSION = b"H1"
-_HEAD = struct.Struct("<qqQIIHddHIB")
+_VERSION = b"H2"
+_HEAD = struct.Struct("<qqQIIHddHIBH")
 _TLS = struct.Struct("<BBBQQ")
 _LEN = struct.Struct("<I")
 _RECV_BYTES = MAX_DATAGRAM + MAX_RECORD + 64  # a batch may end one record past the cap
@@ -76,6 +76,7 @@ class RecordFields:
     tag: str
     recent: array[int]
     tls: Exported | None
+    keywords: int = 0  # how many of the mailbox's keywords the client was told of
 
 
 def encode_record(f: RecordFields) -> bytes:
@@ -94,6 +95,7 @@ def encode_record(f: RecordFields) -> bytes:
             len(tag),
             len(f.recent),
             f.tls is not None,
+            f.keywords,
         ),
         tag,
         recent,
@@ -110,7 +112,7 @@ def decode_record(data: bytes) -> RecordFields:
     """The inverse of ``encode_record``; ``ValueError`` for anything malformed."""
     try:
         head = _HEAD.unpack_from(data)
-        user_id, mailbox_id, modseq, uidnext, exists, bits, act, wrote, ntag, nrec, tls = head
+        user_id, mailbox_id, modseq, uidnext, exists, bits, act, wrote, ntag, nrec, tls, nkw = head
         pos = _HEAD.size
         raw_tag = data[pos : pos + ntag]
         tag = raw_tag.decode()
@@ -133,7 +135,7 @@ def decode_record(data: bytes) -> RecordFields:
     if pos != len(data) or len(raw_tag) != ntag or len(recent) != nrec:
         raise ValueError("record length does not match its fields")
     return RecordFields(
-        user_id, mailbox_id, modseq, uidnext, exists, bits, act, wrote, tag, recent, exported
+        user_id, mailbox_id, modseq, uidnext, exists, bits, act, wrote, tag, recent, exported, nkw
     )
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 from pushmail import seclog
 from pushmail.auth.cache import CredentialCache
+from pushmail.auth.guard import LoginGuard
 from pushmail.auth.passwords import cheap_to_verify, verify_password
 from pushmail.config import Limits
 from pushmail.events.interfaces import MailboxChanged, Publisher
@@ -82,6 +83,7 @@ class ImapContext:
     hibernator: Hibernator | None = None  # set by the server once the loop runs
     gate: ConnectionGate | None = None  # connection caps (net/conncap.py); None: none
     credentials: CredentialCache = field(default_factory=CredentialCache)
+    guard: LoginGuard = field(default_factory=LoginGuard)  # password-guessing limits
 
 
 _CLOSED_CAPS = FragCaps(0, 0)
@@ -177,7 +179,7 @@ class ImapConnection(asyncio.Protocol):
             return
         gate = self._ctx.gate
         if gate is not None and not gate.enter(self, self.client_address()):
-            self._abuse("prelogin-limit", limit=gate.per_address)
+            seclog.report("prelogin-limit", "imap", *self._who(), limit=gate.per_address)
             self.close(b"* BYE too many connections from your address\r\n")
             return
         self._write(self.session.greeting())
@@ -237,11 +239,17 @@ class ImapConnection(asyncio.Protocol):
     def _on_event(self, event: FragEvent) -> None:
         if isinstance(event, NeedContinuation):
             self._write(b"+ Ready for literal data\r\n")
+        elif isinstance(event, LineTooLong) and self._mode == "sasl":
+            # An over-long SASL response ends the exchange (RFC 3501 §6.2.2 lets the
+            # server refuse it with BAD): the next line is a command again.
+            self._mode = "command"
+            self._frag.raw_lines = False
+            self._bad_input(self._sasl_tag, "SASL response too long", "TOOBIG")
         elif isinstance(event, LineTooLong):
             self._bad_input(event.tag, "line too long", "TOOBIG")
         elif isinstance(event, LiteralTooBig):
             what = "command" if event.total else f"literal of {event.size} octets"
-            self._abuse("command-too-big", size=event.size)
+            seclog.report("command-too-big", "imap", *self._who(), size=event.size)
             self._bad_input(event.tag, f"{what} is too big", "TOOBIG")
         elif isinstance(event, CommandReady):
             if self._mode == "idle":
@@ -256,6 +264,7 @@ class ImapConnection(asyncio.Protocol):
         c_ = f"[{code}] " if code else ""
         self._write(f"{tag or '*'} BAD {c_}{text}\r\n".encode())
         if self._bad >= self._ctx.limits.max_bad_commands:
+            seclog.report("bad-commands", "imap", *self._who())
             self.close(b"* BYE too many bad commands\r\n")
 
     def client_address(self) -> str:
@@ -263,10 +272,10 @@ class ImapConnection(asyncio.Protocol):
         t = self._transport
         return peer_host(t.get_extra_info("peername") if t is not None else None)
 
-    def _abuse(self, event: str, **fields: str | int) -> None:
+    def _who(self) -> tuple[str, str | None]:
+        """(client address, account) for a security-log line."""
         user = self.session.user
-        address = user.address if user else None
-        seclog.report(event, "imap", self.client_address(), address, logging.WARNING, **fields)
+        return self.client_address(), (user.address if user else None)
 
     def _command(self, data: bytes) -> None:
         try:
@@ -276,6 +285,11 @@ class ImapConnection(asyncio.Protocol):
             self._bad_input(parse_tag(data), err.text, err.code)
             return
         self._bad = 0
+        if isinstance(cmd, c.Login | c.Authenticate) and self._ctx.guard.blocked(
+            "imap", self.client_address(), cmd.username if isinstance(cmd, c.Login) else None
+        ):  # refused before even the user look-up: a guessing run costs little
+            self._finish_login(Action("verify", cmd.tag), None)
+            return
         # Commands that arrive meanwhile wait in the buffer. Reading is paused only
         # for STARTTLS and COMPRESS (after them the bytes on the wire belong to a new
         # layer: none may be read into the plaintext buffer meanwhile), or when the
@@ -353,11 +367,10 @@ class ImapConnection(asyncio.Protocol):
                 self._set_notify()  # before the OK: no hint may fall between OK and listening
             self._write(out)
             if action is not None and action.kind == "verify":
-                known = self._password_known(action)
-                if not known:
-                    self._start(self._verify(action, known))  # it ends in ``_finished``
+                pending = self._login(action)
+                if pending is not None:
+                    self._start(pending)  # it ends in ``_finished``
                     return
-                self._finish_login(action, True)
             elif action is not None:
                 self._act(action)
         except Exception as err:  # as a task's exception would be: logged, session ended
@@ -456,7 +469,22 @@ class ImapConnection(asyncio.Protocol):
             return verify_password(stored, action.password)
         return True if self._ctx.credentials.check(user.address, stored, action.password) else None
 
-    def _finish_login(self, action: Action, ok: bool) -> None:
+    def _login(self, action: Action) -> Coroutine[Any, Any, None] | None:
+        """A LOGIN/AUTHENTICATE: the guessing limits first (``auth/guard.py``), then
+        what can be told in place; a coroutine when the rest needs the hashing
+        threads or a failure's delay."""
+        client, guard = self.client_address(), self._ctx.guard
+        if guard.admit("imap", client, action.account) is not None:
+            self._finish_login(action, None)
+            return None
+        known = self._password_known(action)
+        if not known:
+            return self._verify(action, known, client)
+        guard.settle("imap", client, action.account, True)
+        self._finish_login(action, True)
+        return None
+
+    def _finish_login(self, action: Action, ok: bool | None) -> None:
         cmd_auth.finish_login(self.session, action, ok)
         if ok:
             self._frag.caps = frag_caps(self._ctx.limits, True)
@@ -466,20 +494,25 @@ class ImapConnection(asyncio.Protocol):
         if self.session.auth_failures >= self._ctx.limits.max_auth_failures:
             self.close(b"* BYE too many failed logins\r\n")
 
-    async def _verify(self, action: Action, known: bool | None) -> None:
+    async def _verify(self, action: Action, known: bool | None, client: str) -> None:
         """Finish a login: ``known`` is ``_password_known``'s answer, and None means
         the auth pool checks the password; a failure waits a growing delay first."""
-        ok = known
+        ok, guard = known, self._ctx.guard
         if ok is None:
             user, cache = action.user, self._ctx.credentials
             stored = user.password_hash if user else self._ctx.dummy_hash
-            loop = asyncio.get_running_loop()
-            ok = await loop.run_in_executor(
-                self._ctx.auth_pool, verify_password, stored, action.password
+            pool = self._ctx.auth_pool
+            checked = await guard.check(
+                "imap", client, action.account, pool, verify_password, stored, action.password
             )
-            ok = ok and user is not None
+            if checked is None:  # the hashing queue is full
+                guard.settle("imap", client, action.account, None)
+                self._finish_login(action, None)
+                return
+            ok = checked and user is not None
             if ok and user is not None:
                 cache.remember(user.address, stored, action.password)
+        guard.settle("imap", client, action.account, ok)
         if not ok:
             fails = self.session.auth_failures + 1
             await asyncio.sleep(self._ctx.limits.auth_failure_delay * (2 ** (fails - 1)))
@@ -493,15 +526,16 @@ class ImapConnection(asyncio.Protocol):
         async def step() -> None:
             def run(st: Store) -> Action | None:
                 try:
-                    return cmd_auth.sasl_response(tag, line, st)
+                    return cmd_auth.sasl_response(self.session, tag, line, st)
                 except ImapError as err:
                     self.session.tagged(tag, err.status, err.text, err.code)
                     return None
 
             action = await self._ctx.runner.run(run)
             self._write(self.session.take_output())
-            if action is not None:
-                await self._verify(action, self._password_known(action))
+            pending = self._login(action) if action is not None else None
+            if pending is not None:
+                await pending
 
         self._start(step())
 
@@ -606,7 +640,10 @@ class ImapConnection(asyncio.Protocol):
         if view is None:
             return
         self._running = True
-        self._ctx.runner.submit_read(lambda st: view.refresh(st, True), self._refreshed)
+        s = self.session  # under NOTIFY, with the FETCH items MessageNew asked for
+        self._ctx.runner.submit_read(
+            lambda st: cmd_notify.idle_refresh(s, view, st), self._refreshed
+        )
 
     def _refreshed(self, lines: list[bytes] | None, exc: BaseException | None) -> None:
         if exc is not None:

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pushmail import __version__, seclog
+from pushmail.auth.guard import GuardSettings, LoginGuard
 from pushmail.auth.passwords import hash_password
 from pushmail.config import Config, Endpoint, ImapSettings
 from pushmail.events.unixsock import UnixSocketBus
@@ -156,6 +157,7 @@ def _imap_context(
     tls: ssl.SSLContext,
     worker: int,
     links: HomeLinks | None,
+    guard: LoginGuard,
 ) -> ImapContext:
     """What the IMAP connections of this process share, hibernation and (with
     several workers) the channel to the home workers included."""
@@ -165,6 +167,7 @@ def _imap_context(
             config.hostname,
             True,
             __version__,
+            config.default_domain,
             max_mailbox_name=config.limits.max_mailbox_name,
             max_mailbox_depth=config.limits.max_mailbox_depth,
             max_mailboxes=config.limits.max_mailboxes,
@@ -177,6 +180,7 @@ def _imap_context(
         auth_pool=ThreadPoolExecutor(max_workers=2, thread_name_prefix="auth"),
         connections=set(),
         dummy_hash=hash_password("not a real password"),
+        guard=guard,
     )
     if config.imap_settings.hibernate:
         hib = ctx.hibernator = Hibernator(ctx, loop)
@@ -197,7 +201,7 @@ def _connection_gate(
         hib = ctx.hibernator
         n = len(ctx.connections) + tls_layer.HANDSHAKING[0] + (len(hib) if hib else 0)
         n += sum(acceptor.pending for acceptor in imap)
-        return n + sum(len(listener.connections.open) for listener in smtp)
+        return n + sum(len(listener.connections) for listener in smtp)
 
     lim = config.limits
     cap = descriptor_cap(lim.max_connections)
@@ -263,7 +267,10 @@ async def serve(
     await runner.run(lambda st: None)  # open (and migrate) the store before listening
     bus = UnixSocketBus(config.events_dir)
     bus.start(loop)
-    ctx = _imap_context(config, runner, bus, imap_tls, worker, links)
+    # One set of password-guessing limits for IMAP and submission (the web API, in
+    # worker 0 only, keeps its own: auth/guard.py).
+    guard = LoginGuard(GuardSettings.from_limits(config.limits))
+    ctx = _imap_context(config, runner, bus, imap_tls, worker, links, guard)
     smtp: list[SmtpListener] = []
     servers: list[Acceptor] = []
     ctx.gate = _connection_gate(config, ctx, smtp, servers)
@@ -272,10 +279,19 @@ async def serve(
     for ep, is_tls in ((config.imap, False), (config.imaps, True)):
         if ep is not None:
             servers.append(_listen(ctx, ep, is_tls, shared, exhaustion))
-            log.info("IMAP%s listening on %s (worker %d)", "S" if is_tls else "", ep, worker)
+            host, port = servers[-1].sockets[0].getsockname()[:2]  # the port chosen for 0
+            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            log.info("IMAP%s listening on %s (worker %d)", "S" if is_tls else "", where, worker)
     if worker < delivery_worker_count(config, workers):
         smtp += await start_smtp_servers(
-            config, runner, bus, tls, reuse_port=shared, unix_sockets=worker == 0, gate=ctx.gate
+            config,
+            runner,
+            bus,
+            tls,
+            reuse_port=shared,
+            unix_sockets=worker == 0,
+            guard=guard,
+            gate=ctx.gate,
         )
     # -- push alerts (pushmail.push): engine + HTTP API run in worker 0 only --
     push_service = await start_push(config, runner, bus, tls, run_engine=worker == 0)

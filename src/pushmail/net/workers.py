@@ -28,10 +28,12 @@ import time
 from pathlib import Path
 
 from pushmail.config import Config
+from pushmail.mime.structure import STRUCTURE_VERSION, build_cache
 from pushmail.net.homes import HomeLinks
 from pushmail.net.server import serve
 from pushmail.net.tls import ensure_certificate
 from pushmail.store.sqlite import SqliteStore
+from pushmail.store.sqlite_refresh import refresh_structures
 
 log = logging.getLogger("pushmail.workers")
 
@@ -46,10 +48,17 @@ def run_server(config: Config) -> None:
     """Serve until SIGTERM/SIGINT: in this process, or in forked workers."""
     n = worker_count(config)
     if n <= 1:
+        _refresh_structures(config)
         asyncio.run(serve(config))
         return
     _prepare(config)
     Supervisor(config, n).run()
+
+
+def _refresh_structures(config: Config) -> None:
+    """Stored ENVELOPE/BODYSTRUCTURE computed by older code are redone once."""
+    Path(config.data_dir).mkdir(parents=True, exist_ok=True)
+    refresh_structures(Path(config.db_path), STRUCTURE_VERSION, build_cache)
 
 
 def _prepare(config: Config) -> None:
@@ -58,6 +67,7 @@ def _prepare(config: Config) -> None:
     if not (config.tls_cert and config.tls_key):
         ensure_certificate(Path(config.data_dir), config.hostname)
     SqliteStore(config.db_path).close()  # creates or migrates the schema
+    _refresh_structures(config)
 
 
 class Supervisor:

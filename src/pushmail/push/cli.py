@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
+from pushmail import seclog
 from pushmail.config import Config, load_config
+from pushmail.datadir import DataDirError, require_store
 from pushmail.push.alert import test_alert
-from pushmail.push.db import DB_FILE, KINDS, PushDB
+from pushmail.push.db import DB_FILE, KINDS, MAX_SECRET, MIN_SECRET, PushDB, new_secret
 from pushmail.push.db import Device as PushDevice
+from pushmail.push.destinations import RefusedEndpoint, check_endpoint, endpoint_policy
 from pushmail.push.rules import Rules
 
-EX_OK, EX_FAILURE, EX_USAGE, EX_NOUSER = 0, 1, 64, 67
+EX_OK, EX_FAILURE, EX_USAGE, EX_NOUSER, EX_IOERR = 0, 1, 64, 67, 74
 
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -37,7 +41,8 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--endpoint", required=True, help="push, webhook or ntfy topic URL")
     p.add_argument("--p256dh", default="", help="webpush: the subscription's public key")
     p.add_argument("--auth", default="", help="webpush: the subscription's auth secret")
-    p.add_argument("--secret", default="", help="webhook HMAC key / ntfy access token")
+    secret_help = "webhook HMAC key (made and printed once if not given) / ntfy token"
+    p.add_argument("--secret", default="", help=secret_help)
     p.add_argument("--label", default="")
     p.set_defaults(func=_run(_add))
     p = alerts.add_parser("remove", parents=[common], help="remove a device")
@@ -68,13 +73,23 @@ class _Refused(Exception):
 def _run(command: Command) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         config = load_config(args.config, {"data_dir": args.data_dir})
-        config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        db = PushDB(config.data_dir / DB_FILE)
+        try:
+            require_store(config.data_dir, config.db_path)  # never make one by mistake
+            db = PushDB(config.data_dir / DB_FILE)
+        except DataDirError as e:
+            print(f"pushmail: {e}", file=sys.stderr)
+            return e.code
+        except (sqlite3.Error, OSError) as e:
+            print(f"pushmail: cannot open {config.data_dir / DB_FILE}: {e}", file=sys.stderr)
+            return EX_IOERR
         try:
             return command(args, config, db)
         except _Refused as e:
             print(f"pushmail: {e}", file=sys.stderr)
             return e.code
+        except sqlite3.Error as e:  # the mail store (users) or the push database
+            print(f"pushmail: store error in {config.data_dir}: {e}", file=sys.stderr)
+            return EX_IOERR
         finally:
             db.close()
 
@@ -103,14 +118,24 @@ def _list(args: argparse.Namespace, config: Config, db: PushDB) -> int:
 
 
 def _add(args: argparse.Namespace, config: Config, db: PushDB) -> int:
-    if not args.endpoint.startswith(("https://", "http://")):
-        raise _Refused("the endpoint must be an http(s) URL", EX_USAGE)
     if args.kind == "webpush" and not (args.p256dh and args.auth):
         raise _Refused("webpush needs --p256dh and --auth", EX_USAGE)
+    if args.secret and not MIN_SECRET <= len(args.secret) <= MAX_SECRET:
+        raise _Refused(f"--secret must have {MIN_SECRET} to {MAX_SECRET} characters", EX_USAGE)
+    try:  # the same rule as the HTTP API's
+        check_endpoint(args.endpoint, endpoint_policy(config.push))
+    except RefusedEndpoint as e:
+        seclog.report("endpoint-refused", "cli", "local", args.address, reason=str(e))
+        raise _Refused(str(e), EX_USAGE) from None
     user_id = _user_id(config, args.address)
+    made = new_secret() if args.kind == "webhook" and not args.secret else ""
     device = PushDevice(0, user_id, args.kind, args.endpoint, args.p256dh, args.auth,
-                        args.secret, args.label, time.time())  # fmt: skip
-    print(db.add_device(device).id)
+                        args.secret or made, args.label, time.time())  # fmt: skip
+    added = db.add_device(device).id
+    print(f"device {added} added for {args.address} ({args.kind})")
+    print(f"try it: pushmail alerts test {added}")
+    if made:  # as the API does: shown once, for the webhook receiver
+        print(f"secret: {made}")
     return EX_OK
 
 
@@ -133,7 +158,14 @@ def _rules(args: argparse.Namespace, config: Config, db: PushDB) -> int:
         except ValueError as e:
             raise _Refused(f"bad rules: {e}", EX_USAGE) from None
     rules = db.rules(user_id, device_id)
-    print(json.dumps(rules.to_json() if rules else None, indent=2))
+    if rules is None:  # "null" told a user nothing
+        if device_id:
+            print(f"device {device_id} has no rules of its own: {args.address}'s rules apply")
+        else:
+            print(f"no rules set for {args.address}: the defaults apply (an alert for new mail")
+            print("in INBOX from anyone, at any time); set some with --set JSON")
+    else:
+        print(json.dumps(rules.to_json(), indent=2))
     return EX_OK
 
 
@@ -143,6 +175,7 @@ def _test(args: argparse.Namespace, config: Config, db: PushDB) -> int:
         raise _Refused(f"no device {args.device_id}")
     alert, topic = test_alert(db.secret(), device.user_id)
     db.enqueue(device.id, topic, alert, time.time(), 0.0, config.push.lifetime, rate_limited=False)
+    print(f"test alert queued for device {device.id}; a running server sends it within 5 s")
     return EX_OK
 
 

@@ -33,6 +33,13 @@ DeviceKind = Literal["webpush", "webhook", "ntfy"]
 KINDS: tuple[DeviceKind, ...] = ("webpush", "webhook", "ntfy")
 DB_FILE = "push.sqlite3"  # in the data directory
 ALL_DEVICES = 0  # device_id of a user's rules that apply to all their devices
+MIN_SECRET, MAX_SECRET = 16, 200  # characters of a webhook secret or ntfy token
+
+
+def new_secret() -> str:
+    """A webhook secret made for the user (shown once by the API and the CLI)."""
+    return secrets.token_urlsafe(32)
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -151,7 +158,10 @@ class PushDB:
 
     def add_device(self, device: Device) -> Device:
         """Add a device (``device.id`` is ignored), or update the keys of the user's
-        device with the same endpoint (a browser re-subscribing). Returns it stored."""
+        device with the same endpoint (a browser re-subscribing). Returns it stored.
+        A webhook without a secret is refused: its alerts could be forged by anyone."""
+        if device.kind == "webhook" and not device.secret:
+            raise ValueError("a webhook needs a secret")
         self._db.execute(
             "INSERT INTO devices (user_id, kind, endpoint, p256dh, auth, secret, label, created)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, endpoint) DO UPDATE SET"

@@ -21,6 +21,7 @@ import aiohttp
 
 from pushmail.push.alert import Alert
 from pushmail.push.db import Device
+from pushmail.push.destinations import is_refused_destination
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ Status = Literal["ok", "retry", "gone", "failed"]
 SIGNATURE_HEADER = "Pushmail-Signature"
 TIMESTAMP_HEADER = "Pushmail-Timestamp"
 WEBHOOK_TOLERANCE = 300.0  # seconds a receiver should accept a webhook's timestamp
+MAX_ANSWER = 64 * 1024  # bytes of an endpoint's answer read (a hostile one may send more)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +75,11 @@ async def post(
             timeout=aiohttp.ClientTimeout(total=timeout),
             allow_redirects=False,
         ) as resp:
-            await resp.read()
+            await resp.content.read(MAX_ANSWER)  # the status is what counts; never all of it
             return classify(resp.status, resp.headers.get("Retry-After"))
     except (aiohttp.ClientError, TimeoutError, OSError) as e:
+        if is_refused_destination(e):  # the address will not become public by retrying soon
+            return SendOutcome("failed", f"refused destination: {e}")
         return SendOutcome("retry", f"{type(e).__name__}: {e}")
 
 
@@ -110,6 +114,8 @@ class WebhookSender:
         self._timeout = timeout
 
     async def send(self, device: Device, alert: Alert, topic: str) -> SendOutcome:
+        if not device.secret:  # stored by an older version: anyone could forge its alerts
+            return SendOutcome("failed", "webhook without a secret; add it again")
         body = alert.encode()
         stamp = int(time.time())
         headers = {

@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
+from pushmail.auth.guard import GuardSettings, LoginGuard
 from pushmail.auth.passwords import hash_password
 from pushmail.config import Config, ConfigError, PushSettings
 from pushmail.events.interfaces import AllUsersBus
 from pushmail.push.db import DB_FILE, DbThread
+from pushmail.push.destinations import endpoint_policy, guarded_session
 from pushmail.push.dispatcher import DeliveryPolicy, Dispatcher
 from pushmail.push.engine import AlertEngine, StoreAccess
 from pushmail.push.senders import NtfySender, Sender, WebhookSender
@@ -102,7 +104,7 @@ async def _start(
     assert service.db is not None
     secret = await service.db.run(lambda db: db.secret())
     vapid = VapidKey.load_or_create(config.data_dir, settings.vapid_subject)
-    session = service._session = aiohttp.ClientSession()
+    session = service._session = guarded_session(settings.allow_private_endpoints)
     timeout = settings.request_timeout
     senders: dict[str, Sender] = {
         "webpush": WebPushSender(session, vapid, settings.ttl, timeout),
@@ -115,8 +117,11 @@ async def _start(
     service._cleanup.append(bus.subscribe_all(engine.on_event))
     service._tasks.append(asyncio.ensure_future(_forever(dispatcher)))
     if settings.http is not None:
+        # The web login's password-guessing limits: the configured budgets, in an
+        # instance of its own (it has its own hashing threads).
+        guard = LoginGuard(GuardSettings.from_limits(config.limits))
         await _start_http(
-            service, settings, store, secret, vapid, tls if settings.http_tls else None
+            service, settings, store, secret, vapid, tls if settings.http_tls else None, guard
         )
 
 
@@ -127,9 +132,11 @@ async def _start_http(
     secret: bytes,
     vapid: VapidKey,
     tls: ssl.SSLContext | None,
+    guard: LoginGuard,
 ) -> None:
     from pushmail.web.app import WebContext, make_app  # the web layer only when serving it
     from pushmail.web.auth import Authenticator
+    from pushmail.web.listener import Connections, GuardedSite, ListenerLimits
 
     assert service.db is not None and service.engine is not None and settings.http is not None
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="web-auth")
@@ -137,16 +144,17 @@ async def _start_http(
     loop = asyncio.get_running_loop()
     dummy = await loop.run_in_executor(pool, hash_password, "not a real password")
     ctx = WebContext(
-        auth=Authenticator(store, secret, pool, dummy),
+        auth=Authenticator(store, secret, pool, dummy, guard),
         db=service.db,
         engine=service.engine,
         vapid=vapid,
-        allow_http_endpoints=settings.allow_http_endpoints,
+        endpoints=endpoint_policy(settings),
         secure_cookie=tls is not None,
     )
-    runner = service._web = web.AppRunner(make_app(ctx), access_log=None)
+    conns = Connections(ListenerLimits.of(settings))
+    runner = service._web = web.AppRunner(make_app(ctx, conns.body_middleware()), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.http.host, settings.http.port, ssl_context=tls)
+    site = GuardedSite(runner, settings.http.host, settings.http.port, tls, conns)
     try:
         await site.start()
     except OSError as e:
@@ -154,7 +162,13 @@ async def _start_http(
         log.error("alerts API NOT available: cannot listen on %s: %s", settings.http, e)
         return
     service.http_port = int(runner.addresses[0][1])
-    log.info("HTTP%s (alerts API) listening on %s", "S" if tls else "", settings.http)
+    host = settings.http.host
+    log.info(
+        "HTTP%s (alerts API) listening on %s:%d",
+        "S" if tls else "",
+        f"[{host}]" if ":" in host else host,
+        service.http_port,
+    )
 
 
 async def _forever(dispatcher: Dispatcher) -> None:

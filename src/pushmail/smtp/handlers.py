@@ -29,9 +29,12 @@ from typing import Literal
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 
+from pushmail.auth.guard import LoginGuard
+from pushmail.auth.names import qualify
 from pushmail.auth.passwords import hash_password, verify_password
 from pushmail.delivery import RecipientResult
-from pushmail.smtp.data import DataError
+from pushmail.seclog import report
+from pushmail.smtp.data import BARE_EOL, DataError
 from pushmail.smtp.delivery_port import LocalDelivery
 from pushmail.smtp.protocol import PushmailSMTP, close_soon, is_lmtp, peer_ip, uses_tls
 from pushmail.smtp.trace import TraceInfo, trace_headers, with_protocol
@@ -54,6 +57,8 @@ class IngressPolicy:
     max_recipients: int = 100
     max_login_failures: int = 3
     login_failure_delay: float = 1.0  # seconds, doubled per failure
+    default_domain: str | None = None  # bare names in AUTH and LMTP RCPT (auth/names.py)
+    postmaster: str | None = None  # where postmaster@<local domain> goes (RFC 5321 §4.5.1)
 
 
 class IngressHandler:
@@ -107,23 +112,49 @@ class IngressHandler:
     ) -> str:
         if len(envelope.rcpt_tos) >= self._policy.max_recipients:
             return "452 4.5.3 too many recipients"
-        _, at, domain = address.rpartition("@")
-        if not at or not domain:
-            return "550 5.1.3 recipient must be a full address (user@domain)"
+        if is_lmtp(server):  # an MTA in front may hand on bare names, as to Dovecot
+            address = qualify(address, self._policy.default_domain)
         try:
-            if await self._delivery.resolve(address, remembered=is_lmtp(server)) is not None:
-                envelope.rcpt_tos.append(address)
-                envelope.rcpt_options.extend(rcpt_options)
-                return "250 2.1.5 OK"
-            local = await self._delivery.is_local_domain(domain)
+            target, refusal, relay = await self._recipient(server, address)
         except Exception:
             log.exception("store error while checking recipient %r", address)
             return TEMPFAIL
-        if local:
-            return f"550 5.1.1 <{address}>: no such user here"
+        if target is None:
+            report("relay-denied" if relay else "rcpt-refused", self._policy.mode,
+                   peer_ip(server) or "local", _user(server), rcpt=address)  # fmt: skip
+            return refusal
+        envelope.rcpt_tos.append(target)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    async def _recipient(self, server: SMTP, address: str) -> tuple[str | None, str, bool]:
+        """The address to deliver to; or None, the refusal, and whether it is a relay
+        attempt (a remote domain)."""
+        local, at, domain = address.rpartition("@") if "@" in address else (address, "", "")
+        if at and await self._delivery.resolve(address, remembered=is_lmtp(server)):
+            return address, "", False
+        postmaster = local.lower() == "postmaster"
+        if postmaster and (not at or await self._delivery.is_local_domain(domain)):
+            return await self._postmaster(address)
+        if not at or not domain:
+            refusal = "550 5.1.3 recipient must be a full address (user@domain)"
+            return None, refusal, False
+        if await self._delivery.is_local_domain(domain):
+            return None, f"550 5.1.1 <{address}>: no such user here", False
         if self._policy.mode == "submission":
-            return "550 5.7.1 no outbound relay configured"
-        return "550 5.7.1 relaying denied"
+            return None, "550 5.7.1 no outbound relay configured", True
+        return None, "550 5.7.1 relaying denied", True
+
+    async def _postmaster(self, address: str) -> tuple[str | None, str, bool]:
+        """RFC 5321 §4.5.1: every domain must take mail for its postmaster; it goes
+        to the configured ``postmaster`` address."""
+        target = self._policy.postmaster
+        if target is None:
+            return None, f"550 5.1.1 <{address}>: no postmaster configured here", False
+        if await self._delivery.resolve(target) is None:
+            log.error("postmaster = %r is not a local user; mail for %s refused", target, address)
+            return None, "451 4.3.0 postmaster mailbox unavailable", False
+        return target, "", False
 
     async def handle_exception(self, error: Exception) -> str:
         """A bug of ours, not the peer's: log it, keep the details to ourselves."""
@@ -132,6 +163,9 @@ class IngressHandler:
 
     # -- DATA (called by protocol._data_command) -----------------------------------
     def data_refused(self, server: SMTP, envelope: Envelope, error: DataError) -> list[str]:
+        if error is BARE_EOL:  # a smuggling attempt, or a badly broken client
+            report("smtp-smuggling", self._policy.mode, peer_ip(server) or "local",
+                   _user(server), sender=envelope.mail_from or "")  # fmt: skip
         count = len(envelope.rcpt_tos) if is_lmtp(server) else 1
         return [error.reply()] * count
 
@@ -218,6 +252,12 @@ def _smtp_reply(results: Sequence[RecipientResult], queue_id: str) -> str:
     return (temporary or list(results))[0].reply()
 
 
+def _user(server: SMTP) -> str | None:
+    """The logged-in submission user, for the security log."""
+    data = server.session.auth_data if server.session is not None else None
+    return data if isinstance(data, str) else None
+
+
 @functools.cache
 def _decoy_hash() -> str:
     """A real hash to verify against when the user does not exist, so that a
@@ -226,8 +266,15 @@ def _decoy_hash() -> str:
 
 
 class SubmissionHandler(IngressHandler):
-    """Submission: adds AUTH PLAIN/LOGIN checked against the store, and holds the
-    sender to the authenticated address."""
+    """Submission: adds AUTH PLAIN/LOGIN checked against the store (behind the
+    password-guessing limits of ``auth/guard.py``), and holds the sender to the
+    authenticated address."""
+
+    def __init__(
+        self, policy: IngressPolicy, delivery: LocalDelivery, guard: LoginGuard | None = None
+    ) -> None:
+        super().__init__(policy, delivery)
+        self._guard = guard or LoginGuard()
 
     async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
         """RFC 4616: ``[authzid] NUL authcid NUL passwd``, initial response or not."""
@@ -275,21 +322,41 @@ class SubmissionHandler(IngressHandler):
 
     async def _check(self, server: SMTP, login: bytes, password: bytes) -> AuthResult:
         try:
-            address, secret = login.decode("utf-8").lower(), password.decode("utf-8")
+            address = qualify(login.decode("utf-8"), self._policy.default_domain)
+            secret = password.decode("utf-8")
         except UnicodeDecodeError:
             return await self._refuse(server)
+        client, guard = peer_ip(server) or "local", self._guard
+        if guard.admit("submission", client, address) is not None:
+            return await self._limited(server)
         try:
             user = await self._delivery.get_user(address)
         except Exception:
             log.exception("store error during AUTH")
+            guard.settle("submission", client, address, None)
             await server.push("454 4.7.0 temporary authentication failure")
             return AuthResult(success=False, handled=True)
         stored = user.password_hash if user is not None else None
-        loop = asyncio.get_running_loop()
-        ok = await loop.run_in_executor(None, _verify, stored, secret)
+        ok = await guard.check("submission", client, address, None, _verify, stored, secret)
+        guard.settle("submission", client, address, ok if ok is None else ok and user is not None)
+        if ok is None:
+            return await self._limited(server)
         if ok and user is not None:
             return AuthResult(success=True, auth_data=user.address)
         return await self._refuse(server)
+
+    async def _limited(self, server: SMTP) -> AuthResult:
+        """Refused unchecked by a guessing limit: at once, but it counts as a failure."""
+        failures = 1
+        if isinstance(server, PushmailSMTP):
+            server.failed_logins += 1
+            failures = server.failed_logins
+        if failures >= self._policy.max_login_failures:
+            await server.push("421 4.7.0 too many failed logins, closing connection")
+            close_soon(server)
+        else:
+            await server.push("454 4.7.0 too many login attempts, try again later")
+        return AuthResult(success=False, handled=True)
 
     async def _refuse(self, server: SMTP) -> AuthResult:
         """A failed login: wait (longer each time), and hang up after too many."""

@@ -22,7 +22,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from pushmail import seclog
 from pushmail.smtp.address import simple_path
-from pushmail.smtp.data import DataError, read_data
+from pushmail.smtp.data import MAX_LINE, DataError, read_data
 
 __all__ = ["ConnectionSet", "DataSink", "PushmailLMTP", "PushmailSMTP"]
 
@@ -48,6 +48,9 @@ class ConnectionSet:
 
     def __init__(self) -> None:
         self.open: set[SMTP] = set()
+
+    def __len__(self) -> int:
+        return len(self.open)
 
     def close_all(self) -> None:
         for proto in list(self.open):
@@ -99,6 +102,9 @@ def _getaddr(server: SMTP, arg: str) -> tuple[str | None, str | None]:
 class PushmailSMTP(SMTP):
     """SMTP (MX and submission) with the strict DATA reader."""
 
+    # aiosmtpd's StreamReader limit: DATA lines up to MAX_LINE (smtp/data.py). Command
+    # lines are still refused above ``command_size_limit``, once read.
+    line_length_limit = MAX_LINE
     failed_logins = 0  # per connection; the handler disconnects after too many
 
     def __init__(
@@ -146,6 +152,8 @@ class PushmailSMTP(SMTP):
 
 class PushmailLMTP(LMTP):
     """LMTP (RFC 2033): LHLO instead of EHLO, and one DATA reply per recipient."""
+
+    line_length_limit = MAX_LINE
 
     def __init__(self, handler: Any, *, connections: ConnectionSet, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)

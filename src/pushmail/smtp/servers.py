@@ -13,7 +13,9 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
+from pushmail.auth.guard import GuardSettings, LoginGuard
 from pushmail.config import Config, Endpoint
 from pushmail.events.interfaces import Publisher
 from pushmail.net.conncap import ConnectionGate, Refuser
@@ -21,6 +23,7 @@ from pushmail.net.storethread import StoreRunner
 from pushmail.smtp.delivery_port import LocalDelivery
 from pushmail.smtp.handlers import IngressHandler, IngressPolicy, Mode, SubmissionHandler
 from pushmail.smtp.protocol import ConnectionSet, PushmailLMTP, PushmailSMTP
+from pushmail.smtp.socketmap import SocketmapServer
 
 __all__ = ["SmtpListener", "start_smtp_servers"]
 
@@ -31,6 +34,12 @@ IDENT = "pushmail"  # the greeting's software name; no version, nothing to finge
 _TOO_MANY = b"421 4.3.2 too many connections, try again later\r\n"
 
 
+class _Connections(Protocol):
+    def close_all(self) -> None: ...
+
+    def __len__(self) -> int: ...  # connections holding a descriptor (the worker's cap)
+
+
 @dataclass(slots=True)
 class SmtpListener:
     """One listening socket and its open connections.
@@ -39,9 +48,9 @@ class SmtpListener:
     does the same and waits until the listening socket is closed.
     """
 
-    name: str  # "smtp", "submission", "lmtp" or "lmtp-unix"
+    name: str  # "smtp", "submission", "lmtp", "lmtp-unix" or "socketmap"
     server: asyncio.Server
-    connections: ConnectionSet = field(default_factory=ConnectionSet)
+    connections: _Connections = field(default_factory=ConnectionSet)
 
     @property
     def address(self) -> tuple[str, int] | str:
@@ -65,6 +74,7 @@ async def start_smtp_servers(
     tls: ssl.SSLContext,
     reuse_port: bool = False,
     unix_sockets: bool = True,
+    guard: LoginGuard | None = None,
     gate: ConnectionGate | None = None,
 ) -> list[SmtpListener]:
     """Listen for SMTP (MX), submission and LMTP on every endpoint of ``config`` that
@@ -74,6 +84,7 @@ async def start_smtp_servers(
     With several worker processes each one listens with ``reuse_port`` (the kernel
     spreads connections), and only one serves the Unix socket (``unix_sockets``)."""
     delivery = LocalDelivery(runner, publisher, config.hostname, config.domains)
+    guard = guard or LoginGuard(GuardSettings.from_limits(config.limits))
     started: list[SmtpListener] = []
     plan: list[tuple[str, Mode, Endpoint | Path]] = []
     if config.smtp is not None:
@@ -84,17 +95,35 @@ async def start_smtp_servers(
         plan.append(("lmtp", "lmtp", config.lmtp))
     if config.lmtp_socket is not None and unix_sockets:
         plan.append(("lmtp-unix", "lmtp", config.lmtp_socket))
+    if plan and config.postmaster is None:
+        log.warning(
+            "no postmaster address is configured: mail for postmaster@<local domain> is "
+            "refused, although RFC 5321 4.5.1 requires it to be accepted (set postmaster)"
+        )
     try:
         for name, mode, where in plan:
             started.append(
-                await _start_one(name, mode, where, config, delivery, tls, reuse_port, gate)
+                await _start_one(name, mode, where, config, delivery, guard, tls, reuse_port, gate)
             )
-            log.info("%s listening on %s", name, where)
+            log.info("%s listening on %s", name, _shown(started[-1].address))
+        if config.socketmap is not None:  # recipient look-ups for Postfix (smtp/socketmap.py)
+            socketmap = SocketmapServer(delivery, config.postmaster)
+            await socketmap.start(config.socketmap, reuse_port)
+            started.append(SmtpListener("socketmap", socketmap.server, socketmap))
+            log.info("socketmap listening on %s", _shown(started[-1].address))
     except BaseException:
         for listener in started:
             await listener.aclose()
         raise
     return started
+
+
+def _shown(address: tuple[str, int] | str) -> str:
+    """An address for the log: the port chosen for port 0, IPv6 in brackets."""
+    if isinstance(address, str):
+        return address
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def _start_one(
@@ -103,6 +132,7 @@ async def _start_one(
     where: Endpoint | Path,
     config: Config,
     delivery: LocalDelivery,
+    guard: LoginGuard,
     tls: ssl.SSLContext,
     reuse_port: bool = False,
     gate: ConnectionGate | None = None,
@@ -113,8 +143,14 @@ async def _start_one(
         hostname=config.hostname,
         max_login_failures=config.limits.max_auth_failures,
         login_failure_delay=config.limits.auth_failure_delay,
+        default_domain=config.default_domain,
+        postmaster=config.postmaster,
     )
-    handler = (SubmissionHandler if mode == "submission" else IngressHandler)(policy, delivery)
+    handler = (
+        SubmissionHandler(policy, delivery, guard)
+        if mode == "submission"
+        else IngressHandler(policy, delivery)
+    )
     connections = ConnectionSet()
     factory = _protocol_factory(mode, handler, connections, config, tls, loop, gate)
     if isinstance(where, Path):
@@ -137,7 +173,7 @@ def _protocol_factory(
     loop: asyncio.AbstractEventLoop,
     gate: ConnectionGate | None = None,
 ) -> Callable[[], asyncio.Protocol]:
-    service = "smtp" if mode == "mx" else mode
+    service = mode  # "mx", "submission" or "lmtp", as the security log names them
 
     def make() -> asyncio.Protocol:
         # Descriptors are shared with IMAP: over the worker's cap, 421 and close.

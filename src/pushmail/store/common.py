@@ -9,7 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from pushmail.store.interfaces import HIERARCHY_DELIMITER, Conflict
+from pushmail.store.interfaces import (
+    HIERARCHY_DELIMITER,
+    MAX_KEYWORDS_PER_MAILBOX,
+    Conflict,
+    KeywordLimit,
+)
 
 _SYSTEM_FLAGS = {
     f.lower(): f for f in ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
@@ -25,6 +30,24 @@ def canonical_flags(flags: Iterable[str]) -> frozenset[str]:
         if low != "\\recent":
             out.add(_SYSTEM_FLAGS.get(low, flag))
     return frozenset(out)
+
+
+def is_keyword(flag: str) -> bool:
+    """A keyword, as opposed to a system flag (which starts with a backslash)."""
+    return not flag.startswith("\\")
+
+
+def extend_keywords(defined: tuple[str, ...], flags: Iterable[str]) -> tuple[str, ...]:
+    """``defined`` with the keywords of ``flags`` it lacks appended (sorted among
+    themselves, so one command defines them in a stable order). KeywordLimit if that
+    would pass MAX_KEYWORDS_PER_MAILBOX; ``defined`` itself when nothing is new."""
+    known = set(defined)
+    new = sorted({f for f in flags if is_keyword(f) and f not in known})
+    if not new:
+        return defined
+    if len(defined) + len(new) > MAX_KEYWORDS_PER_MAILBOX:
+        raise KeywordLimit(f"a mailbox holds at most {MAX_KEYWORDS_PER_MAILBOX} keywords")
+    return defined + tuple(new)
 
 
 def mailbox_name(name: str) -> str:

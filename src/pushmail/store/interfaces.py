@@ -32,7 +32,10 @@ DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
 
 
 class StoreError(Exception):
-    """Base of the store's errors; the session turns them into ``NO`` replies."""
+    """Base of the store's errors; the session turns them into ``NO`` replies,
+    with ``code`` as the response code when there is one."""
+
+    code: str | None = None
 
 
 class NotFound(StoreError):
@@ -45,6 +48,19 @@ class AlreadyExists(StoreError):
 
 class Conflict(StoreError):
     """The operation is not allowed in the current state (e.g. DELETE INBOX)."""
+
+
+# Keywords one mailbox may define. Every session that selects the mailbox is sent
+# the whole list in FLAGS and PERMANENTFLAGS, and again whenever it grows: the cap
+# bounds those lines and what each session keeps. Beyond it, a command that would
+# define one more fails with ``NO [LIMIT]`` and PERMANENTFLAGS no longer offers \*.
+MAX_KEYWORDS_PER_MAILBOX = 256
+
+
+class KeywordLimit(StoreError):
+    """A command would define more than MAX_KEYWORDS_PER_MAILBOX keywords."""
+
+    code = "LIMIT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +110,10 @@ class SelectInfo:
     first_unseen_uid: int | None  # the lowest UID without \Seen, for [UNSEEN n]
     highestmodseq: int
     uidnext: int
+    keywords: tuple[str, ...] = ()  # defined in the mailbox, in order of definition
+    # The first UID no session has claimed as \Recent: what EXAMINE reports as
+    # recent without claiming it (RFC 3501 §6.3.2). 0 when unknown: none.
+    recent_floor: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +167,8 @@ class Changes:
     changes), ascending by UID; ``expunged`` the UIDs expunged after it, ascending.
     ``expunged_complete`` is False when the store no longer remembers every
     expunge that far back (then a client must fall back to a full UID comparison).
+    ``keywords`` is the mailbox's whole keyword list (in order of definition, only
+    ever growing), read in the same snapshot: every keyword of ``changed`` is in it.
     """
 
     highestmodseq: int
@@ -154,6 +176,7 @@ class Changes:
     changed: tuple[MessageMeta, ...]
     expunged: tuple[int, ...]
     expunged_complete: bool = True
+    keywords: tuple[str, ...] = ()
 
 
 FlagMode = Literal["set", "add", "remove"]
@@ -262,6 +285,12 @@ class Store(Protocol):
         ...
 
     def changes_since(self, mailbox_id: int, since_modseq: int) -> Changes: ...
+
+    def keywords(self, mailbox_id: int) -> tuple[str, ...]:
+        """The keywords defined in the mailbox, in order of definition. Every keyword
+        a message of the mailbox has is in it; it only grows. STORE, APPEND, COPY and
+        MOVE that bring a new one extend it (KeywordLimit beyond the cap)."""
+        ...
 
     def get_raw(self, mailbox_id: int, uid: int) -> bytes:
         """The message exactly as stored; NotFound if expunged."""

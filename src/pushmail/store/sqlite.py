@@ -344,7 +344,9 @@ class SqliteStore(SqliteBase):
                     raise NotFound(f"no mailbox {mailbox_id}")
                 uidvalidity, uid, modseq = got
                 ts, offset = split_date(message.internaldate, now)
-                flags = " ".join(sorted(canonical_flags(message.flags)))
+                wanted = canonical_flags(message.flags)
+                self._define_keywords(mailbox_id, wanted)
+                flags = " ".join(sorted(wanted))
                 rows.append((mailbox_id, uid, body_id, modseq, flags, ts, offset, len(message.raw)))
                 out.append(Appended(mailbox_id, uidvalidity, uid, modseq))
             conn.executemany(
@@ -399,7 +401,8 @@ class SqliteStore(SqliteBase):
     def select_info(self, mailbox_id: int) -> SelectInfo:
         with self._read() as conn:
             box = conn.execute(
-                "SELECT highestmodseq, uidnext FROM mailboxes WHERE id = ?", (mailbox_id,)
+                "SELECT highestmodseq, uidnext, keywords, recent_floor FROM mailboxes WHERE id = ?",
+                (mailbox_id,),
             ).fetchone()
             if box is None:
                 raise NotFound(f"no mailbox {mailbox_id}")
@@ -418,12 +421,15 @@ class SqliteStore(SqliteBase):
             first_unseen_uid=None if unseen is None else int(unseen[0]),
             highestmodseq=max(int(box[0]), int(top or 0)),
             uidnext=max(int(box[1]), (uids[-1] + 1) if uids else 1),
+            keywords=self._keywords(box[2]),
+            recent_floor=int(box[3]),
         )
 
     def changes_since(self, mailbox_id: int, since_modseq: int) -> Changes:
         with self._read() as conn:
             box = conn.execute(
-                "SELECT highestmodseq, uidnext, vanished_floor FROM mailboxes WHERE id = ?",
+                "SELECT highestmodseq, uidnext, vanished_floor, keywords FROM mailboxes "
+                "WHERE id = ?",
                 (mailbox_id,),
             ).fetchone()
             if box is None:
@@ -444,7 +450,16 @@ class SqliteStore(SqliteBase):
             changed=tuple(self._meta(row) for row in rows),
             expunged=tuple(sorted(row[0] for row in gone)),
             expunged_complete=since_modseq >= box[2],
+            keywords=self._keywords(box[3]),
         )
+
+    def keywords(self, mailbox_id: int) -> tuple[str, ...]:
+        row = self._conn.execute(
+            "SELECT keywords FROM mailboxes WHERE id = ?", (mailbox_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no mailbox {mailbox_id}")
+        return self._keywords(row[0])
 
     def get_raw(self, mailbox_id: int, uid: int) -> bytes:
         row = self._conn.execute(
@@ -498,6 +513,8 @@ class SqliteStore(SqliteBase):
                     updates.append((row, new))
             if not updates:
                 return FlagResult((), tuple(modified))
+            if mode != "remove":
+                self._define_keywords(mailbox_id, wanted)
             modseq = self._bump(mailbox_id)
             changed: list[MessageMeta] = []
             params: list[tuple[str, int, int, int]] = []
@@ -569,6 +586,7 @@ class SqliteStore(SqliteBase):
         ).fetchall()
         if not rows:
             return []
+        self._define_keywords(dst, frozenset(" ".join(r[2] for r in rows).split(" ")))
         first, modseq = conn.execute(
             "UPDATE mailboxes SET uidnext = uidnext + ?, highestmodseq = highestmodseq + 1 "
             "WHERE id = ? RETURNING uidnext - ?, highestmodseq",

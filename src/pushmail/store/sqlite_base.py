@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+from pushmail.store.common import extend_keywords, is_keyword
 from pushmail.store.interfaces import MessageMeta, NotFound
 from pushmail.store.sqlite_schema import BUSY_TIMEOUT_SECONDS, connect
 
@@ -31,6 +32,7 @@ class SqliteBase:
     def __init__(self, path: Path) -> None:
         self._conn = connect(path)
         self._flag_cache: dict[str, frozenset[str]] = {"": frozenset()}
+        self._keyword_cache: dict[str, tuple[str, ...]] = {"": ()}
         self._tz_cache: dict[int, timezone] = {}
 
     @contextmanager
@@ -97,6 +99,32 @@ class SqliteBase:
                 self._flag_cache = {"": frozenset()}
             flags = self._flag_cache[text] = frozenset(text.split(" "))
         return flags
+
+    def _keywords(self, text: str) -> tuple[str, ...]:
+        """Decode a mailbox's keywords column; shared like ``_flags``."""
+        words = self._keyword_cache.get(text)
+        if words is None:
+            if len(self._keyword_cache) > 1024:
+                self._keyword_cache = {"": ()}
+            words = self._keyword_cache[text] = tuple(text.split(" "))
+        return words
+
+    def _define_keywords(self, mailbox_id: int, flags: frozenset[str]) -> None:
+        """Inside a write: add the keywords of ``flags`` the mailbox lacks to its list
+        (KeywordLimit beyond the cap, which rolls the whole command back)."""
+        if not any(is_keyword(f) for f in flags):
+            return
+        row = self._conn.execute(
+            "SELECT keywords FROM mailboxes WHERE id = ?", (mailbox_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no mailbox {mailbox_id}")
+        defined = self._keywords(row[0])
+        grown = extend_keywords(defined, flags)
+        if grown is not defined:
+            self._conn.execute(
+                "UPDATE mailboxes SET keywords = ? WHERE id = ?", (" ".join(grown), mailbox_id)
+            )
 
     def _date(self, ts: int, offset: int) -> datetime:
         tz = self._tz_cache.get(offset)

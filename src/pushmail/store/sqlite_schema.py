@@ -9,10 +9,35 @@ file at the same moment cannot both create it.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
-# Version 1: the first schema. Later changes append a new script; never edit one.
-MIGRATIONS: tuple[str, ...] = (
+Migration = str | Callable[[sqlite3.Connection], None]
+
+
+def _add_keywords(conn: sqlite3.Connection) -> None:
+    """Version 2: the keywords defined in a mailbox, space separated, in the order
+    they were first used: what FLAGS and PERMANENTFLAGS list (RFC 3501 §7.2.6). The
+    list only ever grows, so a session knows what it has announced from a count.
+    An existing file gets each mailbox's list from its messages' flags (sorted, for
+    want of the order in which they first appeared), inside the migration's write
+    transaction."""
+    conn.execute("ALTER TABLE mailboxes ADD COLUMN keywords TEXT NOT NULL DEFAULT ''")
+    found: dict[int, set[str]] = {}
+    rows = conn.execute("SELECT DISTINCT mailbox_id, flags FROM messages WHERE flags != ''")
+    for mailbox_id, flags in rows:
+        words = {f for f in str(flags).split(" ") if f and not f.startswith("\\")}
+        if words:
+            found.setdefault(int(mailbox_id), set()).update(words)
+    conn.executemany(
+        "UPDATE mailboxes SET keywords = ? WHERE id = ?",
+        [(" ".join(sorted(words)), mailbox_id) for mailbox_id, words in found.items()],
+    )
+
+
+# Version 1: the first schema. Later changes append a new entry (an SQL script or a
+# function of the connection); never edit one.
+MIGRATIONS: tuple[Migration, ...] = (
     """
     CREATE TABLE counters (
         name  TEXT PRIMARY KEY,
@@ -78,6 +103,7 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX expunged_by_modseq ON expunged (mailbox_id, modseq);
     """,
+    _add_keywords,
 )
 
 BUSY_TIMEOUT_SECONDS = 30.0
@@ -114,8 +140,11 @@ def migrate(conn: sqlite3.Connection) -> None:
         version = 0 if row is None else int(row[0])
         if version > len(MIGRATIONS):
             raise RuntimeError(f"database schema {version} is newer than this pushmail")
-        for script in MIGRATIONS[version:]:
-            for statement in _statements(script):
+        for step in MIGRATIONS[version:]:
+            if callable(step):
+                step(conn)
+                continue
+            for statement in _statements(step):
                 conn.execute(statement)
         if row is None:
             conn.execute("INSERT INTO schema_version (version) VALUES (?)", (len(MIGRATIONS),))

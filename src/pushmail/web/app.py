@@ -2,18 +2,22 @@
 
 Users sign in with their mail credentials (HTTP Basic, or the login form's session
 cookie) and manage only their own devices and rules. Everything is JSON; the
-OpenAPI description is at ``/api/openapi.json``. Requests authenticated by cookie
-that change something must carry ``X-Requested-With: pushmail``: a cross-site form
-cannot set that header, so together with ``SameSite=Strict`` this stops CSRF.
+OpenAPI description is at ``/api/openapi.json``.
+
+Cross-site requests (CSRF): every request that changes something must be
+``application/json`` and, when it has an ``Origin``, come from this server's own
+origin, however it is authenticated (``_same_origin``). Requests authenticated by
+cookie must also carry ``X-Requested-With: pushmail``, which a cross-site form cannot
+set; the cookie is ``SameSite=Strict`` besides.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,8 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from yarl import URL
 
-from pushmail.push.db import KINDS, DbThread, Device
+from pushmail import seclog
+from pushmail.push.db import KINDS, MAX_SECRET, MIN_SECRET, DbThread, Device, new_secret
+from pushmail.push.destinations import EndpointPolicy, RefusedEndpoint, check_endpoint
 from pushmail.push.engine import AlertEngine
 from pushmail.push.rules import Rules
 from pushmail.push.webpush import VapidKey
@@ -33,7 +40,6 @@ from pushmail.web.openapi import openapi
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 MAX_DEVICES = 20  # per user
-MAX_URL = 2048
 MAX_BODY = 64 * 1024
 CSRF_HEADER = "X-Requested-With"
 _USER = web.RequestKey("user", User)
@@ -46,7 +52,7 @@ class WebContext:
     db: DbThread
     engine: AlertEngine
     vapid: VapidKey
-    allow_http_endpoints: bool
+    endpoints: EndpointPolicy
     secure_cookie: bool
 
 
@@ -56,13 +62,19 @@ class ApiError(Exception):
         self.status = status
 
 
-def make_app(ctx: WebContext) -> web.Application:
-    """The aiohttp application: static page, API routes, error and auth middleware."""
-    app = web.Application(middlewares=[_errors, _authenticate(ctx)], client_max_size=MAX_BODY)
+def make_app(ctx: WebContext, listener: Any = None) -> web.Application:
+    """The aiohttp application: static page, API routes, error and auth middleware;
+    ``listener``: the listener's middleware (``Connections.body_middleware``)."""
+    middlewares = [_errors, _same_origin(ctx), _authenticate(ctx)]
+    if listener is not None:
+        middlewares.insert(1, listener)
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
+    app.on_response_prepare.append(_security_headers)
     api = Api(ctx)
     r = app.router
     r.add_get("/", _static("index.html", "text/html"))
     r.add_get("/app.js", _static("app.js", "text/javascript"))
+    r.add_get("/app.css", _static("app.css", "text/css"))
     r.add_get("/sw.js", _static("sw.js", "text/javascript"))
     r.add_get("/api/openapi.json", _openapi)
     r.add_post("/api/login", api.login)
@@ -80,7 +92,55 @@ def make_app(ctx: WebContext) -> web.Application:
     return app
 
 
-PUBLIC = frozenset({"/", "/app.js", "/sw.js", "/api/openapi.json", "/api/login", "/api/logout"})
+PUBLIC = frozenset(
+    {"/", "/app.js", "/app.css", "/sw.js", "/api/openapi.json", "/api/login", "/api/logout"}
+)
+
+
+def _same_origin(ctx: WebContext) -> Any:
+    """A change must be JSON and, if the browser names its origin, come from ours.
+
+    Why both, whatever the authentication: a browser sends remembered Basic
+    credentials with a cross-site request too, and a cross-site form or ``no-cors``
+    fetch can send only ``text/plain``, form encodings or no body at all, never
+    ``application/json`` (that needs a CORS preflight, which this server never
+    grants). ``Origin`` closes the rest where browsers send it."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method in SAFE_METHODS:
+            return await handler(request)
+        origin = request.headers.get("Origin")
+        if request.content_type != "application/json":
+            _refuse(request, "content-type", origin)
+            raise ApiError(415, "changes must be sent as application/json")
+        scheme = "https" if ctx.secure_cookie else "http"  # the listener's own scheme
+        if origin is not None and not _same(origin, f"{scheme}://{request.host}"):
+            _refuse(request, "origin", origin)
+            raise ApiError(403, "cross-origin request refused")
+        return await handler(request)
+
+    return middleware
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _same(origin: str, own: str) -> bool:
+    """Same scheme, host and port (default ports made explicit); False if either
+    cannot be parsed (``Origin: null`` included)."""
+    try:
+        a, b = URL(origin), URL(own)
+        return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port) and a.host is not None
+    except ValueError:
+        return False
+
+
+def _refuse(request: web.Request, reason: str, origin: str | None) -> None:
+    seclog.report(
+        "web-csrf-refused", "web", request.remote or "-", method=request.method,
+        path=request.path, reason=reason, origin=origin or "-",
+    )  # fmt: skip
 
 
 def _authenticate(ctx: WebContext) -> Any:
@@ -91,7 +151,7 @@ def _authenticate(ctx: WebContext) -> Any:
         user = None
         header = request.headers.get("Authorization")
         if header is not None:
-            user = await ctx.auth.check_basic(header)
+            user = await ctx.auth.check_basic(header, request.remote or "local")
         elif COOKIE in request.cookies:
             user = await ctx.auth.check_cookie(request.cookies[COOKIE])
             changes = request.method not in ("GET", "HEAD")
@@ -136,7 +196,7 @@ class Api:
         address, password = body.get("address"), body.get("password")
         if not isinstance(address, str) or not isinstance(password, str):
             raise ApiError(400, "address and password are required")
-        user = await self._ctx.auth.check_password(address, password)
+        user = await self._ctx.auth.check_password(address, password, request.remote or "local")
         if user is None:
             raise ApiError(401, "wrong address or password")
         resp = _json({"address": user.address})
@@ -173,7 +233,9 @@ class Api:
 
     async def add_device(self, request: web.Request) -> web.StreamResponse:
         user = request[_USER]
-        device, shown_secret = self._new_device(user, await _body(request))
+        body = await _body(request)
+        device, shown_secret = self._new_device(user, body)
+        await self._check_endpoint(request, user, device.endpoint)
 
         def add(db: Any) -> Device | None:
             known = {d.endpoint for d in db.devices(user.id)}
@@ -193,7 +255,9 @@ class Api:
         kind = body.get("kind")
         if kind not in KINDS:
             raise ApiError(400, f"kind must be one of {', '.join(KINDS)}")
-        endpoint = _endpoint(body.get("endpoint"), self._ctx.allow_http_endpoints)
+        endpoint = body.get("endpoint")
+        if not isinstance(endpoint, str):
+            raise ApiError(400, "endpoint must be a URL")
         label = body.get("label", "")
         if not isinstance(label, str) or len(label) > 100:
             raise ApiError(400, "label must be a string of at most 100 characters")
@@ -203,12 +267,26 @@ class Api:
             p256dh, auth = _webpush_keys(body.get("keys"))
         else:
             given = body.get("secret")
-            if given is not None and (not isinstance(given, str) or not 16 <= len(given) <= 200):
-                raise ApiError(400, "secret must be a string of 16 to 200 characters")
-            secret = given or (secrets.token_urlsafe(32) if kind == "webhook" else "")
+            if given is not None and (
+                not isinstance(given, str) or not MIN_SECRET <= len(given) <= MAX_SECRET
+            ):
+                raise ApiError(400, f"secret must be {MIN_SECRET} to {MAX_SECRET} characters")
+            secret = given or (new_secret() if kind == "webhook" else "")
             shown = secret if given is None and kind == "webhook" else ""
         device = Device(0, user.id, kind, endpoint, p256dh, auth, secret, label, time.time())
         return device, shown
+
+    async def _check_endpoint(self, request: web.Request, user: User, url: str) -> None:
+        """The rule the CLI applies too (push/destinations.py); resolving a name
+        blocks, so it runs on a thread."""
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, check_endpoint, url, self._ctx.endpoints)
+        except RefusedEndpoint as e:
+            seclog.report(
+                "endpoint-refused", "web", request.remote or "-", user.address, reason=str(e)
+            )
+            raise ApiError(400, str(e)) from None
 
     async def remove_device(self, request: web.Request) -> web.StreamResponse:
         device = await self._own_device(request)
@@ -272,12 +350,29 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     )
 
 
+# Every answer, the page's above all: scripts, styles and connections only from this
+# origin and never inline (an injected <script> does not run), no plugins, no <base>
+# rewriting, never framed (clickjacking), no MIME sniffing, no Referer to elsewhere.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "img-src 'self'; connect-src 'self'; worker-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",  # frame-ancestors for browsers without CSP 2
+}
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.update(SECURITY_HEADERS)
+
+
 def _static(name: str, content_type: str) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         return web.Response(
             body=(STATIC / name).read_bytes(),
             content_type=content_type,
-            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+            headers={"Cache-Control": "no-cache"},
         )
 
     return handler
@@ -298,15 +393,6 @@ def _rules(body: dict[str, Any]) -> Rules:
         return Rules.from_json(body)
     except ValueError as e:
         raise ApiError(400, str(e)) from None
-
-
-def _endpoint(value: Any, allow_http: bool) -> str:
-    if not isinstance(value, str) or len(value) > MAX_URL or any(c.isspace() for c in value):
-        raise ApiError(400, f"endpoint must be a URL of at most {MAX_URL} characters")
-    schemes = ("https://", "http://") if allow_http else ("https://",)
-    if not value.startswith(schemes) or len(value.split("://", 1)[1].split("/")[0]) == 0:
-        raise ApiError(400, "endpoint must be an https:// URL")
-    return value
 
 
 def _webpush_keys(keys: Any) -> tuple[str, str]:

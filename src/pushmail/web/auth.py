@@ -17,8 +17,11 @@ import hashlib
 import hmac
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from aiohttp import web
+
+from pushmail.auth.guard import LoginGuard
 from pushmail.auth.passwords import verify_password
 from pushmail.push.engine import StoreAccess
 from pushmail.store.interfaces import User
@@ -34,20 +37,30 @@ class Authenticator:
     secret: bytes
     pool: ThreadPoolExecutor
     dummy_hash: str
+    guard: LoginGuard = field(default_factory=LoginGuard)  # password-guessing limits
 
-    async def check_password(self, address: str, password: str) -> User | None:
-        """The user if the password is right, else None (after FAILURE_DELAY)."""
+    async def check_password(
+        self, address: str, password: str, client: str = "local"
+    ) -> User | None:
+        """The user if the password is right, else None (after FAILURE_DELAY); 429
+        when a password-guessing limit refuses the attempt unchecked."""
         address = address.strip().lower()
+        if self.guard.admit("web", client, address) is not None:
+            raise web.HTTPTooManyRequests(reason="too many login attempts, try again later")
         user = await self.store.run(lambda st: st.get_user(address))
         stored = user.password_hash if user is not None else self.dummy_hash
-        loop = asyncio.get_running_loop()
-        ok = await loop.run_in_executor(self.pool, verify_password, stored, password)
+        ok = await self.guard.check(
+            "web", client, address, self.pool, verify_password, stored, password
+        )
+        self.guard.settle("web", client, address, ok if ok is None else ok and user is not None)
+        if ok is None:
+            raise web.HTTPTooManyRequests(reason="too many login attempts, try again later")
         if ok and user is not None:
             return user
         await asyncio.sleep(FAILURE_DELAY)
         return None
 
-    async def check_basic(self, header: str) -> User | None:
+    async def check_basic(self, header: str, client: str = "local") -> User | None:
         """``Authorization: Basic base64(address:password)``."""
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "basic":
@@ -59,7 +72,7 @@ class Authenticator:
         address, sep, password = decoded.partition(":")
         if not sep:
             return None
-        return await self.check_password(address, password)
+        return await self.check_password(address, password, client)
 
     def make_cookie(self, user: User, now: float | None = None) -> str:
         expiry = int((now or time.time()) + SESSION_SECONDS)

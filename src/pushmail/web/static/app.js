@@ -1,5 +1,6 @@
 // The settings page: sign in, list devices, subscribe this browser, edit rules.
-// Every change carries X-Requested-With so the API knows it is not a cross-site form.
+// Every change carries X-Requested-With and is JSON, so the API knows it is not a
+// cross-site form.
 "use strict";
 const $ = (id) => document.getElementById(id);
 let me = null;
@@ -12,10 +13,9 @@ function status(text, error = false) {
 
 async function api(method, path, body) {
   const init = { method, headers: { "X-Requested-With": "pushmail" }, credentials: "same-origin" };
-  if (body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
-  }
+  // The server takes a change only as JSON, even one without a body (CSRF rule).
+  if (method !== "GET") init.headers["Content-Type"] = "application/json";
+  if (body !== undefined) init.body = JSON.stringify(body);
   const resp = await fetch(path, init);
   const text = await resp.text();
   const data = text ? JSON.parse(text) : null;
