@@ -18,10 +18,10 @@ import pytest
 
 from pushmail.auth.passwords import verify_password
 from pushmail.imap import cmd_auth, handlers
+from pushmail.imap.command_table import check_allowed, parse_command
 from pushmail.imap.errors import ImapError
-from pushmail.imap.parser import parse_command, parse_tag
-from pushmail.imap.session import Action, ServerInfo, Session
-from pushmail.imap.states import State, check_allowed
+from pushmail.imap.parser import parse_tag
+from pushmail.imap.session import Action, ServerInfo, Session, State
 from pushmail.store.interfaces import Store
 from pushmail.store.sqlite import SqliteStore
 
