@@ -1,7 +1,7 @@
 """A socket-free IMAP client for session tests, and tests of the login paths.
 
 ``Client`` does for one ``Session`` what the driver (``net/imap_conn.py``) does: parse
-a complete command, check it against the state table, run it with
+a complete command, check it against the command table, run it with
 ``handlers.run_command`` (the same function the driver calls, refresh logic
 included), and carry out the actions a handler asks for (password check, SASL
 continuation, IDLE). The store is a real ``SqliteStore``; nothing is stubbed.

@@ -1,7 +1,7 @@
 """The grammar of the message commands: FETCH and STORE (RFC 3501 §6.4, RFC 3516
 BINARY, RFC 7162 CONDSTORE/QRESYNC modifiers).
 
-One function per ABNF rule, the rule in its docstring (DESIGN rule 6).
+One function per ABNF rule, the rule in its docstring (design.md rule 6).
 """
 
 from __future__ import annotations

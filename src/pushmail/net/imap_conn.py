@@ -1,4 +1,4 @@
-"""The thin driver between a socket and the sans-IO IMAP core (DESIGN rule 8).
+"""The thin driver between a socket and the sans-IO IMAP core (design.md rule 8).
 
 One ``ImapConnection`` (an ``asyncio.Protocol``, no task of its own) per client. Bytes
 go into the fragmentizer; each complete command is parsed, state-checked, and run on
@@ -15,7 +15,7 @@ import ipaddress
 import logging
 import ssl
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -678,5 +678,3 @@ class ImapConnection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
-
-ConnectionFactory = Callable[[], ImapConnection]
