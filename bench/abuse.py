@@ -19,6 +19,10 @@ skew the next), from this process, on 127.0.0.x only, for a bounded count and ti
 * ``item4``: ``--item4-conns`` connections guessing passwords from one address; a real
   login's latency from another address meanwhile (``login_s_under_attack``; see
   ``bench/login_attack.py``, which this reuses).
+* ``item8``: ``--http-conns`` TLS connections to the alerts API from ``--http-sources``
+  addresses, each sending half a request and nothing more: server RSS growth, how
+  many it still holds after 2 s and 15 s, and one honest request's status and time
+  meanwhile (``bench/abuse_http.py``, which this reuses).
 
 ``--src DIR`` runs the server from another checkout's ``src`` (e.g. a worktree of
 ``main``, for before/after figures). Nothing passes or fails; progress on stderr.
@@ -62,13 +66,14 @@ def log(message: str) -> None:
 class Server:
     """One ``pushmail serve`` over a fresh data directory."""
 
-    def __init__(self, root: Path, src: Path | None, nofile: int) -> None:
+    def __init__(self, root: Path, src: Path | None, nofile: int, http: bool = False) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="abuse-", dir=root))
         self.env = dict(os.environ)
         if src is not None:
             self.env["PYTHONPATH"] = str(src)
         self.nofile = nofile
         self.imap = free_port()
+        self.http = free_port() if http else 0  # the alerts API (HTTPS), for item 8
         self.log_path = self.dir / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -86,7 +91,7 @@ class Server:
         self.cli("user", "add", USER, "--password-stdin", stdin=PASSWORD.encode() + b"\n")
         args = ["serve", "--data-dir", str(self.dir / "data"), "--imap", f"127.0.0.1:{self.imap}"]
         args += ["--imaps", "off", "--smtp", "off", "--submission", "off", "--lmtp", "off"]
-        args += ["--http", "off", "--workers", "1"]
+        args += ["--http", f"127.0.0.1:{self.http}" if self.http else "off", "--workers", "1"]
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", _LAUNCH, str(self.nofile), *args],
@@ -129,8 +134,8 @@ class Server:
 
 
 @contextmanager
-def server(args: argparse.Namespace, nofile: int = 4096) -> Iterator[Server]:
-    srv = Server(args.tmp, args.src, nofile)
+def server(args: argparse.Namespace, nofile: int = 4096, http: bool = False) -> Iterator[Server]:
+    srv = Server(args.tmp, args.src, nofile, http)
     try:
         srv.start()
         yield srv
@@ -350,6 +355,18 @@ def item4(args: argparse.Namespace) -> dict[str, object]:
     return figures
 
 
+def item8(args: argparse.Namespace) -> dict[str, object]:
+    """HTTP slowloris: ``--http-conns`` TLS connections from ``--http-sources`` addresses
+    that never finish their request headers (the scenario of bench/abuse_http.py)."""
+    from abuse_http import slowloris
+
+    with server(args, http=True) as srv:
+        assert srv.proc is not None
+        figures = slowloris(srv.http, srv.proc.pid, args.http_conns, args.http_sources)
+    log(f"item8: {figures}")
+    return figures
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--src", type=Path, help="run the server from this checkout's src/")
@@ -364,7 +381,9 @@ def main() -> int:
     p.add_argument("--sources", type=int, default=15)
     p.add_argument("--settle", type=float, default=20.0, help="longest wait for RSS to settle")
     p.add_argument("--item4-conns", type=int, default=200, help="password-guessing connections")
-    p.add_argument("--only", default="1,2,3,4")
+    p.add_argument("--http-conns", type=int, default=2000, help="item-8 slowloris connections")
+    p.add_argument("--http-sources", type=int, default=1, help="item-8 client addresses")
+    p.add_argument("--only", default="1,2,3,4,8")
     args = p.parse_args()
     raise_nofile()  # this process holds --conns sockets
     if args.src is not None:
@@ -381,6 +400,8 @@ def main() -> int:
         result["item3"] = item3(args)
     if "4" in only:
         result["item4"] = item4(args)
+    if "8" in only:
+        result["item8"] = item8(args)
     result["seconds"] = round(time.monotonic() - t0, 1)
     print(json.dumps(result), flush=True)
     return 0

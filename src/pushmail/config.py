@@ -30,18 +30,6 @@ class Limits:
     max_line: int = 65536  # bytes of one command line, literals excluded
     max_literal: int = 50 * 1024 * 1024  # bytes of one literal (APPEND size cap)
     max_message: int = 50 * 1024 * 1024  # SMTP/LMTP DATA size cap
-    # One IMAP command, lines and literals together: after login (an APPEND may be
-    # max_literal + max_line), and before login, where only LOGIN/AUTHENTICATE/ID
-    # and the like are possible (this also caps a line there).
-    max_command: int = 64 * 1024
-    prelogin_max_command: int = 8 * 1024
-    # Unsent output (bytes) above which a connection's next command waits.
-    max_output: int = 256 * 1024
-    # Connections one worker holds (all listeners); 0: its descriptor limit less a
-    # reserve for the store, the bus and outgoing requests (net/conncap.py).
-    max_connections: int = 0
-    max_prelogin_per_address: int = 100  # IMAP connections not yet logged in, per address
-    prelogin_timeout: float = 60.0  # seconds to log in (IMAP, submission); 0 = off
     max_bad_commands: int = 10  # BADs in a row before disconnecting
     max_auth_failures: int = 3  # failed logins before disconnecting
     auth_failure_delay: float = 1.0  # seconds, doubled per failure
@@ -64,6 +52,18 @@ class Limits:
     max_mailbox_name: int = 255  # bytes (UTF-8) of a mailbox name, hierarchy included
     max_mailbox_depth: int = 16  # hierarchy levels of a mailbox name ("a/b/c" is 3)
     max_mailboxes: int = 1000  # mailboxes per user, INBOX included
+    # One IMAP command, lines and literals together: after login (an APPEND may be
+    # max_literal + max_line), and before login, where only LOGIN/AUTHENTICATE/ID
+    # and the like are possible (this also caps a line there).
+    max_command: int = 64 * 1024
+    prelogin_max_command: int = 8 * 1024
+    # Unsent output (bytes) above which a connection's next command waits.
+    max_output: int = 256 * 1024
+    # Connections one worker holds (all listeners); 0: its descriptor limit less a
+    # reserve for the store, the bus and outgoing requests (net/conncap.py).
+    max_connections: int = 0
+    max_prelogin_per_address: int = 500  # IMAP connections not yet logged in, per address
+    prelogin_timeout: float = 60.0  # seconds to log in (IMAP, submission); 0 = off
 
 
 @dataclass(frozen=True, slots=True)

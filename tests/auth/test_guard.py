@@ -110,10 +110,10 @@ def test_hash_queue_serves_trusted_first_and_sheds_untrusted() -> None:
     async def go() -> list[str | None]:
         q = HashQueue(threads=1, limit=2)
         pool = ThreadPoolExecutor(max_workers=1)
-        blocker = asyncio.ensure_future(q.run(pool, False, "b", job, "blocker"))
+        blocker = asyncio.ensure_future(q.run(pool, 2, "b", job, "blocker"))
         await asyncio.sleep(0.05)
-        low = [asyncio.ensure_future(q.run(pool, False, f"c{i}", job, f"low{i}")) for i in range(3)]
-        high = asyncio.ensure_future(q.run(pool, True, "t", job, "high"))
+        low = [asyncio.ensure_future(q.run(pool, 2, f"c{i}", job, f"low{i}")) for i in range(3)]
+        high = asyncio.ensure_future(q.run(pool, 0, "t", job, "high"))
         await asyncio.sleep(0.05)
         assert q.waiting() == 3  # low2 was shed at once
         assert low[2].done() and low[2].result() is None
@@ -132,14 +132,14 @@ def test_hash_queue_survives_a_cancelled_waiter() -> None:
         q = HashQueue(threads=1, limit=5)
         pool = ThreadPoolExecutor(max_workers=1)
         first = asyncio.ensure_future(
-            q.run(pool, False, "a", lambda: asyncio.run(asyncio.sleep(0.1)) or "a")
+            q.run(pool, 2, "a", lambda: asyncio.run(asyncio.sleep(0.1)) or "a")
         )
         await asyncio.sleep(0.01)
-        waiter = asyncio.ensure_future(q.run(pool, False, "b", lambda: "b"))
+        waiter = asyncio.ensure_future(q.run(pool, 2, "b", lambda: "b"))
         await asyncio.sleep(0.01)
         waiter.cancel()
         await first
-        last = await asyncio.wait_for(q.run(pool, False, "b", lambda: "c"), 5)
+        last = await asyncio.wait_for(q.run(pool, 2, "b", lambda: "c"), 5)
         pool.shutdown()
         return last
 
@@ -161,9 +161,9 @@ def test_hash_queue_one_untrusted_client_holds_at_most_two_places() -> None:
     async def go() -> list[str | None]:
         q = HashQueue(threads=1, limit=10, per_client=2)
         pool = ThreadPoolExecutor(max_workers=1)
-        mine = [asyncio.ensure_future(q.run(pool, False, "x", gate.wait, 10)) for _ in range(3)]
-        other = asyncio.ensure_future(q.run(pool, False, "y", lambda: "other"))
-        trusted = asyncio.ensure_future(q.run(pool, True, "x", lambda: "trusted"))
+        mine = [asyncio.ensure_future(q.run(pool, 2, "x", gate.wait, 10)) for _ in range(3)]
+        other = asyncio.ensure_future(q.run(pool, 2, "y", lambda: "other"))
+        trusted = asyncio.ensure_future(q.run(pool, 0, "x", lambda: "trusted"))
         await asyncio.sleep(0.05)
         assert mine[2].done() and mine[2].result() is None
         gate.set()
@@ -173,3 +173,57 @@ def test_hash_queue_one_untrusted_client_holds_at_most_two_places() -> None:
         return done
 
     assert asyncio.run(go()) == ["other", "trusted"]
+
+
+def test_hash_queue_serves_quiet_accounts_before_hammered_ones() -> None:
+    gate = threading.Event()
+    order: list[str] = []
+
+    def job(name: str) -> str:
+        if name == "blocker":
+            gate.wait(10)
+        order.append(name)
+        return name
+
+    async def go() -> None:
+        q = HashQueue(threads=1, limit=2)
+        pool = ThreadPoolExecutor(max_workers=1)
+        blocker = asyncio.ensure_future(q.run(pool, 2, "a", job, "blocker"))
+        await asyncio.sleep(0.05)
+        guesses = [
+            asyncio.ensure_future(q.run(pool, 2, f"g{i}", job, f"guess{i}")) for i in range(3)
+        ]
+        newcomer = asyncio.ensure_future(q.run(pool, 1, "n", job, "newcomer"))
+        await asyncio.sleep(0.05)
+        assert guesses[2].done() and guesses[2].result() is None  # tier 2 is full
+        gate.set()
+        await asyncio.gather(blocker, newcomer, *guesses)
+        pool.shutdown()
+
+    asyncio.run(go())
+    assert order == ["blocker", "newcomer", "guess0", "guess1"]
+
+
+def test_guard_tiers_by_trust_and_account_failures() -> None:
+    seen: list[int] = []
+
+    class Spy(HashQueue):
+        async def run(
+            self, executor: object, tier: int, client: str, fn: object, *args: object
+        ) -> object:  # type: ignore[override]
+            seen.append(tier)
+            return False
+
+    g = guard(Clock(), client_burst=100, account_burst=5)
+    g.queue = Spy(2, 4)
+
+    def attempt(client: str, account: str, ok: bool = False) -> None:
+        assert g.admit("imap", client, account) is None
+        asyncio.run(g.check("imap", client, account, None, lambda s, p: ok, "", ""))
+        g.settle("imap", client, account, ok)
+
+    attempt("192.0.2.1", "quiet@x")  # no failures yet: tier 1
+    attempt("192.0.2.1", "quiet@x")  # one failure before: tier 2
+    g.settle("imap", "192.0.2.9", "me@x", True)  # a success trusts 192.0.2.9
+    attempt("192.0.2.9", "quiet@x")
+    assert seen == [1, 2, 0]

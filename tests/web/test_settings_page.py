@@ -65,8 +65,19 @@ def test_settings_page_in_chromium(tmp_path: Path) -> None:
         srv.stop()
 
 
+def wait_in_page(page: Any, expression: str, timeout: float = 30.0) -> None:
+    """Poll ``expression`` from here: Playwright's ``wait_for_function`` compiles its
+    predicate inside the page, which the page's CSP (no 'unsafe-eval') forbids."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+        time.sleep(0.05)
+
+
 def _drive(page: Any, srv: PushServer, ep: PushEndpoint) -> None:
     expect = sync_api.expect
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
     page.goto(f"https://127.0.0.1:{srv.http_port}/")
     page.fill("#address", "alice@example.org")
     page.fill("#password", "alice-secret")
@@ -102,11 +113,13 @@ def _drive(page: Any, srv: PushServer, ep: PushEndpoint) -> None:
     # Subscribing this browser reaches the Push API with the server's VAPID key.
     _, me = srv.api("GET", "/api/me")
     page.click("#subscribe")
-    page.wait_for_function("window.__subscribeCalls.length > 0", timeout=30_000)
+    wait_in_page(page, "window.__subscribeCalls.length > 0")
     [call] = page.evaluate("window.__subscribeCalls")
     from push_endpoint import unb64url
 
     assert call["userVisibleOnly"] is True
     assert bytes(call["key"]) == unb64url(me["vapid_public_key"])
     assert page.evaluate("navigator.serviceWorker.getRegistration('/').then(r => !!r)")
+    # The page's own scripts and styles all load under its CSP (nothing inline).
+    assert not [m for m in console if "Content Security Policy" in m], console
     assert ep.errors == []

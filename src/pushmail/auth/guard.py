@@ -16,9 +16,11 @@ A login that succeeds gives its tokens back, so only failures use up a budget an
 NAT full of real users is not refused. An address that logged in successfully
 recently is **trusted**: it has a bucket of its own instead of those two (a guessing
 run against an account, or from a neighbouring address, does not lock it out), and
-its checks go to the front of the hashing queue. Everyone else waits in a short
-queue; when that is full the attempt is refused at once ("busy") rather than making
-everyone wait longer.
+its checks go to the front of the hashing queue. Next come untrusted clients trying
+an account without recent failures (a new device of a real user, while a guessing run
+hammers a few other accounts), last the rest. The untrusted waiting lines are short;
+when one is full the attempt is refused at once ("busy") rather than making everyone
+wait longer.
 
 State is in memory, per worker process, and bounded (the least recently seen keys are
 forgotten), so a restart or another worker gives an attacker a fresh budget: the
@@ -107,6 +109,9 @@ class _Buckets:
     def available(self, key: str) -> bool:
         return self._tokens(key, self._clock()) >= 1.0
 
+    def tokens(self, key: str) -> float:
+        return self._tokens(key, self._clock())
+
     def take(self, key: str, amount: float = 1.0) -> None:
         now = self._clock()
         self._state[key] = (self._tokens(key, now) - amount, now)
@@ -120,11 +125,13 @@ class _Buckets:
 
 
 class HashQueue:
-    """At most ``threads`` password checks at once; the waiting ones of trusted clients
-    first, at most ``limit`` waiting from untrusted ones, and at most ``per_client``
-    running or waiting from one untrusted client (``run`` returns None beyond these),
-    so that one source cannot fill the queue. Loop-side only: the executor does the
-    work."""
+    """At most ``threads`` password checks at once. Waiting checks are served by tier:
+    0 (a trusted client) first, then 1 (an untrusted client trying an account that has
+    no recent failures), then 2 (the rest: what a guessing run against a few accounts
+    looks like). Tiers 1 and 2 each hold at most ``limit`` waiting checks, and one
+    untrusted client at most ``per_client`` running or waiting; ``run`` returns None
+    beyond these, so no source fills the queue and nobody waits behind a long one.
+    Loop-side only: the executor does the work."""
 
     def __init__(self, threads: int, limit: int, per_client: int = 2) -> None:
         self._threads = max(1, threads)
@@ -132,36 +139,33 @@ class HashQueue:
         self._per_client = per_client
         self._clients: dict[str, int] = {}
         self._busy = 0
-        self._waiting: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (
-            deque(),
-            deque(),
-        )
+        self._waiting: tuple[deque[asyncio.Future[None]], ...] = (deque(), deque(), deque())
 
     async def run(
         self,
         executor: Executor | None,
-        first: bool,
+        tier: int,
         client: str,
         fn: Callable[..., T],
         *args: object,
     ) -> T | None:
         held = self._clients.get(client, 0)
-        if not first and held >= self._per_client:
+        if tier and held >= self._per_client:
             return None
         self._clients[client] = held + 1
         try:
-            return await self._run(executor, first, fn, *args)
+            return await self._run(executor, tier, fn, *args)
         finally:
             left = self._clients.pop(client) - 1
             if left:
                 self._clients[client] = left
 
     async def _run(
-        self, executor: Executor | None, first: bool, fn: Callable[..., T], *args: object
+        self, executor: Executor | None, tier: int, fn: Callable[..., T], *args: object
     ) -> T | None:
         if self._busy >= self._threads:
-            line = self._waiting[0 if first else 1]
-            if not first and len(line) >= self._limit:
+            line = self._waiting[tier]
+            if tier and len(line) >= self._limit:
                 return None
             turn = asyncio.get_running_loop().create_future()
             line.append(turn)
@@ -190,7 +194,7 @@ class HashQueue:
         self._busy -= 1
 
     def waiting(self) -> int:
-        return len(self._waiting[0]) + len(self._waiting[1])
+        return sum(len(line) for line in self._waiting)
 
 
 class LoginGuard:
@@ -254,8 +258,11 @@ class LoginGuard:
     ) -> bool | None:
         """``verify(stored, password)`` through the hashing queue; None (logged) when
         the queue is full."""
-        first, key = self.trusted(client), client_key(client)
-        ok = await self.queue.run(executor, first, key, verify, stored, password)
+        if self.trusted(client):
+            tier = 0
+        else:  # this attempt's own token is already taken: "quiet" is at most one short
+            tier = 1 if self._accounts.tokens(account) >= self.settings.account_burst - 1 else 2
+        ok = await self.queue.run(executor, tier, client_key(client), verify, stored, password)
         if ok is None:
             report("auth-limited", service, client, account, limit="busy")
         return ok
