@@ -4,6 +4,7 @@ that the parser, the state check and the dispatch all read that one table."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import typing
 from dataclasses import dataclass, replace
@@ -194,3 +195,24 @@ def test_dispatch_runs_the_rows_handler(monkeypatch: pytest.MonkeyPatch) -> None
     session = Session(ServerInfo(), secure=True, loopback=True)
     _action, out, _events = handlers.run_command(session, c.Noop("n"), None)  # type: ignore[arg-type]
     assert ran == [c.Noop("n")] and out == b"n OK replaced\r\n"
+
+
+def test_the_parser_imports_no_io_and_no_session_layer() -> None:
+    """The table names the handlers; the parser is handed the rules, so importing the
+    core (parser, fragmentizer, encoders, command types) pulls in no I/O module and
+    nothing of the session layer behind the handlers. A fresh interpreter, so what
+    other tests imported does not count."""
+    probe = (
+        "import sys\n"
+        "import pushmail.imap.parser, pushmail.imap.fragmentizer, pushmail.imap.encoder\n"
+        "import pushmail.imap.commands, pushmail.imap.client_encode\n"
+        "io = {'asyncio', 'socket', 'ssl', 'selectors', 'sqlite3'}\n"
+        "layer = ('pushmail.imap.session', 'pushmail.imap.command_table',\n"
+        "         'pushmail.imap.handlers', 'pushmail.imap.cmd_', 'pushmail.net',\n"
+        "         'pushmail.store.sqlite', 'pushmail.events')\n"
+        "print(sorted(m for m in sys.modules if m in io or m.startswith(layer)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
