@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from pushmail.imap.states import COMMAND_TABLE
-
 # Where the metrics are registered when not in multi-process mode (a server run
 # inside a test process): the exposition reads this registry then.
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -146,7 +144,24 @@ BUS_ERRORS = Counter(
 )
 
 # The hot paths' children, made once.
-COMMAND_SECONDS = {name: COMMANDS.labels(name) for name in COMMAND_TABLE}
+
+
+class _Children(dict[str, Histogram]):
+    """A metric's children by label value, each made on first use. For the IMAP
+    commands: the value is a command's ``name``, which only the command table's
+    rows have (anything else is refused as BAD before it runs), so they stay
+    bounded without this module importing the table and the session layer under it."""
+
+    def __init__(self, parent: Histogram) -> None:
+        super().__init__()
+        self._parent = parent
+
+    def __missing__(self, name: str) -> Histogram:
+        child = self[name] = self._parent.labels(name)
+        return child
+
+
+COMMAND_SECONDS = _Children(COMMANDS)
 CONNECTS = {service: CONNECTIONS.labels(service) for service in SERVICES}
 _INGRESS = ("mx", "submission", "lmtp")
 DELIVERY_TIMES = {service: DELIVERY_SECONDS.labels(service) for service in _INGRESS}
