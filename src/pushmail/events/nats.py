@@ -103,6 +103,7 @@ class NatsBus:
         self._loop_thread: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._connected = asyncio.Event()
+        self._closing = False
         self.stats = {"published": 0, "received": 0, "dropped": 0, "reconnects": 0}
 
     # -- life cycle --------------------------------------------------------------
@@ -136,6 +137,7 @@ class NatsBus:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        self._closing = True
         nc, self._nc = self._nc, None
         if nc is not None:
             with contextlib.suppress(TimeoutError, NatsError, OSError):
@@ -183,6 +185,8 @@ class NatsBus:
         log.debug("events: NATS error: %s", exc)
 
     async def _on_disconnected(self) -> None:
+        if self._closing:
+            return
         log.warning("events: NATS connection lost; hints are lost until it is back")
 
     async def _on_reconnected(self) -> None:
