@@ -209,3 +209,37 @@ def test_subject_prefix_is_checked() -> None:
     for bad in ("", "a..b", "a.*", "a >", ".a"):
         with pytest.raises(ValueError):
             subject_root(bad)
+
+
+def test_node_started_while_nats_is_away_subscribes_when_it_comes() -> None:
+    async def main() -> None:
+        nats_url()
+        proxy = TcpProxy()
+        await proxy.start()
+        await proxy.cut()  # NATS "down" when node B starts
+        prefix = random_prefix()
+        loop = asyncio.get_running_loop()
+        a = NatsBus(nats_url(), prefix, name="node-a")
+        b = NatsBus(proxy.url, prefix, name="node-b")
+        a.start(loop)
+        b.start(loop)
+        resyncs = Resyncs(b)
+        heard = Heard()
+        b.subscribe(3, heard)  # a session, before the bus is connected
+        b.publish(ev(3, 1))  # B's own hint: heard here, lost for the others
+        await heard.until(1)
+        await asyncio.sleep(0.3)
+        assert not b.connected
+        await proxy.restore()
+        await b.wait_connected(WAIT)
+        await a.wait_connected(WAIT)
+        assert None in resyncs.calls  # everyone re-checks on the first connection
+        a.publish(ev(3, 2))
+        await heard.until(2)
+        assert [e.modseq for e in heard.events] == [1, 2]
+        assert b.stats["dropped"] == 1
+        await a.aclose()
+        await b.aclose()
+        await proxy.close()
+
+    run(main)

@@ -93,6 +93,7 @@ class NatsBus:
         self._all_refs = 0
         self._subs: dict[int | None, Subscription] = {}  # bucket (None: everyone) → live
         self._dirty: set[int | None] = set()  # buckets whose subscription may be wrong
+        self._reconciling = asyncio.Lock()
         self._resync: dict[int, Resync] = {}
         self._resync_tokens = 0
         self._outbox: deque[tuple[str, bytes]] = deque()
@@ -296,29 +297,36 @@ class NatsBus:
 
     async def _reconcile(self, resync_all: bool) -> None:
         """Make the server's subscriptions match the listeners, then (once the
-        server confirmed them) have the users of new buckets re-check."""
+        server confirmed them) have the users of new buckets re-check. One at a
+        time (the first connection's and the loop's), so no bucket is subscribed
+        twice; a bucket whose SUB failed stays marked for the next pass."""
         nc = self._nc
         assert nc is not None
-        dirty, self._dirty = self._dirty, set()
-        added: list[int | None] = []
-        for b in dirty:
-            want = self._all_refs > 0 if b is None else b in self._bucket_users
-            sub = self._subs.get(b)
-            if want and sub is None:
-                self._subs[b] = await self._subscribe_subject(nc, b)
-                added.append(b)
-            elif not want and sub is not None:
-                del self._subs[b]
-                with contextlib.suppress(NatsError):
-                    await sub.unsubscribe()
-        if added or resync_all:
-            await nc.flush(timeout=5)  # PONG: the server has every SUB above
-        if resync_all:
+        async with self._reconciling:
+            added: list[int | None] = []
+            while self._dirty:
+                b = self._dirty.pop()
+                want = self._all_refs > 0 if b is None else b in self._bucket_users
+                sub = self._subs.get(b)
+                if want and sub is None:
+                    try:
+                        self._subs[b] = await self._subscribe_subject(nc, b)
+                    except BaseException:
+                        self._dirty.add(b)
+                        raise
+                    added.append(b)
+                elif not want and sub is not None:
+                    del self._subs[b]
+                    with contextlib.suppress(NatsError):
+                        await sub.unsubscribe()
+            if added or resync_all:
+                await nc.flush(timeout=5)  # PONG: the server has every SUB above
+        if resync_all or None in added:
             self._fire_resync(None)
         elif added:
-            users = {u for b in added if b is not None for u in self._bucket_users.get(b, ())}
-            if None in added or users:
-                self._fire_resync(None if None in added else frozenset(users))
+            users = frozenset(u for b in added for u in self._bucket_users.get(b or 0, ()))
+            if users:
+                self._fire_resync(users)
 
     async def _subscribe_subject(self, nc: Client, bucket: int | None) -> Subscription:
         if bucket is None:
