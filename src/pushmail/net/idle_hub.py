@@ -8,7 +8,7 @@ costs the same whatever number of other sessions idle elsewhere.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from pushmail.events.interfaces import Bus, MailboxChanged
@@ -109,6 +109,17 @@ class IdleHub:
                 conn.wake()
         for watcher in list(self._users.get(event.user_id, ())):
             watcher.notify_event(event)
+
+    def recheck(self, users: Iterable[int] | None) -> None:
+        """Wake the idlers of ``users`` (every idler for None) as a hint for their
+        mailbox would: each compares its view with the store. For the bus to call
+        when hints may have been missed (a reconnect, a subscription that became
+        live after the session read the store: ``events/nats.py``). On the loop."""
+        chosen = list(self._watch) if users is None else [u for u in users if u in self._watch]
+        for user_id in chosen:
+            for conns in list(self._watch.get(user_id, {}).values()):
+                for conn in list(conns):
+                    conn.wake()
 
     def count(self) -> int:
         return self._idlers
