@@ -1,0 +1,152 @@
+"""What only the PostgreSQL store must add to the conformance suite: order across
+nodes, connections held only for the length of a call, names PostgreSQL refuses.
+
+Two store objects with pools of their own stand for two nodes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from pg_testdb import scratch_database
+
+from pushmail.store.interfaces import Conflict, MessageCache, NewMessage
+
+psycopg_pool = pytest.importorskip("psycopg_pool")
+
+from pushmail.store.pg_schema import new_pool  # noqa: E402
+from pushmail.store.postgres import PostgresStore  # noqa: E402
+
+CACHE = MessageCache(b"(NIL)", b'("TEXT" "PLAIN")', b'("TEXT" "PLAIN")')
+
+DELIVERIES_PER_NODE = 1000
+
+
+def message(text: str) -> NewMessage:
+    return NewMessage(f"Subject: {text}\r\n\r\n{text}\r\n".encode(), CACHE)
+
+
+@pytest.fixture
+def url() -> Iterator[str]:
+    with scratch_database() as url:
+        yield url
+
+
+def test_cursor_sync_never_misses_a_message_delivered_through_two_nodes(url: str) -> None:
+    """Issue 17: two nodes deliver into one mailbox at once (one of them also into
+    another mailbox in the same transaction, locking two rows); a third client
+    syncs by cursor: "what changed since the MODSEQ I last saw". Every batch it gets
+    must start at its UIDNEXT cursor and have no hole, or a client would skip the
+    hole's message for good; HIGHESTMODSEQ and MODSEQs must never go backwards."""
+    pools = [new_pool(url, max_size=2) for _ in range(3)]
+    node_a, node_b, reader = (PostgresStore(url, pool=p) for p in pools)
+    try:
+        owner = node_a.create_user("sync@example.org", "h")
+        box = node_a.get_mailbox(owner.id, "INBOX")
+        other = node_a.get_mailbox(owner.id, "Sent")
+        assert box is not None and other is not None
+        errors: list[BaseException] = []
+        done = threading.Event()
+
+        def deliver(store: PostgresStore, name: str) -> None:
+            try:
+                for n in range(DELIVERIES_PER_NODE):
+                    msg = message(f"{name} {n}")
+                    if name == "b" and n % 3 == 0:
+                        store.deliver([(other.id, msg), (box.id, msg)])
+                    else:
+                        store.append(box.id, msg)
+            except BaseException as exc:
+                errors.append(exc)
+
+        writers = [
+            threading.Thread(target=deliver, args=(node_a, "a")),
+            threading.Thread(target=deliver, args=(node_b, "b")),
+        ]
+        for t in writers:
+            t.start()
+
+        def watch() -> None:
+            for t in writers:
+                t.join()
+            done.set()
+
+        threading.Thread(target=watch).start()
+
+        cursor, last_modseq, syncs, gaps = 1, 0, 0, []
+        while True:
+            finished = done.is_set()  # read before the sync: then one more sees all
+            changes = reader.changes_since(box.id, last_modseq)
+            syncs += 1
+            new = [m for m in changes.changed if m.uid >= cursor]
+            assert changes.highestmodseq >= last_modseq
+            uids = [m.uid for m in new]
+            if uids != list(range(cursor, cursor + len(uids))):
+                gaps.append((cursor, uids[:5]))
+            assert all(m.modseq > last_modseq for m in changes.changed)
+            assert changes.uidnext == cursor + len(uids)
+            cursor += len(uids)
+            last_modseq = changes.highestmodseq
+            if finished:
+                break
+        assert not errors, errors
+        assert not gaps, gaps[:3]
+        total = 2 * DELIVERIES_PER_NODE
+        assert cursor == total + 1
+        assert reader.uids(box.id) == list(range(1, total + 1))
+        print(f"{total} deliveries through two nodes, {syncs} cursor syncs, no gap")
+    finally:
+        for store in (node_a, node_b, reader):
+            store.close()
+        for pool in pools:
+            pool.close()
+
+
+def test_a_store_holds_no_connection_between_calls(url: str) -> None:
+    """An idle session holds no database connection: a store call borrows one from
+    the pool and gives it back, so between commands none is in use."""
+    pool = new_pool(url, max_size=2)
+    store = PostgresStore(url, pool=pool)
+    try:
+        owner = store.create_user("idle@example.org", "h")
+        box = store.get_mailbox(owner.id, "INBOX")
+        assert box is not None
+        store.append(box.id, message("one"))
+        store.select_info(box.id)
+        stats = pool.get_stats()
+        assert stats["pool_size"] - stats["pool_available"] == 0, stats
+        assert stats["pool_size"] <= 2
+    finally:
+        store.close()
+        pool.close()
+
+
+def test_stores_of_one_process_share_one_bounded_pool(url: str) -> None:
+    """The store thread and the reader thread of a node open a store each; both
+    borrow from one pool for their URL, closed with the last store."""
+    one, two = PostgresStore(url), PostgresStore(url)
+    try:
+        assert getattr(one, "_pool") is getattr(two, "_pool")  # noqa: B009
+    finally:
+        one.close()
+        pool = getattr(two, "_pool")  # noqa: B009
+        assert not pool.closed
+        two.close()
+        assert pool.closed
+        two.close()  # twice is harmless
+
+
+def test_names_with_nul_are_refused_not_crashed(url: str) -> None:
+    """PostgreSQL text cannot hold NUL; a name with one (a client can spell it in
+    modified UTF-7) is an invalid name, and an address with one is nobody."""
+    store = PostgresStore(url)
+    try:
+        owner = store.create_user("nul@example.org", "h")
+        with pytest.raises(Conflict):
+            store.create_mailbox(owner.id, "a\x00b")
+        assert store.get_mailbox(owner.id, "a\x00b") is None
+        assert store.get_user("nul\x00@example.org") is None
+    finally:
+        store.close()
