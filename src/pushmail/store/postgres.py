@@ -138,62 +138,60 @@ class PostgresStore(PgMailboxes):
     def uids(self, mailbox_id: int) -> list[int]:
         return self._read(lambda conn: self._uids(conn, mailbox_id))
 
+    # SELECT and the idle re-check run these two on every wake-up: each is one
+    # statement (one round trip, and one snapshot without BEGIN/COMMIT), the rows
+    # handed over as parallel typed arrays rather than a row per message.
     def select_info(self, mailbox_id: int) -> SelectInfo:
-        def run(conn: Connection) -> SelectInfo:
-            box = conn.execute(
-                "SELECT highestmodseq, uidnext, keywords, recent_floor FROM mailboxes "
-                "WHERE id = %s",
+        row = self._read(
+            lambda conn: conn.execute(
+                "SELECT b.highestmodseq, b.uidnext, b.keywords, b.recent_floor, "
+                "coalesce(u.uids, '{}'), u.top, "
+                f"(SELECT min(uid) FROM messages WHERE mailbox_id = b.id AND {_NOT_SEEN}) "
+                "FROM mailboxes b, LATERAL (SELECT array_agg(uid ORDER BY uid) AS uids, "
+                "max(modseq) AS top FROM messages WHERE mailbox_id = b.id) u WHERE b.id = %s",
                 (mailbox_id,),
             ).fetchone()
-            if box is None:
-                raise NotFound(f"no mailbox {mailbox_id}")
-            uids = array("I", self._uids(conn, mailbox_id))
-            unseen = conn.execute(
-                f"SELECT uid FROM messages WHERE mailbox_id = %s AND {_NOT_SEEN} "
-                "ORDER BY uid LIMIT 1",
-                (mailbox_id,),
-            ).fetchone()
-            top = conn.execute(
-                "SELECT max(modseq) FROM messages WHERE mailbox_id = %s", (mailbox_id,)
-            ).fetchone()
-            return SelectInfo(
-                uids=uids,
-                first_unseen_uid=None if unseen is None else int(unseen[0]),
-                highestmodseq=max(int(box[0]), int((top and top[0]) or 0)),
-                uidnext=max(int(box[1]), (uids[-1] + 1) if uids else 1),
-                keywords=self._keywords(box[2]),
-                recent_floor=int(box[3]),
-            )
-
-        return self._snapshot(run)
+        )
+        if row is None:
+            raise NotFound(f"no mailbox {mailbox_id}")
+        uids = array("I", row[4])
+        return SelectInfo(
+            uids=uids,
+            first_unseen_uid=None if row[6] is None else int(row[6]),
+            highestmodseq=max(int(row[0]), int(row[5] or 0)),
+            uidnext=max(int(row[1]), (uids[-1] + 1) if uids else 1),
+            keywords=self._keywords(row[2]),
+            recent_floor=int(row[3]),
+        )
 
     def changes_since(self, mailbox_id: int, since_modseq: int) -> Changes:
-        def run(conn: Connection) -> Changes:
-            box = conn.execute(
-                "SELECT highestmodseq, uidnext, vanished_floor, keywords FROM mailboxes "
-                "WHERE id = %s",
-                (mailbox_id,),
+        row = self._read(
+            lambda conn: conn.execute(
+                "SELECT b.highestmodseq, b.uidnext, b.vanished_floor, b.keywords, "
+                "c.uids, c.modseqs, c.flags, c.dates, c.offsets, c.sizes, "
+                "(SELECT array_agg(uid ORDER BY uid) FROM expunged "
+                " WHERE mailbox_id = b.id AND modseq > %(since)s) "
+                "FROM mailboxes b, LATERAL (SELECT array_agg(uid ORDER BY uid) AS uids, "
+                "array_agg(modseq ORDER BY uid) AS modseqs, "
+                "array_agg(flags ORDER BY uid) AS flags, "
+                "array_agg(internaldate ORDER BY uid) AS dates, "
+                "array_agg(tzoffset ORDER BY uid) AS offsets, "
+                "array_agg(size ORDER BY uid) AS sizes FROM messages "
+                "WHERE mailbox_id = b.id AND modseq > %(since)s) c WHERE b.id = %(id)s",
+                {"since": since_modseq, "id": mailbox_id},
             ).fetchone()
-            if box is None:
-                raise NotFound(f"no mailbox {mailbox_id}")
-            rows = conn.execute(
-                f"{_META_COLS} WHERE mailbox_id = %s AND modseq > %s ORDER BY uid",
-                (mailbox_id, since_modseq),
-            ).fetchall()
-            gone = conn.execute(
-                "SELECT uid FROM expunged WHERE mailbox_id = %s AND modseq > %s ORDER BY uid",
-                (mailbox_id, since_modseq),
-            ).fetchall()
-            return Changes(
-                highestmodseq=int(box[0]),
-                uidnext=int(box[1]),
-                changed=tuple(self._meta(row) for row in rows),
-                expunged=tuple(int(row[0]) for row in gone),
-                expunged_complete=since_modseq >= int(box[2]),
-                keywords=self._keywords(box[3]),
-            )
-
-        return self._snapshot(run)
+        )
+        if row is None:
+            raise NotFound(f"no mailbox {mailbox_id}")
+        changed = () if row[4] is None else tuple(map(self._meta, zip(*row[4:10], strict=True)))
+        return Changes(
+            highestmodseq=int(row[0]),
+            uidnext=int(row[1]),
+            changed=changed,
+            expunged=tuple(int(u) for u in row[10] or ()),
+            expunged_complete=since_modseq >= int(row[2]),
+            keywords=self._keywords(row[3]),
+        )
 
     def keywords(self, mailbox_id: int) -> tuple[str, ...]:
         row = self._read(
@@ -386,19 +384,16 @@ class PostgresStore(PgMailboxes):
         return {int(mid): int(modseq) for mid, modseq in rows}
 
     def counts(self, mailbox_id: int) -> MailboxCounts:
-        def run(conn: Connection) -> MailboxCounts:
-            box = conn.execute(
-                "SELECT recent_floor FROM mailboxes WHERE id = %s", (mailbox_id,)
-            ).fetchone()
-            if box is None:
-                raise NotFound(f"no mailbox {mailbox_id}")
-            row = conn.execute(
-                "SELECT count(*), count(*) FILTER (WHERE uid >= %s), "
+        row = self._read(
+            lambda conn: conn.execute(
+                "SELECT c.* FROM mailboxes b, LATERAL (SELECT count(*), "
+                "count(*) FILTER (WHERE uid >= b.recent_floor), "
                 f"count(*) FILTER (WHERE {_NOT_SEEN}), coalesce(sum(size), 0), "
-                f"count(*) FILTER (WHERE {_HAS_DELETED}) FROM messages WHERE mailbox_id = %s",
-                (box[0], mailbox_id),
+                f"count(*) FILTER (WHERE {_HAS_DELETED}) FROM messages "
+                "WHERE mailbox_id = b.id) c WHERE b.id = %s",
+                (mailbox_id,),
             ).fetchone()
-            assert row is not None  # an aggregate always answers
-            return MailboxCounts(*(int(v) for v in row))
-
-        return self._snapshot(run)
+        )
+        if row is None:
+            raise NotFound(f"no mailbox {mailbox_id}")
+        return MailboxCounts(*(int(v) for v in row))
