@@ -10,12 +10,13 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from pg_testdb import scratch_database
+from pg_testdb import ADMIN_URL, scratch_database
 
-from pushmail.store.interfaces import Conflict, MessageCache, NewMessage
+from pushmail.store.interfaces import Conflict, MessageCache, NewMessage, StoreError
 
 psycopg_pool = pytest.importorskip("psycopg_pool")
 
+from pushmail.store.pg_base import StoreUnavailable  # noqa: E402
 from pushmail.store.pg_schema import new_pool  # noqa: E402
 from pushmail.store.postgres import PostgresStore  # noqa: E402
 
@@ -150,3 +151,50 @@ def test_names_with_nul_are_refused_not_crashed(url: str) -> None:
         assert store.get_user("nul\x00@example.org") is None
     finally:
         store.close()
+
+
+def test_connections_killed_by_a_server_restart_are_replaced(url: str) -> None:
+    """After PostgreSQL restarts, the pool's idle connections are dead; the next read,
+    and the next write (which had not begun), get a new one instead of failing."""
+    import psycopg
+
+    pool = new_pool(url, max_size=2)
+    store = PostgresStore(url, pool=pool)
+    try:
+        owner = store.create_user("restart@example.org", "h")
+        dbname = url.rsplit("/", 1)[1]
+        for step in ("read", "write"):
+            with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+                killed = admin.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (dbname,),
+                ).fetchone()
+            assert killed is not None and killed[0] >= 1
+            if step == "read":
+                assert store.get_user("restart@example.org") == owner
+            else:
+                box = store.get_mailbox(owner.id, "INBOX")
+                assert box is not None
+                assert store.append(box.id, message("after restart")).uid == 1
+    finally:
+        store.close()
+        pool.close()
+
+
+def test_an_unreachable_database_is_a_store_error() -> None:
+    """Nothing listens: the call fails with StoreUnavailable (a StoreError, which
+    LMTP answers with 4xx) after the pool's timeout, instead of hanging."""
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"postgresql://postgres@127.0.0.1:{port}/none?connect_timeout=1"
+    pool = new_pool(url, max_size=1, timeout=0.5)
+    try:
+        with pytest.raises(StoreUnavailable) as caught:
+            PostgresStore(url, pool=pool)
+        assert isinstance(caught.value, StoreError)
+    finally:
+        pool.close()

@@ -15,6 +15,7 @@ reader can never see UID n+1 without UID n, nor a MODSEQ lower than one it saw.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import time
@@ -103,9 +104,16 @@ class PgBase:
             with self._connection() as conn:
                 return work(conn)
         except ConnectionLost:
-            pass
+            self._drop_dead_connections()
         with self._connection() as conn:
             return work(conn)
+
+    def _drop_dead_connections(self) -> None:
+        """One pooled connection was dead, so the others (opened before the same
+        server restart) likely are too: test the idle ones and drop the dead, so
+        the one retry gets a live connection."""
+        with contextlib.suppress(psycopg.Error):  # the retry then reports it
+            self._pool.check()
 
     def _snapshot(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in one read-only snapshot, so several queries agree."""
@@ -148,6 +156,7 @@ class PgBase:
                 if began or dead_retried:
                     raise
                 dead_retried = True
+                self._drop_dead_connections()
         raise AssertionError("unreachable")
 
     # -- row decoding -----------------------------------------------------------

@@ -131,7 +131,9 @@ POOL_TIMEOUT = 10.0
 POOL_MAX_IDLE = 300.0
 
 
-def new_pool(url: str, max_size: int = POOL_MAX_SIZE) -> ConnectionPool:
+def new_pool(
+    url: str, max_size: int = POOL_MAX_SIZE, timeout: float = POOL_TIMEOUT
+) -> ConnectionPool:
     """A bounded pool of autocommit connections to ``url`` (a libpq URI or DSN).
 
     Autocommit: a single-statement read is one round trip; transactions are opened
@@ -140,7 +142,7 @@ def new_pool(url: str, max_size: int = POOL_MAX_SIZE) -> ConnectionPool:
         url,
         min_size=1,
         max_size=max_size,
-        timeout=POOL_TIMEOUT,
+        timeout=timeout,
         max_idle=POOL_MAX_IDLE,
         kwargs={"autocommit": True},
         open=True,
