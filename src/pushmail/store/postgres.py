@@ -66,15 +66,16 @@ class PostgresStore(PgMailboxes):
 
     def deliver(self, targets: Sequence[tuple[int, NewMessage]]) -> list[Appended]:
         now = int(time.time())
-        # Bodies in digest order, mailboxes in id order: every writer takes its
-        # locks in one order, so two deliveries never wait on each other.
+        # Mailboxes in id order, then bodies in digest order: every writer takes
+        # its locks in one order, so two deliveries never wait on each other. One
+        # mailbox needs no separate lock: the UPDATE that allocates its UID takes it.
         distinct = sorted({m.raw: m for _, m in targets}.values(), key=lambda m: m.raw)
+        mailbox_ids = {mailbox_id for mailbox_id, _ in targets}
 
         def run(conn: Connection) -> list[Appended]:
-            self._lock_mailboxes(conn, [mailbox_id for mailbox_id, _ in targets])
-            body_ids = {m.raw: self._store_body(conn, m) for m in distinct}
+            if len(mailbox_ids) > 1:
+                self._lock_mailboxes(conn, mailbox_ids)
             out: list[Appended] = []
-            rows: list[tuple[int, int, int, int, str, int, int, int]] = []
             for mailbox_id, message in targets:
                 got = conn.execute(
                     "UPDATE mailboxes SET uidnext = uidnext + 1, "
@@ -84,14 +85,17 @@ class PostgresStore(PgMailboxes):
                 ).fetchone()
                 if got is None:
                     raise NotFound(f"no mailbox {mailbox_id}")
-                uidvalidity, uid, modseq = (int(v) for v in got)
+                out.append(Appended(mailbox_id, *(int(v) for v in got)))
+                self._define_keywords(conn, mailbox_id, canonical_flags(message.flags))
+            body_ids = {m.raw: self._store_body(conn, m) for m in distinct}
+            rows: list[tuple[int, int, int, int, str, int, int, int]] = []
+            for done, (_, message) in zip(out, targets, strict=True):
                 ts, offset = split_date(message.internaldate, now)
-                wanted = canonical_flags(message.flags)
-                self._define_keywords(conn, mailbox_id, wanted)
-                flags = " ".join(sorted(wanted))
-                body_id = body_ids[message.raw]
-                rows.append((mailbox_id, uid, body_id, modseq, flags, ts, offset, len(message.raw)))
-                out.append(Appended(mailbox_id, uidvalidity, uid, modseq))
+                flags = " ".join(sorted(canonical_flags(message.flags)))
+                body_id, size = body_ids[message.raw], len(message.raw)
+                rows.append(
+                    (done.mailbox_id, done.uid, body_id, done.modseq, flags, ts, offset, size)
+                )
             with conn.cursor() as cur:
                 cur.executemany(
                     "INSERT INTO messages (mailbox_id, uid, body_id, modseq, flags, "
