@@ -250,3 +250,26 @@ def test_an_expunge_on_one_node_never_drops_a_text_a_delivery_on_another_uses(
         node_b.close()
         for pool in pools:
             pool.close()
+
+
+def test_old_structures_are_recomputed_once(url: str) -> None:
+    """As for SQLite (test_structure_refresh.py): structures stored by older code
+    are redone from the texts once, and not again when current."""
+    from test_structure_refresh import FOLDED, OLD
+
+    from pushmail.mime.structure import STRUCTURE_VERSION, build_cache
+
+    store = PostgresStore(url)
+    try:
+        owner = store.create_user("a@example.org", "")
+        box = store.get_mailbox(owner.id, "INBOX")
+        assert box is not None
+        uid = store.append(box.id, NewMessage(FOLDED, OLD)).uid
+        assert store.structure_version() == 0
+        assert store.refresh_structures(STRUCTURE_VERSION, build_cache, batch=1) == 1
+        assert store.get_cache(box.id, uid) == build_cache(FOLDED)
+        assert store.structure_version() == STRUCTURE_VERSION
+        store.append(box.id, NewMessage(FOLDED + b"x", OLD))
+        assert store.refresh_structures(STRUCTURE_VERSION, build_cache) == 0
+    finally:
+        store.close()

@@ -12,10 +12,11 @@ that adds or changes mail returns after COMMIT has been flushed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from array import array
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 import psycopg
@@ -376,6 +377,58 @@ class PostgresStore(PgMailboxes):
 
         return self._write(run)
 
+    def structure_version(self) -> int:
+        """Which way of computing ENVELOPE/BODYSTRUCTURE the stored rows follow
+        (``counters`` row ``structure_version``; 0: before versioning)."""
+        row = self._read(
+            lambda conn: conn.execute(
+                "SELECT value FROM counters WHERE name = 'structure_version'"
+            ).fetchone()
+        )
+        return 0 if row is None else int(row[0])
+
+    def refresh_structures(
+        self, version: int, compute: Callable[[bytes], MessageCache], batch: int = 200
+    ) -> int:
+        """As ``sqlite_refresh.refresh_structures``: recompute every body's cache
+        from its text when the stored version is older, in short transactions (the
+        text read through the blob store), then record ``version``. Nodes starting
+        at once may both do it; the result is the same. Returns the bodies redone."""
+        if self.structure_version() >= version:
+            return 0
+        done, last = 0, 0
+        while texts := self._texts_after(last, batch):
+            updates = [
+                (cache.envelope, cache.bodystructure, cache.body, body_id)
+                for body_id, raw in texts
+                if raw is not None
+                for cache in (compute(raw),)
+            ]
+            self._write(functools.partial(_set_caches, updates))
+            done += len(updates)
+            last = texts[-1][0]
+        self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO counters (name, value) VALUES ('structure_version', %s) "
+                "ON CONFLICT (name) DO UPDATE SET value = greatest(counters.value, excluded.value)",
+                (version,),
+            )
+        )
+        if done:
+            log.info("recomputed the structures of %d stored messages (version %d)", done, version)
+        return done
+
+    def _texts_after(self, after: int, limit: int) -> list[tuple[int, bytes | None]]:
+        """The next ``limit`` bodies by id after ``after``, with their texts."""
+
+        def run(conn: Connection) -> list[tuple[int, bytes | None]]:
+            rows = conn.execute(
+                "SELECT id, sha256 FROM bodies WHERE id > %s ORDER BY id LIMIT %s", (after, limit)
+            ).fetchall()
+            return [(int(r[0]), self._blobs.get(conn, bytes(r[1]))) for r in rows]
+
+        return self._read(run)
+
     def highest_modseqs(self, mailbox_ids: Collection[int]) -> dict[int, int]:
         wanted = [int(m) for m in mailbox_ids]
         if not wanted:
@@ -401,3 +454,11 @@ class PostgresStore(PgMailboxes):
         if row is None:
             raise NotFound(f"no mailbox {mailbox_id}")
         return MailboxCounts(*(int(v) for v in row))
+
+
+def _set_caches(updates: list[tuple[bytes, bytes, bytes, int]], conn: Connection) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            "UPDATE bodies SET envelope = %s, bodystructure = %s, body = %s WHERE id = %s",
+            updates,
+        )
