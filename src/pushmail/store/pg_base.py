@@ -196,17 +196,23 @@ class PgBase:
 
     # -- write bookkeeping ------------------------------------------------------
     @staticmethod
-    def _lock_mailboxes(conn: Connection, mailbox_ids: Collection[int]) -> None:
+    def _lock_mailboxes(
+        conn: Connection, mailbox_ids: Collection[int], missing_ok: bool = False
+    ) -> bool:
         """Lock the mailbox rows, lowest id first (one order for every writer, so
-        two never wait on each other); NotFound if one is missing."""
+        two never wait on each other). A missing one: NotFound, or False with
+        ``missing_ok``."""
         wanted = sorted(set(mailbox_ids))
         rows = conn.execute(
             "SELECT id FROM mailboxes WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE",
             (wanted,),
         ).fetchall()
-        if len(rows) != len(wanted):
-            missing = set(wanted) - {int(r[0]) for r in rows}
-            raise NotFound(f"no mailbox {min(missing)}")
+        if len(rows) == len(wanted):
+            return True
+        if missing_ok:
+            return False
+        missing = set(wanted) - {int(r[0]) for r in rows}
+        raise NotFound(f"no mailbox {min(missing)}")
 
     @staticmethod
     def _bump(conn: Connection, mailbox_id: int) -> int:

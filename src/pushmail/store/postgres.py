@@ -248,7 +248,9 @@ class PostgresStore(PgMailboxes):
         listed = _uid_list(uids)
 
         def run(conn: Connection) -> FlagResult:
-            self._lock_mailboxes(conn, [mailbox_id])
+            # A mailbox deleted meanwhile has no messages to change (as SQLite says).
+            if not self._lock_mailboxes(conn, [mailbox_id], missing_ok=True):
+                return FlagResult((), ())
             rows = conn.execute(
                 f"{_META_COLS} WHERE mailbox_id = %s AND {_IN_UIDS} ORDER BY uid",
                 (mailbox_id, listed),
@@ -293,7 +295,8 @@ class PostgresStore(PgMailboxes):
         listed = None if uids is None else _uid_list(uids)
 
         def run(conn: Connection) -> list[int]:
-            self._lock_mailboxes(conn, [mailbox_id])
+            if not self._lock_mailboxes(conn, [mailbox_id], missing_ok=True):
+                return []  # deleted meanwhile: nothing to expunge (as SQLite says)
             if listed is None:
                 found = conn.execute(
                     f"SELECT uid FROM messages WHERE mailbox_id = %s AND {_HAS_DELETED}",
