@@ -273,3 +273,28 @@ def test_old_structures_are_recomputed_once(url: str) -> None:
         assert store.refresh_structures(STRUCTURE_VERSION, build_cache) == 0
     finally:
         store.close()
+
+
+def test_claim_recent_without_waiting_gives_up_while_a_delivery_holds_the_mailbox(
+    url: str,
+) -> None:
+    """``claim_recent(wait=False)`` (a hibernated batch's refresh) must not queue
+    behind another node's delivery holding the mailbox lock: it claims nothing,
+    the messages stay \\Recent for the next claim, and a waiting claim takes them."""
+    import psycopg
+
+    store = PostgresStore(url)
+    try:
+        owner = store.create_user("recent@example.org", "h")
+        box = store.get_mailbox(owner.id, "INBOX")
+        assert box is not None
+        store.append(box.id, message("one"))
+        with psycopg.connect(url) as other:  # another node, mid-delivery
+            other.execute("SELECT 1 FROM mailboxes WHERE id = %s FOR UPDATE", (box.id,))
+            assert store.claim_recent(box.id, wait=False) == 2  # nothing below UIDNEXT
+            other.rollback()
+        assert store.counts(box.id).recent == 1
+        assert store.claim_recent(box.id) == 1
+        assert store.claim_recent(box.id, wait=False) == 2
+    finally:
+        store.close()
