@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python bench/scale_plot.py RESULTS.jsonl [...] -o docs/scale.png
+    .venv/bin/python bench/scale_plot.py RESULTS.jsonl [...] -o by-n.png
 
 Each input line is one run of ``bench/idle_scale.py``; lines with ``"error"`` and lines
 of other benchmarks are skipped. pushmail runs with empty mailboxes form the lines;
@@ -99,7 +99,7 @@ def plot(runs: list[Run], output: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("inputs", nargs="+", type=Path, help="files of idle_scale JSON lines")
-    p.add_argument("-o", "--output", type=Path, default=Path("docs/scale.png"))
+    p.add_argument("-o", "--output", type=Path, default=Path("scale-by-n.png"))
     args = p.parse_args(argv)
     runs = load(args.inputs)
     if not runs:

@@ -24,6 +24,7 @@ import idle_scale
 import imap_idle_client
 import proctools
 import pytest
+import scale_compare
 import scale_plot
 from idle_latency import Delivery, plan_sessions, plan_users
 from lmtp_burst import _dot_stuffed
@@ -140,6 +141,31 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
     out = tmp_path / "scale.png"
     assert scale_plot.main([str(source), "-o", str(out)]) == 0
     assert out.read_bytes().startswith(b"\x89PNG")
+
+
+def test_compare_takes_one_run_at_dovecots_n(tmp_path: Path) -> None:
+    def run(server: str, n: int, pss: float, connects: float) -> dict[str, object]:
+        return {"bench": "idle_scale", "server": server, "n": n, "workers": 2,
+                "connect_per_s": connects, "per_session_kb": {"pss": pss},
+                "single": {"p99_ms": 2.0}, "broadcast": {"deliveries_per_s": 500.0,
+                "p99_ms": 40_000.0, "missed": 0}, "closed_by_server": 0}  # fmt: skip
+
+    lines = [run("pushmail", 1000, 8.0, 2000.0), run("pushmail", 10000, 3.0, 2500.0),
+             run("dovecot", 10000, 9.0, 250.0)]  # fmt: skip
+    source = tmp_path / "run.jsonl"
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    pushmail, dovecot = scale_compare.pick(scale_plot.load([source]))
+    assert (pushmail["n"], pushmail["per_session_kb"]) == (10000, {"pss": 3.0})
+    table = scale_compare.table(pushmail, dovecot)
+    assert "| 2,500 /s | 250 /s | 10.0× |" in table  # higher is better
+    assert "| 3.00 KB | 9.00 KB | 3.0× |" in table  # lower is better
+    assert "| 40 s |" in table and "—" in table  # whole-server figure missing here
+    out = tmp_path / "scale.png"
+    pytest.importorskip("matplotlib")
+    assert scale_compare.main([str(source), "-o", str(out)]) == 0
+    assert out.read_bytes().startswith(b"\x89PNG")
+    source.write_text(json.dumps(lines[0]) + "\n")
+    assert scale_compare.main([str(source), "--table"]) == 1  # no Dovecot: says so
 
 
 def _run_bench(*argv: str) -> list[dict[str, object]]:

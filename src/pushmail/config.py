@@ -72,7 +72,8 @@ class ImapSettings:
     idle_keepalive: float = 10 * 60.0  # "* OK Still here" interval while idling; 0 = off
     recheck_interval: float = 60.0  # idle sessions re-read the store this often (lost hints)
     expunge_memory_days: int = 90  # how long expunged UIDs are kept for QRESYNC
-    hibernate: bool = True  # idle plaintext sessions shrink to a small record (net/hibernate.py)
+    hibernate: bool = True  # idle sessions (plaintext, or TLS on our own record layer)
+    # shrink to a small record (net/hibernate.py)
     home_workers: bool = True  # several workers: sleeping sessions move to one (net/homes.py)
 
 

@@ -1,4 +1,5 @@
-"""Delivery: parse once, store durably, then publish (DESIGN §1).
+"""Delivery: parse once, store durably, then publish (design.md "The store is
+the truth; events are hints").
 
 The order matters. The message is on disk in every recipient's INBOX (one
 transaction, one fsync) before any event is published and before the SMTP/LMTP layer

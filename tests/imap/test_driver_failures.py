@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from pushmail.imap import commands as c
 from pushmail.imap import handlers
+from pushmail.imap.command_table import COMMANDS, CommandTable
 from pushmail.imap.session import Session
 from pushmail.store.interfaces import Store
 
@@ -23,7 +25,8 @@ def test_unexpected_error_ends_only_that_session(
     def broken(s: Session, cmd: c.Namespace, store: Store) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setitem(handlers.HANDLERS, c.Namespace, broken)
+    rows = {**COMMANDS.rows, "NAMESPACE": replace(COMMANDS.rows["NAMESPACE"], handler=broken)}
+    monkeypatch.setattr(handlers, "COMMANDS", CommandTable(rows.values()))
     with live_server(tmp_path) as srv, LineClient(srv.port) as other, LineClient(srv.port) as c1:
         other.login()
         c1.login()

@@ -1,5 +1,5 @@
 """The fragmentizer: each case fed whole, byte by byte, in random chunks, and followed
-by the start of another command (DESIGN rule 11)."""
+by the start of another command (design.md rule 11)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from pushmail.imap import commands as c
-from pushmail.imap.parser import parse_command, parse_tag
+from pushmail.imap.command_table import parse_command
+from pushmail.imap.parser import parse_tag
 from pushmail.imap.types import DateTime, Secret, SeqRange, SequenceSet
 
 
@@ -137,16 +138,16 @@ CASES: list[tuple[bytes, c.Command]] = [
     # STORE
     (
         b"a STORE 2:4 +FLAGS (\\Deleted)",
-        c.Store("a", seq((2, 4)), "add", ("\\Deleted",)),
+        c.StoreFlags("a", seq((2, 4)), "add", ("\\Deleted",)),
     ),
     (
         b"a UID STORE 1 -flags.silent \\seen $Junk",
-        c.Store("a", seq(1), "remove", ("\\Seen", "$Junk"), silent=True, uid=True),
+        c.StoreFlags("a", seq(1), "remove", ("\\Seen", "$Junk"), silent=True, uid=True),
     ),
-    (b"a STORE 1 FLAGS ()", c.Store("a", seq(1), "set", ())),
+    (b"a STORE 1 FLAGS ()", c.StoreFlags("a", seq(1), "set", ())),
     (
         b"a STORE 1:3 (UNCHANGEDSINCE 0) FLAGS.SILENT (\\Draft)",
-        c.Store("a", seq((1, 3)), "set", ("\\Draft",), silent=True, unchangedsince=0),
+        c.StoreFlags("a", seq((1, 3)), "set", ("\\Draft",), silent=True, unchangedsince=0),
     ),
     # IDLE, NAMESPACE, ID, ENABLE, COMPRESS
     (b"a IDLE", c.Idle("a")),
@@ -204,7 +205,7 @@ def test_rfc3501_section8_sample_commands() -> None:
         c.Select("a002", "INBOX"),
         c.Fetch("a003", seq(12), ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY")),
         c.Fetch("a004", seq(12), (c.FetchBody(c.Section(text="HEADER")),)),
-        c.Store("a005", seq(12), "add", ("\\Deleted",)),
+        c.StoreFlags("a005", seq(12), "add", ("\\Deleted",)),
         c.Logout("a006"),
     ]
 

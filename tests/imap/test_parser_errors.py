@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pushmail.imap.command_table import COMMANDS, parse_command
 from pushmail.imap.errors import ProtocolError
 from pushmail.imap.parse_lexer import Reader
-from pushmail.imap.parser import parse_command, parse_command_body
 
 INVALID: list[bytes] = [
     b"",
@@ -156,7 +156,7 @@ def _parse_or_protocol_error(data: bytes) -> None:
     """The rules themselves, without parse_command's defensive net, so a bug that
     raised anything but ProtocolError would show here."""
     with contextlib.suppress(ProtocolError):
-        parse_command_body(Reader(data))
+        COMMANDS.parser.parse_body(Reader(data))
 
 
 @settings(max_examples=300, deadline=None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pushmail.imap import commands as c
-from pushmail.imap.parser import parse_command
+from pushmail.imap.command_table import parse_command
 from pushmail.imap.types import SeqRange, SequenceSet
 
 ONE = SequenceSet((SeqRange(1, 1),))

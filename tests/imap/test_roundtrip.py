@@ -1,4 +1,4 @@
-"""Random commands → encode_command → parse_command → the same command (DESIGN rule 11)."""
+"""Random commands → encode_command → parse_command → the same command (design.md rule 11)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from hypothesis import strategies as st
 
 from pushmail.imap import commands as c
 from pushmail.imap.client_encode import encode_command, encode_command_parts
+from pushmail.imap.command_table import parse_command
 from pushmail.imap.fragmentizer import CommandReady, Fragmentizer, NeedContinuation
 from pushmail.imap.parse_fetch import FETCH_MACROS
 from pushmail.imap.parse_mailbox import LIST_RETURN_OPTS, STATUS_ATTS
 from pushmail.imap.parse_search import SEARCH_RETURN_OPTS
-from pushmail.imap.parser import parse_command
 from pushmail.imap.types import DateTime, Secret, SeqRange, SequenceSet
 
 ATOM_CHARS = "".join(chr(b) for b in range(0x21, 0x7F) if chr(b) not in '(){%*"\\]')
@@ -239,7 +239,7 @@ commands = st.one_of(
     searches,
     fetches(),
     st.builds(
-        c.Store,
+        c.StoreFlags,
         tags,
         seqsets_or_saved,
         st.sampled_from(["set", "add", "remove"]),

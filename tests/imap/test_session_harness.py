@@ -1,7 +1,7 @@
 """A socket-free IMAP client for session tests, and tests of the login paths.
 
 ``Client`` does for one ``Session`` what the driver (``net/imap_conn.py``) does: parse
-a complete command, check it against the state table, run it with
+a complete command, check it against the command table, run it with
 ``handlers.run_command`` (the same function the driver calls, refresh logic
 included), and carry out the actions a handler asks for (password check, SASL
 continuation, IDLE). The store is a real ``SqliteStore``; nothing is stubbed.
@@ -20,10 +20,10 @@ import pytest
 from pg_testdb import scratch_database
 from pushmail.auth.passwords import verify_password
 from pushmail.imap import cmd_auth, handlers
+from pushmail.imap.command_table import check_allowed, parse_command
 from pushmail.imap.errors import ImapError
-from pushmail.imap.parser import parse_command, parse_tag
-from pushmail.imap.session import Action, ServerInfo, Session
-from pushmail.imap.states import State, check_allowed
+from pushmail.imap.parser import parse_tag
+from pushmail.imap.session import Action, ServerInfo, Session, State
 from pushmail.store.interfaces import Store
 from pushmail.store.sqlite import SqliteStore
 

@@ -82,7 +82,7 @@ def test_connections_are_capped_below_the_descriptor_limit(
         log = srv.log_text()
         assert "out of system resource" not in log and "fd-exhausted" not in log
         assert "prelogin-evicted service=imap" in log
-        assert "connection-limit service=smtp" in log
+        assert "connection-limit service=mx" in log
         assert "prelogin-limit service=imap client=127.0.0.2" in log
         for s in held:
             s.close()

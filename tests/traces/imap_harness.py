@@ -26,10 +26,9 @@ from typing import Any, TypeVar
 from pushmail.config import Limits
 from pushmail.events.interfaces import MailboxChanged
 from pushmail.events.local import LocalBus
+from pushmail.imap.command_table import check_allowed, parse_command
 from pushmail.imap.handlers import run_command
-from pushmail.imap.parser import parse_command
 from pushmail.imap.session import ServerInfo, Session
-from pushmail.imap.states import check_allowed
 from pushmail.mime.structure import build_cache
 from pushmail.net.idle_hub import IdleHub
 from pushmail.net.imap_conn import ImapConnection, ImapContext

@@ -105,6 +105,22 @@ def _drive(page: Any, srv: PushServer, ep: PushEndpoint) -> None:
     second = next_alert(ep, 1)
     assert (second["new"], second["total"]) == (1, 4)  # the muted one was skipped
 
+    # Muted from elsewhere (another tab, a script) while this page shows "no": saving
+    # the rules form changes only the form's keys and keeps that mute (PATCH).
+    until = "2030-01-01T08:00:00+00:00"
+    assert srv.api("PATCH", "/api/rules", {"muted_until": until})[0] == 200
+    page.fill("#folders", "INBOX, Alerts")
+    page.click("#rules button[type=submit]")
+    expect(page.locator("#status")).to_have_text("Rules saved.")
+    _, stored = srv.api("GET", "/api/rules")
+    assert stored["muted_until"] == until and stored["folders"] == ["INBOX", "Alerts"]
+    expect(page.locator("#muted")).not_to_have_text("no")  # the page now shows it
+    page.click("#unmute")
+    expect(page.locator("#status")).to_have_text("Unmuted.")
+    page.fill("#folders", "INBOX")
+    page.click("#rules button[type=submit]")
+    expect(page.locator("#status")).to_have_text("Rules saved.")
+
     # A test alert from the device list.
     page.click("#devices button:has-text('Send test')")
     expect(page.locator("#status")).to_have_text("Test alert queued.")
@@ -123,3 +139,57 @@ def _drive(page: Any, srv: PushServer, ep: PushEndpoint) -> None:
     # The page's own scripts and styles all load under its CSP (nothing inline).
     assert not [m for m in console if "Content Security Policy" in m], console
     assert ep.errors == []
+
+
+def test_page_fits_a_phone_and_explains_an_untrusted_certificate(tmp_path: Path) -> None:
+    """At 390 px (a phone) nothing is wider than the screen, devices table included.
+    The browser here does not trust the self-signed certificate (the user clicked
+    through the warning, as Playwright's ignore_https_errors does): "Alert this
+    browser" then says why Web Push cannot work, instead of the browser's raw error."""
+    srv = make_server(tmp_path)
+    srv.start()
+    try:
+        long_label = "Pixel 8 Pro of the family's shared kitchen tablet " * 2
+        for i in range(2):
+            url = f"https://hooks.very-long-subdomain-name-{i}.example.com/a"
+            body = {
+                "kind": "webhook",
+                "label": long_label[:100],
+                "secret": "s" * 20,
+                "endpoint": url,
+            }
+            status, err = srv.api("POST", "/api/devices", body)
+            assert status == 201, err
+        with sync_api.sync_playwright() as pw:
+            args = [f for f in FLAGS if f != "--ignore-certificate-errors"]
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
+            try:
+                context = browser.new_context(
+                    ignore_https_errors=True, viewport={"width": 390, "height": 844}
+                )
+                page = context.new_page()
+                _phone_and_certificate(page, srv)
+                context.close()
+            finally:
+                browser.close()
+    finally:
+        srv.stop()
+
+
+def _phone_and_certificate(page: Any, srv: PushServer) -> None:
+    expect = sync_api.expect
+    page.goto(f"https://127.0.0.1:{srv.http_port}/")
+    page.fill("#address", "alice@example.org")
+    page.fill("#password", "alice-secret")
+    page.click("#login button[type=submit]")
+    expect(page.locator("#devices")).to_contain_text("very-long-subdomain-name-1")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    print(f"scrollWidth at 390 px: {width}")
+    assert width <= 390
+
+    page.click("#subscribe")
+    expect(page.locator("#status")).to_contain_text("does not trust", timeout=30_000)
+    expect(page.locator("#cert-help")).to_be_visible()
+    expect(page.locator("#cert-help")).to_contain_text("certificate")
+    assert "SSL certificate error occurred" not in page.locator("#status").inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390

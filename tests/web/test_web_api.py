@@ -166,6 +166,48 @@ def test_rules_and_test_alert(tmp_path: Path) -> None:
     run(tmp_path, scenario)
 
 
+def test_patch_rules_changes_only_the_keys_given(tmp_path: Path) -> None:
+    """The page muted, then a script (or the page's rules form) saved other keys: the
+    mute must survive. PUT replaces everything (keys left out get defaults); PATCH
+    merges."""
+
+    async def scenario(c: Client, ep: PushEndpoint) -> None:
+        until = "2030-01-01T08:00:00+00:00"
+        status, rules = await c.call("PATCH", "/api/rules", {"muted_until": until})
+        assert status == 200 and rules["muted_until"] == until and rules["folders"] == ["INBOX"]
+        status, rules = await c.call("PATCH", "/api/rules", {"only_from": ["boss@example.com"]})
+        assert status == 200 and rules["muted_until"] == until
+        assert rules["only_from"] == ["boss@example.com"]
+        assert (await c.call("GET", "/api/rules"))[1] == rules
+        status, rules = await c.call("PATCH", "/api/rules", {"muted_until": None})
+        assert status == 200 and rules["muted_until"] is None
+        assert rules["only_from"] == ["boss@example.com"]
+        # Checked like PUT: a bad value or an unknown key changes nothing.
+        status, err = await c.call("PATCH", "/api/rules", {"quiet_hours": {"start": "9"}})
+        assert status == 400 and "quiet_hours" in err["error"]
+        assert (await c.call("PATCH", "/api/rules", {"mute": True}))[0] == 400
+        assert (await c.call("PATCH", "/api/rules", ["x"]))[0] == 400
+        assert (await c.call("GET", "/api/rules"))[1] == rules
+        # Only alice's rules changed.
+        assert (await c.call("GET", "/api/rules", who=BOB))[1]["only_from"] == []
+        # PUT still replaces the whole set: what it leaves out is back to defaults.
+        await c.call("PATCH", "/api/rules", {"muted_until": until})
+        status, rules = await c.call("PUT", "/api/rules", {"enabled": True})
+        assert status == 200 and rules["muted_until"] is None and rules["only_from"] == []
+
+        _, device = await c.call(
+            "POST", "/api/devices", {"kind": "webpush", "endpoint": ep.url(), "keys": ep.keys}
+        )
+        path = f"/api/devices/{device['id']}/rules"
+        status, own = await c.call("PATCH", path, {"enabled": False})
+        assert status == 200 and own["enabled"] is False and own["folders"] == ["INBOX"]
+        status, own = await c.call("PATCH", path, {"folders": ["*"]})
+        assert own["enabled"] is False and own["folders"] == ["*"]
+        assert (await c.call("PATCH", path, {"enabled": True}, who=BOB))[0] == 404
+
+    run(tmp_path, scenario)
+
+
 def test_openapi_describes_every_route(tmp_path: Path) -> None:
     async def scenario(c: Client, ep: PushEndpoint) -> None:
         status, spec = await c.call("GET", "/api/openapi.json", who=None)

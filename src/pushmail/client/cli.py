@@ -1,10 +1,12 @@
 """``pushmail watch`` and its actions: run, mute, unmute, fetch.
 
 ``pushmail watch --config watch.toml`` runs the watcher in the foreground (a service
-manager supervises it; JSON lines go to stdout or ``log``). The other actions talk to a
-running watcher only through the state directory, so they work whether or not it runs:
-``mute`` writes the mute file the watcher reads for every message, ``fetch`` downloads
-the rest of a partially downloaded message into the same Maildir file.
+manager supervises it; JSON lines go to stdout or ``log``); without ``--config`` it reads
+``$XDG_CONFIG_HOME/pushmail/watch.toml``. The other actions talk to a running watcher
+only through the state directory, so they work whether or not it runs: ``mute`` writes
+the mute file the watcher reads for every message, ``fetch`` downloads the rest of a
+partially downloaded message into the same Maildir file. ``fingerprint HOST [PORT]``
+needs no config: it prints the certificate a server presents, to pin it.
 """
 
 from __future__ import annotations
@@ -16,12 +18,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pushmail.client.connection import ClientError, Counters
+from pushmail.client.connection import (
+    ClientError,
+    Counters,
+    Endpoint,
+    format_fingerprint,
+    server_certificate,
+)
 from pushmail.client.daemon import WatchDaemon, state_path
 from pushmail.client.mailbox import examine, fetch_whole, maildir_for
 from pushmail.client.response import ResponseError
 from pushmail.client.rules import parse_duration, parse_when, write_mute
-from pushmail.client.settings import WatchConfig, WatchConfigError, load_watch_config
+from pushmail.client.settings import (
+    WatchConfig,
+    WatchConfigError,
+    default_config_path,
+    load_watch_config,
+)
 from pushmail.client.state import WatchState
 from pushmail.client.watcher import open_account
 
@@ -36,27 +49,44 @@ EX_CONFIG = 78
 def add_watch_parser(sub: Any) -> None:
     """Register ``watch`` on the top-level subparsers (called from ``pushmail.cli``)."""
     watch = sub.add_parser("watch", help="push client: watch IMAP accounts and run hooks")
-    watch.add_argument("--config", type=Path, metavar="FILE", required=True, help="watch.toml")
     watch.add_argument(
-        "action", nargs="?", default="run", choices=("run", "mute", "unmute", "fetch")
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="watch.toml (default: $XDG_CONFIG_HOME/pushmail/watch.toml, "
+        "XDG_CONFIG_HOME defaulting to ~/.config)",
     )
     watch.add_argument(
-        "args", nargs="*", help="mute: DURATION or ISO time; fetch: ACCOUNT FOLDER UID"
+        "--starttls", action="store_true", help="fingerprint: STARTTLS instead of implicit TLS"
+    )
+    watch.add_argument(
+        "action",
+        nargs="?",
+        default="run",
+        choices=("run", "mute", "unmute", "fetch", "fingerprint"),
+    )
+    watch.add_argument(
+        "args",
+        nargs="*",
+        help="mute: DURATION or ISO time; fetch: ACCOUNT FOLDER UID; fingerprint: HOST [PORT]",
     )
     watch.set_defaults(func=cmd_watch)
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    action = args.action
+    if action == "fingerprint":
+        return _fingerprint(args.args, args.starttls)
+    path = args.config if args.config is not None else default_config_path()
     try:
-        config = load_watch_config(args.config)
+        config = load_watch_config(path)
     except WatchConfigError as e:
         print(f"pushmail: {e}", file=sys.stderr)
         return EX_CONFIG
-    action = args.action
     if action == "run":
         if args.args:
             return _usage("watch run takes no arguments")
-        return asyncio.run(WatchDaemon(args.config, config).run())
+        return asyncio.run(WatchDaemon(path, config).run())
     if action == "mute":
         return _mute(config, args.args)
     if action == "unmute":
@@ -84,6 +114,23 @@ def _mute(config: WatchConfig, words: list[str]) -> int:
             return _usage(str(e))
     write_mute(config.state_dir, until)
     print(f"muted until {until.isoformat(timespec='seconds')}")
+    return 0
+
+
+def _fingerprint(words: list[str], starttls: bool) -> int:
+    """Print the SHA-256 fingerprint of the certificate HOST:PORT presents, as
+    ``tls_fingerprint`` takes it. Unverified by nature: compare it with the one the
+    server's operator sees (``openssl x509 -noout -fingerprint -sha256 -in CERT``)."""
+    if not 1 <= len(words) <= 2 or (len(words) == 2 and not words[1].isdigit()):
+        return _usage("usage: pushmail watch [--starttls] fingerprint HOST [PORT]")
+    port = int(words[1]) if len(words) == 2 else (143 if starttls else 993)
+    ep = Endpoint(words[0], port, "starttls" if starttls else "tls", verify=False)
+    try:
+        der = asyncio.run(server_certificate(ep, 30.0))
+    except (ClientError, ResponseError, OSError) as e:
+        print(f"pushmail: {e}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    print(f'tls_fingerprint = "{format_fingerprint(der)}"')
     return 0
 
 

@@ -9,19 +9,26 @@ server has been silent for too long.
 
 Errors are sorted by what the reconnect logic should do about them:
 ``ConnectionLost`` (network, timeouts, garbage: retry soon), ``AuthFailed`` (stop and
-say so), ``ServerBusy`` (connection limits: back off longer), ``CommandFailed`` (a NO or
-BAD to one command).
+say so), ``CertificateRejected`` (a kind of ``AuthFailed``: the server's certificate is
+not trusted, which no retry can change), ``ServerBusy`` (connection limits: back off
+longer), ``CommandFailed`` (a NO or BAD to one command).
+
+Trust: the system's CA store by default; ``ca_file`` replaces it (pushmail's own
+self-signed certificate is its own CA); a ``tls_fingerprint`` pin replaces chain and
+name checks by comparing the SHA-256 of the certificate the server presents.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import socket
 import ssl
 import time
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 
 from pushmail.client.response import (
     Continuation,
@@ -41,6 +48,7 @@ from pushmail.imap.mutf7 import decode_mutf7
 
 __all__ = [
     "AuthFailed",
+    "CertificateRejected",
     "ClientError",
     "CommandFailed",
     "ConnectionLost",
@@ -48,6 +56,9 @@ __all__ = [
     "Endpoint",
     "ImapConnection",
     "ServerBusy",
+    "format_fingerprint",
+    "normalize_fingerprint",
+    "server_certificate",
 ]
 
 _READ_SIZE = 65536
@@ -68,6 +79,13 @@ class AuthFailed(ClientError):
     """The server refused the credentials: retrying would only lock the account."""
 
 
+class CertificateRejected(AuthFailed):
+    """The server's certificate failed verification or its pin: retrying cannot help
+    until the configuration changes, so the account stops as after a refused login."""
+
+    event = "certificate_rejected"
+
+
 class ServerBusy(ClientError):
     """The server refused for load or connection limits: back off longer."""
 
@@ -84,6 +102,8 @@ class Endpoint:
     port: int
     tls: str = "none"  # "none", "tls" (implicit, RFC 8314) or "starttls"
     verify: bool = True
+    ca_file: Path | None = None  # trust only this CA bundle (else the system's)
+    fingerprint: str = ""  # normalized SHA-256 pin (64 hex digits); replaces CA checks
 
 
 class Counters:
@@ -125,12 +145,66 @@ def set_keepalive(sock: socket.socket, idle: float) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 4)
 
 
-def _tls_context(verify: bool) -> ssl.SSLContext:
+def _tls_context(ep: Endpoint) -> ssl.SSLContext:
+    if ep.verify and not ep.fingerprint and ep.ca_file is not None:
+        try:
+            return ssl.create_default_context(cafile=str(ep.ca_file))
+        except (OSError, ssl.SSLError) as e:  # unreadable or not PEM: a config error
+            raise CertificateRejected(f"cannot load ca_file {ep.ca_file}: {e}") from e
     ctx = ssl.create_default_context()
-    if not verify:
+    if not ep.verify or ep.fingerprint:
+        # A pin is checked after the handshake (``_check_pin``), against the exact
+        # certificate; a self-signed one would fail the chain check first.
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+def normalize_fingerprint(text: str) -> str:
+    """``sha256:AB:CD:…`` (as ``pushmail watch fingerprint`` and ``openssl x509
+    -fingerprint -sha256`` print it, any case, colons optional) → 64 lowercase hex
+    digits; ValueError for anything else."""
+    body = text.strip()
+    if body.lower().startswith("sha256:"):
+        body = body[7:]
+    elif body.lower().startswith("sha256 fingerprint="):
+        body = body[19:]
+    hexdigits = body.replace(":", "").lower()
+    if len(hexdigits) != 64 or any(c not in "0123456789abcdef" for c in hexdigits):
+        raise ValueError("a SHA-256 fingerprint is 64 hex digits, e.g. sha256:AB:CD:…")
+    return hexdigits
+
+
+def format_fingerprint(der: bytes) -> str:
+    digest = hashlib.sha256(der).hexdigest().upper()
+    return "sha256:" + ":".join(digest[i : i + 2] for i in range(0, 64, 2))
+
+
+def _peer_der(writer: asyncio.StreamWriter) -> bytes:
+    sslobj = writer.get_extra_info("ssl_object")
+    der = sslobj.getpeercert(binary_form=True) if sslobj is not None else None
+    if not der:
+        raise CertificateRejected("the server presented no certificate")
+    return bytes(der)
+
+
+def _check_pin(ep: Endpoint, writer: asyncio.StreamWriter) -> None:
+    if not ep.fingerprint:
+        return
+    der = _peer_der(writer)
+    if hashlib.sha256(der).hexdigest() != ep.fingerprint:
+        raise CertificateRejected(
+            f"certificate of {ep.host}:{ep.port} does not match tls_fingerprint: "
+            f"it is {format_fingerprint(der)}"
+        )
+
+
+def _rejected(ep: Endpoint, e: ssl.SSLCertVerificationError) -> CertificateRejected:
+    why = e.verify_message or str(e)
+    return CertificateRejected(
+        f"certificate of {ep.host}:{ep.port} not trusted ({why}); "
+        "set ca_file or tls_fingerprint (see pushmail watch fingerprint)"
+    )
 
 
 class ImapConnection:
@@ -166,12 +240,14 @@ class ImapConnection:
         cls, ep: Endpoint, counters: Counters, timeout: float, keepalive: float = 0
     ) -> ImapConnection:
         """Connect, read the greeting (and STARTTLS if asked); all within ``timeout``."""
-        ctx = _tls_context(ep.verify) if ep.tls != "none" else None
+        ctx = _tls_context(ep) if ep.tls != "none" else None
         try:
             async with asyncio.timeout(timeout):
                 reader, writer = await asyncio.open_connection(
                     ep.host, ep.port, ssl=ctx if ep.tls == "tls" else None
                 )
+        except ssl.SSLCertVerificationError as e:  # before OSError: it is one
+            raise _rejected(ep, e) from e
         except (OSError, TimeoutError, ssl.SSLError) as e:
             raise ConnectionLost(f"connect to {ep.host}:{ep.port}: {e!r}") from e
         sock = writer.get_extra_info("socket")
@@ -179,6 +255,8 @@ class ImapConnection:
             set_keepalive(sock, keepalive)
         conn = cls(reader, writer, counters, timeout)
         try:
+            if ep.tls == "tls":
+                _check_pin(ep, writer)
             await conn._greeting()
             if ep.tls == "starttls":
                 await conn._starttls(ep, ctx)
@@ -200,9 +278,12 @@ class ImapConnection:
         await self.command_text("STARTTLS")
         try:
             async with asyncio.timeout(self.timeout):
-                await self._writer.start_tls(ctx or _tls_context(ep.verify))
+                await self._writer.start_tls(ctx or _tls_context(ep), server_hostname=ep.host)
+        except ssl.SSLCertVerificationError as e:
+            raise _rejected(ep, e) from e
         except (OSError, TimeoutError, ssl.SSLError) as e:
             raise ConnectionLost(f"STARTTLS: {e!r}") from e
+        _check_pin(ep, self._writer)
         self.capabilities = frozenset()  # must be asked again (RFC 3501 §6.2.1)
 
     # -- reading --------------------------------------------------------------------
@@ -389,6 +470,17 @@ class ImapConnection:
             pass
         finally:
             self.abort()
+
+
+async def server_certificate(ep: Endpoint, timeout: float) -> bytes:
+    """The DER certificate the server presents (unverified: this is how one finds
+    out what to pin), over implicit TLS or after STARTTLS."""
+    unchecked = Endpoint(ep.host, ep.port, ep.tls, verify=False)
+    conn = await ImapConnection.open(unchecked, Counters(), timeout)
+    try:
+        return _peer_der(conn._writer)
+    finally:
+        await conn.logout()
 
 
 def _mailbox_name(value: Value) -> str | None:

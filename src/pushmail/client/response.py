@@ -1,4 +1,4 @@
-"""Reading a server's responses (sans-IO, DESIGN rule 1): bytes in, typed responses out.
+"""Reading a server's responses (sans-IO, design.md rule 1): bytes in, typed responses out.
 
 Framing reuses the server's ``Fragmentizer``: a response, like a command, is lines
 joined by ``{n}`` literals, so the same counted state machine cuts the stream into whole
@@ -14,7 +14,7 @@ is then parsed here into one of three values:
 Data is parsed generically into ``Value`` trees (numbers, atoms, strings, NIL,
 parenthesised lists): the watcher needs only a few fields from a few responses, and a
 generic reader cannot be thrown off by a server's extension data. Malformed input raises
-``ResponseError`` and nothing else (DESIGN rule 7); the connection treats it as a broken
+``ResponseError`` and nothing else (design.md rule 7); the connection treats it as a broken
 link.
 """
 

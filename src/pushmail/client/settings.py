@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pushmail.client.connection import Endpoint, normalize_fingerprint
 from pushmail.config import ConfigError
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "Rule",
     "WatchConfig",
     "WatchConfigError",
+    "default_config_path",
     "load_watch_config",
 ]
 
@@ -48,6 +50,8 @@ class Account:
     port: int = 993
     tls: str = "tls"
     verify_tls: bool = True
+    ca_file: Path | None = None  # trust this CA bundle instead of the system's
+    tls_fingerprint: str = ""  # "sha256:AB:CD:…": trust exactly this certificate
     password: str = field(default="", repr=False)
     password_file: Path | None = None
     password_command: str = ""
@@ -71,6 +75,10 @@ class Account:
     backoff_min: float = 1.0
     backoff_max: float = 300.0
     busy_backoff: float = 600.0  # least wait after "too many connections"
+
+    def endpoint(self) -> Endpoint:
+        pin = normalize_fingerprint(self.tls_fingerprint) if self.tls_fingerprint else ""
+        return Endpoint(self.host, self.port, self.tls, self.verify_tls, self.ca_file, pin)
 
     def secret(self) -> str:
         """The password, from the first of password / password_file / password_command."""
@@ -132,6 +140,13 @@ class WatchConfig:
     hooks: tuple[Hook, ...] = ()
     download: Download = field(default_factory=Download)
     heartbeat_slack: float = 0.0  # renewals due within this many seconds share a wakeup
+
+
+def default_config_path() -> Path:
+    """``$XDG_CONFIG_HOME/pushmail/watch.toml`` (``~/.config`` when unset), used when
+    ``--config`` is not given."""
+    root = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(root) / "pushmail" / "watch.toml"
 
 
 def load_watch_config(path: Path) -> WatchConfig:
@@ -213,6 +228,17 @@ def _check_account(a: Account) -> None:
         raise WatchConfigError(f"{where}: keepalive_min is above keepalive_max")
     if a.max_idle_connections < 0 or not 0 < a.port < 65536:
         raise WatchConfigError(f"{where}: port or max_idle_connections out of range")
+    _check_trust(a, where)
+
+
+def _check_trust(a: Account, where: str) -> None:
+    if a.tls_fingerprint:
+        try:
+            normalize_fingerprint(a.tls_fingerprint)
+        except ValueError as e:
+            raise WatchConfigError(f"{where}: tls_fingerprint: {e}") from None
+    if (a.tls_fingerprint or a.ca_file is not None) and a.tls == "none":
+        raise WatchConfigError(f"{where}: ca_file and tls_fingerprint need tls or starttls")
 
 
 def _check(c: WatchConfig) -> None:

@@ -31,7 +31,6 @@ from pushmail.client.connection import (
     CommandFailed,
     ConnectionLost,
     Counters,
-    Endpoint,
     ImapConnection,
     ServerBusy,
     classify_login_failure,
@@ -59,8 +58,7 @@ log = logging.getLogger("pushmail.watch")
 
 async def open_account(a: Account, counters: Counters) -> ImapConnection:
     """Connect and log in; a refused login is sorted into AuthFailed or ServerBusy."""
-    ep = Endpoint(a.host, a.port, a.tls, a.verify_tls)
-    conn = await ImapConnection.open(ep, counters, a.response_timeout, a.tcp_keepalive)
+    conn = await ImapConnection.open(a.endpoint(), counters, a.response_timeout, a.tcp_keepalive)
     try:
         if not conn.capabilities:
             await conn.command_text("CAPABILITY")
@@ -172,8 +170,8 @@ class AccountWatcher:
                 await body()
                 return True
             except AuthFailed as e:
-                self.auth_failed = True
-                self.event("auth_failed", error=str(e))
+                self.auth_failed = True  # CertificateRejected too, under its own event
+                self.event(getattr(e, "event", "auth_failed"), error=str(e))
                 return False
             except ServerBusy as e:
                 delay, reason = max(a.busy_backoff, backoff.next()), str(e)

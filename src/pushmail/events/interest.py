@@ -16,7 +16,8 @@ count was there before the publisher looked. Both sides cross locks and system
 calls in between, which order the memory accesses. A peer whose file is missing,
 short or not yet initialised gets every hint, as before; a bucket shared by two
 users costs a spurious hint, never a lost one. And whatever is lost all the same is
-repaired by the periodic re-check, as for any lost hint (DESIGN §1).
+repaired by the periodic re-check, as for any lost hint (design.md "The store is
+the truth; events are hints").
 
 Only the owning process writes its file, on the thread that subscribes.
 """

@@ -2,7 +2,8 @@
 
 An event says only *which* mailbox changed and up to which MODSEQ; a session that
 hears one asks the store what changed since what it last reported. So events may be
-lost, duplicated or reordered without harm beyond delay (DESIGN §1).
+lost, duplicated or reordered without harm beyond delay (design.md "The store is
+the truth; events are hints").
 """
 
 from __future__ import annotations

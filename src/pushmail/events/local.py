@@ -2,7 +2,7 @@
 
 Listeners are kept per user, so an event costs only the listeners of the user it
 concerns: with 100,000 idle sessions a delivery to one user touches that user's one
-or two sessions, not the other 99,998 (DESIGN rule 10).
+or two sessions, not the other 99,998 (design.md rule 10).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ datagram that a full receiver (EAGAIN) cannot take waits in a per-peer backlog t
 the sending process retries from its loop (``pushmail deliver`` retries for a moment
 before it exits); a dead receiver (ECONNREFUSED/ENOENT) has its socket file removed.
 Hints dropped even so (a backlog past MAX_BACKLOG) are safe to lose: a session that
-misses one catches up on its periodic re-check (DESIGN §1).
+misses one catches up on its periodic re-check (design.md "The store is the truth;
+events are hints").
 
 Each process is sent only the hints it has a listener for, as it says in a small
 shared file next to its socket (``events/interest.py``); a process without such a

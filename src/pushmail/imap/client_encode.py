@@ -1,6 +1,6 @@
 """Encoding commands as a client sends them (the push client, and round-trip tests).
 
-The inverse of ``parser.parse_command``: for every command value the parser can
+The inverse of ``command_table.parse_command``: for every command value the parser can
 produce, ``parse_command(encode_command(cmd)) == cmd``. Strings go as atoms where the
 grammar allows, quoted where they can, and as literals otherwise: ``{n+}`` with
 LITERAL+ (RFC 7888), or ``{n}``, in which case ``encode_command_parts`` gives the
@@ -48,13 +48,12 @@ from pushmail.imap.commands import (
     Section,
     Select,
     Status,
-    Store,
+    StoreFlags,
     Subscribe,
 )
 from pushmail.imap.encoder import date_time
 from pushmail.imap.mutf7 import encode_mutf7
 from pushmail.imap.parse_search import CHARSETS
-from pushmail.imap.states import command_name
 
 _ASTRING = re.compile(rb'[^(){ %*"\\\x00-\x1f\x7f-\xff]+\Z')
 _LIST_CHARS = re.compile(rb'[^(){ "\\\x00-\x1f\x7f-\xff]+\Z')
@@ -252,7 +251,7 @@ def _encode_fetch(w: _Writer, cmd: Fetch) -> None:
         w.raw(f" (CHANGEDSINCE {cmd.changedsince}" + (" VANISHED)" if cmd.vanished else ")"))
 
 
-def _encode_store(w: _Writer, cmd: Store) -> None:
+def _encode_store(w: _Writer, cmd: StoreFlags) -> None:
     w.raw(" " + cmd.set.encode() + " ")
     if cmd.unchangedsince is not None:
         w.raw(f"(UNCHANGEDSINCE {cmd.unchangedsince}) ")
@@ -383,7 +382,7 @@ def _encode_args2(w: _Writer, cmd: Command) -> None:
         _encode_search(w, cmd)
     elif isinstance(cmd, Fetch):
         _encode_fetch(w, cmd)
-    elif isinstance(cmd, Store):
+    elif isinstance(cmd, StoreFlags):
         _encode_store(w, cmd)
     elif isinstance(cmd, Expunge) and cmd.uids is not None:
         w.raw(" " + cmd.uids.encode())
@@ -434,7 +433,7 @@ def encode_command_parts(cmd: Command, literal_plus: bool = True) -> list[bytes]
     the client sends a part, waits for ``+``, sends the next. One part with
     ``literal_plus``."""
     w = _Writer(literal_plus)
-    w.raw(cmd.tag + " " + command_name(cmd))
+    w.raw(cmd.tag + " " + cmd.name)
     _encode_args(w, cmd)
     return w.finish()
 

@@ -123,7 +123,7 @@ def _vanished_earlier(s: Session, view: SelectedView, store: Store, cmd: c.Fetch
         s.untagged(b"VANISHED (EARLIER) " + SequenceSet.from_ints(gone).encode().encode())
 
 
-def store_(s: Session, cmd: c.Store, store: Store) -> None:
+def store_(s: Session, cmd: c.StoreFlags, store: Store) -> None:
     view = s.require_view()
     if view.readonly:
         raise CommandFailed("mailbox is read-only", "READ-ONLY")

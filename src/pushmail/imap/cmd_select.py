@@ -8,8 +8,7 @@ from pushmail.imap import commands as c
 from pushmail.imap.encoder import mailbox as enc_mailbox
 from pushmail.imap.errors import CommandFailed, ProtocolError
 from pushmail.imap.selected import SelectedView, flags_lines
-from pushmail.imap.session import Session
-from pushmail.imap.states import State
+from pushmail.imap.session import Session, State
 from pushmail.imap.types import SequenceSet
 from pushmail.store.interfaces import Mailbox, Store
 

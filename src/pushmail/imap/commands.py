@@ -2,7 +2,9 @@
 
 The parser (``parser.py``) turns bytes into these; the session runs them; the client
 library encodes them (``encode_command``). They are the contract between those three,
-so they carry no behaviour beyond checking themselves.
+so they carry no behaviour beyond checking themselves, and their ``name``: the command
+as on the wire (``UID FETCH``), which is also the key of its row in the command table
+(``command_table.py``).
 
 Mailbox names here are always Unicode (already decoded from modified UTF-7); ``INBOX``
 is already normalised to upper case in any spelling.
@@ -11,7 +13,7 @@ is already normalised to upper case in any spelling.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pushmail.imap.types import DateTime, Secret, SequenceSet
 
@@ -172,26 +174,31 @@ SearchKey = (
 
 @dataclass(frozen=True, slots=True)
 class Capability:
+    name: ClassVar[str] = "CAPABILITY"
     tag: str
 
 
 @dataclass(frozen=True, slots=True)
 class Noop:
+    name: ClassVar[str] = "NOOP"
     tag: str
 
 
 @dataclass(frozen=True, slots=True)
 class Logout:
+    name: ClassVar[str] = "LOGOUT"
     tag: str
 
 
 @dataclass(frozen=True, slots=True)
 class StartTLS:
+    name: ClassVar[str] = "STARTTLS"
     tag: str
 
 
 @dataclass(frozen=True, slots=True)
 class Authenticate:
+    name: ClassVar[str] = "AUTHENTICATE"
     tag: str
     mechanism: str  # upper-cased
     initial_response: bytes | None = None  # SASL-IR, already base64-decoded; b"" for "="
@@ -199,6 +206,7 @@ class Authenticate:
 
 @dataclass(frozen=True, slots=True)
 class Login:
+    name: ClassVar[str] = "LOGIN"
     tag: str
     username: str
     password: Secret
@@ -222,9 +230,14 @@ class Select:
     condstore: bool = False
     qresync: QresyncParams | None = None
 
+    @property
+    def name(self) -> str:
+        return "EXAMINE" if self.readonly else "SELECT"
+
 
 @dataclass(frozen=True, slots=True)
 class Create:
+    name: ClassVar[str] = "CREATE"
     tag: str
     mailbox: str
     special_use: tuple[str, ...] = ()  # CREATE-SPECIAL-USE (RFC 6154)
@@ -232,12 +245,14 @@ class Create:
 
 @dataclass(frozen=True, slots=True)
 class Delete:
+    name: ClassVar[str] = "DELETE"
     tag: str
     mailbox: str
 
 
 @dataclass(frozen=True, slots=True)
 class Rename:
+    name: ClassVar[str] = "RENAME"
     tag: str
     old: str
     new: str
@@ -248,6 +263,10 @@ class Subscribe:
     tag: str
     mailbox: str
     subscribe: bool = True  # False for UNSUBSCRIBE
+
+    @property
+    def name(self) -> str:
+        return "SUBSCRIBE" if self.subscribe else "UNSUBSCRIBE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,9 +281,14 @@ class ListCmd:
     returns: tuple[str, ...] = ()  # e.g. ("CHILDREN", "SPECIAL-USE", "SUBSCRIBED")
     status_items: tuple[str, ...] = ()  # RETURN (STATUS (...))
 
+    @property
+    def name(self) -> str:
+        return "LSUB" if self.lsub else "LIST"
+
 
 @dataclass(frozen=True, slots=True)
 class Status:
+    name: ClassVar[str] = "STATUS"
     tag: str
     mailbox: str
     items: tuple[str, ...]  # upper-cased: MESSAGES, RECENT, UIDNEXT, UIDVALIDITY, UNSEEN ...
@@ -272,6 +296,7 @@ class Status:
 
 @dataclass(frozen=True, slots=True)
 class Append:
+    name: ClassVar[str] = "APPEND"
     tag: str
     mailbox: str
     message: bytes
@@ -281,16 +306,19 @@ class Append:
 
 @dataclass(frozen=True, slots=True)
 class Check:
+    name: ClassVar[str] = "CHECK"
     tag: str
 
 
 @dataclass(frozen=True, slots=True)
 class Close:
+    name: ClassVar[str] = "CLOSE"
     tag: str
 
 
 @dataclass(frozen=True, slots=True)
 class Unselect:
+    name: ClassVar[str] = "UNSELECT"
     tag: str
 
 
@@ -298,6 +326,10 @@ class Unselect:
 class Expunge:
     tag: str
     uids: SequenceSet | None = None  # UID EXPUNGE (UIDPLUS)
+
+    @property
+    def name(self) -> str:
+        return "EXPUNGE" if self.uids is None else "UID EXPUNGE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +339,10 @@ class Search:
     uid: bool = False
     charset: str | None = None
     returns: tuple[str, ...] | None = None  # ESEARCH: None means no RETURN given
+
+    @property
+    def name(self) -> str:
+        return "UID SEARCH" if self.uid else "SEARCH"
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,9 +355,15 @@ class Fetch:
     vanished: bool = False
     # The macro or list as given, for echoing nothing; the items are already expanded.
 
+    @property
+    def name(self) -> str:
+        return "UID FETCH" if self.uid else "FETCH"
+
 
 @dataclass(frozen=True, slots=True)
-class Store:
+class StoreFlags:
+    """STORE: named for what it does, apart from the storage protocol ``store.Store``."""
+
     tag: str
     set: SequenceSet
     mode: Literal["set", "add", "remove"]
@@ -329,6 +371,10 @@ class Store:
     silent: bool = False
     uid: bool = False
     unchangedsince: int | None = None
+
+    @property
+    def name(self) -> str:
+        return "UID STORE" if self.uid else "STORE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,31 +387,41 @@ class Copy:
     uid: bool = False
     move: bool = False
 
+    @property
+    def name(self) -> str:
+        name = "MOVE" if self.move else "COPY"
+        return "UID " + name if self.uid else name
+
 
 @dataclass(frozen=True, slots=True)
 class Idle:
+    name: ClassVar[str] = "IDLE"
     tag: str
 
 
 @dataclass(frozen=True, slots=True)
 class Namespace:
+    name: ClassVar[str] = "NAMESPACE"
     tag: str
 
 
 @dataclass(frozen=True, slots=True)
 class Id:
+    name: ClassVar[str] = "ID"
     tag: str
     params: tuple[tuple[str, str | None], ...] | None  # None for NIL
 
 
 @dataclass(frozen=True, slots=True)
 class Enable:
+    name: ClassVar[str] = "ENABLE"
     tag: str
     capabilities: tuple[str, ...]  # upper-cased
 
 
 @dataclass(frozen=True, slots=True)
 class Compress:
+    name: ClassVar[str] = "COMPRESS"
     tag: str
     mechanism: str  # upper-cased, e.g. "DEFLATE"
 
@@ -396,6 +452,7 @@ class NotifyGroup:
 class Notify:
     """NOTIFY SET [STATUS] groups, or NOTIFY NONE (``groups`` None)."""
 
+    name: ClassVar[str] = "NOTIFY"
     tag: str
     groups: tuple[NotifyGroup, ...] | None
     status: bool = False
@@ -423,7 +480,7 @@ Command = (
     | Expunge
     | Search
     | Fetch
-    | Store
+    | StoreFlags
     | Copy
     | Idle
     | Namespace

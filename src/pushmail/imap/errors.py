@@ -1,4 +1,4 @@
-"""The errors of the IMAP layer; each knows the reply it becomes (DESIGN rule 7)."""
+"""The errors of the IMAP layer; each knows the reply it becomes (design.md rule 7)."""
 
 from __future__ import annotations
 
@@ -24,16 +24,3 @@ class CommandFailed(ImapError):
     """A well-formed command that cannot be done: ``NO``."""
 
     status = "NO"
-
-
-class TooBig(ImapError):
-    """A line or literal over its cap; the driver refuses it without reading it."""
-
-    status = "BAD"
-
-    def __init__(self, text: str, code: str | None = "TOOBIG") -> None:
-        super().__init__(text, code)
-
-
-class Disconnect(Exception):
-    """The session must end now (``* BYE`` already queued)."""

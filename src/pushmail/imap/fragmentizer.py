@@ -1,4 +1,4 @@
-"""Cutting the client's byte stream into complete commands (sans-IO, DESIGN rule 1).
+"""Cutting the client's byte stream into complete commands (sans-IO, design.md rule 1).
 
 An IMAP command is one or more lines joined by literals: a line ending in ``{n}``
 (synchronizing: the client waits for ``+``), ``{n+}`` (LITERAL+, RFC 7888) or
@@ -7,10 +7,10 @@ rest of the command. The fragmentizer only knows that much grammar; it hands eac
 complete command, byte for byte, to the parser.
 
 Literals are explicit states, counted against a cap before any byte is read
-(DESIGN rule 4): a line over ``max_line`` is skipped without being buffered (only a
+(design.md rule 4): a line over ``max_line`` is skipped without being buffered (only a
 few trailing bytes are kept, to see whether it announced a literal), and an oversized
 non-synchronizing literal is skipped byte-counted. When no command is pending the
-fragmentizer holds no buffer at all (DESIGN rule 10: idle costs almost nothing).
+fragmentizer holds no buffer at all (design.md rule 10: idle costs almost nothing).
 
 A cap on the literal alone is not enough: one command may chain any number of
 literals (``{n+}`` after ``{n+}``), each under the cap (issue 15: 20 x 50 MB from an

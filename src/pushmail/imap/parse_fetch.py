@@ -1,7 +1,7 @@
 """The grammar of the message commands: FETCH and STORE (RFC 3501 §6.4, RFC 3516
 BINARY, RFC 7162 CONDSTORE/QRESYNC modifiers).
 
-One function per ABNF rule, the rule in its docstring (DESIGN rule 6).
+One function per ABNF rule, the rule in its docstring (design.md rule 6).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pushmail.imap.commands import Fetch, FetchAtt, FetchBody, Section, SimpleAtt, Store
+from pushmail.imap.commands import Fetch, FetchAtt, FetchBody, Section, SimpleAtt, StoreFlags
 from pushmail.imap.parse_lexer import (
     Reader,
     paren_list,
@@ -254,7 +254,7 @@ def parse_store_modifiers(r: Reader) -> int:
     return found[0]
 
 
-def parse_store(r: Reader, tag: str, uid: bool) -> Store:
+def parse_store(r: Reader, tag: str, uid: bool) -> StoreFlags:
     """store = "STORE" SP sequence-set [store-modifiers] SP store-att-flags"""
     r.sp()
     seqset = parse_sequence_set(r)
@@ -264,4 +264,6 @@ def parse_store(r: Reader, tag: str, uid: bool) -> Store:
         unchangedsince = parse_store_modifiers(r)
         r.sp()
     mode, silent, flags = parse_store_att_flags(r)
-    return Store(tag, seqset, mode, flags, silent=silent, uid=uid, unchangedsince=unchangedsince)
+    return StoreFlags(
+        tag, seqset, mode, flags, silent=silent, uid=uid, unchangedsince=unchangedsince
+    )

@@ -1,8 +1,8 @@
 """The lexical rules of the IMAP command grammar (RFC 3501 §9, RFC 9051 §9).
 
-One function per ABNF rule, named after it (DESIGN rule 6). Each takes a ``Reader``
+One function per ABNF rule, named after it (design.md rule 6). Each takes a ``Reader``
 positioned at the rule and leaves it just after; anything that does not fit raises
-``ProtocolError`` with the byte offset, and nothing else escapes (DESIGN rule 7).
+``ProtocolError`` with the byte offset, and nothing else escapes (design.md rule 7).
 
 Only what several command families share lives here: atoms, strings, literals,
 numbers, flags, mailbox names, sequence sets and dates. The command rules are in

@@ -3,7 +3,7 @@ SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB, STATUS and APPEND (RFC 3501 §6.3, LIST-EXTE
 RFC 5258, LIST-STATUS RFC 5819, SPECIAL-USE RFC 6154, CONDSTORE/QRESYNC RFC 7162,
 BINARY RFC 3516, UTF8=ACCEPT RFC 6855).
 
-One function per ABNF rule, the rule in its docstring (DESIGN rule 6). Option names are
+One function per ABNF rule, the rule in its docstring (design.md rule 6). Option names are
 checked against what we know: RFC 5258 says an unknown selection option is a BAD.
 """
 

@@ -1,4 +1,4 @@
-"""The grammar of NOTIFY (RFC 5465 §8), one function per rule (DESIGN rule 6).
+"""The grammar of NOTIFY (RFC 5465 §8), one function per rule (design.md rule 6).
 
 Unknown events that are well-formed (``event-ext``, e.g. AnnotationChange) parse, so
 the session can refuse them with ``NO [BADEVENT]`` as §5 asks, instead of a BAD.

@@ -1,12 +1,13 @@
 """IMAP command parser: one complete command (as the fragmentizer hands it over) in,
 one typed ``Command`` out.
 
-``parse_command`` reads the tag and the command name, then hands over to the rule of
-that command through a table (DESIGN rule 3: declared, not discovered). The rules
-live in ``parse_lexer`` (tokens), ``parse_mailbox``, ``parse_fetch`` and
-``parse_search``; the small commands are here. Any invalid input raises
-``ProtocolError`` and nothing else: ``parse_command`` converts the few errors that a
-value type could raise on its own, so the fuzz invariant holds (DESIGN rule 7).
+``CommandParser`` reads the tag and the command name, then hands over to the rule of
+that command, which it is given by the command table (``command_table.py``; design.md
+rule 3: declared, not discovered). The rules live in ``parse_lexer`` (tokens),
+``parse_mailbox``, ``parse_fetch`` and ``parse_search``; the small commands' are here.
+Any invalid input raises ``ProtocolError`` and nothing else: ``CommandParser.parse``
+converts the few errors that a value type could raise on its own, so the fuzz
+invariant holds (design.md rule 7).
 """
 
 from __future__ import annotations
@@ -14,29 +15,19 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from pushmail.imap.commands import (
     Authenticate,
-    Capability,
-    Check,
-    Close,
     Command,
     Compress,
     Copy,
     Enable,
     Expunge,
     Id,
-    Idle,
     Login,
-    Logout,
-    Namespace,
-    Noop,
-    StartTLS,
-    Unselect,
 )
 from pushmail.imap.errors import ProtocolError
-from pushmail.imap.parse_fetch import parse_fetch, parse_store
 from pushmail.imap.parse_lexer import (
     Reader,
     paren_list,
@@ -51,22 +42,9 @@ from pushmail.imap.parse_lexer import (
     parse_upper_atom,
     utf8,
 )
-from pushmail.imap.parse_mailbox import (
-    parse_append,
-    parse_create,
-    parse_delete,
-    parse_list,
-    parse_lsub,
-    parse_rename,
-    parse_select,
-    parse_status,
-    parse_subscribe,
-)
-from pushmail.imap.parse_notify import parse_notify
-from pushmail.imap.parse_search import parse_search
 from pushmail.imap.types import Secret
 
-__all__ = ["parse_command", "parse_tag"]
+__all__ = ["CommandParser", "Rule", "bare", "parse_tag"]
 
 _COMMAND_NAME = re.compile(rb"[A-Za-z0-9]+")
 _BASE64 = re.compile(rb"[A-Za-z0-9+/]+={0,2}|=")
@@ -162,54 +140,9 @@ def parse_uid_expunge(r: Reader, tag: str) -> Expunge:
     return Expunge(tag, parse_sequence_set(r))
 
 
-def _bare(cls: Callable[[str], Command]) -> Rule:
-    """A rule for a command that takes no arguments."""
+def bare(cls: Callable[[str], Command]) -> Rule:
+    """The rule of a command that takes no arguments."""
     return lambda r, tag: cls(tag)
-
-
-COMMAND_RULES: dict[str, Rule] = {
-    "CAPABILITY": _bare(Capability),
-    "NOOP": _bare(Noop),
-    "LOGOUT": _bare(Logout),
-    "STARTTLS": _bare(StartTLS),
-    "AUTHENTICATE": parse_authenticate,
-    "LOGIN": parse_login,
-    "SELECT": lambda r, tag: parse_select(r, tag, readonly=False),
-    "EXAMINE": lambda r, tag: parse_select(r, tag, readonly=True),
-    "CREATE": parse_create,
-    "DELETE": parse_delete,
-    "RENAME": parse_rename,
-    "SUBSCRIBE": lambda r, tag: parse_subscribe(r, tag, subscribe=True),
-    "UNSUBSCRIBE": lambda r, tag: parse_subscribe(r, tag, subscribe=False),
-    "LIST": parse_list,
-    "LSUB": parse_lsub,
-    "STATUS": parse_status,
-    "APPEND": parse_append,
-    "CHECK": _bare(Check),
-    "CLOSE": _bare(Close),
-    "UNSELECT": _bare(Unselect),
-    "EXPUNGE": _bare(Expunge),
-    "SEARCH": lambda r, tag: parse_search(r, tag, uid=False),
-    "FETCH": lambda r, tag: parse_fetch(r, tag, uid=False),
-    "STORE": lambda r, tag: parse_store(r, tag, uid=False),
-    "COPY": lambda r, tag: parse_copy(r, tag, uid=False, move=False),
-    "MOVE": lambda r, tag: parse_copy(r, tag, uid=False, move=True),
-    "IDLE": _bare(Idle),
-    "NAMESPACE": _bare(Namespace),
-    "ID": parse_id,
-    "ENABLE": parse_enable,
-    "COMPRESS": parse_compress,
-    "NOTIFY": parse_notify,  # RFC 5465
-}
-
-UID_RULES: dict[str, Rule] = {
-    "COPY": lambda r, tag: parse_copy(r, tag, uid=True, move=False),
-    "MOVE": lambda r, tag: parse_copy(r, tag, uid=True, move=True),
-    "FETCH": lambda r, tag: parse_fetch(r, tag, uid=True),
-    "SEARCH": lambda r, tag: parse_search(r, tag, uid=True),
-    "STORE": lambda r, tag: parse_store(r, tag, uid=True),
-    "EXPUNGE": parse_uid_expunge,
-}
 
 
 def _command_name(r: Reader) -> str:
@@ -219,39 +152,47 @@ def _command_name(r: Reader) -> str:
     return raw.decode("ascii").upper()
 
 
-def parse_uid(r: Reader, tag: str) -> Command:
-    """uid = "UID" SP (copy / move / fetch / search / store / uid-expunge)"""
-    r.sp()
-    name = _command_name(r)
-    rule = UID_RULES.get(name)
-    if rule is None:
-        r.fail(f"UID {name} is not a command")
-    return rule(r, tag)
+class CommandParser:
+    """Reads a command's tag and name, then the rest by the rule the command table
+    gives for that name (``command_table.py``): which commands exist is the table's
+    business, how each is spelled is this package's. The table hands the rules in,
+    so the parser imports nothing of the session layer behind the handlers."""
 
+    __slots__ = ("_rules",)
 
-def parse_command_body(r: Reader) -> Command:
-    """command = tag SP (command-any / command-auth / command-nonauth /
-    command-select) CRLF"""
-    tag = parse_tag_token(r)
-    r.sp()
-    name = _command_name(r)
-    rule = parse_uid if name == "UID" else COMMAND_RULES.get(name)
-    if rule is None:
-        r.fail(f"unknown command {name}")
-    command = rule(r, tag)
-    r.end()
-    return command
+    def __init__(self, rules: Mapping[str, Rule]) -> None:
+        self._rules = rules  # by name as on the wire: "FETCH", "UID FETCH"
 
+    def parse_body(self, r: Reader) -> Command:
+        """command = tag SP (command-any / command-auth / command-nonauth /
+        command-select) CRLF ; uid = "UID" SP (copy / move / fetch / search / store
+        / uid-expunge)"""
+        tag = parse_tag_token(r)
+        r.sp()
+        name = _command_name(r)
+        if name == "UID":
+            r.sp()
+            name = "UID " + _command_name(r)
+            rule = self._rules.get(name)
+            if rule is None:
+                r.fail(f"{name} is not a command")
+        else:
+            rule = self._rules.get(name)
+            if rule is None:
+                r.fail(f"unknown command {name}")
+        command = rule(r, tag)
+        r.end()
+        return command
 
-def parse_command(data: bytes) -> Command:
-    """Parse one complete command, CRLF included, into its typed form.
+    def parse(self, data: bytes) -> Command:
+        """Parse one complete command, CRLF included, into its typed form.
 
-    Raises ProtocolError for anything that does not follow the grammar; the value
-    types' own checks raise ProtocolError too, and a defensive net turns any other
-    ValueError/RecursionError into one, so peer input can never crash a session."""
-    try:
-        return parse_command_body(Reader(bytes(data)))
-    except ProtocolError:
-        raise
-    except (ValueError, RecursionError) as exc:  # pragma: no cover - defensive net
-        raise ProtocolError(f"invalid command: {exc}") from None
+        Raises ProtocolError for anything that does not follow the grammar; the value
+        types' own checks raise ProtocolError too, and a defensive net turns any other
+        ValueError/RecursionError into one, so peer input can never crash a session."""
+        try:
+            return self.parse_body(Reader(bytes(data)))
+        except ProtocolError:
+            raise
+        except (ValueError, RecursionError) as exc:  # pragma: no cover - defensive net
+            raise ProtocolError(f"invalid command: {exc}") from None

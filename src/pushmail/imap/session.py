@@ -1,7 +1,8 @@
 """One IMAP connection's logic, free of sockets.
 
-The driver (``net/imap_conn.py``) parses a command, asks the state table whether it is
-allowed, and runs it with ``handlers.execute`` on the store thread. Handlers append
+The driver (``net/imap_conn.py``) parses a command, asks the command table
+(``command_table.py``) whether it is allowed in ``Session.state``, and runs it with
+``handlers.run_command`` on the store thread. Handlers append
 encoded response lines to ``Session.out``; the driver writes them. A handler that needs
 the driver to do something (TLS, IDLE, a password check off the store thread) returns
 an ``Action``.
@@ -9,6 +10,7 @@ an ``Action``.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,8 +20,18 @@ from pushmail.imap.errors import CommandFailed
 from pushmail.imap.mutf7 import InvalidName
 from pushmail.imap.notify import NotifyState
 from pushmail.imap.selected import SelectedView
-from pushmail.imap.states import State
 from pushmail.store.interfaces import Mailbox, Store, User
+
+
+class State(enum.Enum):
+    """The connection states of RFC 3501 §3; which command each allows is the
+    command table's ``states`` column."""
+
+    NOT_AUTHENTICATED = "not authenticated"
+    AUTHENTICATED = "authenticated"
+    SELECTED = "selected"
+    LOGOUT = "logout"
+
 
 ActionKind = Literal["starttls", "idle", "logout", "verify", "sasl", "compress", "notify"]
 
@@ -128,13 +140,6 @@ class Session:
         return "IMAP4REV2" in self.enabled
 
     # -- execution --------------------------------------------------------------
-    def report_changes(self, store: Store, allow_expunge: bool) -> None:
-        """Append untagged updates for whatever changed in the selected mailbox."""
-        if self.view is None:
-            return
-        for line in self.view.refresh(store, allow_expunge):
-            self.untagged(line)
-
     def condstore_command(self) -> None:
         """A CONDSTORE enabling command ran (RFC 7162 §3.1). The first one with a
         mailbox selected reports that mailbox's HIGHESTMODSEQ (§3.1, example 5),

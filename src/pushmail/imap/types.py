@@ -1,6 +1,6 @@
 """Value types of the IMAP protocol core.
 
-They check themselves on construction (DESIGN rule 5): a value that exists is valid,
+They check themselves on construction (design.md rule 5): a value that exists is valid,
 so no layer above has to re-validate. All are frozen and slotted; they are shared
 freely between sessions and never mutated.
 """

@@ -1,4 +1,4 @@
-"""The thin driver between a socket and the sans-IO IMAP core (DESIGN rule 8).
+"""The thin driver between a socket and the sans-IO IMAP core (design.md rule 8).
 
 One ``ImapConnection`` (an ``asyncio.Protocol``, no task of its own) per client. Bytes
 go into the fragmentizer; each complete command is parsed, state-checked, and run on
@@ -15,7 +15,7 @@ import ipaddress
 import logging
 import ssl
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -28,6 +28,7 @@ from pushmail.config import Limits
 from pushmail.events.interfaces import MailboxChanged, Publisher
 from pushmail.imap import cmd_auth, cmd_notify, handlers
 from pushmail.imap import commands as c
+from pushmail.imap.command_table import COMMANDS, Flag
 from pushmail.imap.errors import ImapError
 from pushmail.imap.fragmentizer import (
     CommandReady,
@@ -39,9 +40,8 @@ from pushmail.imap.fragmentizer import (
     NeedContinuation,
 )
 from pushmail.imap.notify import PendingHints
-from pushmail.imap.parser import parse_command, parse_tag
-from pushmail.imap.session import Action, ServerInfo, Session
-from pushmail.imap.states import State, check_allowed
+from pushmail.imap.parser import parse_tag
+from pushmail.imap.session import Action, ServerInfo, Session, State
 from pushmail.net.compress import start_compression
 from pushmail.net.conncap import ConnectionGate, peer_host
 from pushmail.net.idle_hub import IdleHub
@@ -279,8 +279,8 @@ class ImapConnection(asyncio.Protocol):
 
     def _command(self, data: bytes) -> None:
         try:
-            cmd = parse_command(data)
-            check_allowed(self.session.state, cmd)
+            cmd = COMMANDS.parse(data)
+            row = COMMANDS.check_allowed(self.session.state, cmd)
         except ImapError as err:
             self._bad_input(parse_tag(data), err.text, err.code)
             return
@@ -291,15 +291,16 @@ class ImapConnection(asyncio.Protocol):
             self._finish_login(Action("verify", cmd.tag), None)
             return
         # Commands that arrive meanwhile wait in the buffer. Reading is paused only
-        # for STARTTLS and COMPRESS (after them the bytes on the wire belong to a new
-        # layer: none may be read into the plaintext buffer meanwhile), or when the
-        # buffer grows past _PAUSE_ABOVE (``data_received``): a client nearly always
-        # waits for the reply, and pausing and resuming cost two ``epoll_ctl`` calls
-        # per command, 8% of the server's time in a connect storm. Once paused,
+        # for the rows flagged NEW_LAYER, STARTTLS and COMPRESS (after them the bytes
+        # on the wire belong to a new layer: none may be read into the plaintext
+        # buffer meanwhile), or when the buffer grows past _PAUSE_ABOVE
+        # (``data_received``): a client nearly always waits for the reply, and pausing
+        # and resuming cost two ``epoll_ctl`` calls per command, 8% of the server's
+        # time in a connect storm. Once paused,
         # reading resumes only when the buffered commands are done (``_pump``), and
         # not while the client leaves more than ``max_output`` of replies unread.
         self._running = True
-        if isinstance(cmd, c.StartTLS | c.Compress):
+        if Flag.NEW_LAYER in row.flags:
             self._pause()
         self._ctx.runner.submit(lambda st: self._execute(cmd, st), self._command_done)
 
@@ -677,5 +678,3 @@ class ImapConnection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
-
-ConnectionFactory = Callable[[], ImapConnection]

@@ -1,7 +1,8 @@
 """``pushmail serve``: starts every listener in one event loop and stops them cleanly.
 
-One process for now; the listeners, the store thread, the change bus and the IDLE hub
-are built here and handed down, so each layer below stays unaware of the others.
+One serving process (with ``--workers``, one of several: ``net/workers.py``); the
+listeners, the store thread, the change bus and the IDLE hub are built here
+and handed down, so each layer below stays unaware of the others.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Runs store work off the event loop (DESIGN rule 8).
+"""Runs store work off the event loop (design.md rule 8).
 
 Each worker process owns one store connection, used only by one dedicated thread.
 Everything that touches SQLite (a command's store calls, a delivery) is sent there as

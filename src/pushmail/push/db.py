@@ -404,7 +404,7 @@ def _origin(url: str) -> str:
 
 class DbThread:
     """Runs PushDB calls on one dedicated thread, so the event loop never waits on
-    its fsyncs (DESIGN rule 8) and SQLite sees one user at a time."""
+    its fsyncs (design.md rule 8) and SQLite sees one user at a time."""
 
     def __init__(self, path: Path) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="push-db")

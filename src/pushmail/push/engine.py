@@ -1,11 +1,12 @@
 """From "mailbox changed" hints to queued alerts.
 
 The engine listens to every user's ``MailboxChanged(kind="new")`` hints. A hint only
-says *where* to look (DESIGN §1): the engine asks the store which messages arrived
-since the last point it alerted for that mailbox (a cursor of UID and MODSEQ kept in
-the push database), reads their From headers when a rule needs them, evaluates each
-device's rules and queues one alert per device. A lost hint delays alerts until the
-next hint for that mailbox; a duplicated one finds nothing new.
+says *where* to look (design.md "The store is the truth; events are hints"): the
+engine asks the store which messages arrived since the last point it alerted for
+that mailbox (a cursor of UID and MODSEQ kept in the push database), reads their
+From headers when a rule needs them, evaluates each device's rules and queues one
+alert per device. A lost hint delays alerts until the next hint for that mailbox; a
+duplicated one finds nothing new.
 
 Hints are handled in one task, all those heard so far at a time, after the bus has
 already woken the IDLE sessions, and the store work is read-only, on the store's

@@ -1,6 +1,6 @@
 """The SMTP layer's door to the store thread: user look-ups, local-domain checks and
 durable delivery, each run as one job on ``StoreRunner`` so the event loop never
-touches SQLite (DESIGN rule 8).
+touches SQLite (design.md rule 8).
 
 One ``Deliverer`` is kept per store object and only ever used on the store thread:
 it is built lazily inside the first job, from the store that the runner hands in.

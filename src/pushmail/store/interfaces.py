@@ -5,7 +5,7 @@ from here, keyed by UIDVALIDITY, UID and MODSEQ, so a session can always ask "wh
 changed since the state I last reported" and get an exact answer.
 
 Calls are synchronous: the IMAP driver runs them on a worker thread, never on the
-event loop (DESIGN rule 8). One store object is used by one thread at a time.
+event loop (design.md rule 8). One store object is used by one thread at a time.
 
 Mailbox names are Unicode with "/" as the hierarchy delimiter; "INBOX" is always
 spelled in upper case by the callers.

@@ -28,7 +28,15 @@ from aiohttp import web
 from yarl import URL
 
 from pushmail import seclog
-from pushmail.push.db import KINDS, MAX_SECRET, MIN_SECRET, DbThread, Device, new_secret
+from pushmail.push.db import (
+    ALL_DEVICES,
+    KINDS,
+    MAX_SECRET,
+    MIN_SECRET,
+    DbThread,
+    Device,
+    new_secret,
+)
 from pushmail.push.destinations import EndpointPolicy, RefusedEndpoint, check_endpoint
 from pushmail.push.engine import AlertEngine
 from pushmail.push.rules import Rules
@@ -86,8 +94,10 @@ def make_app(ctx: WebContext, listener: Any = None) -> web.Application:
     r.add_post("/api/devices/{id}/test", api.test_device)
     r.add_get("/api/rules", api.get_rules)
     r.add_put("/api/rules", api.put_rules)
+    r.add_patch("/api/rules", api.patch_rules)
     r.add_get("/api/devices/{id}/rules", api.get_device_rules)
     r.add_put("/api/devices/{id}/rules", api.put_device_rules)
+    r.add_patch("/api/devices/{id}/rules", api.patch_device_rules)
     r.add_delete("/api/devices/{id}/rules", api.delete_device_rules)
     return app
 
@@ -309,6 +319,13 @@ class Api:
         await self._ctx.db.run(lambda db: db.set_rules(user.id, rules))
         return _json(rules.to_json())
 
+    async def patch_rules(self, request: web.Request) -> web.StreamResponse:
+        """Change only the keys given (``null`` clears ``muted_until``/``quiet_hours``):
+        saving the rules form must not undo a mute set meanwhile from elsewhere."""
+        user = request[_USER]
+        body = await _body(request)
+        return _json(await self._ctx.db.run(lambda db: _patch(db, user.id, body)))
+
     async def get_device_rules(self, request: web.Request) -> web.StreamResponse:
         device = await self._own_device(request)
         rules = await self._ctx.db.run(lambda db: db.rules(device.user_id, device.id))
@@ -319,6 +336,11 @@ class Api:
         rules = _rules(await _body(request))
         await self._ctx.db.run(lambda db: db.set_rules(device.user_id, rules, device.id))
         return _json(rules.to_json())
+
+    async def patch_device_rules(self, request: web.Request) -> web.StreamResponse:
+        device = await self._own_device(request)
+        body = await _body(request)
+        return _json(await self._ctx.db.run(lambda db: _patch(db, device.user_id, body, device.id)))
 
     async def delete_device_rules(self, request: web.Request) -> web.StreamResponse:
         device = await self._own_device(request)
@@ -393,6 +415,16 @@ def _rules(body: dict[str, Any]) -> Rules:
         return Rules.from_json(body)
     except ValueError as e:
         raise ApiError(400, str(e)) from None
+
+
+def _patch(db: Any, user_id: int, body: dict[str, Any], device_id: int = ALL_DEVICES) -> Any:
+    """Read, merge and store in one job on the push database's thread, so two
+    patches of different keys cannot lose each other's change. Keys left out keep
+    their stored values (the defaults where nothing is stored)."""
+    current = db.rules(user_id, device_id) or Rules()
+    rules = _rules({**current.to_json(), **body})
+    db.set_rules(user_id, rules, device_id)
+    return rules.to_json()
 
 
 def _webpush_keys(keys: Any) -> tuple[str, str]:

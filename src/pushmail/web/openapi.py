@@ -150,7 +150,12 @@ def openapi() -> dict[str, Any]:
             "/api/rules": {
                 "get": {"summary": "rules for all my devices", "responses": _ok("", rules)},
                 "put": {
-                    "summary": "replace the rules for all my devices",
+                    "summary": "replace the rules for all my devices (keys left out: defaults)",
+                    "requestBody": _body(rules),
+                    "responses": _ok("stored", rules),
+                },
+                "patch": {
+                    "summary": "change only the rule keys given (others keep their values)",
                     "requestBody": _body(rules),
                     "responses": _ok("stored", rules),
                 },
@@ -163,6 +168,12 @@ def openapi() -> dict[str, Any]:
                 },
                 "put": {
                     "summary": "set a device's own rules (apply on top of mine)",
+                    "parameters": _ID,
+                    "requestBody": _body(rules),
+                    "responses": _ok("stored", rules),
+                },
+                "patch": {
+                    "summary": "change only the given keys of a device's own rules",
                     "parameters": _ID,
                     "requestBody": _body(rules),
                     "responses": _ok("stored", rules),

@@ -37,7 +37,12 @@ async function loadDevices() {
   body.replaceChildren();
   for (const d of devices) {
     const row = body.insertRow();
-    for (const v of [d.kind, d.label, d.endpoint_origin]) row.insertCell().textContent = v;
+    const values = [["Kind", d.kind], ["Label", d.label], ["Endpoint", d.endpoint_origin]];
+    for (const [name, v] of values) {
+      const cell = row.insertCell();
+      cell.textContent = v;
+      cell.dataset.label = name; // shown before the value where rows stack (narrow screens)
+    }
     const cell = row.insertCell();
     const test = document.createElement("button");
     test.textContent = "Send test";
@@ -70,10 +75,11 @@ async function loadRules() {
   fillRules();
 }
 
+// The form's own keys only: muted_until is the mute buttons' business, so saving the
+// form never undoes a mute set meanwhile (another tab, `pushmail alerts rules`).
 function rulesFromForm() {
   return {
     enabled: $("enabled").checked,
-    muted_until: rules.muted_until,
     only_from: $("only_from").value.split(/[\s,]+/).filter(Boolean),
     folders: $("folders").value.split(",").map((s) => s.trim()).filter(Boolean),
     quiet_hours: $("quiet_on").checked ? { start: $("quiet_start").value, end: $("quiet_end").value } : null,
@@ -81,20 +87,33 @@ function rulesFromForm() {
   };
 }
 
-async function saveRules(changes = {}, message = "Rules saved.") {
+// PATCH changes only the keys sent; the answer is the whole stored rule set.
+async function patchRules(changes, message) {
   await act(async () => {
-    rules = await api("PUT", "/api/rules", { ...rulesFromForm(), ...changes });
+    rules = await api("PATCH", "/api/rules", changes);
     fillRules();
   }, message);
 }
 
 async function act(fn, done) {
+  $("cert-help").hidden = true;
   try {
     await fn();
     status(done);
   } catch (e) {
     status(e.message, true);
+    if (e.certificate) $("cert-help").hidden = false;
   }
+}
+
+// The browser fetches the service worker script itself, and refuses to when it does
+// not trust the certificate, even after the user clicked through the warning. Its
+// own message ("An SSL certificate error occurred…") does not say what to do.
+function certificateError() {
+  const e = new Error("This browser does not trust this server's certificate, so it cannot " +
+    "receive Web Push alerts from it (clicking through the warning is not enough).");
+  e.certificate = true;
+  return e;
 }
 
 function keyBytes(b64url) {
@@ -103,10 +122,19 @@ function keyBytes(b64url) {
 }
 
 async function subscribeBrowser() {
-  if (!("serviceWorker" in navigator) || !("PushManager" in window)) {
-    throw new Error("this browser has no Push API (or the page is not on HTTPS)");
+  if (!window.isSecureContext) {
+    throw new Error("Web Push needs this page on HTTPS (or on localhost).");
   }
-  const reg = await navigator.serviceWorker.register("/sw.js");
+  if (!("serviceWorker" in navigator) || !("PushManager" in window)) {
+    throw new Error("This browser has no Push API.");
+  }
+  let reg;
+  try {
+    reg = await navigator.serviceWorker.register("/sw.js");
+  } catch (e) {
+    if (e.name === "SecurityError" && /SSL|certificate/i.test(e.message)) throw certificateError();
+    throw e;
+  }
   await navigator.serviceWorker.ready;
   status("Asking the browser's push service for a subscription…");
   const sub = await reg.pushManager.subscribe({
@@ -132,10 +160,11 @@ $("logout").onclick = () => act(async () => {
   $("settings").hidden = true;
   $("login").hidden = false;
 }, "Signed out.");
-$("rules").addEventListener("submit", (ev) => { ev.preventDefault(); saveRules(); });
-$("mute1h").onclick = () => saveRules({ muted_until: new Date(Date.now() + 3600e3).toISOString() }, "Muted for an hour.");
-$("mute8h").onclick = () => saveRules({ muted_until: new Date(Date.now() + 8 * 3600e3).toISOString() }, "Muted for 8 hours.");
-$("unmute").onclick = () => saveRules({ muted_until: null }, "Unmuted.");
+$("rules").addEventListener("submit", (ev) => { ev.preventDefault(); patchRules(rulesFromForm(), "Rules saved."); });
+const muteFor = (hours) => ({ muted_until: new Date(Date.now() + hours * 3600e3).toISOString() });
+$("mute1h").onclick = () => patchRules(muteFor(1), "Muted for an hour.");
+$("mute8h").onclick = () => patchRules(muteFor(8), "Muted for 8 hours.");
+$("unmute").onclick = () => patchRules({ muted_until: null }, "Unmuted.");
 $("subscribe").onclick = () => act(subscribeBrowser, "This browser will be alerted.");
 
 showSettings().catch(() => { $("login").hidden = false; });
