@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from pg_testdb import ADMIN_URL, scratch_database
-from pushmail.store.interfaces import Conflict, MessageCache, NewMessage, StoreError
+from pushmail.store.interfaces import Conflict, FlagMode, MessageCache, NewMessage, StoreError
 
 if os.environ.get("CI") != "true":  # in CI a missing driver fails the collection
     pytest.importorskip("psycopg_pool", reason="pip install -e '.[postgres]'")
@@ -298,3 +298,50 @@ def test_claim_recent_without_waiting_gives_up_while_a_delivery_holds_the_mailbo
         assert store.claim_recent(box.id, wait=False) == 2
     finally:
         store.close()
+
+
+def test_flag_changes_on_two_nodes_at_once_lose_nothing(url: str) -> None:
+    """STORE reads flags and writes them back: two nodes changing the same messages
+    at once must not overwrite each other's change (the mailbox lock orders them),
+    and every change gets a MODSEQ of its own."""
+    pools = [new_pool(url, max_size=2) for _ in range(2)]
+    node_a, node_b = (PostgresStore(url, pool=p) for p in pools)
+    rounds = 150
+    try:
+        owner = node_a.create_user("flags@example.org", "h")
+        box = node_a.get_mailbox(owner.id, "INBOX")
+        assert box is not None
+        uids = [node_a.append(box.id, message(f"m{n}")).uid for n in range(5)]
+        modseqs: dict[str, list[int]] = {"a": [], "b": []}
+        failures: list[BaseException] = []
+
+        def toggle(store: PostgresStore, name: str) -> None:
+            try:
+                for n in range(rounds):
+                    mode: FlagMode = "add" if n % 2 == 0 else "remove"
+                    result = store.store_flags(box.id, uids, mode, frozenset({f"${name}"}))
+                    # Each toggle changes every message: nobody else touches ${name}.
+                    assert [m.uid for m in result.changed] == uids, (name, n, result)
+                    modseqs[name].append(result.changed[0].modseq)
+                store.store_flags(box.id, uids, "add", frozenset({f"${name}"}))
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [
+            threading.Thread(target=toggle, args=(node_a, "a")),
+            threading.Thread(target=toggle, args=(node_b, "b")),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not failures, failures[:3]
+        assert all(m.flags == {"$a", "$b"} for m in node_a.list_messages(box.id))
+        every = modseqs["a"] + modseqs["b"]
+        assert len(set(every)) == len(every) == 2 * rounds  # no MODSEQ given twice
+        assert modseqs["a"] == sorted(modseqs["a"]) and modseqs["b"] == sorted(modseqs["b"])
+    finally:
+        node_a.close()
+        node_b.close()
+        for pool in pools:
+            pool.close()
