@@ -13,7 +13,11 @@ them. Sides:
 - ``asyncpg`` (when installed): one connection, each operation awaited in turn on
   an event loop (the store would have to run such a loop on its thread);
 - ``store_pg`` / ``store_sqlite``: ``append`` (durable) and ``select_info`` of a
-  10-message mailbox through ``PostgresStore`` and ``SqliteStore``.
+  10-message mailbox through ``PostgresStore`` and ``SqliteStore``;
+- ``parallel_pg`` / ``parallel_sqlite``: deliveries per second with ``--threads``
+  threads, each with a store object of its own (as nodes or worker processes have)
+  appending to a mailbox of its own: SQLite's writers take turns at one file lock,
+  PostgreSQL's commit side by side (and share WAL flushes).
 
     .venv/bin/python bench/pg_driver.py --url postgresql://postgres@127.0.0.1/postgres
 
@@ -28,6 +32,7 @@ import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -138,11 +143,48 @@ def bench_store(store: Store, rounds: int, n: int) -> dict[str, float]:
     return out
 
 
+def bench_parallel(open_store: Callable[[], Store], threads: int, n: int) -> dict[str, float]:
+    """Each thread opens its own store (SQLite objects stay on their thread) and
+    user, then all start delivering at once; deliveries per second over all."""
+    cache = MessageCache(b"(NIL)", b'("TEXT" "PLAIN")', b'("TEXT" "PLAIN")')
+    ready = threading.Barrier(threads + 1)
+    failures: list[BaseException] = []
+
+    def work(i: int) -> None:
+        store = open_store()
+        try:
+            owner = store.create_user(f"par-{i}-{uuid.uuid4().hex}@example.org", "h")
+            box = store.get_mailbox(owner.id, "INBOX")
+            assert box is not None
+            ready.wait()
+            for k in range(n):
+                raw = f"Subject: {i} {k}\r\n\r\n.\r\n".encode()
+                store.append(box.id, NewMessage(raw, cache))
+        except BaseException as exc:
+            failures.append(exc)
+            ready.abort()
+        finally:
+            store.close()
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for t in workers:
+        t.start()
+    ready.wait()
+    start = time.perf_counter()
+    for t in workers:
+        t.join()
+    elapsed = time.perf_counter() - start
+    if failures:
+        raise failures[0]
+    return {"threads": threads, "deliveries_per_s": round(threads * n / elapsed, 1)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args()
     name = f"pushmail_bench_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(args.url, autocommit=True) as admin:
@@ -160,6 +202,13 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             sqlite = SqliteStore(Path(tmp) / "store.sqlite3")
             figures["store_sqlite"] = bench_store(sqlite, args.rounds, args.n // 5)
+            figures["parallel_sqlite"] = bench_parallel(
+                lambda: SqliteStore(Path(tmp) / "store.sqlite3"), args.threads, args.n // 2
+            )
+        # The threads' stores share the process's pool (POOL_MAX_SIZE connections).
+        figures["parallel_pg"] = bench_parallel(
+            lambda: PostgresStore(url), args.threads, args.n // 2
+        )
     finally:
         with psycopg.connect(args.url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
