@@ -131,29 +131,31 @@ class PgBase:
     def _write(
         self, work: Callable[[Connection], T], durable: bool = True, nowait: bool = False
     ) -> T:
-        """Run ``work`` in one transaction, retried whole on a deadlock. A failure
-        before the transaction began (a dead pooled connection) is retried once;
-        a failure after it is not, since a lost COMMIT may have happened.
-        ``durable=False`` lets COMMIT return before the WAL is flushed: for
-        bookkeeping whose loss in a crash is harmless. ``nowait`` sets a zero lock
-        timeout: ``errors.LockNotAvailable`` rather than waiting for a row."""
+        """Run ``work`` in one transaction, retried whole on a deadlock. A link
+        lost before COMMIT was sent (a pooled connection found dead, the server
+        restarting) is retried once on a new connection: the server rolled that
+        transaction back. Lost during COMMIT it is not, as the COMMIT may have
+        happened. ``durable=False`` lets COMMIT return before the WAL is flushed:
+        for bookkeeping whose loss in a crash is harmless. ``nowait`` sets a near
+        zero lock timeout: ``errors.LockNotAvailable`` rather than waiting."""
         dead_retried = False
         for attempt in range(_MAX_TRIES):
-            began = False
+            committing = False
             try:
                 with self._connection() as conn, conn.transaction():
-                    began = True
                     if not durable:
                         conn.execute("SET LOCAL synchronous_commit = off")
                     if nowait:
                         conn.execute("SET LOCAL lock_timeout = 1")
-                    return work(conn)
+                    result = work(conn)
+                    committing = True
+                return result
             except _RETRYABLE:
                 if attempt == _MAX_TRIES - 1:
                     raise
                 time.sleep(random.uniform(0.001, 0.005) * (attempt + 1))
             except ConnectionLost:
-                if began or dead_retried:
+                if committing or dead_retried:
                     raise
                 dead_retried = True
                 self._drop_dead_connections()
