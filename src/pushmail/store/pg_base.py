@@ -266,7 +266,8 @@ class PgBase:
         raise StoreError("cannot store a message body")
 
     @staticmethod
-    def _body_ids(conn: Connection, sql: str, params: Sequence[Any]) -> list[int]:
+    def _ints(conn: Connection, sql: str, params: Sequence[Any]) -> list[int]:
+        """The first column of every row, as integers."""
         return [int(r[0]) for r in conn.execute(sql, params).fetchall()]
 
     def _gc_bodies(self, conn: Connection, body_ids: Collection[int]) -> None:
@@ -290,7 +291,7 @@ class PgBase:
         """Delete messages, remember them as expunged at a new MODSEQ, free bodies."""
         modseq = self._bump(conn, mailbox_id)
         now = int(time.time())
-        body_ids = self._body_ids(
+        body_ids = self._ints(
             conn,
             "DELETE FROM messages WHERE mailbox_id = %s AND uid = ANY(%s::bigint[]) "
             "RETURNING body_id",

@@ -167,7 +167,7 @@ class PgMailboxes(PgBase):
             conn.execute(
                 "SELECT id FROM mailboxes WHERE user_id = %s ORDER BY id FOR UPDATE", (user_id,)
             )
-            body_ids = self._body_ids(
+            body_ids = self._ints(
                 conn,
                 "SELECT DISTINCT body_id FROM messages WHERE mailbox_id IN "
                 "(SELECT id FROM mailboxes WHERE user_id = %s)",
@@ -282,7 +282,7 @@ class PgMailboxes(PgBase):
             if mailbox_id is None:
                 raise NotFound(f"no mailbox {name}")
             self._lock_mailboxes(conn, [mailbox_id])
-            body_ids = self._body_ids(
+            body_ids = self._ints(
                 conn, "SELECT DISTINCT body_id FROM messages WHERE mailbox_id = %s", (mailbox_id,)
             )
             conn.execute("DELETE FROM mailboxes WHERE id = %s", (mailbox_id,))
@@ -303,7 +303,7 @@ class PgMailboxes(PgBase):
             if old == "INBOX":
                 # RFC 3501 §6.3.5: INBOX's messages move, INBOX stays (children do not).
                 new_id = self._insert_mailbox(conn, user_id, new, None)
-                uids = self._body_ids(
+                uids = self._ints(
                     conn, "SELECT uid FROM messages WHERE mailbox_id = %s", (old_id,)
                 )
                 self._copy(conn, old_id, uids, new_id, True)
