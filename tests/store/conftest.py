@@ -12,8 +12,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from pg_testdb import scratch_database
 
+from pg_testdb import scratch_database
 from pushmail.store.interfaces import Store
 from pushmail.store.sqlite import SqliteStore
 
