@@ -202,3 +202,28 @@ def test_prepare_keeps_a_running_servers_figures(tmp_path: Path) -> None:
             os.environ.pop(metrics.ENV, None)
         else:
             os.environ[metrics.ENV] = saved
+
+
+def test_hints_dropped_for_a_peer_that_does_not_read_are_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pushmail.events import unixsock
+    from pushmail.metrics.series import REGISTRY
+
+    def dropped() -> float:
+        return REGISTRY.get_sample_value("pushmail_bus_errors_total", {"kind": "dropped"}) or 0.0
+
+    monkeypatch.setattr(unixsock, "MAX_BACKLOG", 5)
+    events = tmp_path / "ev"
+    events.mkdir()
+    before = dropped()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as peer:  # bound, never read
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        peer.bind(str(events / "peer.sock"))
+        publisher = unixsock.UnixSocketPublisher(events)
+        try:
+            for n in range(400):
+                publisher.publish(MailboxChanged(1, 1, n, "new", 1.0))
+        finally:
+            publisher.close()
+    assert dropped() - before > 0

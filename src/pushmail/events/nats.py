@@ -47,6 +47,7 @@ from nats.errors import Error as NatsError
 from pushmail.events.interfaces import Listener, MailboxChanged
 from pushmail.events.local import ListenerRegistry
 from pushmail.events.unixsock import decode_datagram, encode_batches
+from pushmail.metrics.series import BUS_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -344,10 +345,15 @@ class NatsBus:
             pending_bytes_limit=SUB_PENDING_BYTES,
         )
 
+    def _dropped(self, n: int) -> None:
+        """Hints lost: in the stats and in the metrics (pushmail_bus_errors_total)."""
+        self.stats["dropped"] += n
+        BUS_ERRORS.labels("dropped").inc(n)
+
     def _receive(self, msg: Msg, target: ListenerRegistry) -> None:
         data = msg.data
         if len(data) > MAX_MESSAGE:
-            self.stats["dropped"] += 1
+            self._dropped(1)
             log.debug("events: oversized hint message on %s dropped", msg.subject)
             return
         for event in decode_datagram(data):
@@ -398,7 +404,7 @@ class NatsBus:
         if excess > 0:
             for _ in range(excess):
                 self._outbox.popleft()
-            self.stats["dropped"] += excess
+            self._dropped(excess)
             log.warning("events: NATS far behind; %d hints dropped (re-check repairs)", excess)
         if self._wake_sender is not None:
             self._wake_sender.set()
@@ -411,7 +417,7 @@ class NatsBus:
             while self._outbox:
                 nc = self._nc
                 if nc is None:  # not connected yet: these hints are lost (re-check)
-                    self.stats["dropped"] += len(self._outbox)
+                    self._dropped(len(self._outbox))
                     self._outbox.clear()
                     break
                 subject, payload = self._outbox.popleft()
@@ -420,7 +426,7 @@ class NatsBus:
                     self.stats["published"] += 1
                 except (NatsError, OSError) as exc:
                     # Reconnecting with the client's buffer full, or closed: a lost hint.
-                    self.stats["dropped"] += 1
+                    self._dropped(1)
                     log.debug("events: hint to %s dropped: %s", subject, exc)
 
 
