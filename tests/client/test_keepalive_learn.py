@@ -12,9 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import ConfiguredServer, Watch, deliver, make_server
 from faultproxy import FaultProxy
 
+from conftest import ConfiguredServer, Watch, deliver, make_server
 from pushmail.client.heartbeat import Heartbeat
 from pushmail.client.keepalive_learn import (
     KeepaliveLearner,

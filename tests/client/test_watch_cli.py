@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from conftest import ConfiguredServer, Watch, deliver
 from faultproxy import FaultProxy
+
+from conftest import ConfiguredServer, Watch, deliver
 
 
 def _reason(w: Watch, subject: str) -> tuple[bool, str]:

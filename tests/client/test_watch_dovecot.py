@@ -25,8 +25,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import Watch, expunge, last_stopped
 from faultproxy import FaultProxy
+
+from conftest import Watch, expunge, last_stopped
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 

@@ -9,8 +9,9 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import ConfiguredServer, Watch, deliver, make_server
 from faultproxy import FaultProxy
+
+from conftest import ConfiguredServer, Watch, deliver, make_server
 
 
 def _once(w: Watch, *subjects: str) -> None:

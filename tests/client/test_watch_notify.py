@@ -13,8 +13,9 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from conftest import ConfiguredServer, Watch, deliver, last_stopped
 from faultproxy import FaultProxy
+
+from conftest import ConfiguredServer, Watch, deliver, last_stopped
 
 FOLDERS = ["INBOX", "Alerts"]
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from conftest import ConfiguredServer, Watch, deliver, expunge, last_stopped
 from faultproxy import FaultProxy
+
+from conftest import ConfiguredServer, Watch, deliver, expunge, last_stopped
 
 STRIP: dict[str, bytes | tuple[bytes, ...]] = {
     "qresync": b"",
