@@ -154,3 +154,16 @@ def test_savedate_nil_unless_known() -> None:
     assert render_fetch(["SAVEDATE"], ctx) == b"(SAVEDATE NIL)"
     ctx.savedate = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert render_fetch(["SAVEDATE"], ctx) == b'(SAVEDATE " 2-Jan-2024 03:04:05 +0000")'
+
+
+def test_preview_stored_lazy_and_made_on_demand() -> None:
+    raw = b"Subject: x\r\n\r\nnot stored yet\r\n"
+    ctx, counter = _ctx(raw)
+    ctx.get_cache = lambda: MessageCache(b"(NIL)", b"(NIL)", b"(NIL)", "stored \u00e9")
+    assert render_fetch(["PREVIEW"], ctx) == b"(PREVIEW {9}\r\nstored \xc3\xa9)"
+    assert counter.raw_calls == 0  # a stored preview never reads the text
+    ctx, counter = _ctx(raw)
+    ctx.get_cache = lambda: MessageCache(b"(NIL)", b"(NIL)", b"(NIL)", None)
+    assert render_fetch(["PREVIEW (LAZY)"], ctx) == b"(PREVIEW NIL)"
+    assert counter.raw_calls == 0
+    assert render_fetch(["PREVIEW"], ctx) == b'(PREVIEW "not stored yet")'

@@ -145,3 +145,23 @@ def test_unknown_charset_says_badcharset() -> None:
     with pytest.raises(ProtocolError) as info:
         parse_command(b"a SEARCH CHARSET UTF-8 TEXT {1}\r\n\xff\r\n")
     assert info.value.code == "BADCHARSET"
+
+
+def test_preview_and_its_modifiers() -> None:
+    """RFC 8970: ``PREVIEW [SP "(" preview-mod *(SP preview-mod) ")"]``, LAZY only;
+    after a lone PREVIEW a parenthesis may open the fetch modifiers instead."""
+    from pushmail.imap.errors import ProtocolError
+
+    def items(line: bytes) -> tuple[object, ...]:
+        cmd = parse_command(line)
+        assert isinstance(cmd, c.Fetch)
+        return cmd.items
+
+    assert items(b"a FETCH 1 (PREVIEW)\r\n") == ("PREVIEW",)
+    assert items(b"a FETCH 1 (UID PREVIEW (lazy) FLAGS)\r\n") == ("UID", "PREVIEW (LAZY)", "FLAGS")
+    assert items(b"a FETCH 1 PREVIEW (LAZY)\r\n") == ("PREVIEW (LAZY)",)
+    cmd = parse_command(b"a FETCH 1 PREVIEW (CHANGEDSINCE 5)\r\n")
+    assert isinstance(cmd, c.Fetch) and cmd.items == ("PREVIEW",) and cmd.changedsince == 5
+    for bad in (b"a FETCH 1 (PREVIEW (FOO))\r\n", b"a FETCH 1 (PREVIEW ())\r\n"):
+        with pytest.raises(ProtocolError):
+            parse_command(bad)

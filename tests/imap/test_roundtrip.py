@@ -87,6 +87,8 @@ SIMPLE_ATTS: list[c.FetchAtt] = [
     "RFC822.HEADER",
     "RFC822.TEXT",
     "SAVEDATE",
+    "PREVIEW",
+    "PREVIEW (LAZY)",
 ]
 simple_atts = st.sampled_from(SIMPLE_ATTS)
 fetch_atts = simple_atts | body_atts | binary_atts

@@ -53,6 +53,8 @@ def _fill(store: SqliteStore) -> None:
     bob_inbox = store.get_mailbox(bob.id, "INBOX")
     assert bob_inbox is not None
     store.deliver([(bob_inbox.id, NewMessage(b"Subject: same\r\n\r\nx\r\n", CACHE))] * 2)
+    with_preview = MessageCache(CACHE.envelope, CACHE.bodystructure, CACHE.body, "déjà vu")
+    store.append(bob_inbox.id, NewMessage(b"Subject: p\r\n\r\ndeja vu\r\n", with_preview))
 
 
 def _view(store: Store) -> list[object]:
@@ -81,6 +83,7 @@ def test_an_imported_store_looks_the_same_to_clients(tmp_path: Path, url: str) -
     with psycopg.connect(url, autocommit=True) as conn:
         done = import_sqlite(tmp_path / "store.sqlite3", conn)
     assert done.counts["users"] == 2 and done.counts["expunged"] >= 4
+    assert done.counts["previews"] == 1
     target = PostgresStore(url)
     try:
         assert _view(target) == before

@@ -36,12 +36,14 @@ def test_old_structures_are_recomputed_once(tmp_path: Path) -> None:
     assert box is not None
     uid = store.append(box.id, NewMessage(FOLDED, OLD)).uid
     assert stored_structure_version(db) == 0
+    assert store.get_cache(box.id, uid).preview is None  # stored before previews
 
     assert refresh_structures(db, STRUCTURE_VERSION, build_cache) == 1
     fresh = store.get_cache(box.id, uid)
     assert fresh == build_cache(FOLDED)
     assert b'(NIL NIL "user-from" "domain.org")' in fresh.envelope
     assert b'"boundary" "foo bar"' in fresh.bodystructure
+    assert fresh.preview == "one"
     assert stored_structure_version(db) == STRUCTURE_VERSION
 
     # Current now: nothing is redone, even a row that differs.

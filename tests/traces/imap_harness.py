@@ -33,25 +33,37 @@ from pushmail.mime.structure import build_cache
 from pushmail.net.idle_hub import IdleHub
 from pushmail.net.imap_conn import ImapConnection, ImapContext
 from pushmail.net.storethread import StoreRunner
-from pushmail.store.interfaces import Appended, NewMessage, Store, User
+from pushmail.store.interfaces import Appended, MessageCache, NewMessage, Store, User
 from pushmail.store.sqlite import SqliteStore
 
 PASSWORD = "secret"
 T = TypeVar("T")
 
 
-def message(subject: str = "hello", sender: str = "bob@example.org") -> bytes:
+def message(
+    subject: str = "hello", sender: str = "bob@example.org", body: str | None = None
+) -> bytes:
+    text = f"body of {subject}\r\n" if body is None else body
     return (
         f"From: {sender}\r\nTo: alice@example.org\r\nSubject: {subject}\r\n"
-        f"Message-ID: <{subject.replace(' ', '.')}@example.org>\r\n\r\nbody of {subject}\r\n"
+        f"Message-ID: <{subject.replace(' ', '.')}@example.org>\r\n\r\n{text}"
     ).encode()
 
 
 def add_message(
-    store: Store, mailbox_id: int, subject: str = "hello", flags: frozenset[str] = frozenset()
+    store: Store,
+    mailbox_id: int,
+    subject: str = "hello",
+    flags: frozenset[str] = frozenset(),
+    body: str | None = None,
+    preview: bool = True,
 ) -> Appended:
-    raw = message(subject)
-    return store.append(mailbox_id, NewMessage(raw, build_cache(raw), flags))
+    """``preview=False`` stores no PREVIEW, as for a text kept before previews were."""
+    raw = message(subject, body=body)
+    cache = build_cache(raw)
+    if not preview:
+        cache = MessageCache(cache.envelope, cache.bodystructure, cache.body)
+    return store.append(mailbox_id, NewMessage(raw, cache, flags))
 
 
 def new_store(path: Path) -> tuple[SqliteStore, User]:
@@ -130,14 +142,20 @@ class LiveServer:
         """Run ``fn`` on the server's store thread (as a delivery would)."""
         return self.runner.call_sync(fn)
 
-    def deliver(self, mailbox: str = "INBOX", subject: str = "hello") -> Appended:
+    def deliver(
+        self,
+        mailbox: str = "INBOX",
+        subject: str = "hello",
+        body: str | None = None,
+        preview: bool = True,
+    ) -> Appended:
         """Append to ``mailbox`` and publish the hint, as delivery or a filter does."""
         uid = self.user.id
 
         def run(st: Store) -> Appended:
             box = st.get_mailbox(uid, mailbox)
             assert box is not None
-            return add_message(st, box.id, subject)
+            return add_message(st, box.id, subject, body=body, preview=preview)
 
         app = self.store_call(run)
         self.bus.publish(MailboxChanged(uid, app.mailbox_id, app.modseq, "new"))

@@ -12,7 +12,7 @@ Format, one item per line:
   ``${name*}`` one that may contain spaces;
   ``S: ...`` allows further untagged lines not shown.
 - ``! <directive>`` changes the store as another client or the MTA would
-  (``deliver``, ``flags``, ``expunge``, ``create``, ``delete``, ``rename``,
+  (``deliver``, ``deliver-text``, ``flags``, ``expunge``, ``create``, ``delete``, ``rename``,
   ``subscribe``, ``unsubscribe``, ``forget-expunges``), the client's transport
   (``compress``) or a server limit (``limit NAME VALUE``). ``S:`` lines after a
   directive are unsolicited output that must arrive (within the read deadline).
@@ -203,6 +203,10 @@ class Replayer:
         if name == "deliver":
             for i in range(int(args[1]) if len(args) > 1 else 1):
                 self.server.deliver(args[0], f"message {i}")
+        elif name == "deliver-text":  # deliver-text BOX [--unpreviewed] body words, ⏎ = CRLF
+            bare = len(args) > 1 and args[1] == "--unpreviewed"
+            body = text.split(None, 3 if bare else 2)[-1] if len(args) > (2 if bare else 1) else ""
+            self.server.deliver(args[0], "text", body.replace("⏎", "\r\n"), preview=not bare)
         elif name == "flags":
             mode: FlagMode = {"+": "add", "-": "remove", "=": "set"}[args[2]]  # type: ignore[assignment]
             flags = frozenset(args[3:])

@@ -60,6 +60,8 @@ SimpleAtt = Literal[
     "RFC822.HEADER",
     "RFC822.TEXT",
     "SAVEDATE",
+    "PREVIEW",  # RFC 8970
+    "PREVIEW (LAZY)",  # answered as PREVIEW, NIL when no stored preview is at hand
 ]
 FetchAtt = SimpleAtt | FetchBody
 

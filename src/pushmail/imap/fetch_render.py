@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from pushmail.imap.commands import FetchAtt, FetchBody, Section
-from pushmail.imap.encoder import NIL, astring, date_time, flag_list, literal, paren
+from pushmail.imap.encoder import NIL, astring, date_time, flag_list, literal, nstring, paren
 from pushmail.imap.errors import CommandFailed
+from pushmail.mime.preview import build_preview
 from pushmail.mime.rawparts import RawPart, parse_message
 from pushmail.mime.sections import (
     UnknownCteError,
@@ -75,7 +76,7 @@ def _render_one(item: FetchAtt, ctx: FetchContext) -> bytes:
     if isinstance(item, FetchBody):
         return _render_body(item, ctx)
     handler = _SIMPLE[item]
-    return item.encode("ascii") + b" " + handler(ctx)
+    return _RESPONSE_NAME.get(item, item).encode("ascii") + b" " + handler(ctx)
 
 
 def char8_literal(data: bytes) -> bytes:
@@ -99,6 +100,24 @@ def _savedate(ctx: FetchContext) -> bytes:
     return NIL if ctx.savedate is None else date_time(ctx.savedate)
 
 
+def _preview(ctx: FetchContext) -> bytes:
+    """The stored preview; one not stored yet (a text kept before previews were,
+    until the start-up refresh) is made from the text now (RFC 8970)."""
+    text = ctx.cache().preview
+    if text is None:
+        text = build_preview(ctx.tree(), ctx.raw())
+    return nstring(text.encode("utf-8"))
+
+
+def _preview_lazy(ctx: FetchContext) -> bytes:
+    """``PREVIEW (LAZY)``: NIL rather than reading the text (RFC 8970 LAZY)."""
+    text = ctx.cache().preview
+    return NIL if text is None else nstring(text.encode("utf-8"))
+
+
+# Items answered under another name than the one asked for.
+_RESPONSE_NAME = {"PREVIEW (LAZY)": "PREVIEW"}
+
 _SIMPLE: dict[str, Callable[[FetchContext], bytes]] = {
     "UID": lambda c: b"%d" % c.uid,
     "FLAGS": lambda c: flag_list(c.flags),
@@ -112,6 +131,8 @@ _SIMPLE: dict[str, Callable[[FetchContext], bytes]] = {
     "RFC822.HEADER": _rfc822_header,
     "RFC822.TEXT": _rfc822_text,
     "SAVEDATE": _savedate,
+    "PREVIEW": _preview,
+    "PREVIEW (LAZY)": _preview_lazy,
 }
 
 

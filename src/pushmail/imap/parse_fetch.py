@@ -41,7 +41,11 @@ _SIMPLE: dict[str, SimpleAtt] = {
     "RFC822.HEADER": "RFC822.HEADER",
     "RFC822.TEXT": "RFC822.TEXT",
     "SAVEDATE": "SAVEDATE",
+    "PREVIEW": "PREVIEW",
 }
+# The fetch modifiers (RFC 7162) that may follow a lone fetch-att: after PREVIEW they
+# are not preview modifiers.
+_FETCH_MODIFIERS = (b"CHANGEDSINCE", b"VANISHED")
 
 # RFC 3501 §6.4.5: the macros stand for these items, and cannot be combined with others.
 _FAST: tuple[FetchAtt, ...] = ("FLAGS", "INTERNALDATE", "RFC822.SIZE")
@@ -144,7 +148,8 @@ def parse_fetch_att(r: Reader) -> FetchAtt:
     "RFC822" [".HEADER" / ".SIZE" / ".TEXT"] / "BODY" ["STRUCTURE"] / "UID" /
     "BODY" section [partial] / "BODY.PEEK" section [partial] /
     "BINARY" [".PEEK"] section-binary [partial] / "BINARY.SIZE" section-binary /
-    "MODSEQ" / "SAVEDATE"      ; RFC 3516, RFC 7162, RFC 8514"""
+    "MODSEQ" / "SAVEDATE" /   ; RFC 3516, RFC 7162, RFC 8514
+    "PREVIEW" [SP "(" preview-mod *(SP preview-mod) ")"]  ; RFC 8970"""
     raw = r.match(_ATT_NAME)
     name = raw.decode("ascii").upper() if raw else ""
     if name in ("BODY", "BODY.PEEK") and r.at(b"["):
@@ -157,10 +162,37 @@ def parse_fetch_att(r: Reader) -> FetchAtt:
         return FetchBody(section, partial, peek=name == "BINARY.PEEK", binary=True)
     if name == "BINARY.SIZE":
         return FetchBody(parse_section_binary(r), binary=True, size_only=True)
+    if name == "PREVIEW" and r.at(b" (") and not _modifier_follows(r):
+        r.sp()
+        return parse_preview_mods(r)
     simple = _SIMPLE.get(name)
     if simple is None:
         r.fail(f"unknown fetch attribute {name!r}" if name else "expected a fetch attribute")
     return simple
+
+
+def _modifier_follows(r: Reader) -> bool:
+    """After ``FETCH 1 PREVIEW``, whether `` (`` opens the command's fetch modifiers."""
+    saved = r.pos
+    r.pos += 2
+    try:
+        return any(r.at_word(word) for word in _FETCH_MODIFIERS)
+    finally:
+        r.pos = saved
+
+
+def parse_preview_mods(r: Reader) -> FetchAtt:
+    """ "(" preview-mod *(SP preview-mod) ")"  ; after "PREVIEW" SP (RFC 8970)
+    preview-mod = "LAZY" """
+
+    def one(rr: Reader) -> str:
+        name = parse_upper_atom(rr)
+        if name != "LAZY":
+            rr.fail(f"unknown PREVIEW modifier {name}")
+        return name
+
+    paren_list(r, one, empty_ok=False)
+    return "PREVIEW (LAZY)"
 
 
 def parse_fetch_items(r: Reader) -> tuple[FetchAtt, ...]:

@@ -27,13 +27,15 @@ from urllib.parse import quote
 
 from pushmail.imap.encoder import NIL, nstring, paren, quoted
 from pushmail.mime.addresses import Address, Group, parse_addresses
+from pushmail.mime.preview import build_preview
 from pushmail.mime.rawparts import RawPart, parse_message, raw_value
 from pushmail.store.interfaces import MessageCache
 
 # Bump when what ``build_cache`` returns for some message changes: stored structures
 # are then recomputed at the next start (``store/sqlite_refresh.py``).
 # 1: folded/commented MIME parameters, RFC 5322 addresses, Dovecot's line counts.
-STRUCTURE_VERSION = 1
+# 2: the PREVIEW text (RFC 8970) is stored too.
+STRUCTURE_VERSION = 2
 
 _EMPTY_MULTIPART_CHILD = b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0)'
 
@@ -46,6 +48,7 @@ def build_cache(raw: bytes) -> MessageCache:
             envelope=envelope(root.header),
             bodystructure=body_structure(root, raw, extended=True),
             body=body_structure(root, raw, extended=False),
+            preview=build_preview(root, raw),
         )
     except Exception:  # pragma: no cover - last resort: delivery must never fail here
         return _fallback(raw)
@@ -56,7 +59,7 @@ def _fallback(raw: bytes) -> MessageCache:
     lines = count_lines(raw)
     empty_env = b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)"
     basic = b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" %d %d' % (len(raw), lines)
-    return MessageCache(empty_env, basic + b" NIL NIL NIL NIL)", basic + b")")
+    return MessageCache(empty_env, basic + b" NIL NIL NIL NIL)", basic + b")", "")
 
 
 def count_lines(body: bytes) -> int:

@@ -132,13 +132,16 @@ class MessageCache:
     """Pre-computed answers kept with the body at delivery (as Dovecot's cache).
 
     ``envelope`` and ``bodystructure`` are already IMAP-encoded; ``body`` is the
-    non-extensible BODY form. Computed once by ``pushmail.mime`` so that FETCH of
-    these items never re-parses the message.
+    non-extensible BODY form; ``preview`` the RFC 8970 PREVIEW text (None: not
+    computed yet, as for a text stored before previews were, until the start-up
+    refresh). Computed once by ``pushmail.mime`` so that FETCH of these items
+    never re-parses the message.
     """
 
     envelope: bytes
     bodystructure: bytes
     body: bytes
+    preview: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -256,6 +256,11 @@ class PgBase:
             ).fetchone()
             if row is not None:
                 self._blobs.put(conn, digest, message.raw)
+                if cache.preview is not None:
+                    conn.execute(
+                        "INSERT INTO previews (body_id, preview) VALUES (%s, %s)",
+                        (row[0], cache.preview),
+                    )
                 return int(row[0])
             row = conn.execute(
                 "SELECT id FROM bodies WHERE sha256 = %s FOR SHARE", (digest,)

@@ -3,8 +3,9 @@
 Everything a client has been told is kept as it is: user and mailbox ids, names,
 UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, every message's UID, MODSEQ, flags and internal
 date, the keywords lists, the expunge history (for QRESYNC's VANISHED) and its
-floor, subscriptions, the \\Recent floor and the UIDVALIDITY counter. Bodies keep
-their ids; texts go through the target's ``BlobStore``.
+floor, subscriptions, the \\Recent floor and the UIDVALIDITY counter, and the
+stored PREVIEW texts. Bodies keep their ids; texts go through the target's
+``BlobStore``.
 
 The source is read in one SQLite read transaction (one snapshot; stop the server
 first all the same, or mail delivered meanwhile stays behind), the target written in
@@ -49,6 +50,7 @@ _TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("counters", ("name", "value")),
 )
 _AFTER_BODIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("previews", ("body_id", "preview")),
     (
         "messages",
         ("mailbox_id", "uid", "body_id", "modseq", "flags", "internaldate", "tzoffset", "size"),

@@ -97,6 +97,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX expunged_by_modseq ON expunged (mailbox_id, modseq);
     CREATE INDEX expunged_by_at ON expunged (at);
     """,
+    # Version 2: the PREVIEW text of each body (RFC 8970), as SQLite's version 3.
+    """
+    CREATE TABLE previews (
+        body_id bigint PRIMARY KEY REFERENCES bodies(id) ON DELETE CASCADE,
+        preview text NOT NULL
+    );
+    """,
 )
 
 # An arbitrary constant: the advisory lock that serialises schema migrations.

@@ -226,14 +226,15 @@ class PostgresStore(PgMailboxes):
     def get_cache(self, mailbox_id: int, uid: int) -> MessageCache:
         row = self._read(
             lambda conn: conn.execute(
-                "SELECT b.envelope, b.bodystructure, b.body FROM messages m "
-                "JOIN bodies b ON b.id = m.body_id WHERE m.mailbox_id = %s AND m.uid = %s",
+                "SELECT b.envelope, b.bodystructure, b.body, p.preview FROM messages m "
+                "JOIN bodies b ON b.id = m.body_id LEFT JOIN previews p ON p.body_id = b.id "
+                "WHERE m.mailbox_id = %s AND m.uid = %s",
                 (mailbox_id, uid),
             ).fetchone()
         )
         if row is None:
             raise NotFound(f"no message {uid}")
-        return MessageCache(bytes(row[0]), bytes(row[1]), bytes(row[2]))
+        return MessageCache(bytes(row[0]), bytes(row[1]), bytes(row[2]), row[3])
 
     # -- changing messages ------------------------------------------------------
     def store_flags(
@@ -402,7 +403,7 @@ class PostgresStore(PgMailboxes):
         done, last = 0, 0
         while texts := self._texts_after(last, batch):
             updates = [
-                (cache.envelope, cache.bodystructure, cache.body, body_id)
+                (cache.envelope, cache.bodystructure, cache.body, cache.preview or "", body_id)
                 for body_id, raw in texts
                 if raw is not None
                 for cache in (compute(raw),)
@@ -459,9 +460,15 @@ class PostgresStore(PgMailboxes):
         return MailboxCounts(*(int(v) for v in row))
 
 
-def _set_caches(updates: list[tuple[bytes, bytes, bytes, int]], conn: Connection) -> None:
+def _set_caches(updates: list[tuple[bytes, bytes, bytes, str, int]], conn: Connection) -> None:
     with conn.cursor() as cur:
         cur.executemany(
             "UPDATE bodies SET envelope = %s, bodystructure = %s, body = %s WHERE id = %s",
-            updates,
+            [(env, bs, body, body_id) for env, bs, body, _, body_id in updates],
+        )
+        # Only bodies that still exist (one may have been expunged meanwhile).
+        cur.executemany(
+            "INSERT INTO previews (body_id, preview) SELECT id, %s FROM bodies WHERE id = %s "
+            "ON CONFLICT (body_id) DO UPDATE SET preview = excluded.preview",
+            [(text, body_id) for _, _, _, text, body_id in updates],
         )

@@ -372,6 +372,12 @@ class SqliteStore(SqliteBase):
             ),
         )
         row = self._conn.execute("SELECT id FROM bodies WHERE sha256 = ?", (digest,)).fetchone()
+        if cache.preview is not None:
+            self._conn.execute(
+                "INSERT INTO previews (body_id, preview) VALUES (?, ?) "
+                "ON CONFLICT (body_id) DO NOTHING",
+                (row[0], cache.preview),
+            )
         return int(row[0])
 
     # -- reading messages -------------------------------------------------------
@@ -473,13 +479,14 @@ class SqliteStore(SqliteBase):
 
     def get_cache(self, mailbox_id: int, uid: int) -> MessageCache:
         row = self._conn.execute(
-            "SELECT b.envelope, b.bodystructure, b.body FROM messages m "
-            "JOIN bodies b ON b.id = m.body_id WHERE m.mailbox_id = ? AND m.uid = ?",
+            "SELECT b.envelope, b.bodystructure, b.body, p.preview FROM messages m "
+            "JOIN bodies b ON b.id = m.body_id LEFT JOIN previews p ON p.body_id = b.id "
+            "WHERE m.mailbox_id = ? AND m.uid = ?",
             (mailbox_id, uid),
         ).fetchone()
         if row is None:
             raise NotFound(f"no message {uid}")
-        return MessageCache(bytes(row[0]), bytes(row[1]), bytes(row[2]))
+        return MessageCache(bytes(row[0]), bytes(row[1]), bytes(row[2]), row[3])
 
     # -- changing messages ------------------------------------------------------
     def store_flags(

@@ -1,4 +1,4 @@
-"""Recompute the stored ENVELOPE/BODYSTRUCTURE/BODY when ``mime/`` computes them
+"""Recompute the stored ENVELOPE/BODYSTRUCTURE/BODY (and PREVIEW) when ``mime/`` computes them
 differently than the code that stored them.
 
 Those structures are computed once at delivery and kept with the body (see
@@ -51,13 +51,21 @@ def refresh_structures(
             if not rows:
                 break
             updates = []
+            previews = []
             for body_id, raw in rows:
                 cache = compute(bytes(raw))
                 updates.append((cache.envelope, cache.bodystructure, cache.body, body_id))
+                previews.append((body_id, cache.preview or ""))
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(
                 "UPDATE bodies SET envelope = ?, bodystructure = ?, body = ? WHERE id = ?",
                 updates,
+            )
+            # The body may have gone meanwhile: only bodies that still exist.
+            conn.executemany(
+                "INSERT INTO previews (body_id, preview) SELECT id, ? FROM bodies WHERE id = ? "
+                "ON CONFLICT (body_id) DO UPDATE SET preview = excluded.preview",
+                [(text, body_id) for body_id, text in previews],
             )
             conn.execute("COMMIT")
             done += len(rows)

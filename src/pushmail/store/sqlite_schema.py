@@ -104,6 +104,16 @@ MIGRATIONS: tuple[Migration, ...] = (
     CREATE INDEX expunged_by_modseq ON expunged (mailbox_id, modseq);
     """,
     _add_keywords,
+    # Version 3: the PREVIEW text of each body (RFC 8970), in a table of its own:
+    # a column added to ``bodies`` would come after ``raw``, and reading it would
+    # walk the text's overflow pages. Filled at delivery; for texts stored before,
+    # by the start-up refresh (``sqlite_refresh``, STRUCTURE_VERSION 2).
+    """
+    CREATE TABLE previews (
+        body_id INTEGER PRIMARY KEY REFERENCES bodies(id) ON DELETE CASCADE,
+        preview TEXT NOT NULL
+    );
+    """,
 )
 
 BUSY_TIMEOUT_SECONDS = 30.0

@@ -1,0 +1,57 @@
+"""The data stored with each message for the extensions of issue 18 (PREVIEW, and
+what follows), run against every backend like the conformance suite."""
+
+from __future__ import annotations
+
+from pushmail.mime.structure import build_cache
+from pushmail.store.interfaces import MessageCache, NewMessage, Store, User
+
+RAW = b"Subject: hi\r\nContent-Type: text/plain\r\n\r\nSee you at  noon.\r\n> old\r\n"
+
+
+def _inbox(store: Store, u: User) -> int:
+    box = store.get_mailbox(u.id, "INBOX")
+    assert box is not None
+    return box.id
+
+
+def _preview_rows(store: Store) -> int:
+    """Stored previews (white-box: a preview must go with its text)."""
+    conn = getattr(store, "_conn", None)
+    if conn is not None:  # SQLite
+        return int(conn.execute("SELECT count(*) FROM previews").fetchone()[0])
+    read = getattr(store, "_read")  # noqa: B009 - PostgreSQL, white-box
+    row = read(lambda c: c.execute("SELECT count(*) FROM previews").fetchone())
+    return int(row[0])
+
+
+def test_preview_is_stored_once_per_text_and_read_back(store: Store) -> None:
+    u = store.create_user("a@x", "h")
+    v = store.create_user("b@x", "h")
+    cache = build_cache(RAW)
+    assert cache.preview == "See you at noon."
+    got = store.deliver([(_inbox(store, u), NewMessage(RAW, cache))] * 2)
+    got += store.deliver([(_inbox(store, v), NewMessage(RAW, cache))])
+    for a in got:
+        assert store.get_cache(a.mailbox_id, a.uid).preview == "See you at noon."
+    assert _preview_rows(store) == 1
+
+
+def test_preview_not_computed_reads_as_none(store: Store) -> None:
+    u = store.create_user("a@x", "h")
+    bare = MessageCache(b"(NIL)", b"(NIL)", b"(NIL)")
+    uid = store.append(_inbox(store, u), NewMessage(RAW, bare)).uid
+    assert store.get_cache(_inbox(store, u), uid).preview is None
+    assert _preview_rows(store) == 0
+
+
+def test_preview_follows_copy_and_goes_with_the_last_copy(store: Store) -> None:
+    u = store.create_user("a@x", "h")
+    ib = _inbox(store, u)
+    work = store.create_mailbox(u.id, "Work").id
+    uid = store.append(ib, NewMessage(RAW, build_cache(RAW), frozenset({"\\Deleted"}))).uid
+    [(_, moved)] = store.copy(ib, [uid], work, move=True)
+    assert store.get_cache(work, moved).preview == "See you at noon."
+    store.store_flags(work, [moved], "add", frozenset({"\\Deleted"}))
+    store.expunge(work)
+    assert _preview_rows(store) == 0
