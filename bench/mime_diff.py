@@ -419,9 +419,9 @@ def _glob(pattern: str, text: str) -> bool:
     return re.fullmatch(re.escape(pattern).replace(r"\*", ".*"), text) is not None
 
 
-def accepted_rows(doc: Path = DOC) -> list[Accepted]:
-    """The rows of the "Accepted differences from Dovecot" table of ``doc``."""
-    section = doc.read_text().split(_TABLE, 1)[1].split("\n## ", 1)[0]
+def accepted_rows(doc: Path = DOC, table: str = _TABLE) -> list[Accepted]:
+    """The rows of the "Accepted differences from Dovecot" table (or ``table``) of ``doc``."""
+    section = doc.read_text().split(table + "\n", 1)[1].split("\n#", 1)[0]
     rows: list[Accepted] = []
     for line in section.splitlines():
         if not line.startswith("| `"):

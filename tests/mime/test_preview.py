@@ -64,3 +64,8 @@ def test_no_text_is_the_empty_string() -> None:
 def test_a_huge_text_part_costs_no_more_than_a_small_one() -> None:
     raw = b"Subject: big\r\n\r\n" + b"\r\n" * 5_000_000 + b"late words\r\n"
     assert preview(raw) == ""  # only the first 32 KiB are read
+
+
+def test_an_unknown_transfer_encoding_gives_no_preview() -> None:
+    raw = b"Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 f.txt\r\n#:&D*\r\nend\r\n"
+    assert preview(raw) == ""

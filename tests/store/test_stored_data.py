@@ -55,3 +55,13 @@ def test_preview_follows_copy_and_goes_with_the_last_copy(store: Store) -> None:
     store.store_flags(work, [moved], "add", frozenset({"\\Deleted"}))
     store.expunge(work)
     assert _preview_rows(store) == 0
+
+
+def test_previews_of_many_messages_in_one_call(store: Store) -> None:
+    u = store.create_user("a@x", "h")
+    ib = _inbox(store, u)
+    bare = MessageCache(b"(NIL)", b"(NIL)", b"(NIL)")
+    one = store.append(ib, NewMessage(RAW, build_cache(RAW))).uid
+    two = store.append(ib, NewMessage(RAW + b"x", bare)).uid
+    assert store.previews(ib, [one, two, 99]) == {one: "See you at noon.", two: None}
+    assert store.previews(ib, []) == {}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 from pushmail.events.interfaces import ChangeKind, MailboxChanged
@@ -61,12 +62,22 @@ def fetch(s: Session, cmd: c.Fetch, store: Store) -> None:
         view.note_own_flags(metas)
         for line in view.announce_keywords(store, metas):
             s.untagged(line)
+    # PREVIEW of many messages: one query, not a cache read per message.
+    previews = None
+    if _PREVIEW_ITEMS.intersection(i for i in items if isinstance(i, str)):
+        previews = store.previews(view.mailbox_id, [m.uid for m in metas])
     for meta in metas:
         seq = view.seq_of(meta.uid)
         if seq is None:
             continue
-        s.untagged(b"%d FETCH " % seq + render_fetch(items, _context(view, store, seq, meta)))
+        ctx = _context(view, store, seq, meta)
+        if previews is not None:
+            ctx.get_preview = functools.partial(previews.get, meta.uid)
+        s.untagged(b"%d FETCH " % seq + render_fetch(items, ctx))
     s.ok(cmd.tag, ("UID " if cmd.uid else "") + "FETCH completed", gone)
+
+
+_PREVIEW_ITEMS = frozenset({"PREVIEW", "PREVIEW (LAZY)"})
 
 
 def _context(view: SelectedView, store: Store, seq: int, meta: MessageMeta) -> FetchContext:

@@ -43,6 +43,9 @@ class FetchContext:
     get_raw: Callable[[], bytes]
     get_cache: Callable[[], MessageCache]
     savedate: datetime | None = None  # RFC 8514; NIL when the store does not keep it
+    # The stored PREVIEW when the caller read it for many messages at once (saves a
+    # cache read per message); None: read it from the cache.
+    get_preview: Callable[[], str | None] | None = None
     _raw: bytes | None = field(default=None, init=False, repr=False)
     _tree: RawPart | None = field(default=None, init=False, repr=False)
     _cache: MessageCache | None = field(default=None, init=False, repr=False)
@@ -61,6 +64,9 @@ class FetchContext:
         if self._cache is None:
             self._cache = self.get_cache()
         return self._cache
+
+    def stored_preview(self) -> str | None:
+        return self.cache().preview if self.get_preview is None else self.get_preview()
 
 
 def render_fetch(items: Sequence[FetchAtt], ctx: FetchContext) -> bytes:
@@ -103,7 +109,7 @@ def _savedate(ctx: FetchContext) -> bytes:
 def _preview(ctx: FetchContext) -> bytes:
     """The stored preview; one not stored yet (a text kept before previews were,
     until the start-up refresh) is made from the text now (RFC 8970)."""
-    text = ctx.cache().preview
+    text = ctx.stored_preview()
     if text is None:
         text = build_preview(ctx.tree(), ctx.raw())
     return nstring(text.encode("utf-8"))
@@ -111,7 +117,7 @@ def _preview(ctx: FetchContext) -> bytes:
 
 def _preview_lazy(ctx: FetchContext) -> bytes:
     """``PREVIEW (LAZY)``: NIL rather than reading the text (RFC 8970 LAZY)."""
-    text = ctx.cache().preview
+    text = ctx.stored_preview()
     return NIL if text is None else nstring(text.encode("utf-8"))
 
 

@@ -8,8 +8,9 @@ the server:
 * the first text/plain or text/html part that is not an attachment, depth first,
   not looking into embedded messages; none: the empty string (RFC 8970: a message
   without meaningful preview text gets a zero-length string);
-* its transfer encoding undone and its charset decoded (unknown: UTF-8 if valid,
-  else Latin-1); HTML reduced to its text by the standard library's parser, without
+* its transfer encoding undone (an unknown one, such as x-uuencode: the empty
+  string, as Dovecot) and its charset decoded (unknown: UTF-8 if valid, else
+  Latin-1); HTML reduced to its text by the standard library's parser, without
   ``<script>``/``<style>``/``<head>`` content;
 * quoted lines (starting with ``>``) left out, every run of white space one space,
   no leading or trailing space;
@@ -44,8 +45,10 @@ def build_preview(root: RawPart, raw: bytes) -> str:
         return ""
     body = raw[part.body_start : min(part.end, part.body_start + _SCAN_BYTES)]
     cte = str(part.header.get("Content-Transfer-Encoding") or "").strip().lower()
-    with contextlib.suppress(UnknownCteError):  # unknown encoding: read it as it is
+    try:
         body = decode_cte(body, cte)
+    except UnknownCteError:  # no meaningful text
+        return ""
     text = _decode(body, _charset(part))
     if part.subtype == "html":
         text = _html_text(text)

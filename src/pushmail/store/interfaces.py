@@ -301,6 +301,12 @@ class Store(Protocol):
 
     def get_cache(self, mailbox_id: int, uid: int) -> MessageCache: ...
 
+    def previews(self, mailbox_id: int, uids: Iterable[int]) -> dict[int, str | None]:
+        """The stored PREVIEW of each named message that exists, in one query (None:
+        not computed yet): what ``FETCH 1:* (PREVIEW)`` reads, without the rest of
+        each message's cache."""
+        ...
+
     def store_flags(
         self,
         mailbox_id: int,

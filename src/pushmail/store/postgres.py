@@ -236,6 +236,17 @@ class PostgresStore(PgMailboxes):
             raise NotFound(f"no message {uid}")
         return MessageCache(bytes(row[0]), bytes(row[1]), bytes(row[2]), row[3])
 
+    def previews(self, mailbox_id: int, uids: Iterable[int]) -> dict[int, str | None]:
+        listed = _uid_list(uids)
+        rows = self._read(
+            lambda conn: conn.execute(
+                "SELECT m.uid, p.preview FROM messages m LEFT JOIN previews p "
+                "ON p.body_id = m.body_id WHERE m.mailbox_id = %s AND m.uid = ANY(%s::bigint[])",
+                (mailbox_id, listed),
+            ).fetchall()
+        )
+        return {int(uid): text for uid, text in rows}
+
     # -- changing messages ------------------------------------------------------
     def store_flags(
         self,

@@ -488,6 +488,14 @@ class SqliteStore(SqliteBase):
             raise NotFound(f"no message {uid}")
         return MessageCache(bytes(row[0]), bytes(row[1]), bytes(row[2]), row[3])
 
+    def previews(self, mailbox_id: int, uids: Iterable[int]) -> dict[int, str | None]:
+        rows = self._conn.execute(
+            "SELECT m.uid, p.preview FROM messages m LEFT JOIN previews p "
+            f"ON p.body_id = m.body_id WHERE m.mailbox_id = ? AND m.{_IN_UIDS}",
+            (mailbox_id, _uid_json(uids)),
+        )
+        return {int(uid): text for uid, text in rows}
+
     # -- changing messages ------------------------------------------------------
     def store_flags(
         self,
