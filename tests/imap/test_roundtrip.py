@@ -120,6 +120,11 @@ leaf_keys = st.one_of(
     st.builds(c.SearchSize, st.booleans(), st.integers(0, 2**63 - 1)),
     st.builds(c.SearchSet, seqsets_or_saved, st.booleans()),
     st.builds(c.SearchModseq, st.integers(0, 2**63 - 1)),
+    st.builds(
+        c.SearchObjectId,
+        st.sampled_from(["EMAILID", "THREADID"]),
+        st.from_regex(r"[A-Za-z0-9_-]{1,40}", fullmatch=True),
+    ),
 )
 search_keys = st.recursive(
     leaf_keys,

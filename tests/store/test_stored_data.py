@@ -3,6 +3,8 @@ what follows), run against every backend like the conformance suite."""
 
 from __future__ import annotations
 
+import re
+
 from pushmail.mime.structure import build_cache
 from pushmail.store.interfaces import MessageCache, NewMessage, Store, User
 
@@ -65,3 +67,24 @@ def test_previews_of_many_messages_in_one_call(store: Store) -> None:
     two = store.append(ib, NewMessage(RAW + b"x", bare)).uid
     assert store.previews(ib, [one, two, 99]) == {one: "See you at noon.", two: None}
     assert store.previews(ib, []) == {}
+
+
+def test_email_ids_follow_the_text(store: Store) -> None:
+    """RFC 8474 EMAILID: kept by COPY and MOVE, the same for identical texts,
+    different for different ones; objectid grammar (1*255 ALPHA/DIGIT/"_"/"-")."""
+    u = store.create_user("a@x", "h")
+    ib = _inbox(store, u)
+    work = store.create_mailbox(u.id, "Work").id
+    cache = build_cache(RAW)
+    one = store.append(ib, NewMessage(RAW, cache)).uid
+    two = store.append(ib, NewMessage(RAW + b"other\r\n", cache)).uid
+    three = store.append(ib, NewMessage(RAW, cache)).uid
+    ids = store.email_ids(ib, [one, two, three, 99])
+    assert set(ids) == {one, two, three}
+    assert ids[one] == ids[three] != ids[two]
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{1,255}", i) for i in ids.values())
+    [(_, copied)] = store.copy(ib, [two], work)
+    assert store.email_ids(work, [copied]) == {copied: ids[two]}
+    store.store_flags(ib, [one], "add", frozenset({"\\Deleted"}))
+    [(_, moved)] = store.copy(ib, [one], work, move=True)
+    assert store.email_ids(work, [moved]) == {moved: ids[one]}

@@ -40,6 +40,7 @@ from pushmail.imap.commands import (
     SearchModseq,
     SearchNew,
     SearchNot,
+    SearchObjectId,
     SearchOld,
     SearchOr,
     SearchSet,
@@ -168,6 +169,8 @@ def _encode_search_key(w: _Writer, key: SearchKey, codec: str) -> None:
         w.raw(("UID " if key.uid else "") + key.set.encode())
     elif isinstance(key, SearchModseq):
         w.raw(f"MODSEQ {key.modseq}")
+    elif isinstance(key, SearchObjectId):
+        w.raw(f"{key.kind} {key.value}")
     else:
         _encode_search_tree(w, key, codec)
 

@@ -17,6 +17,7 @@ from pushmail.imap.listing import has_children, matches, subscribed_matches
 from pushmail.imap.mutf7 import InvalidName
 from pushmail.imap.session import Session
 from pushmail.mime.structure import build_cache
+from pushmail.store.common import mailbox_object_id
 from pushmail.store.interfaces import (
     HIERARCHY_DELIMITER,
     Mailbox,
@@ -75,9 +76,9 @@ def create(s: Session, cmd: c.Create, store: Store) -> None:
     uses = [u for u in cmd.special_use]
     if any(u not in _SPECIAL_USES for u in uses) or len(uses) > 1:
         raise CommandFailed("unsupported special-use attribute", "USEATTR")
-    store.create_mailbox(s.require_user().id, name, uses[0] if uses else None)
+    made = store.create_mailbox(s.require_user().id, name, uses[0] if uses else None)
     _changed_list(s)
-    s.ok(cmd.tag, "CREATE completed")
+    s.ok(cmd.tag, "CREATE completed", f"MAILBOXID ({mailbox_object_id(made.uidvalidity)})")
 
 
 def delete(s: Session, cmd: c.Delete, store: Store) -> None:
@@ -216,6 +217,9 @@ def _status_values(store: Store, box: Mailbox, items: tuple[str, ...]) -> list[b
     }
     out = []
     for item in items:
+        if item == "MAILBOXID":  # RFC 8474 §4.3
+            out.append(b"MAILBOXID (" + mailbox_object_id(box.uidvalidity).encode() + b")")
+            continue
         if item not in values:
             raise CommandFailed(f"unknown STATUS item {item}", "CLIENTBUG")
         out.append(b"%s %d" % (item.encode(), values[item]))

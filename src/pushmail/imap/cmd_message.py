@@ -63,9 +63,11 @@ def fetch(s: Session, cmd: c.Fetch, store: Store) -> None:
         for line in view.announce_keywords(store, metas):
             s.untagged(line)
     # PREVIEW of many messages: one query, not a cache read per message.
-    previews = None
+    previews = emailids = None
     if _PREVIEW_ITEMS.intersection(i for i in items if isinstance(i, str)):
         previews = store.previews(view.mailbox_id, [m.uid for m in metas])
+    if "EMAILID" in items:
+        emailids = store.email_ids(view.mailbox_id, [m.uid for m in metas])
     for meta in metas:
         seq = view.seq_of(meta.uid)
         if seq is None:
@@ -73,6 +75,8 @@ def fetch(s: Session, cmd: c.Fetch, store: Store) -> None:
         ctx = _context(view, store, seq, meta)
         if previews is not None:
             ctx.get_preview = functools.partial(previews.get, meta.uid)
+        if emailids is not None:
+            ctx.emailid = emailids.get(meta.uid)
         s.untagged(b"%d FETCH " % seq + render_fetch(items, ctx))
     s.ok(cmd.tag, ("UID " if cmd.uid else "") + "FETCH completed", gone)
 
@@ -210,6 +214,9 @@ def search(s: Session, cmd: c.Search, store: Store) -> None:
         raise CommandFailed("unsupported charset", "BADCHARSET (US-ASCII UTF-8)")
     metas = {m.uid: m for m in store.list_messages(view.mailbox_id)}
     body = needs_body(cmd.key)
+    emailids = (
+        store.email_ids(view.mailbox_id, metas) if _mentions(cmd.key, c.SearchObjectId) else {}
+    )
     saved = frozenset(s.saved_search)
     found: list[tuple[int, int, int]] = []  # (seq, uid, modseq)
     max_uid = view.uids[-1] if view.uids else 0
@@ -228,10 +235,11 @@ def search(s: Session, cmd: c.Search, store: Store) -> None:
             max_uid=max_uid,
             get_raw=_raw_getter(store, view.mailbox_id, uid) if body else _no_raw,
             saved=saved,
+            emailid=emailids.get(uid),
         )
         if matches(cmd.key, ctx):
             found.append((seq, uid, meta.modseq))
-    uses_modseq = _mentions_modseq(cmd.key)
+    uses_modseq = _mentions(cmd.key, c.SearchModseq)
     if uses_modseq:  # a CONDSTORE enabling command (RFC 7162 §3.1)
         s.condstore_command()
     _search_reply(s, cmd, found, uses_modseq)
@@ -245,15 +253,16 @@ def _raw_getter(store: Store, mailbox_id: int, uid: int) -> Callable[[], bytes]:
     return lambda: store.get_raw(mailbox_id, uid)
 
 
-def _mentions_modseq(key: c.SearchKey) -> bool:
-    if isinstance(key, c.SearchModseq):
+def _mentions(key: c.SearchKey, kind: type) -> bool:
+    """Whether a key of class ``kind`` occurs anywhere in ``key``."""
+    if isinstance(key, kind):
         return True
     if isinstance(key, c.SearchNot):
-        return _mentions_modseq(key.key)
+        return _mentions(key.key, kind)
     if isinstance(key, c.SearchOr):
-        return _mentions_modseq(key.left) or _mentions_modseq(key.right)
+        return _mentions(key.left, kind) or _mentions(key.right, kind)
     if isinstance(key, c.SearchAnd):
-        return any(_mentions_modseq(k) for k in key.keys)
+        return any(_mentions(k, kind) for k in key.keys)
     return False
 
 

@@ -145,6 +145,7 @@ def _fetch_new(
     mid = view.mailbox_id
     metas = store.get_messages(mid, uids)
     out = view.announce_keywords(store, metas) if "FLAGS" in atts else []
+    emailids = store.email_ids(mid, uids) if "EMAILID" in atts else {}
     for meta in metas:
         seq = view.seq_of(meta.uid)
         if seq is None:
@@ -158,6 +159,7 @@ def _fetch_new(
             modseq=meta.modseq,
             get_raw=partial(store.get_raw, mid, meta.uid),
             get_cache=partial(store.get_cache, mid, meta.uid),
+            emailid=emailids.get(meta.uid),
         )
         try:
             out.append(b"%d FETCH " % seq + render_fetch(atts, ctx))

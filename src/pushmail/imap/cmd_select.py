@@ -10,6 +10,7 @@ from pushmail.imap.errors import CommandFailed, ProtocolError
 from pushmail.imap.selected import SelectedView, flags_lines
 from pushmail.imap.session import Session, State
 from pushmail.imap.types import SequenceSet
+from pushmail.store.common import mailbox_object_id
 from pushmail.store.interfaces import Mailbox, Store
 
 
@@ -51,6 +52,7 @@ def _announce(s: Session, view: SelectedView, mbox: Mailbox, first_unseen: int |
     s.untagged(b"OK [UIDVALIDITY %d] UIDs valid" % mbox.uidvalidity)
     s.untagged(b"OK [UIDNEXT %d] predicted next UID" % view.uidnext)
     s.untagged(b"OK [HIGHESTMODSEQ %d] highest" % view.modseq)
+    s.untagged(b"OK [MAILBOXID (%s)] Ok" % mailbox_object_id(mbox.uidvalidity).encode())
 
 
 def _rev1_counts(s: Session, view: SelectedView, first_unseen: int | None) -> None:

@@ -62,6 +62,8 @@ SimpleAtt = Literal[
     "SAVEDATE",
     "PREVIEW",  # RFC 8970
     "PREVIEW (LAZY)",  # answered as PREVIEW, NIL when no stored preview is at hand
+    "EMAILID",  # RFC 8474
+    "THREADID",  # RFC 8474
 ]
 FetchAtt = SimpleAtt | FetchBody
 
@@ -131,6 +133,14 @@ class SearchSet:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchObjectId:
+    """EMAILID objectid / THREADID objectid (RFC 8474)."""
+
+    kind: Literal["EMAILID", "THREADID"]
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
 class SearchModseq:
     """MODSEQ [entry type] n (RFC 7162); the entry is accepted and ignored."""
 
@@ -166,6 +176,7 @@ SearchKey = (
     | SearchSize
     | SearchSet
     | SearchModseq
+    | SearchObjectId
     | SearchNot
     | SearchOr
     | SearchAnd

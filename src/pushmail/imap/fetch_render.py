@@ -46,6 +46,7 @@ class FetchContext:
     # The stored PREVIEW when the caller read it for many messages at once (saves a
     # cache read per message); None: read it from the cache.
     get_preview: Callable[[], str | None] | None = None
+    emailid: str | None = None  # RFC 8474, read in one query for all messages
     _raw: bytes | None = field(default=None, init=False, repr=False)
     _tree: RawPart | None = field(default=None, init=False, repr=False)
     _cache: MessageCache | None = field(default=None, init=False, repr=False)
@@ -121,6 +122,12 @@ def _preview_lazy(ctx: FetchContext) -> bytes:
     return NIL if text is None else nstring(text.encode("utf-8"))
 
 
+def _emailid(ctx: FetchContext) -> bytes:
+    if ctx.emailid is None:  # the caller always sets it; a gap would be a bug
+        raise CommandFailed("EMAILID not available", "SERVERBUG")
+    return b"(" + ctx.emailid.encode("ascii") + b")"
+
+
 # Items answered under another name than the one asked for.
 _RESPONSE_NAME = {"PREVIEW (LAZY)": "PREVIEW"}
 
@@ -139,6 +146,10 @@ _SIMPLE: dict[str, Callable[[FetchContext], bytes]] = {
     "SAVEDATE": _savedate,
     "PREVIEW": _preview,
     "PREVIEW (LAZY)": _preview_lazy,
+    "EMAILID": _emailid,
+    # RFC 8474 §5.2: NIL from a server that does not group messages into threads;
+    # a THREADID waits for the thread data of THREAD=REFERENCES (issue 18).
+    "THREADID": lambda c: NIL,
 }
 
 

@@ -42,6 +42,8 @@ _SIMPLE: dict[str, SimpleAtt] = {
     "RFC822.TEXT": "RFC822.TEXT",
     "SAVEDATE": "SAVEDATE",
     "PREVIEW": "PREVIEW",
+    "EMAILID": "EMAILID",
+    "THREADID": "THREADID",
 }
 # The fetch modifiers (RFC 7162) that may follow a lone fetch-att: after PREVIEW they
 # are not preview modifiers.
@@ -149,7 +151,8 @@ def parse_fetch_att(r: Reader) -> FetchAtt:
     "BODY" section [partial] / "BODY.PEEK" section [partial] /
     "BINARY" [".PEEK"] section-binary [partial] / "BINARY.SIZE" section-binary /
     "MODSEQ" / "SAVEDATE" /   ; RFC 3516, RFC 7162, RFC 8514
-    "PREVIEW" [SP "(" preview-mod *(SP preview-mod) ")"]  ; RFC 8970"""
+    "PREVIEW" [SP "(" preview-mod *(SP preview-mod) ")"] /  ; RFC 8970
+    "EMAILID" / "THREADID"    ; RFC 8474"""
     raw = r.match(_ATT_NAME)
     name = raw.decode("ascii").upper() if raw else ""
     if name in ("BODY", "BODY.PEEK") and r.at(b"["):

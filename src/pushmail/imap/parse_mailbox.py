@@ -48,6 +48,7 @@ STATUS_ATTS = frozenset(
         "SIZE",  # RFC 8438
         "DELETED",  # RFC 9051
         "APPENDLIMIT",  # RFC 7889
+        "MAILBOXID",  # RFC 8474
     }
 )
 LIST_SELECT_BASE = frozenset({"SUBSCRIBED", "SPECIAL-USE"})

@@ -23,6 +23,7 @@ from pushmail.imap.commands import (
     SearchModseq,
     SearchNew,
     SearchNot,
+    SearchObjectId,
     SearchOld,
     SearchOr,
     SearchSet,
@@ -64,6 +65,7 @@ CHARSETS: dict[str, str] = {
 }
 
 _KEY_WORD = re.compile(rb"[A-Za-z]+")
+_OBJECTID = re.compile(rb"[A-Za-z0-9_-]{1,255}(?![A-Za-z0-9_-])")
 
 _FLAG_KEYS: dict[str, tuple[str, bool]] = {
     "ANSWERED": ("\\Answered", True),
@@ -189,11 +191,22 @@ def _parse_word_key2(r: Reader, ctx: _Ctx, word: str) -> SearchKey:
         return SearchSet(parse_sequence_set(r), uid=True)
     if word == "MODSEQ":
         return parse_search_modsequence(r)
+    if word in ("EMAILID", "THREADID"):
+        r.sp()
+        return SearchObjectId("EMAILID" if word == "EMAILID" else "THREADID", parse_objectid(r))
     if word == "NOT":
         return _nested(r, ctx, _parse_not)
     if word == "OR":
         return _nested(r, ctx, _parse_or)
     r.fail(f"unknown search key {word}")
+
+
+def parse_objectid(r: Reader) -> str:
+    """objectid = 1*255(ALPHA / DIGIT / "_" / "-")  ; RFC 8474"""
+    raw = r.match(_OBJECTID)
+    if raw is None:
+        r.fail("expected an objectid")
+    return raw.decode("ascii")
 
 
 def parse_search_key(r: Reader, ctx: _Ctx) -> SearchKey:
@@ -206,7 +219,8 @@ def parse_search_key(r: Reader, ctx: _Ctx) -> SearchKey:
     "LARGER" SP number64 / "NOT" SP search-key / "OR" SP search-key SP search-key /
     "SENTBEFORE" SP date / "SENTON" SP date / "SENTSINCE" SP date /
     "SMALLER" SP number64 / "UID" SP sequence-set / "UNDRAFT" / sequence-set /
-    "(" search-key *(SP search-key) ")" / search-modsequence"""
+    "(" search-key *(SP search-key) ")" / search-modsequence /
+    "EMAILID" SP objectid / "THREADID" SP objectid  ; RFC 8474"""
     c = r.peek()
     if c == ord("("):
         return _nested(r, ctx, _parse_and)

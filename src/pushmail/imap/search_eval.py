@@ -44,6 +44,7 @@ from pushmail.imap.commands import (
     SearchModseq,
     SearchNew,
     SearchNot,
+    SearchObjectId,
     SearchOld,
     SearchOr,
     SearchSet,
@@ -69,6 +70,7 @@ class SearchContext:
     max_uid: int
     get_raw: Callable[[], bytes]
     saved: frozenset[int] = frozenset()
+    emailid: str | None = None  # RFC 8474, set when the key asks for it
     _raw: bytes | None = field(default=None, init=False, repr=False)
     _tree: RawPart | None = field(default=None, init=False, repr=False)
     _body_text: str | None = field(default=None, init=False, repr=False)
@@ -141,6 +143,8 @@ def matches(key: SearchKey, ctx: SearchContext) -> bool:
         return ctx.size > key.n if key.larger else ctx.size < key.n
     if isinstance(key, SearchModseq):
         return ctx.modseq >= key.modseq
+    if isinstance(key, SearchObjectId):  # no THREADIDs (FETCH says NIL): none matches
+        return key.kind == "EMAILID" and ctx.emailid == key.value
     if isinstance(key, SearchSet):
         return _in_set(key, ctx)
     if isinstance(key, SearchDate):

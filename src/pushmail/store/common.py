@@ -50,6 +50,22 @@ def extend_keywords(defined: tuple[str, ...], flags: Iterable[str]) -> tuple[str
     return defined + tuple(new)
 
 
+def mailbox_object_id(uidvalidity: int) -> str:
+    """The MAILBOXID of RFC 8474: the mailbox's UIDVALIDITY, which comes from a
+    global counter that never repeats (so no two mailboxes, even of two users or one
+    deleted and re-created, share one) and which RENAME keeps, as the RFC asks.
+    RENAME INBOX makes a new mailbox, with a new UIDVALIDITY and so a new id."""
+    return f"F{uidvalidity:08x}"
+
+
+def email_object_id(sha256: bytes) -> str:
+    """The EMAILID of RFC 8474: from the SHA-256 of the text, which the store keeps
+    once however many mailboxes hold it, so a COPY or MOVE keeps it, and so do
+    identical deliveries (the same EMAILID for identical texts is allowed). 96
+    bits: collisions are not a practical concern; an objectid may have 255."""
+    return "M" + sha256[:12].hex()
+
+
 def mailbox_name(name: str) -> str:
     """INBOX is case-insensitive, every other name is not; reject empty levels."""
     if name.upper() == "INBOX":

@@ -301,6 +301,11 @@ class Store(Protocol):
 
     def get_cache(self, mailbox_id: int, uid: int) -> MessageCache: ...
 
+    def email_ids(self, mailbox_id: int, uids: Iterable[int]) -> dict[int, str]:
+        """The EMAILID (RFC 8474, ``common.email_object_id``) of each named message
+        that exists, in one query."""
+        ...
+
     def previews(self, mailbox_id: int, uids: Iterable[int]) -> dict[int, str | None]:
         """The stored PREVIEW of each named message that exists, in one query (None:
         not computed yet): what ``FETCH 1:* (PREVIEW)`` reads, without the rest of

@@ -23,7 +23,7 @@ import psycopg
 from psycopg import Connection, errors
 from psycopg_pool import ConnectionPool
 
-from pushmail.store.common import canonical_flags, split_date
+from pushmail.store.common import canonical_flags, email_object_id, split_date
 from pushmail.store.interfaces import (
     Appended,
     Changes,
@@ -235,6 +235,17 @@ class PostgresStore(PgMailboxes):
         if row is None:
             raise NotFound(f"no message {uid}")
         return MessageCache(bytes(row[0]), bytes(row[1]), bytes(row[2]), row[3])
+
+    def email_ids(self, mailbox_id: int, uids: Iterable[int]) -> dict[int, str]:
+        listed = _uid_list(uids)
+        rows = self._read(
+            lambda conn: conn.execute(
+                "SELECT m.uid, b.sha256 FROM messages m JOIN bodies b ON b.id = m.body_id "
+                "WHERE m.mailbox_id = %s AND m.uid = ANY(%s::bigint[])",
+                (mailbox_id, listed),
+            ).fetchall()
+        )
+        return {int(uid): email_object_id(bytes(sha)) for uid, sha in rows}
 
     def previews(self, mailbox_id: int, uids: Iterable[int]) -> dict[int, str | None]:
         listed = _uid_list(uids)

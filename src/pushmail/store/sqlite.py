@@ -21,7 +21,7 @@ import time
 from array import array
 from collections.abc import Collection, Iterable, Sequence
 
-from pushmail.store.common import canonical_flags, mailbox_name, split_date
+from pushmail.store.common import canonical_flags, email_object_id, mailbox_name, split_date
 from pushmail.store.interfaces import (
     DEFAULT_MAILBOXES,
     HIERARCHY_DELIMITER,
@@ -487,6 +487,14 @@ class SqliteStore(SqliteBase):
         if row is None:
             raise NotFound(f"no message {uid}")
         return MessageCache(bytes(row[0]), bytes(row[1]), bytes(row[2]), row[3])
+
+    def email_ids(self, mailbox_id: int, uids: Iterable[int]) -> dict[int, str]:
+        rows = self._conn.execute(
+            "SELECT m.uid, b.sha256 FROM messages m JOIN bodies b ON b.id = m.body_id "
+            f"WHERE m.mailbox_id = ? AND m.{_IN_UIDS}",
+            (mailbox_id, _uid_json(uids)),
+        )
+        return {int(uid): email_object_id(bytes(sha)) for uid, sha in rows}
 
     def previews(self, mailbox_id: int, uids: Iterable[int]) -> dict[int, str | None]:
         rows = self._conn.execute(
