@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import smtplib
 import statistics
 import sys
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dovecot
 from mime_corpus import corpus
 from mime_diff import PASSWORD, USER, Imap
+from proctools import cpu_seconds, descendants
 from pushmail_server import PushmailInstance
 
 
@@ -56,21 +58,28 @@ def load(lmtp_port: int, raws: list[bytes], connections: int = 4) -> float:
     return time.monotonic() - t0
 
 
-def measure(imap_port: int, count: int, runs: int) -> dict[str, object]:
+def measure(imap_port: int, server_pid: int, count: int, runs: int) -> dict[str, object]:
+    """Wall time per command as the client sees it, and the CPU time the server's
+    processes spent on the measured runs (independent of how busy the machine is)."""
     imap = Imap(imap_port)
     try:
         imap.ok(b"LOGIN " + USER.encode() + b" " + PASSWORD.encode())
         imap.ok(b"SELECT INBOX")
         times = []
-        for _ in range(runs + 1):
+        cpu0 = 0.0
+        for i in range(runs + 1):
+            if i == 1:
+                cpu0 = cpu_seconds([server_pid, *descendants(server_pid)])
             t0 = time.perf_counter()
             untagged = imap.ok(b"FETCH 1:* (PREVIEW)")
             times.append(time.perf_counter() - t0)
             assert len(untagged) == count, (len(untagged), count)
+        cpu = cpu_seconds([server_pid, *descendants(server_pid)]) - cpu0
         return {
             "cold_ms": round(times[0] * 1000, 1),
             "median_ms": round(statistics.median(times[1:]) * 1000, 1),
             "runs_ms": [round(t * 1000, 1) for t in times[1:]],
+            "server_cpu_ms_per_command": round(cpu / runs * 1000, 1),
         }
     finally:
         imap.close()
@@ -99,8 +108,11 @@ def main() -> int:
                     "dovecot": round(load(dove.lmtp_port, raws), 1),
                     "pushmail": round(load(push.lmtp_port, raws), 1),
                 }
-                out[f"dovecot {version}"] = measure(dove.imap_port, args.messages, args.runs)
-                out["pushmail"] = measure(push.imap_port, args.messages, args.runs)
+                out["load_average"] = os.getloadavg()[0]
+                out[f"dovecot {version}"] = measure(
+                    dove.imap_port, dove.pid, args.messages, args.runs
+                )
+                out["pushmail"] = measure(push.imap_port, push.pid, args.messages, args.runs)
             finally:
                 push.stop()
         finally:

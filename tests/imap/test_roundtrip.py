@@ -117,6 +117,13 @@ leaf_keys = st.one_of(
     ),
     st.builds(c.SearchText, st.sampled_from(["BODY", "TEXT"]), texts),
     st.builds(c.SearchDate, st.sampled_from(["BEFORE", "ON", "SINCE"]), iso_dates, st.booleans()),
+    st.builds(
+        c.SearchDate,
+        st.sampled_from(["BEFORE", "ON", "SINCE"]),
+        iso_dates,
+        st.just(False),
+        st.just(True),
+    ),
     st.builds(c.SearchSize, st.booleans(), st.integers(0, 2**63 - 1)),
     st.builds(c.SearchSet, seqsets_or_saved, st.booleans()),
     st.builds(c.SearchModseq, st.integers(0, 2**63 - 1)),

@@ -4,6 +4,7 @@ what follows), run against every backend like the conformance suite."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 from pushmail.mime.structure import build_cache
 from pushmail.store.interfaces import MessageCache, NewMessage, Store, User
@@ -88,3 +89,21 @@ def test_email_ids_follow_the_text(store: Store) -> None:
     store.store_flags(ib, [one], "add", frozenset({"\\Deleted"}))
     [(_, moved)] = store.copy(ib, [one], work, move=True)
     assert store.email_ids(work, [moved]) == {moved: ids[one]}
+
+
+def test_save_dates_are_when_the_message_came_into_the_mailbox(store: Store) -> None:
+    """RFC 8514: delivery, APPEND, COPY and MOVE set the save date (now, whatever
+    the internal date); it is read for many messages in one call."""
+    u = store.create_user("a@x", "h")
+    ib = _inbox(store, u)
+    work = store.create_mailbox(u.id, "Work").id
+    old = datetime(2001, 2, 3, 4, 5, 6, tzinfo=UTC)
+    before = datetime.now(UTC).replace(microsecond=0)
+    uid = store.append(ib, NewMessage(RAW, build_cache(RAW), frozenset(), old)).uid
+    [(_, copied)] = store.copy(ib, [uid], work)
+    after = datetime.now(UTC)
+    dates = store.save_dates(ib, [uid, 99]) | store.save_dates(work, [copied])
+    assert set(dates) == {uid, copied}
+    for when in dates.values():
+        assert when is not None and before <= when <= after
+    assert store.list_messages(ib)[0].internaldate == old

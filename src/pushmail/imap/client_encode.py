@@ -162,7 +162,8 @@ def _encode_search_key(w: _Writer, key: SearchKey, codec: str) -> None:
         w.raw(key.where + " ")
         text(key.value)
     elif isinstance(key, SearchDate):
-        w.raw(("SENT" if key.sent else "") + key.op + " " + _search_date(key.date))
+        prefix = "SENT" if key.sent else "SAVED" if key.saved else ""
+        w.raw(prefix + key.op + " " + _search_date(key.date))
     elif isinstance(key, SearchSize):
         w.raw(f"{'LARGER' if key.larger else 'SMALLER'} {key.n}")
     elif isinstance(key, SearchSet):

@@ -68,6 +68,7 @@ def fetch(s: Session, cmd: c.Fetch, store: Store) -> None:
         previews = store.previews(view.mailbox_id, [m.uid for m in metas])
     if "EMAILID" in items:
         emailids = store.email_ids(view.mailbox_id, [m.uid for m in metas])
+    saved = store.save_dates(view.mailbox_id, [m.uid for m in metas]) if "SAVEDATE" in items else {}
     for meta in metas:
         seq = view.seq_of(meta.uid)
         if seq is None:
@@ -77,6 +78,7 @@ def fetch(s: Session, cmd: c.Fetch, store: Store) -> None:
             ctx.get_preview = functools.partial(previews.get, meta.uid)
         if emailids is not None:
             ctx.emailid = emailids.get(meta.uid)
+        ctx.savedate = saved.get(meta.uid)
         s.untagged(b"%d FETCH " % seq + render_fetch(items, ctx))
     s.ok(cmd.tag, ("UID " if cmd.uid else "") + "FETCH completed", gone)
 
@@ -217,6 +219,7 @@ def search(s: Session, cmd: c.Search, store: Store) -> None:
     emailids = (
         store.email_ids(view.mailbox_id, metas) if _mentions(cmd.key, c.SearchObjectId) else {}
     )
+    savedates = store.save_dates(view.mailbox_id, metas) if _mentions_saved(cmd.key) else {}
     saved = frozenset(s.saved_search)
     found: list[tuple[int, int, int]] = []  # (seq, uid, modseq)
     max_uid = view.uids[-1] if view.uids else 0
@@ -236,6 +239,7 @@ def search(s: Session, cmd: c.Search, store: Store) -> None:
             get_raw=_raw_getter(store, view.mailbox_id, uid) if body else _no_raw,
             saved=saved,
             emailid=emailids.get(uid),
+            savedate=savedates.get(uid),
         )
         if matches(cmd.key, ctx):
             found.append((seq, uid, meta.modseq))
@@ -251,6 +255,19 @@ def _no_raw() -> bytes:
 
 def _raw_getter(store: Store, mailbox_id: int, uid: int) -> Callable[[], bytes]:
     return lambda: store.get_raw(mailbox_id, uid)
+
+
+def _mentions_saved(key: c.SearchKey) -> bool:
+    """Whether a SAVEDBEFORE/SAVEDON/SAVEDSINCE key occurs in ``key``."""
+    if isinstance(key, c.SearchDate):
+        return key.saved
+    if isinstance(key, c.SearchNot):
+        return _mentions_saved(key.key)
+    if isinstance(key, c.SearchOr):
+        return _mentions_saved(key.left) or _mentions_saved(key.right)
+    if isinstance(key, c.SearchAnd):
+        return any(_mentions_saved(k) for k in key.keys)
+    return False
 
 
 def _mentions(key: c.SearchKey, kind: type) -> bool:

@@ -146,6 +146,7 @@ def _fetch_new(
     metas = store.get_messages(mid, uids)
     out = view.announce_keywords(store, metas) if "FLAGS" in atts else []
     emailids = store.email_ids(mid, uids) if "EMAILID" in atts else {}
+    saved = store.save_dates(mid, uids) if "SAVEDATE" in atts else {}
     for meta in metas:
         seq = view.seq_of(meta.uid)
         if seq is None:
@@ -160,6 +161,7 @@ def _fetch_new(
             get_raw=partial(store.get_raw, mid, meta.uid),
             get_cache=partial(store.get_cache, mid, meta.uid),
             emailid=emailids.get(meta.uid),
+            savedate=saved.get(meta.uid),
         )
         try:
             out.append(b"%d FETCH " % seq + render_fetch(atts, ctx))

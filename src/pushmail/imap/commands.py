@@ -111,11 +111,17 @@ class SearchText:
 
 @dataclass(frozen=True, slots=True)
 class SearchDate:
-    """BEFORE/ON/SINCE (internal date) and SENTBEFORE/SENTON/SENTSINCE (Date: header)."""
+    """BEFORE/ON/SINCE (internal date), SENTBEFORE/SENTON/SENTSINCE (Date: header)
+    and SAVEDBEFORE/SAVEDON/SAVEDSINCE (save date, RFC 8514)."""
 
     op: Literal["BEFORE", "ON", "SINCE"]
     date: str  # ISO date "YYYY-MM-DD"; compared by calendar day
     sent: bool = False
+    saved: bool = False
+
+    def __post_init__(self) -> None:
+        if self.sent and self.saved:
+            raise ValueError("a date key is SENT or SAVED, not both")
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,13 +81,16 @@ _FLAG_KEYS: dict[str, tuple[str, bool]] = {
     "UNSEEN": ("\\Seen", False),
 }
 _HEADER_KEYS = frozenset({"BCC", "CC", "FROM", "SUBJECT", "TO"})
-_DATE_KEYS: dict[str, tuple[Literal["BEFORE", "ON", "SINCE"], bool]] = {
-    "BEFORE": ("BEFORE", False),
-    "ON": ("ON", False),
-    "SINCE": ("SINCE", False),
-    "SENTBEFORE": ("BEFORE", True),
-    "SENTON": ("ON", True),
-    "SENTSINCE": ("SINCE", True),
+_DATE_KEYS: dict[str, tuple[Literal["BEFORE", "ON", "SINCE"], bool, bool]] = {
+    "BEFORE": ("BEFORE", False, False),
+    "ON": ("ON", False, False),
+    "SINCE": ("SINCE", False, False),
+    "SENTBEFORE": ("BEFORE", True, False),
+    "SENTON": ("ON", True, False),
+    "SENTSINCE": ("SINCE", True, False),
+    "SAVEDBEFORE": ("BEFORE", False, True),  # RFC 8514
+    "SAVEDON": ("ON", False, True),
+    "SAVEDSINCE": ("SINCE", False, True),
 }
 SEARCH_RETURN_OPTS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
 
@@ -159,9 +162,11 @@ def _parse_word_key(r: Reader, ctx: _Ctx, word: str) -> SearchKey:
         r.sp()
         return SearchHeader(word, _text(r, ctx))
     if word in _DATE_KEYS:
-        op, sent = _DATE_KEYS[word]
+        op, sent, saved = _DATE_KEYS[word]
         r.sp()
-        return SearchDate(op, parse_date(r), sent=sent)
+        return SearchDate(op, parse_date(r), sent=sent, saved=saved)
+    if word == "SAVEDATESUPPORTED":  # RFC 8514: every mailbox here keeps save dates
+        return SearchAll()
     if word in ("KEYWORD", "UNKEYWORD"):
         r.sp()
         return SearchFlag(parse_flag_keyword(r), word == "KEYWORD")
@@ -220,7 +225,9 @@ def parse_search_key(r: Reader, ctx: _Ctx) -> SearchKey:
     "SENTBEFORE" SP date / "SENTON" SP date / "SENTSINCE" SP date /
     "SMALLER" SP number64 / "UID" SP sequence-set / "UNDRAFT" / sequence-set /
     "(" search-key *(SP search-key) ")" / search-modsequence /
-    "EMAILID" SP objectid / "THREADID" SP objectid  ; RFC 8474"""
+    "EMAILID" SP objectid / "THREADID" SP objectid /  ; RFC 8474
+    "SAVEDBEFORE" SP date / "SAVEDON" SP date / "SAVEDSINCE" SP date /
+    "SAVEDATESUPPORTED"       ; RFC 8514"""
     c = r.peek()
     if c == ord("("):
         return _nested(r, ctx, _parse_and)

@@ -71,6 +71,7 @@ class SearchContext:
     get_raw: Callable[[], bytes]
     saved: frozenset[int] = frozenset()
     emailid: str | None = None  # RFC 8474, set when the key asks for it
+    savedate: datetime | None = None  # RFC 8514, set when the key asks for it
     _raw: bytes | None = field(default=None, init=False, repr=False)
     _tree: RawPart | None = field(default=None, init=False, repr=False)
     _body_text: str | None = field(default=None, init=False, repr=False)
@@ -171,7 +172,9 @@ def _date_matches(key: SearchDate, ctx: SearchContext) -> bool:
         day = sent_date(ctx.header())
         if day is None:
             return False
-    else:
+    elif key.saved and ctx.savedate is not None:
+        day = ctx.savedate.date()
+    else:  # a message saved before save dates were kept: its internal date
         day = ctx.internaldate.date()
     if key.op == "BEFORE":
         return day < wanted

@@ -306,6 +306,12 @@ class Store(Protocol):
         that exists, in one query."""
         ...
 
+    def save_dates(self, mailbox_id: int, uids: Iterable[int]) -> dict[int, datetime | None]:
+        """When each named message that exists was saved into the mailbox (delivery,
+        APPEND, COPY, MOVE; RFC 8514), UTC, in one query; None: saved before save
+        dates were kept."""
+        ...
+
     def previews(self, mailbox_id: int, uids: Iterable[int]) -> dict[int, str | None]:
         """The stored PREVIEW of each named message that exists, in one query (None:
         not computed yet): what ``FETCH 1:* (PREVIEW)`` reads, without the rest of

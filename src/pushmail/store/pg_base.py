@@ -330,12 +330,13 @@ class PgBase:
         ).fetchone()
         assert got is not None  # locked above
         first, modseq = int(got[0]), int(got[1])
+        now = int(time.time())  # the save date of a copy is when it was made (RFC 8514)
         with conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO messages (mailbox_id, uid, body_id, modseq, flags, internaldate, "
-                "tzoffset, size) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                "tzoffset, size, savedate) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 [
-                    (dst, first + i, r[1], modseq, r[2], r[3], r[4], r[5])
+                    (dst, first + i, r[1], modseq, r[2], r[3], r[4], r[5], now)
                     for i, r in enumerate(rows)
                 ],
             )

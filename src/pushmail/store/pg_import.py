@@ -53,7 +53,17 @@ _AFTER_BODIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("previews", ("body_id", "preview")),
     (
         "messages",
-        ("mailbox_id", "uid", "body_id", "modseq", "flags", "internaldate", "tzoffset", "size"),
+        (
+            "mailbox_id",
+            "uid",
+            "body_id",
+            "modseq",
+            "flags",
+            "internaldate",
+            "tzoffset",
+            "size",
+            "savedate",
+        ),
     ),
     ("expunged", ("mailbox_id", "uid", "modseq", "at")),
 )

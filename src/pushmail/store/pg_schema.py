@@ -104,6 +104,8 @@ MIGRATIONS: tuple[str, ...] = (
         preview text NOT NULL
     );
     """,
+    # Version 3: the save date (RFC 8514), as SQLite's version 4.
+    "ALTER TABLE messages ADD COLUMN savedate bigint",
 )
 
 # An arbitrary constant: the advisory lock that serialises schema migrations.

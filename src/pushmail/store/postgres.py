@@ -17,6 +17,7 @@ import logging
 import time
 from array import array
 from collections.abc import Callable, Collection, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -89,18 +90,19 @@ class PostgresStore(PgMailboxes):
                 out.append(Appended(mailbox_id, *(int(v) for v in got)))
                 self._define_keywords(conn, mailbox_id, canonical_flags(message.flags))
             body_ids = {m.raw: self._store_body(conn, m) for m in distinct}
-            rows: list[tuple[int, int, int, int, str, int, int, int]] = []
+            rows: list[tuple[int, int, int, int, str, int, int, int, int]] = []
             for done, (_, message) in zip(out, targets, strict=True):
                 ts, offset = split_date(message.internaldate, now)
                 flags = " ".join(sorted(canonical_flags(message.flags)))
                 body_id, size = body_ids[message.raw], len(message.raw)
                 rows.append(
-                    (done.mailbox_id, done.uid, body_id, done.modseq, flags, ts, offset, size)
+                    (done.mailbox_id, done.uid, body_id, done.modseq, flags, ts, offset, size, now)
                 )
             with conn.cursor() as cur:
                 cur.executemany(
                     "INSERT INTO messages (mailbox_id, uid, body_id, modseq, flags, "
-                    "internaldate, tzoffset, size) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    "internaldate, tzoffset, size, savedate) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     rows,
                 )
             return out
@@ -246,6 +248,20 @@ class PostgresStore(PgMailboxes):
             ).fetchall()
         )
         return {int(uid): email_object_id(bytes(sha)) for uid, sha in rows}
+
+    def save_dates(self, mailbox_id: int, uids: Iterable[int]) -> dict[int, datetime | None]:
+        listed = _uid_list(uids)
+        rows = self._read(
+            lambda conn: conn.execute(
+                "SELECT uid, savedate FROM messages "
+                "WHERE mailbox_id = %s AND uid = ANY(%s::bigint[])",
+                (mailbox_id, listed),
+            ).fetchall()
+        )
+        return {
+            int(uid): None if ts is None else datetime.fromtimestamp(int(ts), UTC)
+            for uid, ts in rows
+        }
 
     def previews(self, mailbox_id: int, uids: Iterable[int]) -> dict[int, str | None]:
         listed = _uid_list(uids)

@@ -21,7 +21,7 @@ import time
 from array import array
 from collections.abc import Collection, Iterable, Sequence
 
-from pushmail.store.common import canonical_flags, email_object_id, mailbox_name, split_date
+from pushmail.store.common import canonical_flags, mailbox_name, split_date
 from pushmail.store.interfaces import (
     DEFAULT_MAILBOXES,
     HIERARCHY_DELIMITER,
@@ -41,7 +41,8 @@ from pushmail.store.interfaces import (
     StoreError,
     User,
 )
-from pushmail.store.sqlite_base import MetaRow, SqliteBase
+from pushmail.store.sqlite_base import MetaRow
+from pushmail.store.sqlite_extras import SqliteStoredData
 
 log = logging.getLogger("pushmail.store")
 
@@ -61,7 +62,7 @@ def _uid_json(uids: Iterable[int]) -> str:
     return json.dumps([int(u) for u in uids])
 
 
-class SqliteStore(SqliteBase):
+class SqliteStore(SqliteStoredData):
     """``pushmail.store.interfaces.Store`` on one SQLite file. One thread per object."""
 
     # -- users ------------------------------------------------------------------
@@ -326,7 +327,7 @@ class SqliteStore(SqliteBase):
 
     def deliver(self, targets: Sequence[tuple[int, NewMessage]]) -> list[Appended]:
         out: list[Appended] = []
-        rows: list[tuple[int, int, int, int, str, int, int, int]] = []
+        rows: list[tuple[int, int, int, int, str, int, int, int, int]] = []
         body_ids: dict[bytes, int] = {}
         now = int(time.time())
         with self._write() as conn:
@@ -347,11 +348,12 @@ class SqliteStore(SqliteBase):
                 wanted = canonical_flags(message.flags)
                 self._define_keywords(mailbox_id, wanted)
                 flags = " ".join(sorted(wanted))
-                rows.append((mailbox_id, uid, body_id, modseq, flags, ts, offset, len(message.raw)))
+                size = len(message.raw)
+                rows.append((mailbox_id, uid, body_id, modseq, flags, ts, offset, size, now))
                 out.append(Appended(mailbox_id, uidvalidity, uid, modseq))
             conn.executemany(
                 "INSERT INTO messages (mailbox_id, uid, body_id, modseq, flags, internaldate, "
-                "tzoffset, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "tzoffset, size, savedate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
         return out
@@ -488,22 +490,6 @@ class SqliteStore(SqliteBase):
             raise NotFound(f"no message {uid}")
         return MessageCache(bytes(row[0]), bytes(row[1]), bytes(row[2]), row[3])
 
-    def email_ids(self, mailbox_id: int, uids: Iterable[int]) -> dict[int, str]:
-        rows = self._conn.execute(
-            "SELECT m.uid, b.sha256 FROM messages m JOIN bodies b ON b.id = m.body_id "
-            f"WHERE m.mailbox_id = ? AND m.{_IN_UIDS}",
-            (mailbox_id, _uid_json(uids)),
-        )
-        return {int(uid): email_object_id(bytes(sha)) for uid, sha in rows}
-
-    def previews(self, mailbox_id: int, uids: Iterable[int]) -> dict[int, str | None]:
-        rows = self._conn.execute(
-            "SELECT m.uid, p.preview FROM messages m LEFT JOIN previews p "
-            f"ON p.body_id = m.body_id WHERE m.mailbox_id = ? AND m.{_IN_UIDS}",
-            (mailbox_id, _uid_json(uids)),
-        )
-        return {int(uid): text for uid, text in rows}
-
     # -- changing messages ------------------------------------------------------
     def store_flags(
         self,
@@ -616,10 +602,14 @@ class SqliteStore(SqliteBase):
             (len(rows), dst, len(rows)),
         ).fetchone()
         pairs = [(row[0], first + i) for i, row in enumerate(rows)]
+        now = int(time.time())  # the save date of a copy is when it was made (RFC 8514)
         conn.executemany(
             "INSERT INTO messages (mailbox_id, uid, body_id, modseq, flags, internaldate, "
-            "tzoffset, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(dst, first + i, r[1], modseq, r[2], r[3], r[4], r[5]) for i, r in enumerate(rows)],
+            "tzoffset, size, savedate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (dst, first + i, r[1], modseq, r[2], r[3], r[4], r[5], now)
+                for i, r in enumerate(rows)
+            ],
         )
         if move:
             self._remove(src, [row[0] for row in rows])

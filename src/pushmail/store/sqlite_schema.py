@@ -114,6 +114,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         preview TEXT NOT NULL
     );
     """,
+    # Version 4: when each message was saved into its mailbox (RFC 8514 SAVEDATE),
+    # unix seconds; NULL for messages saved before: their SAVEDATE is NIL.
+    "ALTER TABLE messages ADD COLUMN savedate INTEGER",
 )
 
 BUSY_TIMEOUT_SECONDS = 30.0
