@@ -44,6 +44,7 @@ from pushmail.push.alert import Alert
 from pushmail.push.db import (
     ALL_DEVICES,
     DEVICE_COLS,
+    VAPID_FILE,
     Cursor,
     Device,
     NewAlert,
@@ -198,7 +199,7 @@ class PostgresPushDB:
         return self._shared("secret", lambda: secrets.token_bytes(32))
 
     def vapid_pem(self, make: Callable[[], bytes]) -> bytes:
-        return self._shared("vapid-private.pem", make)
+        return self._shared(VAPID_FILE, make)  # the key named as the SQLite file
 
     # -- devices --------------------------------------------------------------------
     def add_device(self, device: Device) -> Device:
