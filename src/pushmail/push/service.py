@@ -1,11 +1,15 @@
 """Wiring for ``pushmail serve``: the alert engine, the queue's dispatcher and the
 HTTP server (API + settings page), started and stopped as one.
 
-Exactly one process of a server must run them (``run_engine=True``): two engines
-would queue every alert twice, and only one process can own the HTTP port. With
-several worker processes, the others pass ``run_engine=False`` and get a service that
-does nothing; they still publish change hints, which reach the engine's process over
-the Unix-socket bus like any other listener's.
+One process of a machine runs them (``run_engine=True``): only one process can own
+the HTTP port. With several worker processes, the others pass ``run_engine=False``
+and get a service that does nothing; they still publish change hints, which reach
+the engine's process over the bus like any other listener's.
+
+The push database follows the store (``db_open.push_db_url``). On SQLite exactly
+one machine runs the engine. On PostgreSQL every node's engine process runs it at
+once: each hears every hint, and the database makes sure an alert is queued once
+and sent once, by whichever node claims it (``db_postgres.py``).
 """
 
 from __future__ import annotations
