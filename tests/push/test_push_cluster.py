@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from push_endpoint import PushEndpoint, ThreadedEndpoint
 
+from pg_proxy import CuttableProxy
 from pg_testdb import scratch_database
 from pushmail.delivery import Deliverer
 from pushmail.events.interfaces import MailboxChanged
@@ -27,10 +28,13 @@ from pushmail.net.storethread import StoreRunner
 from pushmail.push.alert import Alert
 from pushmail.push.db import DbThread, Device
 from pushmail.push.db_open import open_push_db
+from pushmail.push.db_postgres import PostgresPushDB
 from pushmail.push.destinations import guarded_session
 from pushmail.push.dispatcher import DeliveryPolicy, Dispatcher
 from pushmail.push.engine import AlertEngine
 from pushmail.push.senders import Sender, WebhookSender
+from pushmail.store.pg_base import StoreUnavailable
+from pushmail.store.pg_schema import new_pool
 from pushmail.store.postgres import PostgresStore
 
 POLICY = DeliveryPolicy(hold=0.0, min_interval=0.0, lifetime=600.0, batch=8)
@@ -172,3 +176,61 @@ def test_alerts_claimed_by_a_killed_node_are_sent_by_another(tmp_path: Path) -> 
         assert asyncio.run(survivor()) == devices
         paths = sorted(r.path for r in ep.received)
     assert paths == sorted(f"/d{i}" for i in range(devices))
+
+
+def test_alerts_for_mail_that_came_while_the_push_database_was_away_follow(
+    tmp_path: Path,
+) -> None:
+    """The push tables cannot be reached for a while (the store can): the hint of
+    that time is lost to the engine, but the cursor did not move, so the next hint
+    brings an alert for everything since; nothing the user should hear of is lost."""
+
+    async def main(url: str, proxy: CuttableProxy) -> PushEndpoint:
+        ep = PushEndpoint()
+        await ep.start()
+        hints = Hints()
+        pool = new_pool(proxy.url + "?connect_timeout=2", max_size=2, timeout=1.0)
+        runner = StoreRunner(lambda: PostgresStore(url))
+        db = DbThread(lambda: PostgresPushDB(proxy.url, pool=pool))
+        try:
+            async with guarded_session(allow_private=True) as session:
+                senders: dict[str, Sender] = {"webhook": WebhookSender(session, 10)}
+                disp = Dispatcher(db, senders, POLICY)
+                engine = AlertEngine(runner, db, b"k" * 32, POLICY, disp.wake)
+                hints.engines.append(engine)
+                user = await runner.run(lambda st: st.create_user("a@example.org", "x"))
+                d = Device(0, user.id, "webhook", ep.url("/a"), secret="s" * 20)
+                await db.run(lambda p: p.add_device(d))
+
+                async def deliver(n: int) -> None:
+                    done = await runner.run(
+                        lambda st: Deliverer(st, hints).deliver(["a@example.org"], mail(n))
+                    )
+                    assert done[0].ok
+                    await asyncio.sleep(0)
+                    await engine.idle()
+
+                await deliver(1)
+                assert await disp.drain_once() == 1
+                proxy.cut()
+                await deliver(2)  # the engine cannot reach its tables: logged, no alert
+                with pytest.raises(StoreUnavailable):
+                    await disp.drain_once()
+                proxy.restore()
+                await deliver(3)
+                assert await disp.drain_once() == 1
+                await engine.close()
+        finally:
+            db.close()
+            runner.close()
+            pool.close()
+            await ep.stop()
+        return ep
+
+    with scratch_database() as url:
+        proxy = CuttableProxy(url)
+        try:
+            ep = asyncio.run(main(url, proxy))
+        finally:
+            proxy.close()
+    assert [r.payload["new"] for r in ep.received if r.payload] == [1, 2]

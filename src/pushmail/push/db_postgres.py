@@ -28,6 +28,7 @@ whichever node needs them first (``INSERT … ON CONFLICT DO NOTHING``, then rea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import secrets
@@ -38,7 +39,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import Connection, errors
-from psycopg_pool import PoolTimeout
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from pushmail.push.alert import Alert
 from pushmail.push.db import (
@@ -53,7 +54,7 @@ from pushmail.push.db import (
     dump_alert,
 )
 from pushmail.push.rules import Rules
-from pushmail.store.pg_base import StoreUnavailable
+from pushmail.store.pg_base import ConnectionLost, StoreUnavailable
 from pushmail.store.pg_schema import POOLS
 
 T = TypeVar("T")
@@ -134,12 +135,14 @@ def migrate(conn: Connection) -> None:
 
 class PostgresPushDB:
     """``db.PushDB`` in PostgreSQL (see module docstring). ``lease``: seconds a claim
-    is held before another node may take the alert over."""
+    is held before another node may take the alert over. ``pool``: a pool of the
+    caller's instead of the process's shared one (tests)."""
 
-    def __init__(self, url: str, lease: float = 120.0) -> None:
+    def __init__(self, url: str, lease: float = 120.0, pool: ConnectionPool | None = None) -> None:
         self._url = url
         self._lease = lease
-        self._pool = POOLS.acquire(url)
+        self._owns_pool = pool is None
+        self._pool = POOLS.acquire(url) if pool is None else pool
         self._closed = False
         try:
             with self._connection() as conn:
@@ -151,10 +154,13 @@ class PostgresPushDB:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            POOLS.release(self._url)
+            if self._owns_pool:
+                POOLS.release(self._url)
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
+        """Borrow a connection for one call; errors of the link become
+        StoreUnavailable (``ConnectionLost`` when a connection died under us)."""
         try:
             with self._pool.connection() as conn:
                 yield conn
@@ -162,24 +168,48 @@ class PostgresPushDB:
             raise StoreUnavailable(f"no database connection: {exc}") from exc
         except psycopg.OperationalError as exc:
             if exc.sqlstate is None or exc.sqlstate.startswith(("08", "57P")):
-                raise StoreUnavailable(f"database unavailable: {exc}") from exc
+                raise ConnectionLost(f"database unavailable: {exc}") from exc
             raise
 
-    def _tx(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work`` in one transaction, retried whole on a deadlock."""
+    def _run(self, work: Callable[[Connection], T], transaction: bool = False) -> T:
+        """Run ``work`` (autocommit, or in one transaction retried whole on a
+        deadlock). A connection found dead (the server restarted or the link broke
+        since it was last used) is replaced once, unless it died during COMMIT,
+        which may have happened: the store's rule (``store/pg_base.py``)."""
+        dead_retried = False
         for attempt in range(_MAX_TRIES):
+            committing = False
             try:
-                with self._connection() as conn, conn.transaction():
-                    return work(conn)
+                with self._connection() as conn:
+                    if not transaction:
+                        return work(conn)
+                    with conn.transaction():
+                        result = work(conn)
+                        committing = True
+                    return result
             except _RETRYABLE:
                 if attempt == _MAX_TRIES - 1:
                     raise
                 time.sleep(random.uniform(0.001, 0.005) * (attempt + 1))
+            except ConnectionLost:
+                if committing or dead_retried:
+                    raise
+                dead_retried = True
+                with contextlib.suppress(psycopg.Error):  # the retry then reports it
+                    self._pool.check()
         raise AssertionError("unreachable")
 
+    def _tx(self, work: Callable[[Connection], T]) -> T:
+        return self._run(work, transaction=True)
+
     def _one(self, sql: str, params: Sequence[object] = ()) -> tuple[Any, ...] | None:
-        with self._connection() as conn:
-            return conn.execute(sql, params).fetchone()
+        """One autocommit statement: its first row, if it returns rows."""
+
+        def run(conn: Connection) -> tuple[Any, ...] | None:
+            cur = conn.execute(sql, params)
+            return cur.fetchone() if cur.description is not None else None
+
+        return self._run(run)
 
     # -- shared secrets -------------------------------------------------------------
     def _shared(self, key: str, make: Callable[[], bytes]) -> bytes:
@@ -225,7 +255,7 @@ class PostgresPushDB:
         return device_row(row)
 
     def devices(self, user_id: int | None = None) -> list[Device]:
-        with self._connection() as conn:
+        def run(conn: Connection) -> list[Device]:
             if user_id is None:
                 cur = conn.execute(f"SELECT {DEVICE_COLS} FROM push_devices ORDER BY id")
             else:
@@ -234,6 +264,8 @@ class PostgresPushDB:
                     (user_id,),
                 )
             return [device_row(r) for r in cur.fetchall()]
+
+        return self._run(run)
 
     def device(self, device_id: int) -> Device | None:
         row = self._one(f"SELECT {DEVICE_COLS} FROM push_devices WHERE id = %s", (device_id,))
@@ -255,18 +287,17 @@ class PostgresPushDB:
         return Rules.from_json(json.loads(str(row[0]))) if row else None
 
     def set_rules(self, user_id: int, rules: Rules | None, device_id: int = ALL_DEVICES) -> None:
-        with self._connection() as conn:
-            if rules is None:
-                conn.execute(
-                    "DELETE FROM push_rules WHERE user_id = %s AND device_id = %s",
-                    (user_id, device_id),
-                )
-                return
-            conn.execute(
-                "INSERT INTO push_rules (user_id, device_id, json) VALUES (%s, %s, %s)"
-                " ON CONFLICT (user_id, device_id) DO UPDATE SET json = excluded.json",
-                (user_id, device_id, json.dumps(rules.to_json())),
+        if rules is None:
+            self._one(
+                "DELETE FROM push_rules WHERE user_id = %s AND device_id = %s",
+                (user_id, device_id),
             )
+            return
+        self._one(
+            "INSERT INTO push_rules (user_id, device_id, json) VALUES (%s, %s, %s)"
+            " ON CONFLICT (user_id, device_id) DO UPDATE SET json = excluded.json",
+            (user_id, device_id, json.dumps(rules.to_json())),
+        )
 
     # -- cursors --------------------------------------------------------------------
     def cursor(self, user_id: int, mailbox_id: int) -> Cursor | None:
@@ -277,15 +308,17 @@ class PostgresPushDB:
         return (int(row[0]), int(row[1])) if row else None
 
     def set_cursor(self, user_id: int, mailbox_id: int, last_uid: int, last_modseq: int) -> None:
-        with self._connection() as conn:
-            _put_cursor(conn, user_id, mailbox_id, last_uid, last_modseq)
+        self._one(
+            "INSERT INTO push_cursors VALUES (%s, %s, %s, %s) ON CONFLICT (user_id, mailbox_id)"
+            " DO UPDATE SET last_uid = excluded.last_uid, last_modseq = excluded.last_modseq",
+            (user_id, mailbox_id, last_uid, last_modseq),
+        )
 
     def drop_cursor(self, user_id: int, mailbox_id: int) -> None:
-        with self._connection() as conn:
-            conn.execute(
-                "DELETE FROM push_cursors WHERE user_id = %s AND mailbox_id = %s",
-                (user_id, mailbox_id),
-            )
+        self._one(
+            "DELETE FROM push_cursors WHERE user_id = %s AND mailbox_id = %s",
+            (user_id, mailbox_id),
+        )
 
     def advance(
         self,
@@ -474,14 +507,6 @@ def _enqueue(
         "INSERT INTO push_queue (device_id, topic, alert, created, not_before, deadline,"
         " rate_limited) VALUES (%s, %s, %s, %s, %s, %s, %s)",
         (device_id, topic, dump_alert(alert), now, now + hold, now + lifetime, rate_limited),
-    )
-
-
-def _put_cursor(conn: Connection, user_id: int, mailbox_id: int, uid: int, modseq: int) -> None:
-    conn.execute(
-        "INSERT INTO push_cursors VALUES (%s, %s, %s, %s) ON CONFLICT (user_id, mailbox_id)"
-        " DO UPDATE SET last_uid = excluded.last_uid, last_modseq = excluded.last_modseq",
-        (user_id, mailbox_id, uid, modseq),
     )
 
 
