@@ -33,13 +33,15 @@ from pushmail.push.alert import Alert, collapse_key, opaque_account, test_alert
 from pushmail.push.db import Cursor, DbThread, Device, NewAlert, PushDB
 from pushmail.push.dispatcher import DeliveryPolicy
 from pushmail.push.rules import Rules
-from pushmail.store.interfaces import NotFound, Store
+from pushmail.store.interfaces import NotFound, Store, StoreError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_SENDERS = 200  # From headers read per check; further messages count as unknown sender
 # Looks at one mailbox when other engines keep moving its cursor (several nodes).
 MAX_TRIES = 4
+# Seconds before hints are handled again when the database could not be reached.
+RETRY_DELAY = 5.0
 
 
 class StoreAccess(Protocol):
@@ -84,6 +86,8 @@ class AlertEngine:
         self._clock = clock
         self._pending: dict[tuple[int, int], int] = {}  # (user, mailbox) -> hint modseq
         self._task: asyncio.Task[None] | None = None
+        self.retry_delay = RETRY_DELAY
+        self.retried = 0  # hints kept for later because the database was away
 
     def on_event(self, event: MailboxChanged) -> None:
         """Bus listener (on the loop): note the mailbox, start the worker if idle."""
@@ -98,22 +102,34 @@ class AlertEngine:
         """Take every hint heard so far and sort out, in one trip to the database
         thread, the mailboxes of users with a device: in a delivery burst most hints
         are for users without one, and a trip per hint had cost more than the
-        look-up itself."""
+        look-up itself. Hints that failed because the database could not be reached
+        are kept and tried again after ``retry_delay``: the mail is stored, and its
+        alert must not wait for the next hint of that mailbox (which may never come)."""
         while self._pending:
             pending, self._pending = self._pending, {}
+            failed: dict[tuple[int, int], int] = {}
             try:
                 watched = await self._db.run(partial(_cursors_if_watched, mailboxes=list(pending)))
-            except Exception:
+            except Exception as exc:
                 log.exception("push: looking up %d mailboxes failed", len(pending))
-                continue
+                if _unavailable(exc):
+                    failed = pending
+                watched = {}
             for (user_id, mailbox_id), cursor in watched.items():
+                modseq = pending[(user_id, mailbox_id)]
                 try:
-                    modseq = pending[(user_id, mailbox_id)]
                     await self._check_watched(user_id, mailbox_id, cursor, modseq)
-                except Exception:  # one bad mailbox must not stop alerts for the rest
+                except Exception as exc:  # one bad mailbox must not stop alerts for the rest
                     log.exception(
                         "push: checking mailbox %d of user %d failed", mailbox_id, user_id
                     )
+                    if _unavailable(exc):
+                        failed[(user_id, mailbox_id)] = modseq
+            if failed:
+                self.retried += len(failed)
+                await asyncio.sleep(self.retry_delay)
+                for key, modseq in failed.items():
+                    self._pending[key] = min(self._pending.get(key, modseq), modseq)
 
     async def idle(self) -> None:
         """Wait until every hint heard so far has been handled (for tests and
@@ -200,6 +216,12 @@ class AlertEngine:
             lambda db: db.enqueue(device.id, topic, alert, now, 0.0, lifetime, rate_limited=False)
         )
         self._on_queued()
+
+
+def _unavailable(exc: BaseException) -> bool:
+    """The store or the push database could not be reached (so trying again later
+    may work), as opposed to a failure that would repeat."""
+    return isinstance(exc, StoreError) and exc.code == "UNAVAILABLE"
 
 
 def _cursors_if_watched(
