@@ -46,6 +46,8 @@ def test_a_session_survives_an_outage_and_sees_what_came_meanwhile(tmp_path: Pat
                 noop = client.command("N1", "NOOP")
                 assert noop[-1].startswith((b"N1 NO", b"N1 OK")), noop
                 assert b"* 1 EXISTS" not in b"".join(noop)
+                status = client.command("ST", "STATUS INBOX (MESSAGES)")  # needs the store
+                assert status[-1].startswith(b"ST NO"), status
                 proxy.restore()
                 start = time.monotonic()
                 seen: list[bytes] = []
