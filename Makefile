@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= ./pushmail-data
 
-.PHONY: run test venv lint typecheck pytest bench clean
+.PHONY: run test venv lint typecheck pytest bench clean docs-cluster
 
 # Stamps: what is installed in .venv, redone only when pyproject.toml changes. `run`
 # needs the package and its dependencies; `test` adds the test tools (mypy, ruff,
@@ -46,6 +46,10 @@ test: lint typecheck pytest
 bench: venv
 	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python bench/idle_scale.py --n 1000,10000 --dovecot-n 10000 --hold 10 --timeout 870
+
+# docs/cluster.png from its source (needs Graphviz: apt install graphviz).
+docs-cluster:
+	dot -Tpng docs/cluster.dot -o docs/cluster.png
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -60,6 +60,7 @@ class PushEndpoint:
     )
     _auth: bytes = field(default_factory=lambda: os.urandom(16))
     _runner: web.AppRunner | None = None
+    _hangs: set[asyncio.Task[object]] = field(default_factory=set)  # "hang" answers
     base_url: str = ""
 
     @property
@@ -83,6 +84,10 @@ class PushEndpoint:
         self.base_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
 
     async def stop(self) -> None:
+        # Hanging answers end with the endpoint: aiohttp does not cancel a handler
+        # whose client went away, and its cleanup would wait for them.
+        for hang in self._hangs:
+            hang.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -91,7 +96,14 @@ class PushEndpoint:
         body = await request.read()
         answer = self.script.pop(0) if self.script else 201
         if answer == "hang":
-            await asyncio.sleep(3600)
+            hang: asyncio.Task[object] = asyncio.ensure_future(asyncio.sleep(3600))
+            self._hangs.add(hang)
+            try:
+                await hang
+            except asyncio.CancelledError:
+                return web.Response(status=503)
+            finally:
+                self._hangs.discard(hang)
         if answer != 201:
             return web.Response(status=int(answer))
         headers = dict(request.headers)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pushmail.cli import main
-from pushmail.push.db import PushDB
+from pushmail.push.db_sqlite import SqlitePushDB
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def test_add_list_rules_test_remove(data_dir: Path, capsys: pytest.CaptureFixtur
     assert f"test alert queued for device {device_id}" in capsys.readouterr().out
     assert main(["alerts", "queue", *dd]) == 0
     assert capsys.readouterr().out.strip() == "1"
-    db = PushDB(data_dir / "push.sqlite3")
+    db = SqlitePushDB(data_dir / "push.sqlite3")
     try:
         [item] = db.claim_due(1e12, 30.0, 10)
         assert item.alert.test and item.device.id == device_id

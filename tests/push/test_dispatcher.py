@@ -12,7 +12,8 @@ import aiohttp
 from push_endpoint import PushEndpoint
 
 from pushmail.push.alert import Alert
-from pushmail.push.db import DbThread, Device, PushDB
+from pushmail.push.db import DbThread, Device
+from pushmail.push.db_sqlite import SqlitePushDB
 from pushmail.push.dispatcher import DeliveryPolicy, Dispatcher
 from pushmail.push.senders import Sender, WebhookSender
 
@@ -39,7 +40,7 @@ def run(tmp_path: Path, scenario: Scenario, script: list[int | str] | None = Non
     async def main() -> PushEndpoint:
         ep = PushEndpoint(script=list(script or []))
         await ep.start()
-        db = DbThread(tmp_path / "push.sqlite3")
+        db = DbThread(lambda: SqlitePushDB(tmp_path / "push.sqlite3"))
         try:
             async with aiohttp.ClientSession() as session:
                 senders: dict[str, Sender] = {"webhook": WebhookSender(session, timeout)}
@@ -151,14 +152,14 @@ def test_queued_alerts_survive_a_restart(tmp_path: Path) -> None:
         ep = PushEndpoint()
         await ep.start()
         try:
-            before = DbThread(path)
+            before = DbThread(lambda: SqlitePushDB(path))
             d = Device(0, 7, "webhook", ep.url("/hook"), secret="x" * 20)
             device = await before.run(lambda p: p.add_device(d))
             await enqueue(before, device, alert(4), 0.0)
             claimed = await before.run(lambda p: p.claim_due(100.0, 30.0, 10))
             assert len(claimed) == 1  # in flight when the process dies
             before.close()
-            after = DbThread(path)
+            after = DbThread(lambda: SqlitePushDB(path))
             try:
                 async with aiohttp.ClientSession() as session:
                     senders: dict[str, Sender] = {"webhook": WebhookSender(session, 5)}
@@ -176,7 +177,7 @@ def test_queued_alerts_survive_a_restart(tmp_path: Path) -> None:
 
 
 def test_a_failed_alert_merges_into_a_newer_one(tmp_path: Path) -> None:
-    db = PushDB(tmp_path / "push.sqlite3")
+    db = SqlitePushDB(tmp_path / "push.sqlite3")
     try:
         d = db.add_device(Device(0, 7, "webhook", "https://h/x", secret="x" * 20))
         db.enqueue(d.id, "t", alert(2), 0.0, 0.0, 100.0)

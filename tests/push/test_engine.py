@@ -19,6 +19,7 @@ from pushmail.events.unixsock import UnixSocketBus
 from pushmail.mime.structure import build_cache
 from pushmail.net.storethread import StoreRunner
 from pushmail.push.db import DbThread, Device
+from pushmail.push.db_sqlite import SqlitePushDB
 from pushmail.push.dispatcher import DeliveryPolicy, Dispatcher
 from pushmail.push.engine import AlertEngine
 from pushmail.push.rules import Rules
@@ -47,7 +48,7 @@ class Rig:
         self.now = 1_700_000_000.0
         self.runner = StoreRunner(lambda: SqliteStore(tmp / "mail.sqlite3"))
         self.bus = UnixSocketBus(tmp / "events")
-        self.db = DbThread(tmp / "push.sqlite3")
+        self.db = DbThread(lambda: SqlitePushDB(tmp / "push.sqlite3"))
         senders: dict[str, Sender] = {"webhook": WebhookSender(session, 5)}
         self.dispatcher = Dispatcher(self.db, senders, POLICY, lambda: self.now)
         self.engine = AlertEngine(

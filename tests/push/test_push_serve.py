@@ -14,7 +14,7 @@ from push_endpoint import ThreadedEndpoint
 from push_server import insecure_tls, lmtp_deliver, make_server, message, read_until
 
 from pushmail.push.alert import ALERT_FIELDS
-from pushmail.push.db import PushDB
+from pushmail.push.db_sqlite import SqlitePushDB
 
 
 def test_delivery_gives_idle_exists_and_web_push_alert(
@@ -82,7 +82,7 @@ def test_queued_alerts_are_sent_after_a_restart(tmp_path: Path) -> None:
                 assert time.monotonic() < deadline
                 time.sleep(0.01)
             srv.stop()
-            db = PushDB(srv.data_dir / "push.sqlite3")
+            db = SqlitePushDB(srv.data_dir / "push.sqlite3")
             try:
                 assert db.queued() == 1  # kept across the shutdown
             finally:

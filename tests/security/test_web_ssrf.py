@@ -20,7 +20,8 @@ from web_harness import api, basic, fresh_seclog
 
 from pushmail.cli import main
 from pushmail.push.alert import test_alert as make_test_alert
-from pushmail.push.db import Device, PushDB
+from pushmail.push.db import Device
+from pushmail.push.db_sqlite import SqlitePushDB
 from pushmail.push.destinations import (
     EndpointPolicy,
     RefusedEndpoint,
@@ -258,7 +259,7 @@ def test_cli_webhook_gets_a_secret_shown_once(
     assert main([*args, "--endpoint", "https://hooks.example.invalid/c", "--secret", "k" * 20]) == 0
     said_now = capsys.readouterr().out
     assert "added" in said_now and "secret" not in said_now  # a given secret is not echoed
-    db = PushDB(data_dir / "push.sqlite3")
+    db = SqlitePushDB(data_dir / "push.sqlite3")
     try:
         device = db.device(device_id)
         assert device is not None and device.secret == secret

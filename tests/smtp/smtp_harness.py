@@ -90,9 +90,10 @@ def make_config(tmp_path: Path, **overrides: object) -> Config:
 def smtpd_factory(tmp_path: Path) -> Iterator[Callable[..., Smtpd]]:
     started: list[tuple[Smtpd, threading.Thread]] = []
 
-    def start(**overrides: object) -> Smtpd:
+    def start(open_store: Callable[[], Store] | None = None, **overrides: object) -> Smtpd:
+        """Listeners on a fresh SQLite store, or on the stores ``open_store`` makes."""
         config = make_config(tmp_path, **overrides)
-        runner = StoreRunner(lambda: SqliteStore(config.db_path))
+        runner = StoreRunner(open_store or (lambda: SqliteStore(config.db_path)))
         hashed = hash_password(PASSWORD)
         for address in ("alice@example.org", "bob@example.org", "carol@other.test"):
             runner.call_sync(lambda s, a=address: s.create_user(a, hashed))

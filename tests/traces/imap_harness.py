@@ -105,15 +105,21 @@ class SessionClient:
 
 
 class LiveServer:
-    """The real driver on a background event loop, on a fresh SQLite store."""
+    """The real driver on a background event loop, on a fresh SQLite store (or on
+    the stores ``open_store`` makes, where alice is created)."""
 
-    def __init__(self, path: Path) -> None:
-        store, self.user = new_store(path)
-        store.close()
+    def __init__(self, path: Path, open_store: Callable[[], Store] | None = None) -> None:
         self.db = path / "mail.db"
+        if open_store is None:
+            store, self.user = new_store(path)
+            store.close()
+        else:
+            store = open_store()
+            self.user = store.create_user("alice@example.org", "{PLAIN}" + PASSWORD)
+            store.close()
         self.bus = LocalBus()
         self.loop = asyncio.new_event_loop()
-        self.runner = StoreRunner(lambda: SqliteStore(self.db))
+        self.runner = StoreRunner(open_store or (lambda: SqliteStore(self.db)))
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
         self.port = self._call(self._start())

@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from pushmail.net.hibernate import Hibernator
     from pushmail.store.interfaces import User
 from pushmail.net.storethread import StoreRunner
-from pushmail.store.interfaces import Store
+from pushmail.store.interfaces import Store, StoreError
 
 log = logging.getLogger("pushmail.imap")
 
@@ -658,6 +658,14 @@ class ImapConnection(asyncio.Protocol):
         )
 
     def _refreshed(self, lines: list[bytes] | None, exc: BaseException | None) -> None:
+        if isinstance(exc, StoreError) and exc.code == "UNAVAILABLE":
+            # The database is away (PostgreSQL down, or its link): the idling
+            # client has nothing to be told yet, and the next hint or re-check
+            # reports what changed. Dropping it would send every client of the node
+            # into a reconnect storm against the same database.
+            log.warning("idle refresh: %s", exc)
+            exc = None
+            lines = None
         if exc is not None:
             self._failed(exc)
             return

@@ -21,6 +21,7 @@ from pushmail.datadir import DataDirError, require_store
 from pushmail.push.alert import test_alert
 from pushmail.push.db import DB_FILE, KINDS, MAX_SECRET, MIN_SECRET, PushDB, new_secret
 from pushmail.push.db import Device as PushDevice
+from pushmail.push.db_open import open_push_db, push_db_url
 from pushmail.push.destinations import RefusedEndpoint, check_endpoint, endpoint_policy
 from pushmail.push.rules import Rules
 
@@ -75,7 +76,7 @@ def _run(command: Command) -> Callable[[argparse.Namespace], int]:
         config = load_config(args.config, {"data_dir": args.data_dir})
         try:
             require_store(config.data_dir, config.db_path)  # never make one by mistake
-            db = PushDB(config.data_dir / DB_FILE)
+            db = open_push_db(push_db_url(None, config.data_dir))
         except DataDirError as e:
             print(f"pushmail: {e}", file=sys.stderr)
             return e.code

@@ -1,29 +1,39 @@
-"""The push database: devices, rules, alert cursors and the alert queue.
+"""The push database: devices, rules, alert cursors, the alert queue and the secrets
+the push side shares (the account-id key, the VAPID key pair).
 
-It is a SQLite file of its own (``<data_dir>/push.sqlite3``), apart from the mail
-store, for two reasons: the mail store's schema stays the store's business, and alert
-bookkeeping (a queue written and deleted on every delivery) never contends with the
-store's single writer. Like the store it is used by one thread at a time; the server
-runs it on its own thread (``DbThread``), the CLI directly.
+``PushDB`` is what the engine, the dispatcher, the web API and the CLI use; two
+implementations stand behind it, and ``db_open.open_push_db`` is the only place
+that constructs either:
 
-The queue is what makes alerts survive a restart: an alert is a row from the moment it
-is made until a sender has handed it over or given up. Rows claimed by a sender are
-marked ``inflight``; a crash leaves them so, and ``open`` puts them back (so an alert
-may, rarely, be sent twice; never lost).
+- ``db_sqlite.SqlitePushDB``, a file of its own beside the SQLite mail store (one
+  server process runs the push engine);
+- ``db_postgres.PostgresPushDB``, tables of their own in the mail store's PostgreSQL
+  database, for several nodes: any node may queue and send, work is claimed with a
+  lease so that none sends an alert twice and an alert claimed by a node that died
+  is sent by another once the lease runs out.
+
+The queue is what makes alerts survive a restart: an alert is a row from the moment
+it is made until a sender has handed it over or given up (so an alert may, rarely,
+be sent twice when a sender dies between handing it over and recording that; never
+lost).
+
+Threading contract: an object is used by one thread at a time. The server runs all
+calls on one thread of their own (``DbThread``), so the event loop never waits on
+the database (design.md rule 8); the CLI calls directly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
-import os
+import queue
 import secrets
-import sqlite3
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from pushmail.push.alert import Alert
 from pushmail.push.rules import Rules
@@ -31,58 +41,16 @@ from pushmail.push.rules import Rules
 T = TypeVar("T")
 DeviceKind = Literal["webpush", "webhook", "ntfy"]
 KINDS: tuple[DeviceKind, ...] = ("webpush", "webhook", "ntfy")
-DB_FILE = "push.sqlite3"  # in the data directory
+DB_FILE = "push.sqlite3"  # in the data directory (SQLite)
+VAPID_FILE = "vapid-private.pem"  # beside it (SQLite), mode 0600
 ALL_DEVICES = 0  # device_id of a user's rules that apply to all their devices
 MIN_SECRET, MAX_SECRET = 16, 200  # characters of a webhook secret or ntfy token
+Cursor = tuple[int, int]  # (last UID looked at, MODSEQ then)
 
 
 def new_secret() -> str:
     """A webhook secret made for the user (shown once by the API and the CLI)."""
     return secrets.token_urlsafe(32)
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS devices (
-    id INTEGER PRIMARY KEY,
-    user_id INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    endpoint TEXT NOT NULL,
-    p256dh TEXT NOT NULL DEFAULT '',
-    auth TEXT NOT NULL DEFAULT '',
-    secret TEXT NOT NULL DEFAULT '',
-    label TEXT NOT NULL DEFAULT '',
-    created REAL NOT NULL,
-    last_sent REAL NOT NULL DEFAULT 0,
-    UNIQUE (user_id, endpoint)
-);
-CREATE TABLE IF NOT EXISTS rules (
-    user_id INTEGER NOT NULL,
-    device_id INTEGER NOT NULL,
-    json TEXT NOT NULL,
-    PRIMARY KEY (user_id, device_id)
-);
-CREATE TABLE IF NOT EXISTS cursors (
-    user_id INTEGER NOT NULL,
-    mailbox_id INTEGER NOT NULL,
-    last_uid INTEGER NOT NULL,
-    last_modseq INTEGER NOT NULL,
-    PRIMARY KEY (user_id, mailbox_id)
-);
-CREATE TABLE IF NOT EXISTS queue (
-    id INTEGER PRIMARY KEY,
-    device_id INTEGER NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
-    topic TEXT NOT NULL,
-    alert TEXT NOT NULL,
-    created REAL NOT NULL,
-    not_before REAL NOT NULL,
-    deadline REAL NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    inflight INTEGER NOT NULL DEFAULT 0,
-    rate_limited INTEGER NOT NULL DEFAULT 1
-);
-CREATE INDEX IF NOT EXISTS queue_due ON queue (inflight, not_before);
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +85,9 @@ class Device:
 
 @dataclass(frozen=True, slots=True)
 class QueuedAlert:
+    """An alert claimed for sending. ``claim`` identifies the claim (PostgreSQL:
+    settling an alert whose lease another node has taken over changes nothing)."""
+
     id: int
     device: Device
     topic: str
@@ -124,133 +95,90 @@ class QueuedAlert:
     created: float
     deadline: float
     attempts: int
+    claim: int = 0
 
 
-class PushDB:
-    """See module docstring. All methods are synchronous and commit durably."""
+@dataclass(frozen=True, slots=True)
+class NewAlert:
+    """An alert the engine wants queued for one device (see ``PushDB.advance``)."""
 
-    def __init__(self, path: Path) -> None:
-        new = not path.exists()
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        if new:
-            os.chmod(path, 0o600)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
-        self._db.execute("UPDATE queue SET inflight = 0 WHERE inflight = 1")
+    device_id: int
+    topic: str
+    alert: Alert
 
-    def close(self) -> None:
-        self._db.close()
 
-    # -- the server's secret ------------------------------------------------------------
+class PushDB(Protocol):
+    """See module docstring. Every method commits durably before it returns."""
 
+    def close(self) -> None: ...
+
+    # -- shared secrets -------------------------------------------------------
     def secret(self) -> bytes:
-        """32 random bytes made on first use: keys opaque account ids and sessions."""
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'secret'").fetchone()
-        if row is not None:
-            return bytes(row[0])
-        value = secrets.token_bytes(32)
-        self._db.execute("INSERT INTO meta (key, value) VALUES ('secret', ?)", (value,))
-        return value
+        """32 random bytes made on first use, the same for every process and node:
+        keys opaque account ids and web sessions."""
+        ...
 
-    # -- devices ------------------------------------------------------------------------
+    def vapid_pem(self, make: Callable[[], bytes]) -> bytes:
+        """The server's VAPID private key (PEM), made with ``make`` on first use and
+        the same for every node afterwards (browsers bind subscriptions to it)."""
+        ...
 
+    # -- devices --------------------------------------------------------------
     def add_device(self, device: Device) -> Device:
         """Add a device (``device.id`` is ignored), or update the keys of the user's
         device with the same endpoint (a browser re-subscribing). Returns it stored.
         A webhook without a secret is refused: its alerts could be forged by anyone."""
-        if device.kind == "webhook" and not device.secret:
-            raise ValueError("a webhook needs a secret")
-        self._db.execute(
-            "INSERT INTO devices (user_id, kind, endpoint, p256dh, auth, secret, label, created)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, endpoint) DO UPDATE SET"
-            " kind = excluded.kind, p256dh = excluded.p256dh, auth = excluded.auth,"
-            " secret = excluded.secret, label = excluded.label",
-            (
-                device.user_id,
-                device.kind,
-                device.endpoint,
-                device.p256dh,
-                device.auth,
-                device.secret,
-                device.label,
-                device.created,
-            ),
-        )
-        row = self._db.execute(
-            f"SELECT {_DEVICE_COLS} FROM devices WHERE user_id = ? AND endpoint = ?",
-            (device.user_id, device.endpoint),
-        ).fetchone()
-        return _device(row)
+        ...
 
     def devices(self, user_id: int | None = None) -> list[Device]:
         """The user's devices (everyone's with None), oldest first."""
-        if user_id is None:
-            rows = self._db.execute(f"SELECT {_DEVICE_COLS} FROM devices ORDER BY id")
-        else:
-            rows = self._db.execute(
-                f"SELECT {_DEVICE_COLS} FROM devices WHERE user_id = ? ORDER BY id", (user_id,)
-            )
-        return [_device(r) for r in rows]
+        ...
 
-    def device(self, device_id: int) -> Device | None:
-        row = self._db.execute(
-            f"SELECT {_DEVICE_COLS} FROM devices WHERE id = ?", (device_id,)
-        ).fetchone()
-        return _device(row) if row else None
+    def device(self, device_id: int) -> Device | None: ...
 
     def remove_device(self, device_id: int) -> bool:
         """Remove a device with its rules and queued alerts; False if there was none."""
-        with self._tx():
-            self._db.execute("DELETE FROM rules WHERE device_id = ?", (device_id,))
-            cur = self._db.execute("DELETE FROM devices WHERE id = ?", (device_id,))
-        return cur.rowcount > 0
+        ...
 
-    # -- rules --------------------------------------------------------------------------
-
+    # -- rules ----------------------------------------------------------------
     def rules(self, user_id: int, device_id: int = ALL_DEVICES) -> Rules | None:
         """The stored rules; None when the user (or device) has none of its own."""
-        row = self._db.execute(
-            "SELECT json FROM rules WHERE user_id = ? AND device_id = ?", (user_id, device_id)
-        ).fetchone()
-        return Rules.from_json(json.loads(row[0])) if row else None
+        ...
 
     def set_rules(self, user_id: int, rules: Rules | None, device_id: int = ALL_DEVICES) -> None:
         """Store rules, or with None drop them (back to defaults / the user's rules)."""
-        if rules is None:
-            self._db.execute(
-                "DELETE FROM rules WHERE user_id = ? AND device_id = ?", (user_id, device_id)
-            )
-            return
-        self._db.execute(
-            "INSERT OR REPLACE INTO rules (user_id, device_id, json) VALUES (?, ?, ?)",
-            (user_id, device_id, json.dumps(rules.to_json())),
-        )
+        ...
 
-    # -- cursors: the last message alerted per mailbox ----------------------------------
-
-    def cursor(self, user_id: int, mailbox_id: int) -> tuple[int, int] | None:
+    # -- cursors: the last message alerted per mailbox ------------------------
+    def cursor(self, user_id: int, mailbox_id: int) -> Cursor | None:
         """(last UID, MODSEQ then) up to which new mail was looked at, or None."""
-        row = self._db.execute(
-            "SELECT last_uid, last_modseq FROM cursors WHERE user_id = ? AND mailbox_id = ?",
-            (user_id, mailbox_id),
-        ).fetchone()
-        return (int(row[0]), int(row[1])) if row else None
+        ...
 
-    def set_cursor(self, user_id: int, mailbox_id: int, last_uid: int, last_modseq: int) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO cursors VALUES (?, ?, ?, ?)",
-            (user_id, mailbox_id, last_uid, last_modseq),
-        )
+    def set_cursor(
+        self, user_id: int, mailbox_id: int, last_uid: int, last_modseq: int
+    ) -> None: ...
 
-    def drop_cursor(self, user_id: int, mailbox_id: int) -> None:
-        self._db.execute(
-            "DELETE FROM cursors WHERE user_id = ? AND mailbox_id = ?", (user_id, mailbox_id)
-        )
+    def drop_cursor(self, user_id: int, mailbox_id: int) -> None: ...
 
-    # -- the queue ----------------------------------------------------------------------
+    def advance(
+        self,
+        user_id: int,
+        mailbox_id: int,
+        seen: Cursor | None,
+        new: Cursor,
+        alerts: Sequence[NewAlert],
+        now: float,
+        hold: float,
+        lifetime: float,
+    ) -> bool:
+        """In one transaction: move the mailbox's cursor from ``seen`` to ``new`` and
+        queue ``alerts`` (as ``enqueue``), or, when the cursor is no longer ``seen``
+        (another engine took that mail), change nothing and return False. This is
+        what keeps engines on several nodes, each hearing every hint, from queueing
+        one message's alert twice."""
+        ...
 
+    # -- the queue ------------------------------------------------------------
     def enqueue(
         self,
         device_id: int,
@@ -264,136 +192,50 @@ class PushDB:
         """Queue ``alert``, merging it into a not-yet-sent alert of the same device and
         topic (so a burst becomes one alert). A new alert waits ``hold`` seconds for
         others to merge and is given up ``lifetime`` seconds after it was made."""
-        with self._tx():
-            row = self._db.execute(
-                "SELECT id, alert FROM queue WHERE device_id = ? AND topic = ? AND inflight = 0",
-                (device_id, topic),
-            ).fetchone()
-            if row is not None:
-                merged = Alert.from_dict(json.loads(row[1])).merged(alert)
-                self._db.execute("UPDATE queue SET alert = ? WHERE id = ?", (_dump(merged), row[0]))
-                return
-            self._db.execute(
-                "INSERT INTO queue (device_id, topic, alert, created, not_before, deadline,"
-                " rate_limited) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (device_id, topic, _dump(alert), now, now + hold, now + lifetime, rate_limited),
-            )
+        ...
 
     def claim_due(self, now: float, min_interval: float, limit: int) -> list[QueuedAlert]:
         """Take up to ``limit`` alerts that are due and whose device was not sent to in
         the last ``min_interval`` seconds (test alerts skip that limit); at most one
-        per device, marked in flight."""
-        rows = self._db.execute(
-            f"SELECT q.id, q.topic, q.alert, q.created, q.deadline, q.attempts, {_DEVICE_COLS_D}"
-            " FROM queue q JOIN devices d ON d.id = q.device_id"
-            " WHERE q.inflight = 0 AND q.not_before <= ?"
-            " AND (q.rate_limited = 0 OR d.last_sent + ? <= ?)"
-            " ORDER BY q.not_before, q.id",
-            (now, min_interval, now),
-        ).fetchall()
-        claimed: list[QueuedAlert] = []
-        seen: set[int] = set()
-        for r in rows:
-            device = _device(r[6:])
-            if device.id in seen:
-                continue
-            seen.add(device.id)
-            alert = Alert.from_dict(json.loads(r[2]))
-            claimed.append(QueuedAlert(r[0], device, r[1], alert, r[3], r[4], r[5]))
-            if len(claimed) >= limit:
-                break
-        if claimed:
-            marks = ",".join("?" * len(claimed))
-            self._db.execute(
-                f"UPDATE queue SET inflight = 1 WHERE id IN ({marks})", [c.id for c in claimed]
-            )
-        return claimed
+        per device, and none for a device with an alert in flight."""
+        ...
 
     def next_due(self, min_interval: float) -> float | None:
         """The earliest time at which some queued alert may be sent, or None."""
-        row = self._db.execute(
-            "SELECT MIN(CASE WHEN q.rate_limited = 0 THEN q.not_before"
-            " ELSE MAX(q.not_before, d.last_sent + ?) END)"
-            " FROM queue q JOIN devices d ON d.id = q.device_id WHERE q.inflight = 0",
-            (min_interval,),
-        ).fetchone()
-        return None if row[0] is None else float(row[0])
+        ...
 
     def sent(self, item: QueuedAlert, now: float) -> None:
         """The alert was handed over: drop it and start the device's rate limit."""
-        with self._tx():
-            self._db.execute("DELETE FROM queue WHERE id = ?", (item.id,))
-            self._db.execute("UPDATE devices SET last_sent = ? WHERE id = ?", (now, item.device.id))
+        ...
 
-    def give_up(self, item: QueuedAlert) -> None:
-        self._db.execute("DELETE FROM queue WHERE id = ?", (item.id,))
+    def give_up(self, item: QueuedAlert) -> None: ...
 
     def retry_later(self, item: QueuedAlert, when: float) -> bool:
         """Put a failed alert back to be sent at ``when``; merged into a newer alert
         for the same device and topic if one was queued meanwhile. False (and the
         alert dropped) when ``when`` is past its deadline."""
-        with self._tx():
-            if when > item.deadline:
-                self._db.execute("DELETE FROM queue WHERE id = ?", (item.id,))
-                return False
-            newer = self._db.execute(
-                "SELECT id, alert FROM queue WHERE device_id = ? AND topic = ? AND inflight = 0",
-                (item.device.id, item.topic),
-            ).fetchone()
-            if newer is not None:
-                merged = item.alert.merged(Alert.from_dict(json.loads(newer[1])))
-                self._db.execute(
-                    "UPDATE queue SET alert = ? WHERE id = ?", (_dump(merged), newer[0])
-                )
-                self._db.execute("DELETE FROM queue WHERE id = ?", (item.id,))
-            else:
-                self._db.execute(
-                    "UPDATE queue SET inflight = 0, not_before = ?, attempts = attempts + 1"
-                    " WHERE id = ?",
-                    (when, item.id),
-                )
-        return True
+        ...
 
     def queued(self, device_id: int | None = None) -> int:
         """How many alerts wait (for one device, or in all)."""
-        if device_id is None:
-            row = self._db.execute("SELECT COUNT(*) FROM queue").fetchone()
-        else:
-            row = self._db.execute(
-                "SELECT COUNT(*) FROM queue WHERE device_id = ?", (device_id,)
-            ).fetchone()
-        return int(row[0])
-
-    def _tx(self) -> sqlite3.Connection:
-        """``with self._tx():`` one IMMEDIATE transaction (sqlite3's context manager
-        commits or rolls back; the explicit BEGIN is needed in autocommit mode)."""
-        self._db.execute("BEGIN IMMEDIATE")
-        return self._db
+        ...
 
 
-_DEVICE_COLS = "id, user_id, kind, endpoint, p256dh, auth, secret, label, created"
-_DEVICE_COLS_D = ", ".join("d." + c.strip() for c in _DEVICE_COLS.split(","))
+DEVICE_COLS = "id, user_id, kind, endpoint, p256dh, auth, secret, label, created"
 
 
-def _device(row: Sequence[Any]) -> Device:
+def device_row(row: Sequence[Any]) -> Device:
+    """A ``Device`` from the columns ``DEVICE_COLS`` (either backend)."""
     kind = str(row[2])
     if kind not in KINDS:
         raise ValueError(f"unknown device kind {kind!r}")
     endpoint, p256dh, auth, secret, label = (str(v) for v in row[3:8])
     return Device(
-        int(row[0]),
-        int(row[1]),
-        kind,
-        endpoint,
-        p256dh,
-        auth,
-        secret,
-        label,
-        float(row[8]),
+        int(row[0]), int(row[1]), kind, endpoint, p256dh, auth, secret, label, float(row[8])
     )
 
 
-def _dump(alert: Alert) -> str:
+def dump_alert(alert: Alert) -> str:
     return json.dumps(alert.to_dict())
 
 
@@ -402,18 +244,73 @@ def _origin(url: str) -> str:
     return f"{scheme}://{rest.split('/', 1)[0]}" if rest else ""
 
 
+_Job = tuple[
+    Callable[[], Any], asyncio.AbstractEventLoop, Callable[[Any, BaseException | None], None]
+]
+
+
 class DbThread:
     """Runs PushDB calls on one dedicated thread, so the event loop never waits on
-    its fsyncs (design.md rule 8) and SQLite sees one user at a time."""
+    the database (design.md rule 8) and the database object sees one user at a time.
 
-    def __init__(self, path: Path) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="push-db")
-        self._db = self._executor.submit(PushDB, path).result()
+    A trip is one queue put, the job and one ``call_soon_threadsafe``, as the store
+    threads do (``net/storethread.py``): ``run_in_executor`` chained two futures with
+    callbacks and locks on every trip (bench/push_db_trips.py has the figures)."""
 
-    async def run(self, fn: Callable[[PushDB], T]) -> T:
+    def __init__(self, open_db: Callable[[], PushDB]) -> None:
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        opened: queue.SimpleQueue[PushDB | BaseException] = queue.SimpleQueue()
+        self._thread = threading.Thread(
+            target=self._serve, args=(open_db, opened), name="push-db", daemon=True
+        )
+        self._thread.start()
+        first = opened.get()
+        if isinstance(first, BaseException):
+            self._thread.join()
+            raise first
+        self._db = first
+
+    def _serve(
+        self, open_db: Callable[[], PushDB], opened: queue.SimpleQueue[PushDB | BaseException]
+    ) -> None:
+        try:
+            db = open_db()
+        except BaseException as exc:  # handed to the constructor's caller
+            opened.put(exc)
+            return
+        opened.put(db)
+        while (job := self._jobs.get()) is not None:
+            fn, loop, done = job
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                result = fn()
+            except BaseException as exc:  # handed to the waiter, as an executor would
+                error = exc
+            with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting
+                loop.call_soon_threadsafe(done, result, error)
+        db.close()
+
+    def run(self, fn: Callable[[PushDB], T]) -> asyncio.Future[T]:
+        """Queue ``fn(db)``; its result (or exception) arrives in the returned future."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, self._db)
+        future: asyncio.Future[T] = loop.create_future()
+        db = self._db
+        self._jobs.put((lambda: fn(db), loop, functools.partial(_settle, future)))
+        return future
 
     def close(self) -> None:
-        self._executor.submit(self._db.close).result()
-        self._executor.shutdown(wait=True)
+        """Finish the queued jobs, close the database, end the thread."""
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join()
+
+
+def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    """On the loop: complete the future, unless its waiter has given up."""
+    if future.cancelled():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)

@@ -30,14 +30,18 @@ from typing import Protocol, TypeVar
 
 from pushmail.events.interfaces import MailboxChanged
 from pushmail.push.alert import Alert, collapse_key, opaque_account, test_alert
-from pushmail.push.db import DbThread, Device, PushDB
+from pushmail.push.db import Cursor, DbThread, Device, NewAlert, PushDB
 from pushmail.push.dispatcher import DeliveryPolicy
 from pushmail.push.rules import Rules
-from pushmail.store.interfaces import NotFound, Store
+from pushmail.store.interfaces import NotFound, Store, StoreError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_SENDERS = 200  # From headers read per check; further messages count as unknown sender
+# Looks at one mailbox when other engines keep moving its cursor (several nodes).
+MAX_TRIES = 4
+# Seconds before hints are handled again when the database could not be reached.
+RETRY_DELAY = 5.0
 
 
 class StoreAccess(Protocol):
@@ -82,6 +86,8 @@ class AlertEngine:
         self._clock = clock
         self._pending: dict[tuple[int, int], int] = {}  # (user, mailbox) -> hint modseq
         self._task: asyncio.Task[None] | None = None
+        self.retry_delay = RETRY_DELAY
+        self.retried = 0  # hints kept for later because the database was away
 
     def on_event(self, event: MailboxChanged) -> None:
         """Bus listener (on the loop): note the mailbox, start the worker if idle."""
@@ -96,22 +102,34 @@ class AlertEngine:
         """Take every hint heard so far and sort out, in one trip to the database
         thread, the mailboxes of users with a device: in a delivery burst most hints
         are for users without one, and a trip per hint had cost more than the
-        look-up itself."""
+        look-up itself. Hints that failed because the database could not be reached
+        are kept and tried again after ``retry_delay``: the mail is stored, and its
+        alert must not wait for the next hint of that mailbox (which may never come)."""
         while self._pending:
             pending, self._pending = self._pending, {}
+            failed: dict[tuple[int, int], int] = {}
             try:
                 watched = await self._db.run(partial(_cursors_if_watched, mailboxes=list(pending)))
-            except Exception:
+            except Exception as exc:
                 log.exception("push: looking up %d mailboxes failed", len(pending))
-                continue
+                if _unavailable(exc):
+                    failed = pending
+                watched = {}
             for (user_id, mailbox_id), cursor in watched.items():
+                modseq = pending[(user_id, mailbox_id)]
                 try:
-                    modseq = pending[(user_id, mailbox_id)]
                     await self._check_watched(user_id, mailbox_id, cursor, modseq)
-                except Exception:  # one bad mailbox must not stop alerts for the rest
+                except Exception as exc:  # one bad mailbox must not stop alerts for the rest
                     log.exception(
                         "push: checking mailbox %d of user %d failed", mailbox_id, user_id
                     )
+                    if _unavailable(exc):
+                        failed[(user_id, mailbox_id)] = modseq
+            if failed:
+                self.retried += len(failed)
+                await asyncio.sleep(self.retry_delay)
+                for key, modseq in failed.items():
+                    self._pending[key] = min(self._pending.get(key, modseq), modseq)
 
     async def idle(self) -> None:
         """Wait until every hint heard so far has been handled (for tests and
@@ -137,41 +155,57 @@ class AlertEngine:
         )
 
     async def _check_watched(
-        self, user_id: int, mailbox_id: int, cursor: tuple[int, int] | None, hint_modseq: int
+        self, user_id: int, mailbox_id: int, cursor: Cursor | None, hint_modseq: int
     ) -> int:
-        """``check`` for a mailbox whose user has a device, from its cursor."""
-        # Read-only: the reader thread, so that alerts never queue behind deliveries.
-        found = await self._store.read(
-            lambda st: new_mail(st, user_id, mailbox_id, cursor, hint_modseq)
-        )
-        if found is None:
-            return 0
-        now = self._clock()
-        queued = await self._db.run(lambda db: self._enqueue(db, user_id, mailbox_id, found, now))
-        if queued:
-            self._on_queued()
-        return queued
+        """``check`` for a mailbox whose user has a device, from its cursor. When
+        another engine (another node's) moved the cursor meanwhile, it has queued
+        the alerts for that mail: look again from where it left off."""
+        for _ in range(MAX_TRIES):
+            # Read-only: the reader thread, so that alerts never queue behind deliveries.
+            found = await self._store.read(
+                partial(new_mail, user_id=user_id, mailbox_id=mailbox_id, cursor=cursor,
+                        hint_modseq=hint_modseq)
+            )  # fmt: skip
+            if found is None:
+                return 0
+            enqueue = partial(self._enqueue, user_id=user_id, mailbox_id=mailbox_id,
+                              seen=cursor, found=found, now=self._clock())  # fmt: skip
+            queued = await self._db.run(enqueue)
+            if queued is not None:
+                if queued:
+                    self._on_queued()
+                return queued
+            cursor = await self._db.run(lambda db: db.cursor(user_id, mailbox_id))
+        log.warning("push: mailbox %d of user %d kept changing; checked later", mailbox_id, user_id)
+        return 0
 
     def _enqueue(
-        self, db: PushDB, user_id: int, mailbox_id: int, found: NewMail, now: float
-    ) -> int:
-        """Evaluate every device's rules and queue its alert (database thread)."""
-        db.set_cursor(user_id, mailbox_id, found.last_uid, found.modseq)
-        if not found.senders:
-            return 0
-        user_rules = db.rules(user_id) or Rules()
-        when = datetime.fromtimestamp(now, UTC)
-        account = self.account(user_id)
-        topic = collapse_key(account, found.mailbox)
-        queued = 0
-        for device in db.devices(user_id):
-            count = matching(device, db, user_rules, found, when)
-            if count:
-                alert = Alert(account, found.mailbox, count, found.unseen, found.total)
-                p = self._policy
-                db.enqueue(device.id, topic, alert, now, p.hold, p.lifetime)
-                queued += 1
-        return queued
+        self,
+        db: PushDB,
+        user_id: int,
+        mailbox_id: int,
+        seen: Cursor | None,
+        found: NewMail,
+        now: float,
+    ) -> int | None:
+        """Evaluate every device's rules and queue its alert, moving the cursor from
+        ``seen`` (database thread). None when the cursor had moved: nothing queued."""
+        alerts: list[NewAlert] = []
+        if found.senders:
+            user_rules = db.rules(user_id) or Rules()
+            when = datetime.fromtimestamp(now, UTC)
+            account = self.account(user_id)
+            topic = collapse_key(account, found.mailbox)
+            for device in db.devices(user_id):
+                count = matching(device, db, user_rules, found, when)
+                if count:
+                    alert = Alert(account, found.mailbox, count, found.unseen, found.total)
+                    alerts.append(NewAlert(device.id, topic, alert))
+        p = self._policy
+        new = (found.last_uid, found.modseq)
+        if not db.advance(user_id, mailbox_id, seen, new, alerts, now, p.hold, p.lifetime):
+            return None
+        return len(alerts)
 
     async def send_test(self, device: Device) -> None:
         """Queue a test alert for one device, past its rules and rate limit."""
@@ -184,9 +218,15 @@ class AlertEngine:
         self._on_queued()
 
 
+def _unavailable(exc: BaseException) -> bool:
+    """The store or the push database could not be reached (so trying again later
+    may work), as opposed to a failure that would repeat."""
+    return isinstance(exc, StoreError) and exc.code == "UNAVAILABLE"
+
+
 def _cursors_if_watched(
     db: PushDB, mailboxes: list[tuple[int, int]]
-) -> dict[tuple[int, int], tuple[int, int] | None]:
+) -> dict[tuple[int, int], Cursor | None]:
     """(Database thread.) Of these (user, mailbox) pairs, those whose user has a
     device to alert, each with its cursor. Most users of a server have none: their
     hints cost indexed reads here and no store work (a delivery burst to 10,000 such
@@ -194,7 +234,7 @@ def _cursors_if_watched(
     so that a device registered later hears of mail from then on, not of the backlog
     since the last device left."""
     with_devices = {u: bool(db.devices(u)) for u in {u for u, _ in mailboxes}}
-    watched: dict[tuple[int, int], tuple[int, int] | None] = {}
+    watched: dict[tuple[int, int], Cursor | None] = {}
     for user_id, mailbox_id in mailboxes:
         cursor = db.cursor(user_id, mailbox_id)
         if with_devices[user_id]:
@@ -217,7 +257,7 @@ def matching(device: Device, db: PushDB, user_rules: Rules, found: NewMail, when
 
 
 def new_mail(
-    store: Store, user_id: int, mailbox_id: int, cursor: tuple[int, int] | None, hint_modseq: int
+    store: Store, user_id: int, mailbox_id: int, cursor: Cursor | None, hint_modseq: int
 ) -> NewMail | None:
     """(Store thread.) The unseen messages above the cursor. Without a cursor (the
     first hint for this mailbox) those from the hint's MODSEQ on."""

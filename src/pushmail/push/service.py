@@ -1,11 +1,15 @@
 """Wiring for ``pushmail serve``: the alert engine, the queue's dispatcher and the
 HTTP server (API + settings page), started and stopped as one.
 
-Exactly one process of a server must run them (``run_engine=True``): two engines
-would queue every alert twice, and only one process can own the HTTP port. With
-several worker processes, the others pass ``run_engine=False`` and get a service that
-does nothing; they still publish change hints, which reach the engine's process over
-the Unix-socket bus like any other listener's.
+One process of a machine runs them (``run_engine=True``): only one process can own
+the HTTP port. With several worker processes, the others pass ``run_engine=False``
+and get a service that does nothing; they still publish change hints, which reach
+the engine's process over the bus like any other listener's.
+
+The push database follows the store (``db_open.push_db_url``). On SQLite exactly
+one machine runs the engine. On PostgreSQL every node's engine process runs it at
+once: each hears every hint, and the database makes sure an alert is queued once
+and sent once, by whichever node claims it (``db_postgres.py``).
 """
 
 from __future__ import annotations
@@ -25,12 +29,13 @@ from pushmail.auth.guard import GuardSettings, LoginGuard
 from pushmail.auth.passwords import hash_password
 from pushmail.config import Config, ConfigError, PushSettings
 from pushmail.events.interfaces import AllUsersBus
-from pushmail.push.db import DB_FILE, DbThread
+from pushmail.push.db import DbThread
+from pushmail.push.db_open import open_push_db, push_db_url
 from pushmail.push.destinations import endpoint_policy, guarded_session
 from pushmail.push.dispatcher import DeliveryPolicy, Dispatcher
 from pushmail.push.engine import AlertEngine, StoreAccess
 from pushmail.push.senders import NtfySender, Sender, WebhookSender
-from pushmail.push.webpush import VapidKey, WebPushSender
+from pushmail.push.webpush import VapidKey, WebPushSender, new_vapid_pem
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +89,10 @@ async def start_push(
         return PushService()
     settings = config.push
     _check_http(settings)
-    service = PushService(db=DbThread(config.data_dir / DB_FILE))
+    url = push_db_url(None, config.data_dir)
+    # A claim outlives any one POST by far (see db_postgres.py: a live node keeps it).
+    lease = max(120.0, 4 * settings.request_timeout)
+    service = PushService(db=DbThread(lambda: open_push_db(url, lease=lease)))
     try:
         await _start(service, config, store, bus, tls)
     except BaseException:
@@ -103,7 +111,8 @@ async def _start(
     settings = config.push
     assert service.db is not None
     secret = await service.db.run(lambda db: db.secret())
-    vapid = VapidKey.load_or_create(config.data_dir, settings.vapid_subject)
+    pem = await service.db.run(lambda db: db.vapid_pem(new_vapid_pem))
+    vapid = VapidKey.from_pem(pem, settings.vapid_subject)
     session = service._session = guarded_session(settings.allow_private_endpoints)
     timeout = settings.request_timeout
     senders: dict[str, Sender] = {

@@ -4,10 +4,11 @@ pywebpush encrypts (``WebPusher.encode``) and py-vapid signs the JWT; the POST i
 is ours, through the shared aiohttp session, so that timeouts and the status codes
 are handled like every other channel's (``senders.classify``).
 
-The server's VAPID key pair is made on first start and kept in the data directory
-(``vapid-private.pem``, mode 0600). Browsers bind a subscription to the public key
-(``applicationServerKey``), so losing the file means every browser must subscribe
-again: back it up with the data directory.
+The server's VAPID key pair is made on first start and kept by the push database
+(``PushDB.vapid_pem``): with SQLite the file ``vapid-private.pem`` (mode 0600) in the
+data directory, with PostgreSQL a row every node reads. Browsers bind a subscription
+to the public key (``applicationServerKey``), so losing it means every browser must
+subscribe again: back it up with the data directory (or the database).
 """
 
 from __future__ import annotations
@@ -25,10 +26,9 @@ from py_vapid import Vapid  # type: ignore[import-untyped]
 from pywebpush import WebPusher, WebPushException  # type: ignore[import-untyped]
 
 from pushmail.push.alert import Alert
-from pushmail.push.db import Device
+from pushmail.push.db import VAPID_FILE, Device
 from pushmail.push.senders import SendOutcome, post
 
-VAPID_FILE = "vapid-private.pem"
 JWT_LIFETIME = 12 * 3600  # seconds; RFC 8292 §2 allows at most 24 h
 
 
@@ -45,12 +45,15 @@ class VapidKey:
         """Read ``<data_dir>/vapid-private.pem``, making it (0600) if missing."""
         path = data_dir / VAPID_FILE
         if not path.exists():
-            fresh = Vapid()
-            fresh.generate_keys()
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as f:
-                f.write(fresh.private_pem())
-        return cls(Vapid.from_file(str(path)), subject)
+                f.write(new_vapid_pem())
+        return cls.from_pem(path.read_bytes(), subject)
+
+    @classmethod
+    def from_pem(cls, pem: bytes, subject: str) -> VapidKey:
+        """The key of a private PEM (as ``PushDB.vapid_pem`` keeps it)."""
+        return cls(Vapid.from_pem(pem), subject)
 
     @property
     def application_server_key(self) -> str:
@@ -70,6 +73,13 @@ class VapidKey:
             "sub": self.subject,
         }
         return dict(self._vapid.sign(claims))
+
+
+def new_vapid_pem() -> bytes:
+    """A fresh P-256 private key, PEM (what ``PushDB.vapid_pem`` keeps)."""
+    fresh = Vapid()
+    fresh.generate_keys()
+    return bytes(fresh.private_pem())
 
 
 class WebPushSender:

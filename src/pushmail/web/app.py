@@ -35,6 +35,7 @@ from pushmail.push.db import (
     MIN_SECRET,
     DbThread,
     Device,
+    PushDB,
     new_secret,
 )
 from pushmail.push.destinations import EndpointPolicy, RefusedEndpoint, check_endpoint
@@ -247,11 +248,11 @@ class Api:
         device, shown_secret = self._new_device(user, body)
         await self._check_endpoint(request, user, device.endpoint)
 
-        def add(db: Any) -> Device | None:
+        def add(db: PushDB) -> Device | None:
             known = {d.endpoint for d in db.devices(user.id)}
             if len(known) >= MAX_DEVICES and device.endpoint not in known:
                 return None
-            return db.add_device(device)  # type: ignore[no-any-return]
+            return db.add_device(device)
 
         stored = await self._ctx.db.run(add)
         if stored is None:
