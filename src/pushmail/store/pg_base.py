@@ -29,7 +29,14 @@ from psycopg import Connection, errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from pushmail.store.common import extend_keywords, is_keyword
-from pushmail.store.interfaces import MessageMeta, NewMessage, NotFound, StoreError
+from pushmail.store.interfaces import (
+    MessageMeta,
+    NewMessage,
+    NoSpace,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+)
 from pushmail.store.pg_blobs import BlobStore, PgBlobs
 from pushmail.store.pg_schema import POOLS, migrate
 
@@ -40,12 +47,6 @@ MetaRow = tuple[int, int, str, int, int, int]
 # PostgreSQL aborting one; it is retried after a short random pause.
 _RETRYABLE = (errors.DeadlockDetected, errors.SerializationFailure)
 _MAX_TRIES = 8
-
-
-class StoreUnavailable(StoreError):
-    """The database cannot be reached; the caller may try again later."""
-
-    code = "UNAVAILABLE"
 
 
 class ConnectionLost(StoreUnavailable):
@@ -94,6 +95,8 @@ class PgBase:
             state = exc.sqlstate
             if state is None or state.startswith(("08", "57P")):
                 raise ConnectionLost(f"database unavailable: {exc}") from exc
+            if state == "53100":  # disk_full
+                raise NoSpace(f"database full: {exc}") from exc
             raise
 
     def _read(self, work: Callable[[Connection], T]) -> T:
