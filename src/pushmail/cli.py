@@ -82,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
     common.add_argument("--data-dir", type=Path, metavar="DIR", help="where mail is kept")
+    common.add_argument("--store", metavar="URL", help="sqlite:///PATH or postgresql://HOST/DB")
+    common.add_argument("--bus", metavar="URL", help="unix:///DIR or nats://HOST:PORT")
     parser = argparse.ArgumentParser(
         prog="pushmail", description="A push-email server: SMTP/LMTP in, IMAP + IDLE out."
     )
@@ -153,6 +155,9 @@ def _parser() -> argparse.ArgumentParser:
     from pushmail.push.cli import add_parser as add_alerts_parser  # pushmail alerts …
 
     add_alerts_parser(sub, common)
+    from pushmail.migrate import add_parser as add_migrate_parser  # pushmail migrate --to
+
+    add_migrate_parser(sub, common)
     demo = sub.add_parser("demo-user", parents=[common], help=f"create {DEMO_ADDRESS}")
     demo.set_defaults(func=_cmd_demo_user)
 
@@ -163,7 +168,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace, **extra: object) -> Config:
-    overrides: dict[str, object] = {"data_dir": args.data_dir, **extra}
+    overrides: dict[str, object] = {
+        "data_dir": args.data_dir,
+        "store": getattr(args, "store", None),
+        "bus": getattr(args, "bus", None),
+        **extra,
+    }
     return load_config(args.config, overrides)
 
 
