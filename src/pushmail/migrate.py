@@ -64,7 +64,8 @@ def migrate(config: Config, target: str) -> dict[str, int]:
     if source is None:
         raise MigrateError(f"the store {config.store_url} is not SQLite", EX_USAGE)
     try:
-        if parse_store_url(target).kind != "postgresql":
+        parsed = parse_store_url(target)
+        if parsed.kind != "postgresql":
             raise MigrateError(f"--to must be a postgresql:// URL, not {target!r}", EX_USAGE)
         require_store(config.data_dir, source)
     except StoreUrlError as e:
@@ -81,7 +82,7 @@ def migrate(config: Config, target: str) -> dict[str, int]:
         ) from e
     _refresh_structures(source)
     try:
-        with psycopg.connect(target, autocommit=True, connect_timeout=10) as conn:
+        with psycopg.connect(parsed.dsn, autocommit=True, connect_timeout=10) as conn:
             counts = dict(import_sqlite(source, conn).counts)
     except TargetNotEmpty as e:
         raise MigrateError(f"{e}: migrate into a new, empty database", EX_DATAERR) from None

@@ -120,6 +120,13 @@ class Imap:
             raise ConnectionError("server closed the connection")
         return data.rstrip(b"\r\n")
 
+    def wait_for(self, pattern: bytes, timeout: float = 30) -> bytes:
+        """Read lines until one matches ``pattern`` (a regex); that line."""
+        self.sock.settimeout(timeout)
+        while not re.search(pattern, line := self.line()):
+            pass
+        return line
+
     def send(self, text: str) -> str:
         self.tags += 1
         tag = f"t{self.tags}"
@@ -160,6 +167,7 @@ class Imap:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.sendall(b"z LOGOUT\r\n")
+        self.file.close()
         self.sock.close()
 
 

@@ -19,21 +19,13 @@ from conftest import PASSWORD, Cluster
 USER = "user0@example.org"
 
 
-def _wait_line(client: Imap, pattern: bytes, timeout: float = 20) -> bytes:
-    client.sock.settimeout(timeout)
-    while True:
-        line = client.line()
-        if re.search(pattern, line):
-            return line
-
-
 def test_delivery_on_one_node_wakes_an_idler_on_another(pair: Cluster) -> None:
     a, b = pair.nodes
     client = Imap(b.imap, USER, PASSWORD)
     client.ok("SELECT INBOX")
     client.idle()
     a.deliver(USER, "across")
-    assert _wait_line(client, rb"^\* \d+ EXISTS") == b"* 1 EXISTS"
+    assert client.wait_for(rb"^\* \d+ EXISTS") == b"* 1 EXISTS"
     client.done()
     client.close()
 
@@ -132,7 +124,7 @@ def test_kill_9_mid_stream_loses_nothing_acknowledged(pair: Cluster) -> None:
         client.line()
     except (ConnectionError, OSError):
         pass
-    client.sock.close()
+    client.close()
 
     again = Imap(b.imap, user, PASSWORD)
     selected = _qresync_select(again, uidvalidity, modseq)

@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from pushmail.net.hibernate import Hibernator
     from pushmail.store.interfaces import User
 from pushmail.net.storethread import StoreRunner
-from pushmail.store.interfaces import Store
+from pushmail.store.interfaces import Store, StoreUnavailable
 
 log = logging.getLogger("pushmail.imap")
 
@@ -658,6 +658,10 @@ class ImapConnection(asyncio.Protocol):
         )
 
     def _refreshed(self, lines: list[bytes] | None, exc: BaseException | None) -> None:
+        if isinstance(exc, StoreUnavailable):  # stay idle: the next re-check retries
+            log.debug("idle refresh skipped: %s", exc)
+            self._after()
+            return
         if exc is not None:
             self._failed(exc)
             return

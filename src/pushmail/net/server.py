@@ -41,7 +41,7 @@ from pushmail.net.tls_layer import TlsLayer
 from pushmail.push.service import start_push
 from pushmail.smtp.servers import SmtpListener, start_smtp_servers
 from pushmail.store.factory import open_store
-from pushmail.store.interfaces import Store
+from pushmail.store.interfaces import Store, StoreUnavailable
 
 log = logging.getLogger("pushmail")
 
@@ -126,7 +126,10 @@ class Housekeeper:
             self.sweep()
             if time.monotonic() - last_prune > PRUNE_SECONDS:
                 last_prune = time.monotonic()
-                await self._ctx.runner.run(self._prune)
+                try:
+                    await self._ctx.runner.run(self._prune)
+                except StoreUnavailable as exc:  # pruning waits for the next round
+                    log.warning("expunge records not pruned: %s", exc)
             h = self._ctx.hibernator
             if h is not None and self._settings.recheck_interval:
                 self._share = (self._share + 1) % self._shares

@@ -12,15 +12,18 @@ URL forms (docs/configuration.md, "Store and bus"):
 - ``sqlite:///ABSOLUTE/PATH`` or ``sqlite:RELATIVE/PATH`` (relative to the config
   file's directory; ``parse_store_url`` makes it absolute);
 - ``postgresql://[user@]host[:port]/dbname[?param=value…]`` (a libpq URI;
-  ``postgres://`` is taken too).
+  ``postgres://`` is taken too). Two parameters are pushmail's, not libpq's:
+  ``pool_max_size`` (connections one process may hold, default 4) and
+  ``pool_timeout`` (seconds a store call waits for one, default 10; then the
+  call fails with ``StoreUnavailable``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from pushmail.store.interfaces import Store
 
@@ -37,6 +40,8 @@ class StoreUrl:
     kind: StoreKind
     url: str  # normalised: an SQLite path is absolute
     path: Path | None = None  # the SQLite file
+    dsn: str = ""  # PostgreSQL: the URL for libpq, without pushmail's own parameters
+    pool: dict[str, float] = field(default_factory=dict)  # pool_max_size, pool_timeout
 
     def __str__(self) -> str:
         return self.url
@@ -89,7 +94,30 @@ def _postgresql(url: str) -> StoreUrl:
         raise StoreUrlError(f"bad PostgreSQL URL {url!r}: {e}") from None
     if parts.fragment:
         raise StoreUrlError(f"no fragment in a PostgreSQL URL: {url!r}")
-    return StoreUrl("postgresql", url)
+    pool: dict[str, float] = {}
+    params = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key not in POOL_PARAMS:
+            params.append((key, value))  # libpq's own (sslmode=, host=...): it checks them
+            continue
+        try:
+            number = int(value) if key == "pool_max_size" else float(value)
+        except ValueError:
+            number = 0
+        low, high = POOL_PARAMS[key]
+        if not low <= number <= high:
+            raise StoreUrlError(f"{key} must be from {low} to {high}, got {value!r} in {url!r}")
+        pool[key] = number
+    dsn = parts._replace(query=urlencode(params)).geturl()
+    return StoreUrl("postgresql", url, dsn=dsn, pool=pool)
+
+
+# pushmail's own parameters of a PostgreSQL URL (not passed to libpq), and their
+# bounds: the connections a process may hold, the seconds a call waits for one.
+POOL_PARAMS: dict[str, tuple[float, float]] = {
+    "pool_max_size": (1, 64),
+    "pool_timeout": (0.1, 600),
+}
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -107,12 +135,17 @@ def open_store(url: str) -> Store:
 
         return SqliteStore(parsed.path)
     try:
+        from pushmail.store.pg_schema import DEFAULT_POOL, PoolSettings
         from pushmail.store.postgres import PostgresStore
     except ImportError as e:  # psycopg is optional: pip install 'pushmail[postgres]'
         raise StoreUrlError(
             f"store {url!r} needs psycopg (pip install 'pushmail[postgres]'): {e}"
         ) from e
-    return PostgresStore(parsed.url)
+    settings = PoolSettings(
+        int(parsed.pool.get("pool_max_size", DEFAULT_POOL.max_size)),
+        parsed.pool.get("pool_timeout", DEFAULT_POOL.timeout),
+    )
+    return PostgresStore(parsed.dsn, settings=settings)
 
 
 def store_kind(url: str) -> StoreKind:

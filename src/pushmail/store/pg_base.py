@@ -38,7 +38,7 @@ from pushmail.store.interfaces import (
     StoreUnavailable,
 )
 from pushmail.store.pg_blobs import BlobStore, PgBlobs
-from pushmail.store.pg_schema import POOLS, migrate
+from pushmail.store.pg_schema import DEFAULT_POOL, POOLS, PoolSettings, migrate
 
 T = TypeVar("T")
 MetaRow = tuple[int, int, str, int, int, int]
@@ -57,11 +57,15 @@ class PgBase:
     """A pool of connections and the helpers over it. One thread per object."""
 
     def __init__(
-        self, url: str, pool: ConnectionPool | None = None, blobs: BlobStore | None = None
+        self,
+        url: str,
+        pool: ConnectionPool | None = None,
+        blobs: BlobStore | None = None,
+        settings: PoolSettings = DEFAULT_POOL,
     ) -> None:
         self._url = url
         self._owns_pool = pool is None
-        self._pool = POOLS.acquire(url) if pool is None else pool
+        self._pool = POOLS.acquire(url, settings) if pool is None else pool
         self._closed = False
         self._blobs: BlobStore = PgBlobs() if blobs is None else blobs
         self._flag_cache: dict[str, frozenset[str]] = {"": frozenset()}

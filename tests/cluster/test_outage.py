@@ -1,0 +1,117 @@
+"""PostgreSQL unreachable (issue 17, "Operations"): deliveries answer 451 4.3.0 so
+the MTA retries, IMAP commands that need the store answer NO [UNAVAILABLE], and
+sessions stay up; once the database is back, delivery works and an idler hears of
+it. The database is cut off by a TCP proxy in front of it: the machine's PostgreSQL
+itself is shared and never restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import sys
+import threading
+import time
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import pytest
+from cluster_node import Imap, Node
+
+from conftest import PASSWORD, Cluster
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "events"))
+
+from nats_service import TcpProxy
+
+T = TypeVar("T")
+USER = "dave@example.org"
+
+
+class ThreadedProxy:
+    """``TcpProxy`` on a loop of its own thread, for blocking tests."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.proxy = TcpProxy(host, port)
+        self.run(self.proxy.start())
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    def close(self) -> None:
+        self.run(self.proxy.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@pytest.fixture
+def proxied(cluster: Cluster) -> Iterator[tuple[ThreadedProxy, str]]:
+    parts = urlsplit(cluster.store)
+    proxy = ThreadedProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    user = f"{parts.username}@" if parts.username else ""
+    # A short wait for a connection, so the outage shows in seconds, not ten.
+    url = parts._replace(netloc=f"{user}127.0.0.1:{proxy.proxy.port}").geturl()
+    try:
+        yield proxy, url + "?pool_timeout=1"
+    finally:
+        proxy.close()
+
+
+def test_postgresql_outage_gives_4xx_and_sessions_survive(
+    cluster: Cluster, proxied: tuple[ThreadedProxy, str]
+) -> None:
+    proxy, store = proxied
+    cluster.add_users(USER)
+    node = Node(cluster.root / "node", store, cluster.bus)
+    cluster.nodes.append(node)
+    node.start()
+    idler = Imap(node.imap, USER, PASSWORD)
+    idler.ok("SELECT INBOX")
+    idler.idle()
+    other = Imap(node.imap, USER, PASSWORD)
+    other.ok("SELECT INBOX")
+    node.deliver(USER, "before")
+    assert idler.wait_for(rb"EXISTS") == b"* 1 EXISTS"
+
+    proxy.run(proxy.proxy.cut())
+    assert _refusal(node) == (451, "4.3.0")
+    _, status = other.command("STATUS INBOX (MESSAGES)")
+    assert status.split(b" ")[1:3] == [b"NO", b"[UNAVAILABLE]"], status
+
+    proxy.run(proxy.proxy.restore())
+    _deliver_when_back(node)  # the pool reconnects; no node restart
+    assert idler.wait_for(rb"EXISTS") == b"* 2 EXISTS"
+    idler.done()
+    assert b"MESSAGES 2" in b" ".join(other.ok("STATUS INBOX (MESSAGES)"))
+    idler.close()
+    other.close()
+
+
+def _refusal(node: Node) -> tuple[int, str]:
+    """The reply that refused a delivery (at RCPT, or after DATA)."""
+    try:
+        node.deliver(USER, "during")
+    except smtplib.SMTPRecipientsRefused as e:
+        code, text = e.recipients[USER]
+    except smtplib.SMTPResponseException as e:
+        code, text = e.smtp_code, e.smtp_error
+    else:
+        raise AssertionError("delivered while the database was unreachable")
+    return code, text.decode().split(" ")[0]
+
+
+def _deliver_when_back(node: Node) -> int:
+    """Deliver as an MTA would, retrying on 4xx while the pool reconnects (it
+    backs off between attempts); the number of refusals."""
+    for tries in range(60):
+        try:
+            node.deliver(USER, "after")
+            return tries
+        except (smtplib.SMTPRecipientsRefused, smtplib.SMTPResponseException):
+            time.sleep(0.5)
+    raise AssertionError("no delivery 30 s after the database came back")
