@@ -1,8 +1,9 @@
-"""PostgreSQL unreachable (issue 17, "Operations"): deliveries answer 451 4.3.0 so
-the MTA retries, IMAP commands that need the store answer NO [UNAVAILABLE], and
-sessions stay up; once the database is back, delivery works and an idler hears of
-it. The database is cut off by a TCP proxy in front of it: the machine's PostgreSQL
-itself is shared and never restarted."""
+"""PostgreSQL or NATS unreachable (issue 17, "Operations"). Without the database,
+deliveries answer 451 4.3.0 so the MTA retries, IMAP commands that need the store
+answer NO [UNAVAILABLE], and sessions stay up; once it is back, delivery works and
+an idler hears of it. Without NATS, hints are lost; once it is back, every session
+re-checks. Each is cut off by a TCP proxy in front of it: the machine's PostgreSQL
+and NATS are shared and never restarted."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from nats_service import TcpProxy
 
 T = TypeVar("T")
 USER = "dave@example.org"
+_SLOW_RECHECK = "[imap_settings]\nrecheck_interval = 600\n"
 
 
 class ThreadedProxy:
@@ -49,25 +51,35 @@ class ThreadedProxy:
         self.loop.close()
 
 
-@pytest.fixture
-def proxied(cluster: Cluster) -> Iterator[tuple[ThreadedProxy, str]]:
-    parts = urlsplit(cluster.store)
-    proxy = ThreadedProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+def _through(url: str, default_port: int) -> tuple[ThreadedProxy, str]:
+    """A proxy to the server of ``url``, and ``url`` pointed at the proxy."""
+    parts = urlsplit(url)
+    proxy = ThreadedProxy(parts.hostname or "127.0.0.1", parts.port or default_port)
     user = f"{parts.username}@" if parts.username else ""
-    # A short wait for a connection, so the outage shows in seconds, not ten.
-    url = parts._replace(netloc=f"{user}127.0.0.1:{proxy.proxy.port}").geturl()
+    return proxy, parts._replace(netloc=f"{user}127.0.0.1:{proxy.proxy.port}").geturl()
+
+
+@pytest.fixture
+def proxies(cluster: Cluster) -> Iterator[tuple[ThreadedProxy, str, ThreadedProxy, str]]:
+    pg, store = _through(cluster.store, 5432)
+    nats, bus = _through(cluster.bus, 4222)
     try:
-        yield proxy, url + "?pool_timeout=1"
+        # A short wait for a connection, so the outage shows in seconds, not ten.
+        yield pg, store + "?pool_timeout=1", nats, bus
     finally:
-        proxy.close()
+        pg.close()
+        nats.close()
 
 
-def test_postgresql_outage_gives_4xx_and_sessions_survive(
-    cluster: Cluster, proxied: tuple[ThreadedProxy, str]
+def test_outages_give_4xx_and_sessions_survive_and_catch_up(
+    cluster: Cluster, proxies: tuple[ThreadedProxy, str, ThreadedProxy, str]
 ) -> None:
-    proxy, store = proxied
+    """PostgreSQL cut off, then NATS: see the module doc. After the NATS link is
+    back, the idler hears of mail whose hint was lost at once (the bus's re-check
+    hook), not at the periodic re-check, which is set far beyond the test's waits."""
+    proxy, store, nats, bus = proxies
     cluster.add_users(USER)
-    node = Node(cluster.root / "node", store, cluster.bus)
+    node = Node(cluster.root / "node", store, bus, config=_SLOW_RECHECK)
     cluster.nodes.append(node)
     node.start()
     idler = Imap(node.imap, USER, PASSWORD)
@@ -86,8 +98,15 @@ def test_postgresql_outage_gives_4xx_and_sessions_survive(
     proxy.run(proxy.proxy.restore())
     _deliver_when_back(node)  # the pool reconnects; no node restart
     assert idler.wait_for(rb"EXISTS") == b"* 2 EXISTS"
+
+    nats.run(nats.proxy.cut())
+    # Mail delivered meanwhile (by `pushmail deliver`, straight to the database and
+    # NATS): its hint never reaches the node.
+    cluster.cli("deliver", USER, stdin=b"Subject: unheard\r\n\r\nx\r\n")
+    nats.run(nats.proxy.restore())
+    assert idler.wait_for(rb"EXISTS", timeout=30) == b"* 3 EXISTS"
     idler.done()
-    assert b"MESSAGES 2" in b" ".join(other.ok("STATUS INBOX (MESSAGES)"))
+    assert b"MESSAGES 3" in b" ".join(other.ok("STATUS INBOX (MESSAGES)"))
     idler.close()
     other.close()
 

@@ -42,6 +42,7 @@ from pushmail.imap.fragmentizer import (
 from pushmail.imap.notify import PendingHints
 from pushmail.imap.parser import parse_tag
 from pushmail.imap.session import Action, ServerInfo, Session, State
+from pushmail.imap.store_errors import reply_text, response_code
 from pushmail.metrics import wakeup
 from pushmail.metrics.series import COMMAND_SECONDS, CONNECTS
 from pushmail.net.compress import start_compression
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
     from pushmail.net.hibernate import Hibernator
     from pushmail.store.interfaces import User
 from pushmail.net.storethread import StoreRunner
-from pushmail.store.interfaces import Store, StoreUnavailable
+from pushmail.store.interfaces import Store, StoreError, StoreUnavailable
 
 log = logging.getLogger("pushmail.imap")
 
@@ -541,6 +542,9 @@ class ImapConnection(asyncio.Protocol):
                     return cmd_auth.sasl_response(self.session, tag, line, st)
                 except ImapError as err:
                     self.session.tagged(tag, err.status, err.text, err.code)
+                    return None
+                except StoreError as err:  # e.g. the database is down: NO [UNAVAILABLE]
+                    self.session.tagged(tag, "NO", reply_text(err), response_code(err))
                     return None
 
             action = await self._ctx.runner.run(run)
