@@ -142,3 +142,19 @@ def test_store_errors_have_one_table() -> None:
     assert response_code(si.NoSpace("x")) == "OVERQUOTA"
     assert response_code(Lost("x")) == "UNAVAILABLE"
     assert response_code(si.StoreError("x")) == "SERVERBUG"
+
+
+def test_migrate_refuses_what_it_cannot_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pushmail.cli import main
+
+    data = ["--data-dir", str(tmp_path)]
+    assert main(["migrate", "--to", f"sqlite://{tmp_path}/other.sqlite3", *data]) == 64
+    assert "postgresql://" in capsys.readouterr().err
+    assert (
+        main(["migrate", "--to", "postgresql://db/x", "--store", "postgresql://db/y", *data]) == 64
+    )
+    assert "not SQLite" in capsys.readouterr().err
+    assert main(["migrate", "--to", "postgresql://db/x", *data]) == 66  # no store here
+    assert main(["migrate", "--to", "mysql://db/x", *data]) == 64

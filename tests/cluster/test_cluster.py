@@ -20,14 +20,34 @@ USER = "user0@example.org"
 
 
 def test_delivery_on_one_node_wakes_an_idler_on_another(pair: Cluster) -> None:
+    """And idle sessions hold no database connection: with 30 of them on node B,
+    the database serves no more than the two nodes' pools (4 each: the writer and
+    reader store threads borrow one per call)."""
     a, b = pair.nodes
-    client = Imap(b.imap, USER, PASSWORD)
-    client.ok("SELECT INBOX")
-    client.idle()
+    clients = [Imap(b.imap, USER, PASSWORD) for _ in range(30)]
+    for client in clients:
+        client.ok("SELECT INBOX")
+        client.idle()
     a.deliver(USER, "across")
-    assert client.wait_for(rb"^\* \d+ EXISTS") == b"* 1 EXISTS"
-    client.done()
-    client.close()
+    for client in clients:
+        assert client.wait_for(rb"^\* \d+ EXISTS") == b"* 1 EXISTS"
+    assert _connections(pair.store) <= 2 * 4
+    for client in clients:
+        client.done()
+        client.close()
+
+
+def _connections(url: str) -> int:
+    """Connections to the database of ``url`` other than this one."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def _qresync_select(client: Imap, uidvalidity: int, modseq: int) -> list[bytes]:
