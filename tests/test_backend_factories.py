@@ -158,3 +158,14 @@ def test_migrate_refuses_what_it_cannot_do(
     assert "not SQLite" in capsys.readouterr().err
     assert main(["migrate", "--to", "postgresql://db/x", *data]) == 66  # no store here
     assert main(["migrate", "--to", "mysql://db/x", *data]) == 64
+
+
+def test_backup_refuses_a_store_outside_the_data_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pushmail.cli import main
+
+    data = ["--data-dir", str(tmp_path / "data")]
+    assert main(["backup", str(tmp_path / "b"), "--store", "postgresql://db/x", *data]) == 64
+    assert "pg_dump" in capsys.readouterr().err
+    assert main(["restore", str(tmp_path / "b"), "--store", "postgresql://db/x", *data]) == 64

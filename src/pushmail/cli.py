@@ -463,10 +463,21 @@ def _banner(config: Config) -> list[str]:
 # -- backup and restore -------------------------------------------------------------------
 
 
+def _store_in_data_dir(config: Config) -> None:
+    """``backup`` and ``restore`` copy a data directory holding its SQLite store."""
+    if sqlite_path(config.store_url) != config.db_path.absolute():
+        raise CliError(
+            f"the store {config.store_url} is not the data directory's SQLite file: "
+            "back up a PostgreSQL store with pg_dump",
+            EX_USAGE,
+        )
+
+
 def _cmd_backup(args: argparse.Namespace) -> int:
     from pushmail.backup import BackupError, make_backup
 
     config = _config(args)
+    _store_in_data_dir(config)
     try:
         report = make_backup(config.data_dir, args.dest)
     except BackupError as e:
@@ -479,6 +490,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     from pushmail.backup import BackupError, restore_backup
 
     config = _config(args)
+    _store_in_data_dir(config)
     try:
         report = restore_backup(args.source, config.data_dir)
     except BackupError as e:
