@@ -4,6 +4,7 @@ cluster tests drive them with (a line-level IMAP client, LMTP through smtplib)."
 from __future__ import annotations
 
 import contextlib
+import io
 import re
 import signal
 import smtplib
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,16 +24,30 @@ def free_port() -> int:
 
 
 def pushmail(data_dir: Path, store: str, bus: str, *args: str, stdin: bytes | None = None) -> str:
-    """Run a ``pushmail`` command against the shared store; its stdout."""
+    """Run a ``pushmail`` command against the shared store, in this process (a new
+    interpreter takes seconds to start on a busy machine); its stdout."""
+    from pushmail.cli import main
+
     where = ["--data-dir", str(data_dir), "--store", store, "--bus", bus]
-    r = subprocess.run(
-        [sys.executable, "-m", "pushmail", *args, *where],
-        input=stdin,
-        capture_output=True,
-        timeout=60,
-    )
-    assert r.returncode == 0, r.stderr.decode()
-    return r.stdout.decode()
+    out, err = io.StringIO(), io.StringIO()
+    stdin_file = io.TextIOWrapper(io.BytesIO(stdin or b""))
+    with (
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+        _replaced_stdin(stdin_file),
+    ):
+        code = main([*args, *where])
+    assert code == 0, err.getvalue()
+    return out.getvalue()
+
+
+@contextlib.contextmanager
+def _replaced_stdin(replacement: io.TextIOWrapper) -> Iterator[None]:
+    saved, sys.stdin = sys.stdin, replacement
+    try:
+        yield
+    finally:
+        sys.stdin = saved
 
 
 @dataclass

@@ -5,12 +5,11 @@ reconnects to a node on the PostgreSQL copy and, with QRESYNC, learns nothing ne
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
-from cluster_node import Imap, Node, code_value
+from cluster_node import Imap, Node, code_value, pushmail
 
 from conftest import PASSWORD, Cluster
+from pushmail.cli import main
 
 USER = "carol@example.org"
 
@@ -21,7 +20,7 @@ def test_migrated_store_needs_no_resync(cluster: Cluster) -> None:
     single = Node(home, sqlite, unix)
     home.mkdir()
     lines = f"{USER}:{{PLAIN}}{PASSWORD}\n".encode()
-    _pushmail("user", "import", "-", "--data-dir", str(home), stdin=lines)
+    pushmail(home, sqlite, unix, "user", "import", "-", stdin=lines)
     single.start()
     for n in range(6):
         single.deliver(USER, f"m{n}")
@@ -41,12 +40,10 @@ def test_migrated_store_needs_no_resync(cluster: Cluster) -> None:
     client.close()
     single.stop()
 
-    out = _pushmail("migrate", "--to", cluster.store, "--data-dir", str(home))
+    out = pushmail(home, sqlite, unix, "migrate", "--to", cluster.store)
     assert "6 messages" not in out and "5 messages" in out, out  # one was expunged
     # The copy refuses to mix stores: a second run into the same database fails.
-    args = ["migrate", "--to", cluster.store, "--data-dir", str(home)]
-    again = subprocess.run([sys.executable, "-m", "pushmail", *args], capture_output=True)
-    assert again.returncode == 65 and b"not empty" in again.stderr
+    assert main(["migrate", "--to", cluster.store, "--data-dir", str(home)]) == 65
 
     node = cluster.node()  # on PostgreSQL and NATS
     client = Imap(node.imap, USER, PASSWORD)
@@ -69,11 +66,3 @@ def test_migrated_store_needs_no_resync(cluster: Cluster) -> None:
     vanished = [line for line in older if b"VANISHED" in line]
     assert vanished and re.search(rb"\b3\b", vanished[0]), older
     client.close()
-
-
-def _pushmail(*args: str, stdin: bytes | None = None) -> str:
-    r = subprocess.run(
-        [sys.executable, "-m", "pushmail", *args], input=stdin, capture_output=True, timeout=60
-    )
-    assert r.returncode == 0, r.stderr.decode()
-    return r.stdout.decode()
