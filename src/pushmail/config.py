@@ -15,8 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pushmail.events.factory import BusUrlError, parse_bus_url, unix_url
-from pushmail.store.factory import StoreUrlError, parse_store_url, sqlite_url
+from pushmail.backend_urls import (
+    BusUrlError,
+    StoreUrlError,
+    parse_bus_url,
+    parse_store_url,
+    sqlite_url,
+    unix_url,
+)
 
 
 @dataclass(frozen=True, slots=True)
