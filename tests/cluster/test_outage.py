@@ -94,6 +94,10 @@ def test_outages_give_4xx_and_sessions_survive_and_catch_up(
     assert _refusal(node) == (451, "4.3.0")
     _, status = other.command("STATUS INBOX (MESSAGES)")
     assert status.split(b" ")[1:3] == [b"NO", b"[UNAVAILABLE]"], status
+    newcomer = Imap(node.imap)
+    _, login = newcomer.command(f"LOGIN {USER} {PASSWORD}")
+    assert login.split(b" ")[1:3] == [b"NO", b"[UNAVAILABLE]"], login
+    newcomer.close()
 
     proxy.run(proxy.proxy.restore())
     _deliver_when_back(node)  # the pool reconnects; no node restart
