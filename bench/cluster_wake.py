@@ -18,6 +18,8 @@ Prints ONE JSON line on stdout (progress on stderr) and appends it to
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import queue
@@ -51,11 +53,19 @@ def free_port() -> int:
 
 
 def pushmail(*args: str, stdin: bytes | None = None) -> None:
-    r = subprocess.run(
-        [sys.executable, "-m", "pushmail", *args], input=stdin, capture_output=True, timeout=120
-    )
-    if r.returncode:
-        raise RuntimeError(f"pushmail {args[0]}: {r.stderr.decode()}")
+    """A ``pushmail`` command, in this process (an interpreter's start-up costs seconds
+    on a busy machine)."""
+    from pushmail.cli import main
+
+    saved = sys.stdin
+    sys.stdin = io.TextIOWrapper(io.BytesIO(stdin or b""))
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            code = main(list(args))
+    finally:
+        sys.stdin = saved
+    if code:
+        raise RuntimeError(f"pushmail {args[0]} exited with {code}")
 
 
 class Node:
