@@ -23,7 +23,8 @@ from pushmail.auth.names import qualify
 from pushmail.auth.passwords import hash_password
 from pushmail.config import LOG_LEVELS, Config, ConfigError, load_config
 from pushmail.datadir import DataDirError, create_data_dir, require_store
-from pushmail.store.interfaces import AlreadyExists, NotFound, Store
+from pushmail.store.factory import StoreUrlError, open_store, sqlite_path
+from pushmail.store.interfaces import AlreadyExists, NotFound, Store, StoreUnavailable
 
 __all__ = ["main"]
 
@@ -81,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
     common.add_argument("--data-dir", type=Path, metavar="DIR", help="where mail is kept")
+    common.add_argument("--store", metavar="URL", help="sqlite:///PATH or postgresql://HOST/DB")
+    common.add_argument("--bus", metavar="URL", help="unix:///DIR or nats://HOST:PORT")
     parser = argparse.ArgumentParser(
         prog="pushmail", description="A push-email server: SMTP/LMTP in, IMAP + IDLE out."
     )
@@ -152,6 +155,9 @@ def _parser() -> argparse.ArgumentParser:
     from pushmail.push.cli import add_parser as add_alerts_parser  # pushmail alerts …
 
     add_alerts_parser(sub, common)
+    from pushmail.migrate import add_parser as add_migrate_parser  # pushmail migrate --to
+
+    add_migrate_parser(sub, common)
     demo = sub.add_parser("demo-user", parents=[common], help=f"create {DEMO_ADDRESS}")
     demo.set_defaults(func=_cmd_demo_user)
 
@@ -162,7 +168,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace, **extra: object) -> Config:
-    overrides: dict[str, object] = {"data_dir": args.data_dir, **extra}
+    overrides: dict[str, object] = {
+        "data_dir": args.data_dir,
+        "store": getattr(args, "store", None),
+        "bus": getattr(args, "bus", None),
+        **extra,
+    }
     return load_config(args.config, overrides)
 
 
@@ -225,19 +236,18 @@ def _prepare_data_dir(config: Config) -> None:
 def _open_store(config: Config, create: bool = False) -> Store:
     """The store in ``config.data_dir``; only commands that start something
     ``create`` one (see pushmail.datadir)."""
+    path = sqlite_path(config.store_url)
     try:
         if create:
             create_data_dir(config.data_dir)
-        else:
-            require_store(config.data_dir, config.db_path)
+        elif path is not None:
+            require_store(config.data_dir, path)
     except DataDirError as e:
         raise CliError(str(e), e.code) from e
-    from pushmail.store.sqlite import SqliteStore
-
     try:
-        return SqliteStore(config.db_path)
-    except (sqlite3.Error, OSError) as e:
-        raise CliError(f"cannot open the store {config.db_path}: {e}", EX_IOERR) from e
+        return open_store(config.store_url)
+    except (sqlite3.Error, OSError, StoreUnavailable, StoreUrlError) as e:
+        raise CliError(f"cannot open the store {config.store_url}: {e}", EX_IOERR) from e
 
 
 def _with_store(
@@ -247,8 +257,8 @@ def _with_store(
     store = _open_store(config, create_store)
     try:
         return fn(store)
-    except sqlite3.Error as e:  # e.g. a read-only or damaged file
-        raise CliError(f"store error in {config.db_path}: {e}", EX_IOERR) from e
+    except (sqlite3.Error, StoreUnavailable) as e:  # e.g. a read-only or damaged file
+        raise CliError(f"store error in {config.store_url}: {e}", EX_IOERR) from e
     finally:
         store.close()
 
@@ -453,10 +463,21 @@ def _banner(config: Config) -> list[str]:
 # -- backup and restore -------------------------------------------------------------------
 
 
+def _store_in_data_dir(config: Config) -> None:
+    """``backup`` and ``restore`` copy a data directory holding its SQLite store."""
+    if sqlite_path(config.store_url) != config.db_path.absolute():
+        raise CliError(
+            f"the store {config.store_url} is not the data directory's SQLite file: "
+            "back up a PostgreSQL store with pg_dump",
+            EX_USAGE,
+        )
+
+
 def _cmd_backup(args: argparse.Namespace) -> int:
     from pushmail.backup import BackupError, make_backup
 
     config = _config(args)
+    _store_in_data_dir(config)
     try:
         report = make_backup(config.data_dir, args.dest)
     except BackupError as e:
@@ -469,6 +490,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     from pushmail.backup import BackupError, restore_backup
 
     config = _config(args)
+    _store_in_data_dir(config)
     try:
         report = restore_backup(args.source, config.data_dir)
     except BackupError as e:
@@ -483,7 +505,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
 def _cmd_deliver(args: argparse.Namespace) -> int:
     """Read one message from stdin and store it durably for each address."""
     from pushmail.delivery import Deliverer, normalize_crlf
-    from pushmail.events.unixsock import UnixSocketPublisher
+    from pushmail.events.factory import open_publisher
 
     config = _config(args)
     raw = normalize_crlf(sys.stdin.buffer.read())
@@ -497,7 +519,7 @@ def _cmd_deliver(args: argparse.Namespace) -> int:
         raise CliError(str(e), EX_TEMPFAIL) from e
     except Exception as e:  # sqlite3.Error, OSError...: the MTA retries, never bounces
         raise CliError(f"store unavailable: {e}", EX_TEMPFAIL) from e
-    publisher = UnixSocketPublisher(config.events_dir)
+    publisher = open_publisher(config.bus_url)
     try:
         deliverer = Deliverer(store, publisher, max_size=config.limits.max_message)
         results = deliverer.deliver(args.address, raw)

@@ -15,6 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pushmail.backend_urls import (
+    BusUrlError,
+    StoreUrlError,
+    parse_bus_url,
+    parse_store_url,
+    sqlite_url,
+    unix_url,
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
@@ -125,6 +134,11 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     imap_settings: ImapSettings = field(default_factory=ImapSettings)
     push: PushSettings = field(default_factory=PushSettings)
+    # Where mail lives and how processes hear of changes, as URLs read only by
+    # store/factory.open_store and events/factory.open_bus; unset: the SQLite file
+    # and the socket directory in data_dir (``store_url``, ``bus_url``).
+    store: str | None = None  # sqlite:///PATH or postgresql://HOST/DB
+    bus: str | None = None  # unix:///DIR or nats://HOST:PORT[?prefix=NAME]
     log_level: str = "INFO"
     workers: int = 1  # serving processes sharing the ports (SO_REUSEPORT); 0 = one per CPU
     delivery_workers: int = 0  # of those, how many take SMTP/LMTP; 0 = one per CPU
@@ -136,6 +150,16 @@ class Config:
     @property
     def events_dir(self) -> Path:
         return self.data_dir / "events"
+
+    @property
+    def store_url(self) -> str:
+        """The store to open: ``store``, or the SQLite file in ``data_dir``."""
+        return self.store or sqlite_url(self.db_path)
+
+    @property
+    def bus_url(self) -> str:
+        """The change bus: ``bus``, or the socket directory in ``data_dir``."""
+        return self.bus or unix_url(self.events_dir)
 
 
 class ConfigError(ValueError):
@@ -317,11 +341,31 @@ def _to_log_level(raw: Any, base: Path) -> str:
     return level
 
 
+def _to_store_url(raw: Any, base: Path) -> str | None:
+    if raw is False or raw == "":
+        return None
+    try:
+        return parse_store_url(_to_str(raw, base), base).url
+    except StoreUrlError as e:
+        raise ValueError(str(e)) from None
+
+
+def _to_bus_url(raw: Any, base: Path) -> str | None:
+    if raw is False or raw == "":
+        return None
+    try:
+        return parse_bus_url(_to_str(raw, base), base).url
+    except BusUrlError as e:
+        raise ValueError(str(e)) from None
+
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _NAMED: dict[str, Any] = {
     "log_level": _to_log_level,
     "postmaster": _to_postmaster,
     "default_domain": _to_domain,
+    "store": _to_store_url,
+    "bus": _to_bus_url,
 }
 
 _CONVERTERS: dict[str, Any] = {

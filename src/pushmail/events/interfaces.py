@@ -8,9 +8,12 @@ the truth; events are hints").
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:  # the IMAP session layer imports this module: no asyncio there
+    import asyncio
 
 ChangeKind = Literal["new", "flags", "expunge", "mailboxes", "subscriptions"]
 
@@ -74,3 +77,53 @@ class AllUsersBus(Protocol):
     engine watches all mailboxes). ``subscribe_all`` returns the unsubscribe function."""
 
     def subscribe_all(self, listener: Listener) -> Callable[[], None]: ...
+
+
+Resync = Callable[[frozenset[int] | None], None]
+
+
+class ServerBus(Bus, AllUsersBus, Protocol):
+    """What a serving process uses its bus through (``events/factory.open_bus``
+    builds one: ``UnixSocketBus`` or ``NatsBus``).
+
+    Threads: ``start``, ``close``, ``subscribe``, ``subscribe_all`` and
+    ``on_resync`` are called on the event loop's thread; listeners and re-check
+    hooks run there too. ``publish``/``publish_many`` may be called from any thread
+    (a delivery publishes from the store thread, after its commit): a listener of
+    this process is then called on the loop, soon, never on the caller's thread.
+    A listener subscribed before ``subscribe`` returns hears every hint published
+    after the bus can deliver it; one that the bus may have missed meanwhile (a
+    subscription not yet live at a broker, a reconnect) is made good by the
+    ``on_resync`` hooks, and any other loss by the periodic re-check.
+    """
+
+    def publish_many(self, events: Iterable[MailboxChanged]) -> None:
+        """Publish several events at once (one datagram or message for many)."""
+        ...
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Begin receiving other processes' hints on ``loop`` (returns at once;
+        a broker connection is made in the background)."""
+        ...
+
+    def close(self) -> None:
+        """Stop receiving and release what ``start`` took (on the loop's thread)."""
+        ...
+
+    def on_resync(self, hook: Resync) -> Callable[[], None]:
+        """Call ``hook`` on the loop when sessions must re-check the store because
+        hints may have been missed: with the user ids concerned, or None for
+        every session. Returns the function that removes the hook."""
+        ...
+
+
+class OneShotPublisher(Publisher, Protocol):
+    """A publisher for a process with no event loop (``pushmail deliver``): it
+    publishes, ``flush`` gives the hints up to ``timeout`` seconds to leave, and
+    ``close`` releases it. Used from one thread."""
+
+    def publish_many(self, events: Iterable[MailboxChanged]) -> None: ...
+
+    def flush(self, timeout: float) -> None: ...
+
+    def close(self) -> None: ...

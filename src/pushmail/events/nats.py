@@ -44,7 +44,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 
-from pushmail.events.interfaces import Listener, MailboxChanged
+from pushmail.events.interfaces import Listener, MailboxChanged, Resync
 from pushmail.events.local import ListenerRegistry
 from pushmail.events.unixsock import decode_datagram, encode_batches
 from pushmail.metrics.series import BUS_ERRORS
@@ -61,14 +61,26 @@ SUB_PENDING_BYTES = 16 << 20
 RECONNECT_WAIT = 1  # seconds between attempts to reach the server
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 
-Resync = Callable[[frozenset[int] | None], None]
-
-
 def subject_root(prefix: str) -> str:
     """``pushmail.<prefix>``; the prefix is one or more NATS tokens (no wildcards)."""
     if not _PREFIX_RE.fullmatch(prefix):
         raise ValueError(f"bad NATS subject prefix {prefix!r}: use letters, digits, _ - and .")
     return f"pushmail.{prefix}"
+
+
+def user_subject(root: str, buckets: int, user_id: int) -> str:
+    """The subject of ``user_id``'s hints: ``<root>.user.<bucket>``."""
+    return f"{root}.user.{user_id % buckets}"
+
+
+def by_subject(
+    root: str, buckets: int, events: Iterable[MailboxChanged]
+) -> list[tuple[str, bytes]]:
+    """The messages that carry ``events``: one or more per subject."""
+    grouped: dict[str, list[MailboxChanged]] = {}
+    for event in events:
+        grouped.setdefault(user_subject(root, buckets, event.user_id), []).append(event)
+    return [(s, p) for s, evs in grouped.items() for p in encode_batches(evs)]
 
 
 class NatsBus:
@@ -205,7 +217,7 @@ class NatsBus:
         return user_id % self._buckets
 
     def subject(self, user_id: int) -> str:
-        return f"{self._root}.user.{self.bucket(user_id)}"
+        return user_subject(self._root, self._buckets, user_id)
 
     def subscribe(self, user_id: int, listener: Listener) -> Callable[[], None]:
         leave = self._users.subscribe(user_id, listener)
@@ -377,10 +389,7 @@ class NatsBus:
         batch = list(events)
         if not batch:
             return
-        by_subject: dict[str, list[MailboxChanged]] = {}
-        for event in batch:
-            by_subject.setdefault(self.subject(event.user_id), []).append(event)
-        messages = [(s, p) for s, evs in by_subject.items() for p in encode_batches(evs)]
+        messages = by_subject(self._root, self._buckets, batch)
         loop = self._loop
         if loop is None or threading.get_ident() == self._loop_thread:
             self._dispatch_local(batch)
@@ -428,6 +437,58 @@ class NatsBus:
                     # Reconnecting with the client's buffer full, or closed: a lost hint.
                     self._dropped(1)
                     log.debug("events: hint to %s dropped: %s", subject, exc)
+
+
+class NatsPublisher:
+    """``OneShotPublisher`` through NATS, for a process with no event loop
+    (``pushmail deliver``): hints are kept until ``flush``, which connects, sends
+    them and waits for the server to have them, within ``timeout``. A server that
+    cannot be reached costs the hints (logged): the re-check repairs them."""
+
+    def __init__(
+        self, url: str, prefix: str = DEFAULT_PREFIX, buckets: int = DEFAULT_BUCKETS
+    ) -> None:
+        self._url = url
+        self._root = subject_root(prefix)
+        self._buckets = buckets
+        self._pending: list[MailboxChanged] = []
+
+    def publish(self, event: MailboxChanged) -> None:
+        self._pending.append(event)
+
+    def publish_many(self, events: Iterable[MailboxChanged]) -> None:
+        self._pending.extend(events)
+
+    def flush(self, timeout: float) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        messages = by_subject(self._root, self._buckets, batch)
+        try:
+            asyncio.run(asyncio.wait_for(self._send(messages, timeout), timeout))
+        except (TimeoutError, NatsError, OSError) as exc:
+            BUS_ERRORS.labels("dropped").inc(len(messages))
+            log.warning("events: hints not sent to NATS at %s: %s", self._url, exc)
+
+    async def _send(self, messages: list[tuple[str, bytes]], timeout: float) -> None:
+        nc = Client()
+        await nc.connect(
+            self._url,
+            name="pushmail-deliver",
+            allow_reconnect=False,
+            connect_timeout=max(1, round(timeout)),
+            max_reconnect_attempts=0,
+        )
+        try:
+            for subject, payload in messages:
+                await nc.publish(subject, payload)
+            await nc.flush(timeout=max(1, round(timeout)))
+        finally:
+            with contextlib.suppress(TimeoutError, NatsError, OSError):
+                await nc.close()
+
+    def close(self) -> None:
+        self._pending = []
 
 
 def connect_url_ok(url: str) -> bool:

@@ -345,6 +345,11 @@ class UnixSocketBus:
     def listener_count(self, user_id: int | None = None) -> int:
         return self._registry.listener_count(user_id)
 
+    def on_resync(self, hook: Callable[[frozenset[int] | None], None]) -> Callable[[], None]:
+        """Never called: a subscription is live once ``subscribe`` returns (the
+        interest file is written first) and there is no connection to lose."""
+        return _nothing
+
     def _dispatch_local(self, events: list[MailboxChanged]) -> None:
         loop = self._loop
         if loop is None or threading.get_ident() == self._loop_thread:
@@ -383,3 +388,7 @@ class UnixSocketBus:
                 os.unlink(self.socket_path)
         self._interest.close()
         self._publisher.close()
+
+
+def _nothing() -> None:
+    pass

@@ -55,6 +55,7 @@ from pushmail.imap.parser import (
     parse_uid_expunge,
 )
 from pushmail.imap.session import Action, Session, State
+from pushmail.imap.store_errors import reply_text, response_code
 from pushmail.store.interfaces import Store, StoreError
 
 # A handler takes the row's own command class; the table holds rows of every class.
@@ -186,7 +187,7 @@ class CommandTable:
         except ImapError as err:
             session.tagged(command.tag, err.status, err.text, err.code)
         except StoreError as err:
-            session.tagged(command.tag, "NO", str(err) or "store error", err.code)
+            session.tagged(command.tag, "NO", reply_text(err), response_code(err))
         return None
 
 

@@ -9,7 +9,7 @@ from pushmail.events.interfaces import MailboxChanged
 from pushmail.imap import commands as c
 from pushmail.imap.command_table import COMMANDS
 from pushmail.imap.session import Action, Session
-from pushmail.store.interfaces import Store, StoreError
+from pushmail.store.interfaces import Store, StoreUnavailable
 
 
 def run_command(
@@ -25,13 +25,10 @@ def run_command(
     if s.view is not None and not isinstance(cmd, c.Select | c.Logout):
         allow = COMMANDS.row_of(cmd).expunges_allowed()
         try:
-            lines = [b"* " + line + b"\r\n" for line in s.view.refresh(store, allow)]
-        except StoreError as err:
-            if err.code != "UNAVAILABLE":
-                raise
-            # The database is away: the command's own reply stands, and the view,
-            # not moved on, reports what changed with a later command.
-            lines = []
+            changes = s.view.refresh(store, allow)
+        except StoreUnavailable:  # the view is unchanged: a later refresh reports it all
+            changes = []
+        lines = [b"* " + line + b"\r\n" for line in changes]
         if lines:
             last = s.out[-1] if s.out else b""
             if action is None and last.startswith(cmd.tag.encode() + b" "):

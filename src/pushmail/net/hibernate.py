@@ -45,7 +45,7 @@ from pushmail.net.hibernated import LOOPBACK, READONLY, REV2, Hibernated, last_w
 from pushmail.net.homes import MAX_RECORD, Homes, RecordFields, batches, encode_record
 from pushmail.net.keepalive import keepalive_due
 from pushmail.net.tls_layer import TlsLayer
-from pushmail.store.interfaces import Changes, Store, User
+from pushmail.store.interfaces import Changes, Store, StoreUnavailable, User
 
 if TYPE_CHECKING:
     from pushmail.net.imap_conn import ImapConnection, ImapContext
@@ -261,6 +261,8 @@ class Hibernator:
             for mid, modseq in keys:
                 try:
                     out[(mid, modseq)] = store.changes_since(mid, modseq)
+                except StoreUnavailable:
+                    raise  # not the mailbox's fault: the sessions sleep on
                 except Exception:  # a deleted mailbox: the session must resume
                     out[(mid, modseq)] = None
             fresh = {mid for (mid, _), ch in out.items() if ch is not None and ch.changed}
@@ -270,7 +272,11 @@ class Hibernator:
                     floors[mid] = store.claim_recent(mid, wait=False)
             return out, floors
 
-        found, floors = await self._ctx.runner.read(job)
+        try:
+            found, floors = await self._ctx.runner.read(job)
+        except StoreUnavailable as exc:  # asleep they stay; the next re-check retries
+            log.warning("hibernated sessions not checked: %s", exc)
+            return
         for rec in batch:
             if self._records.get(rec.fd) is not rec:
                 continue
@@ -441,7 +447,11 @@ class Hibernator:
         if not boxes:
             return
 
-        highest = await self._ctx.runner.read(lambda store: store.highest_modseqs(boxes))
+        try:
+            highest = await self._ctx.runner.read(lambda store: store.highest_modseqs(boxes))
+        except StoreUnavailable as exc:
+            log.warning("re-check of hibernated sessions skipped: %s", exc)
+            return
         for rec in recs:
             # A mailbox that is gone (no entry) wakes its sessions too: they resume,
             # find it missing, and say so.

@@ -42,6 +42,7 @@ from pushmail.imap.fragmentizer import (
 from pushmail.imap.notify import PendingHints
 from pushmail.imap.parser import parse_tag
 from pushmail.imap.session import Action, ServerInfo, Session, State
+from pushmail.imap.store_errors import reply_text, response_code
 from pushmail.metrics import wakeup
 from pushmail.metrics.series import COMMAND_SECONDS, CONNECTS
 from pushmail.net.compress import start_compression
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
     from pushmail.net.hibernate import Hibernator
     from pushmail.store.interfaces import User
 from pushmail.net.storethread import StoreRunner
-from pushmail.store.interfaces import Store, StoreError
+from pushmail.store.interfaces import Store, StoreError, StoreUnavailable
 
 log = logging.getLogger("pushmail.imap")
 
@@ -542,6 +543,9 @@ class ImapConnection(asyncio.Protocol):
                 except ImapError as err:
                     self.session.tagged(tag, err.status, err.text, err.code)
                     return None
+                except StoreError as err:  # e.g. the database is down: NO [UNAVAILABLE]
+                    self.session.tagged(tag, "NO", reply_text(err), response_code(err))
+                    return None
 
             action = await self._ctx.runner.run(run)
             self._write(self.session.take_output())
@@ -658,14 +662,10 @@ class ImapConnection(asyncio.Protocol):
         )
 
     def _refreshed(self, lines: list[bytes] | None, exc: BaseException | None) -> None:
-        if isinstance(exc, StoreError) and exc.code == "UNAVAILABLE":
-            # The database is away (PostgreSQL down, or its link): the idling
-            # client has nothing to be told yet, and the next hint or re-check
-            # reports what changed. Dropping it would send every client of the node
-            # into a reconnect storm against the same database.
-            log.warning("idle refresh: %s", exc)
-            exc = None
-            lines = None
+        if isinstance(exc, StoreUnavailable):  # stay idle: the next re-check retries
+            log.debug("idle refresh skipped: %s", exc)
+            self._after()
+            return
         if exc is not None:
             self._failed(exc)
             return

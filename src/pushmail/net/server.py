@@ -22,7 +22,8 @@ from pushmail import __version__, seclog
 from pushmail.auth.guard import GuardSettings, LoginGuard
 from pushmail.auth.passwords import hash_password
 from pushmail.config import Config, Endpoint, ImapSettings
-from pushmail.events.unixsock import UnixSocketBus
+from pushmail.events.factory import open_bus
+from pushmail.events.interfaces import ServerBus
 from pushmail.imap.session import ServerInfo
 from pushmail.metrics.service import start_metrics
 from pushmail.net import tls_keylog, tls_layer
@@ -39,8 +40,8 @@ from pushmail.net.tls import ensure_certificate, server_context
 from pushmail.net.tls_layer import TlsLayer
 from pushmail.push.service import start_push
 from pushmail.smtp.servers import SmtpListener, start_smtp_servers
-from pushmail.store.interfaces import Store
-from pushmail.store.sqlite import SqliteStore
+from pushmail.store.factory import open_store
+from pushmail.store.interfaces import Store, StoreUnavailable
 
 log = logging.getLogger("pushmail")
 
@@ -125,7 +126,10 @@ class Housekeeper:
             self.sweep()
             if time.monotonic() - last_prune > PRUNE_SECONDS:
                 last_prune = time.monotonic()
-                await self._ctx.runner.run(self._prune)
+                try:
+                    await self._ctx.runner.run(self._prune)
+                except StoreUnavailable as exc:  # pruning waits for the next round
+                    log.warning("expunge records not pruned: %s", exc)
             h = self._ctx.hibernator
             if h is not None and self._settings.recheck_interval:
                 self._share = (self._share + 1) % self._shares
@@ -155,7 +159,7 @@ def _listen(
 def _imap_context(
     config: Config,
     runner: StoreRunner,
-    bus: UnixSocketBus,
+    bus: ServerBus,
     tls: ssl.SSLContext,
     worker: int,
     links: HomeLinks | None,
@@ -265,14 +269,19 @@ async def serve(
     # handshake (net/tls_records.py), which needs a key log that only our TLS layer reads.
     imap_tls = server_context(cert, key)
     tls_keylog.enable(imap_tls)
-    runner = StoreRunner(lambda: SqliteStore(config.db_path))
+    store_url = config.store_url
+    runner = StoreRunner(lambda: open_store(store_url))
     await runner.run(lambda st: None)  # open (and migrate) the store before listening
-    bus = UnixSocketBus(config.events_dir)
+    bus = open_bus(config.bus_url)
     bus.start(loop)
     # One set of password-guessing limits for IMAP and submission (the web API, in
     # worker 0 only, keeps its own: auth/guard.py).
     guard = LoginGuard(GuardSettings.from_limits(config.limits))
     ctx = _imap_context(config, runner, bus, imap_tls, worker, links, guard)
+    # Hints the bus may have missed (a reconnect to NATS, a subscription that became
+    # live after the session read the store): the sessions concerned re-check, the
+    # hibernated ones in the hub's batched look-up.
+    stop_resync = bus.on_resync(ctx.hub.recheck)
     smtp: list[SmtpListener] = []
     servers: list[Acceptor] = []
     ctx.gate = _connection_gate(config, ctx, smtp, servers)
@@ -336,6 +345,7 @@ async def serve(
                 await asyncio.wait_for(srv.wait_closed(), 2)
         await metrics.aclose()
         await push_service.aclose()  # push alerts
+        stop_resync()
         bus.close()
         ctx.auth_pool.shutdown(wait=False)
         runner.close()

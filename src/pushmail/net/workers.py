@@ -33,7 +33,7 @@ from pushmail.mime.structure import STRUCTURE_VERSION, build_cache
 from pushmail.net.homes import HomeLinks
 from pushmail.net.server import serve
 from pushmail.net.tls import ensure_certificate
-from pushmail.store.sqlite import SqliteStore
+from pushmail.store.factory import open_store, sqlite_path
 from pushmail.store.sqlite_refresh import refresh_structures
 
 log = logging.getLogger("pushmail.workers")
@@ -59,7 +59,10 @@ def run_server(config: Config) -> None:
 def _refresh_structures(config: Config) -> None:
     """Stored ENVELOPE/BODYSTRUCTURE computed by older code are redone once."""
     Path(config.data_dir).mkdir(parents=True, exist_ok=True)
-    refresh_structures(Path(config.db_path), STRUCTURE_VERSION, build_cache)
+    path = sqlite_path(config.store_url)
+    # PostgreSQL keeps no structure version: `pushmail migrate` refreshes its source.
+    if path is not None:
+        refresh_structures(path, STRUCTURE_VERSION, build_cache)
 
 
 def _prepare(config: Config) -> None:
@@ -67,7 +70,7 @@ def _prepare(config: Config) -> None:
     Path(config.data_dir).mkdir(parents=True, exist_ok=True)
     if not (config.tls_cert and config.tls_key):
         ensure_certificate(Path(config.data_dir), config.hostname)
-    SqliteStore(config.db_path).close()  # creates or migrates the schema
+    open_store(config.store_url).close()  # creates or migrates the schema
     _refresh_structures(config)
 
 

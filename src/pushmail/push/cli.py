@@ -24,6 +24,7 @@ from pushmail.push.db import Device as PushDevice
 from pushmail.push.db_open import open_push_db, push_db_url
 from pushmail.push.destinations import RefusedEndpoint, check_endpoint, endpoint_policy
 from pushmail.push.rules import Rules
+from pushmail.store.factory import sqlite_path
 
 EX_OK, EX_FAILURE, EX_USAGE, EX_NOUSER, EX_IOERR = 0, 1, 64, 67, 74
 
@@ -75,8 +76,10 @@ def _run(command: Command) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         config = load_config(args.config, {"data_dir": args.data_dir})
         try:
-            require_store(config.data_dir, config.db_path)  # never make one by mistake
-            db = open_push_db(push_db_url(None, config.data_dir))
+            path = sqlite_path(config.store_url)
+            if path is not None:
+                require_store(config.data_dir, path)  # never make one by mistake
+            db = open_push_db(push_db_url(config.store_url, config.data_dir))
         except DataDirError as e:
             print(f"pushmail: {e}", file=sys.stderr)
             return e.code
@@ -98,9 +101,9 @@ def _run(command: Command) -> Callable[[argparse.Namespace], int]:
 
 
 def _user_id(config: Config, address: str) -> int:
-    from pushmail.store.sqlite import SqliteStore
+    from pushmail.store.factory import open_store
 
-    store = SqliteStore(config.db_path)
+    store = open_store(config.store_url)
     try:
         user = store.get_user(address.strip().lower())
     finally:

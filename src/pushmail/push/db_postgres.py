@@ -54,7 +54,8 @@ from pushmail.push.db import (
     dump_alert,
 )
 from pushmail.push.rules import Rules
-from pushmail.store.pg_base import ConnectionLost, StoreUnavailable
+from pushmail.store.interfaces import StoreUnavailable
+from pushmail.store.pg_base import ConnectionLost
 from pushmail.store.pg_schema import POOLS
 
 T = TypeVar("T")

@@ -33,7 +33,7 @@ from pushmail.push.alert import Alert, collapse_key, opaque_account, test_alert
 from pushmail.push.db import Cursor, DbThread, Device, NewAlert, PushDB
 from pushmail.push.dispatcher import DeliveryPolicy
 from pushmail.push.rules import Rules
-from pushmail.store.interfaces import NotFound, Store, StoreError
+from pushmail.store.interfaces import NotFound, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -221,7 +221,7 @@ class AlertEngine:
 def _unavailable(exc: BaseException) -> bool:
     """The store or the push database could not be reached (so trying again later
     may work), as opposed to a failure that would repeat."""
-    return isinstance(exc, StoreError) and exc.code == "UNAVAILABLE"
+    return isinstance(exc, StoreUnavailable)
 
 
 def _cursors_if_watched(

@@ -89,7 +89,7 @@ async def start_push(
         return PushService()
     settings = config.push
     _check_http(settings)
-    url = push_db_url(None, config.data_dir)
+    url = push_db_url(config.store_url, config.data_dir)
     # A claim outlives any one POST by far (see db_postgres.py: a live node keeps it).
     lease = max(120.0, 4 * settings.request_timeout)
     service = PushService(db=DbThread(lambda: open_push_db(url, lease=lease)))

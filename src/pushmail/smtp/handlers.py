@@ -40,6 +40,7 @@ from pushmail.smtp.data import BARE_EOL, DataError
 from pushmail.smtp.delivery_port import LocalDelivery
 from pushmail.smtp.protocol import PushmailSMTP, close_soon, is_lmtp, peer_ip, uses_tls
 from pushmail.smtp.trace import TraceInfo, trace_headers, with_protocol
+from pushmail.store.interfaces import StoreUnavailable
 
 __all__ = ["IngressHandler", "IngressPolicy", "Mode", "SubmissionHandler"]
 
@@ -118,6 +119,9 @@ class IngressHandler:
             address = qualify(address, self._policy.default_domain)
         try:
             target, refusal, relay = await self._recipient(server, address)
+        except StoreUnavailable as exc:
+            log.warning("recipient %r not checked: %s", address, exc)
+            return TEMPFAIL
         except Exception:
             log.exception("store error while checking recipient %r", address)
             return TEMPFAIL
@@ -182,6 +186,9 @@ class IngressHandler:
         raw = trace_headers(info) + content
         try:
             results: list[RecipientResult] | None = await self._delivery.deliver(recipients, raw)
+        except StoreUnavailable as exc:  # the database is down: 451, no traceback
+            log.warning("delivery %s deferred: %s", info.queue_id, exc)
+            results = None
         except Exception:
             log.exception("delivery %s failed", info.queue_id)
             results = None

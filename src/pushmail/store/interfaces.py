@@ -32,10 +32,8 @@ DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
 
 
 class StoreError(Exception):
-    """Base of the store's errors; the session turns them into ``NO`` replies,
-    with ``code`` as the response code when there is one."""
-
-    code: str | None = None
+    """Base of the store's errors; the session turns them into ``NO`` replies
+    with the response code that ``imap/store_errors.py`` gives their class."""
 
 
 class NotFound(StoreError):
@@ -50,6 +48,16 @@ class Conflict(StoreError):
     """The operation is not allowed in the current state (e.g. DELETE INBOX)."""
 
 
+class NoSpace(StoreError):
+    """The disk or the database is full: nothing was changed."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached (its database is down or every connection is
+    busy): nothing was changed and the caller may try again later. IMAP answers
+    ``NO [UNAVAILABLE]``, SMTP/LMTP ``451 4.3.0``, and the session stays up."""
+
+
 # Keywords one mailbox may define. Every session that selects the mailbox is sent
 # the whole list in FLAGS and PERMANENTFLAGS, and again whenever it grows: the cap
 # bounds those lines and what each session keeps. Beyond it, a command that would
@@ -59,8 +67,6 @@ MAX_KEYWORDS_PER_MAILBOX = 256
 
 class KeywordLimit(StoreError):
     """A command would define more than MAX_KEYWORDS_PER_MAILBOX keywords."""
-
-    code = "LIMIT"
 
 
 @dataclass(frozen=True, slots=True)

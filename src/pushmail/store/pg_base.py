@@ -29,9 +29,16 @@ from psycopg import Connection, errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from pushmail.store.common import extend_keywords, is_keyword
-from pushmail.store.interfaces import MessageMeta, NewMessage, NotFound, StoreError
+from pushmail.store.interfaces import (
+    MessageMeta,
+    NewMessage,
+    NoSpace,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+)
 from pushmail.store.pg_blobs import BlobStore, PgBlobs
-from pushmail.store.pg_schema import POOLS, migrate
+from pushmail.store.pg_schema import DEFAULT_POOL, POOLS, PoolSettings, migrate
 
 T = TypeVar("T")
 MetaRow = tuple[int, int, str, int, int, int]
@@ -42,12 +49,6 @@ _RETRYABLE = (errors.DeadlockDetected, errors.SerializationFailure)
 _MAX_TRIES = 8
 
 
-class StoreUnavailable(StoreError):
-    """The database cannot be reached; the caller may try again later."""
-
-    code = "UNAVAILABLE"
-
-
 class ConnectionLost(StoreUnavailable):
     """A pooled connection turned out dead, or the server went away mid-call."""
 
@@ -56,11 +57,15 @@ class PgBase:
     """A pool of connections and the helpers over it. One thread per object."""
 
     def __init__(
-        self, url: str, pool: ConnectionPool | None = None, blobs: BlobStore | None = None
+        self,
+        url: str,
+        pool: ConnectionPool | None = None,
+        blobs: BlobStore | None = None,
+        settings: PoolSettings = DEFAULT_POOL,
     ) -> None:
         self._url = url
         self._owns_pool = pool is None
-        self._pool = POOLS.acquire(url) if pool is None else pool
+        self._pool = POOLS.acquire(url, settings) if pool is None else pool
         self._closed = False
         self._blobs: BlobStore = PgBlobs() if blobs is None else blobs
         self._flag_cache: dict[str, frozenset[str]] = {"": frozenset()}
@@ -94,6 +99,8 @@ class PgBase:
             state = exc.sqlstate
             if state is None or state.startswith(("08", "57P")):
                 raise ConnectionLost(f"database unavailable: {exc}") from exc
+            if state == "53100":  # disk_full
+                raise NoSpace(f"database full: {exc}") from exc
             raise
 
     def _read(self, work: Callable[[Connection], T]) -> T:

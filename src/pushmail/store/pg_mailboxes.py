@@ -303,9 +303,7 @@ class PgMailboxes(PgBase):
             if old == "INBOX":
                 # RFC 3501 §6.3.5: INBOX's messages move, INBOX stays (children do not).
                 new_id = self._insert_mailbox(conn, user_id, new, None)
-                uids = self._ints(
-                    conn, "SELECT uid FROM messages WHERE mailbox_id = %s", (old_id,)
-                )
+                uids = self._ints(conn, "SELECT uid FROM messages WHERE mailbox_id = %s", (old_id,))
                 self._copy(conn, old_id, uids, new_id, True)
                 return
             if new.startswith(old + HIERARCHY_DELIMITER):

@@ -19,6 +19,7 @@ at once against a new database create the schema once.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 from psycopg import Connection
 from psycopg_pool import ConnectionPool
@@ -140,6 +141,18 @@ POOL_TIMEOUT = 10.0
 POOL_MAX_IDLE = 300.0
 
 
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    """A process's pool for one database; set with the store URL's ``pool_max_size``
+    and ``pool_timeout`` parameters (``store/factory.py``)."""
+
+    max_size: int = POOL_MAX_SIZE
+    timeout: float = POOL_TIMEOUT
+
+
+DEFAULT_POOL = PoolSettings()
+
+
 def new_pool(
     url: str, max_size: int = POOL_MAX_SIZE, timeout: float = POOL_TIMEOUT
 ) -> ConnectionPool:
@@ -167,11 +180,12 @@ class SharedPools:
         self._lock = threading.Lock()
         self._pools: dict[str, tuple[ConnectionPool, int]] = {}
 
-    def acquire(self, url: str) -> ConnectionPool:
+    def acquire(self, url: str, settings: PoolSettings = DEFAULT_POOL) -> ConnectionPool:
+        """The pool of ``url``; ``settings`` count for the first caller, who makes it."""
         with self._lock:
             pool, users = self._pools.get(url) or (None, 0)
             if pool is None:
-                pool = new_pool(url)
+                pool = new_pool(url, settings.max_size, settings.timeout)
             self._pools[url] = (pool, users + 1)
             return pool
 

@@ -40,6 +40,7 @@ from pushmail.store.interfaces import (
 )
 from pushmail.store.pg_blobs import BlobStore
 from pushmail.store.pg_mailboxes import PgMailboxes
+from pushmail.store.pg_schema import DEFAULT_POOL, PoolSettings
 
 log = logging.getLogger("pushmail.store")
 
@@ -58,9 +59,13 @@ class PostgresStore(PgMailboxes):
     object; objects of one process share a bounded connection pool."""
 
     def __init__(
-        self, url: str, pool: ConnectionPool | None = None, blobs: BlobStore | None = None
+        self,
+        url: str,
+        pool: ConnectionPool | None = None,
+        blobs: BlobStore | None = None,
+        settings: PoolSettings = DEFAULT_POOL,
     ) -> None:
-        super().__init__(url, pool, blobs)
+        super().__init__(url, pool, blobs, settings)
 
     # -- adding messages --------------------------------------------------------
     def append(self, mailbox_id: int, message: NewMessage) -> Appended:
