@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from pushmail.backend_urls import parse_store_url
 from pushmail.push.db import DB_FILE, PushDB
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
@@ -37,5 +38,7 @@ def open_push_db(url: str, lease: float = DEFAULT_LEASE) -> PushDB:
     if parts.scheme in POSTGRES_SCHEMES:
         from pushmail.push.db_postgres import PostgresPushDB
 
-        return PostgresPushDB(url, lease=lease)
+        # Without pushmail's own parameters (pool_max_size, pool_timeout), which libpq
+        # refuses; the same string the store's pool is keyed by, so the two share it.
+        return PostgresPushDB(parse_store_url(url).dsn, lease=lease)
     raise ValueError(f"no push database for a URL of scheme {parts.scheme!r}")
