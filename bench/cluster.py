@@ -236,7 +236,8 @@ def run_config(kind: str, n: int, args: argparse.Namespace, root: Path) -> dict[
                 )
             )
         first = nodes[0]
-        first.data_dir.mkdir(parents=True)
+        for node in nodes:  # each node keeps its own data directory (keys, sockets)
+            node.data_dir.mkdir(parents=True)
         config = workdir / "import.toml"
         config.write_text(node_config(store_url, bus))
         import_users(workdir, config, first.data_dir, users)
