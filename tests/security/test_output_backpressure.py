@@ -105,16 +105,15 @@ def _assert_bounded(srv: LiveServer, label: str) -> None:
 def test_logged_in_fetch_loop(tmp_path: Path) -> None:
     with live_server(tmp_path) as srv:
         _big_message(srv)
-        sock = _client(srv.port)
-        _read_until(sock, b"\r\n")
-        sock.sendall(f"l LOGIN alice@example.org {PASSWORD}\r\ns SELECT INBOX\r\n".encode())
-        _read_until(sock, b"s OK")
-        _send_without_reading(sock, _fetches())
-        _assert_bounded(srv, "plain")
-        # Reading lets it go on: every reply arrives.
-        sock.settimeout(30)
-        assert b"f%d OK" % (COMMANDS - 1) in _drain(sock, b"f%d OK" % (COMMANDS - 1))
-        sock.close()
+        with _client(srv.port) as sock:
+            _read_until(sock, b"\r\n")
+            sock.sendall(f"l LOGIN alice@example.org {PASSWORD}\r\ns SELECT INBOX\r\n".encode())
+            _read_until(sock, b"s OK")
+            _send_without_reading(sock, _fetches())
+            _assert_bounded(srv, "plain")
+            # Reading lets it go on: every reply arrives.
+            sock.settimeout(30)
+            assert b"f%d OK" % (COMMANDS - 1) in _drain(sock, b"f%d OK" % (COMMANDS - 1))
 
 
 def _drain(sock: socket.socket, marker: bytes) -> bytes:
@@ -127,29 +126,26 @@ def _drain(sock: socket.socket, marker: bytes) -> bytes:
 
 
 def test_capability_loop_before_login(tmp_path: Path) -> None:
-    with live_server(tmp_path) as srv:
-        sock = _client(srv.port)
+    with live_server(tmp_path) as srv, _client(srv.port) as sock:
         _read_until(sock, b"\r\n")
         _send_without_reading(sock, b"c CAPABILITY\r\n" * 60_000)  # ~20 MB of replies
         held = _held(srv)
         print(f"before login: {held} bytes of unsent output held")
         assert 0 < held <= MAX_OUTPUT + 4096
         assert max(buffered_input(srv), default=0) <= 256 * 1024
-        sock.close()
 
 
 def test_fetch_loop_with_compress(tmp_path: Path) -> None:
     with live_server(tmp_path) as srv:
         _big_message(srv)
-        sock = _client(srv.port)
-        _read_until(sock, b"\r\n")
-        sock.sendall(f"l LOGIN alice@example.org {PASSWORD}\r\nz COMPRESS DEFLATE\r\n".encode())
-        _read_until(sock, b"z OK")
-        deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
-        cmds = b"s SELECT INBOX\r\n" + _fetches()
-        _send_without_reading(sock, deflate.compress(cmds) + deflate.flush(zlib.Z_SYNC_FLUSH))
-        _assert_bounded(srv, "compress")
-        sock.close()
+        with _client(srv.port) as sock:
+            _read_until(sock, b"\r\n")
+            sock.sendall(f"l LOGIN alice@example.org {PASSWORD}\r\nz COMPRESS DEFLATE\r\n".encode())
+            _read_until(sock, b"z OK")
+            deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+            cmds = b"s SELECT INBOX\r\n" + _fetches()
+            _send_without_reading(sock, deflate.compress(cmds) + deflate.flush(zlib.Z_SYNC_FLUSH))
+            _assert_bounded(srv, "compress")
 
 
 def test_fetch_loop_over_tls(tmp_path: Path) -> None:
@@ -170,13 +166,12 @@ def test_fetch_loop_over_tls(tmp_path: Path) -> None:
         client_ctx = ssl.create_default_context()
         client_ctx.check_hostname = False
         client_ctx.verify_mode = ssl.CERT_NONE
-        sock = client_ctx.wrap_socket(_client(port))
-        _read_until(sock, b"\r\n")
-        sock.sendall(f"l LOGIN alice@example.org {PASSWORD}\r\ns SELECT INBOX\r\n".encode())
-        _read_until(sock, b"s OK")
-        sock.settimeout(1.0)
-        with contextlib.suppress(TimeoutError):
-            sock.sendall(_fetches())
-        _assert_bounded(srv, "tls")
-        sock.close()
+        with client_ctx.wrap_socket(_client(port)) as sock:
+            _read_until(sock, b"\r\n")
+            sock.sendall(f"l LOGIN alice@example.org {PASSWORD}\r\ns SELECT INBOX\r\n".encode())
+            _read_until(sock, b"s OK")
+            sock.settimeout(1.0)
+            with contextlib.suppress(TimeoutError):
+                sock.sendall(_fetches())
+            _assert_bounded(srv, "tls")
         on_loop(srv, srv.extra_server.close)  # type: ignore[attr-defined]

@@ -33,6 +33,8 @@ import logging
 import zlib
 from typing import Any
 
+from pushmail.net.small_reads import SmallReads
+
 log = logging.getLogger("pushmail.compress")
 
 SERVER_WBITS = 12
@@ -163,7 +165,7 @@ class CompressTransport(asyncio.Transport):
         return self._layer.raw.get_extra_info(name, default)
 
 
-class CompressLayer(asyncio.Protocol):
+class CompressLayer(SmallReads):
     """Sits between the transport below (TCP or our TLS layer) and the connection."""
 
     def __init__(self, inner: asyncio.Protocol, raw: asyncio.Transport) -> None:

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from pushmail.imap.selected import SelectedView
     from pushmail.net.hibernate import Hibernator
     from pushmail.store.interfaces import User
+from pushmail.net.small_reads import SmallReads
 from pushmail.net.storethread import StoreRunner
 from pushmail.store.interfaces import Store, StoreError, StoreUnavailable
 
@@ -127,7 +128,7 @@ def _is_loopback_host(host: str) -> bool:
         return False
 
 
-class ImapConnection(asyncio.Protocol):
+class ImapConnection(SmallReads):
     __slots__ = (
         "_bad",
         "_ctx",

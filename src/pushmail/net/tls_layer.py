@@ -22,6 +22,7 @@ import logging
 import ssl
 from typing import Any
 
+from pushmail.net.small_reads import SmallReads
 from pushmail.net.tls_keylog import keylog_of
 from pushmail.net.tls_records import CLOSE_NOTIFY, SUITES, RecordLayer, TlsAlert
 
@@ -252,7 +253,7 @@ class TlsTransport(asyncio.Transport):
         return self._layer.inner
 
 
-class TlsLayer(asyncio.Protocol):
+class TlsLayer(SmallReads):
     """Server-side TLS for one connection, wrapping ``inner``."""
 
     def __init__(
