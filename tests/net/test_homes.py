@@ -181,7 +181,7 @@ class Worker:
             auth_pool=ThreadPoolExecutor(max_workers=1),
             connections=set(),
         )
-        self.hib = Hibernator(self.ctx, loop)
+        self.hib = Hibernator(self.ctx, loop, ImapConnection)
         self.ctx.hibernator = self.hib
         self.homes = Homes(index, links.channels, links.loads)
         self.hib.homes = self.homes

@@ -26,7 +26,7 @@ def on_loop(srv: LiveServer, fn: Callable[[], T]) -> T:
 
 def buffered_input(srv: LiveServer) -> list[int]:
     """Bytes each connection's fragmentizer holds."""
-    return on_loop(srv, lambda: [c._frag.buffered for c in srv.ctx.connections])
+    return on_loop(srv, lambda: [c.buffered for c in srv.ctx.connections])
 
 
 def unsent_output(srv: LiveServer) -> list[int]:

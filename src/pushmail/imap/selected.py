@@ -48,6 +48,15 @@ def flags_lines(keywords: tuple[str, ...], readonly: bool) -> list[bytes]:
     return [b"FLAGS (" + words + b")", b"OK [PERMANENTFLAGS " + permanent + b"] ok"]
 
 
+def new_mail_lines(exists: int, recent: int, rev2: bool) -> list[bytes]:
+    """What tells a client of new messages (without ``* `` and CRLF): ``EXISTS``,
+    then ``RECENT``, which IMAP4rev2 no longer has (RFC 9051 §E). The one rule for
+    a live session (``SelectedView.refresh``) and a hibernated one."""
+    if rev2:
+        return [b"%d EXISTS" % exists]
+    return [b"%d EXISTS" % exists, b"%d RECENT" % recent]
+
+
 @dataclass(slots=True)
 class SelectedView:
     mailbox_id: int
@@ -152,9 +161,7 @@ class SelectedView:
         new = [m for m in ch.changed if m.uid >= first_new]
         if new:
             self._append_new(store, new)
-            out.append(b"%d EXISTS" % len(self.uids))
-            if not self.rev2:
-                out.append(b"%d RECENT" % len(self.recent))
+            out.extend(new_mail_lines(len(self.uids), len(self.recent), self.rev2))
         for meta in ch.changed:  # new messages need no FETCH: EXISTS announced them
             if meta.uid >= first_new or meta.uid in self.pending_expunge:
                 continue

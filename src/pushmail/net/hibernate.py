@@ -36,33 +36,38 @@ import select
 import socket
 import time
 from array import array
-from collections.abc import Coroutine, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any, cast
 
-from pushmail.imap.selected import SelectedView, flags_lines
+from pushmail.imap.connection import BYE_AUTOLOGOUT, KEEPALIVE
+from pushmail.imap.selected import SelectedView, flags_lines, new_mail_lines
 from pushmail.metrics import wakeup
 from pushmail.net.hibernated import LOOPBACK, READONLY, REV2, Hibernated, last_words, rebuild_view
 from pushmail.net.homes import MAX_RECORD, Homes, RecordFields, batches, encode_record
+from pushmail.net.imap_login import IdleConn
 from pushmail.net.keepalive import keepalive_due
 from pushmail.net.tls_layer import TlsLayer
 from pushmail.store.interfaces import Changes, Store, StoreUnavailable, User
 
 if TYPE_CHECKING:
-    from pushmail.net.imap_conn import ImapConnection, ImapContext
+    from pushmail.net.imap_login import ImapContext
+
+# Makes the connection a hibernated record resumes as (``ImapConnection``): given,
+# not imported, so that the driver and hibernation do not import each other.
+NewConnection = Callable[["ImapContext", bool], IdleConn]
 
 log = logging.getLogger("pushmail.hibernate")
 
 _EPOLL_FLAGS = select.EPOLLIN | select.EPOLLRDHUP
 _GONE = select.EPOLLHUP | select.EPOLLERR
 
-_AUTOLOGOUT = b"* BYE autologout; idle for too long\r\n"
 # The housekeeping wheel's slot width, in seconds of wall clock (Hibernator._file).
 _WHEEL_SECONDS = 1.0
 # Seconds a record waits before it moves to its home worker (Hibernator._leave).
 _MOVE_DELAY = 0.05
 
 
-def can_hibernate(conn: ImapConnection) -> bool:
+def can_hibernate(conn: IdleConn) -> bool:
     """Only a plain connection in IDLE with no state beyond the record's."""
     t = conn.transport
     s = conn.session
@@ -88,8 +93,11 @@ def can_hibernate(conn: ImapConnection) -> bool:
 class Hibernator:
     """One per worker: the epoll set of hibernated sockets and their records."""
 
-    def __init__(self, ctx: ImapContext, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, ctx: ImapContext, loop: asyncio.AbstractEventLoop, new_connection: NewConnection
+    ) -> None:
         self._ctx = ctx
+        self._new_connection = new_connection
         self._loop = loop
         self._epoll = select.epoll()
         self._records: dict[int, Hibernated] = {}
@@ -132,7 +140,7 @@ class Hibernator:
         }
 
     # -- going to sleep -----------------------------------------------------------
-    def hibernate(self, conn: ImapConnection) -> bool:
+    def hibernate(self, conn: IdleConn) -> bool:
         if not can_hibernate(conn):
             return False
         transport = conn.transport
@@ -306,9 +314,8 @@ class Hibernator:
                 rec.recent = rec.recent + array("I", (m.uid for m in new if m.uid >= floor))
             rec.exists += len(new)
             rec.uidnext = max(rec.uidnext, new[-1].uid + 1, ch.uidnext)
-            out += b"* %d EXISTS\r\n" % rec.exists
-            if not rec.bits & REV2:  # IMAP4rev2 has no RECENT (RFC 9051 §E)
-                out += b"* %d RECENT\r\n" % len(rec.recent)
+            lines = new_mail_lines(rec.exists, len(rec.recent), bool(rec.bits & REV2))
+            out += b"".join(b"* " + line + b"\r\n" for line in lines)
         if out:
             self._send(rec, out)
         return True
@@ -336,8 +343,6 @@ class Hibernator:
         self._spawn(self._rehydrate(rec, pending))
 
     async def _rehydrate(self, rec: Hibernated, pending: bytes | None) -> None:
-        from pushmail.net.imap_conn import ImapConnection
-
         def job(store: Store) -> tuple[User, SelectedView] | None:
             user = store.get_user_by_id(rec.user_id)
             box = store.get_mailbox_by_id(rec.mailbox_id)
@@ -352,11 +357,11 @@ class Hibernator:
                 sock.close()
                 return
             user, view = found
-            conn = ImapConnection(self._ctx, secure=rec.tls is not None)
+            conn = self._new_connection(self._ctx, rec.tls is not None)
             conn.resume_idle(rec.tag, user, view, rec.bits & LOOPBACK != 0, rec.last_activity)
-            proto: asyncio.Protocol = conn
+            proto = cast(asyncio.Protocol, conn)
             if rec.tls is not None and self._ctx.tls is not None:
-                proto = TlsLayer(conn, self._ctx.tls, state=rec.tls)
+                proto = TlsLayer(cast(asyncio.Protocol, conn), self._ctx.tls, state=rec.tls)
             raw, _ = await self._loop.connect_accepted_socket(lambda: proto, sock)
         except Exception:
             log.exception("could not resume a hibernated connection")
@@ -410,13 +415,13 @@ class Hibernator:
                     continue  # gone, or filed again since
                 if now - rec.last_activity > autologout:
                     with contextlib.suppress(OSError):
-                        os.write(rec.fd, last_words(rec, _AUTOLOGOUT))
+                        os.write(rec.fd, last_words(rec, BYE_AUTOLOGOUT))
                     self._drop(rec)
                     continue
                 if keepalive and wall >= keepalive_due(
                     rec.last_write + offset, rec.user_id, keepalive
                 ):
-                    self._send(rec, b"* OK Still here\r\n")
+                    self._send(rec, KEEPALIVE)
                 if self._records.get(rec.fd) is rec:
                     self._file(rec)
 

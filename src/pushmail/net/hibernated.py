@@ -10,17 +10,14 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from pushmail.imap.selected import SelectedView
 from pushmail.net.homes import RecordFields
+from pushmail.net.imap_login import IdleConn
 from pushmail.net.tls_layer import TlsState
 from pushmail.net.tls_records import RecordLayer
 from pushmail.store.interfaces import Store
-
-if TYPE_CHECKING:
-    from pushmail.net.hibernate import Hibernator
-    from pushmail.net.imap_conn import ImapConnection
 
 # Hibernated.bits
 CONDSTORE = 1
@@ -30,6 +27,13 @@ READONLY = 8
 REV2 = 16
 
 _NO_RECENT: array[int] = array("I")
+
+
+class Owner(Protocol):
+    """Who keeps the records (``net/hibernate.Hibernator``): not imported, so that
+    the two modules do not import each other."""
+
+    def wake(self, rec: Hibernated) -> None: ...
 
 
 class Hibernated:
@@ -53,7 +57,7 @@ class Hibernated:
         "wheel_slot",
     )
 
-    def __init__(self, fd: int, conn: ImapConnection, owner: Hibernator) -> None:
+    def __init__(self, fd: int, conn: IdleConn, owner: Owner) -> None:
         s = conn.session
         assert s.user is not None and s.view is not None
         v = s.view
@@ -84,7 +88,7 @@ class Hibernated:
         self.wheel_slot = 0  # see Hibernator._file
 
     @classmethod
-    def restore(cls, fd: int, owner: Hibernator, f: RecordFields) -> Hibernated:
+    def restore(cls, fd: int, owner: Owner, f: RecordFields) -> Hibernated:
         """A record sent by another worker (``net/homes.py``); ``ValueError`` if its
         TLS state cannot be restored."""
         rec = cls.__new__(cls)

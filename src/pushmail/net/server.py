@@ -24,6 +24,7 @@ from pushmail.auth.passwords import hash_password
 from pushmail.config import Config, Endpoint, ImapSettings
 from pushmail.events.factory import open_bus
 from pushmail.events.interfaces import ServerBus
+from pushmail.imap.connection import BYE_AUTOLOGOUT
 from pushmail.imap.session import ServerInfo
 from pushmail.metrics.service import start_metrics
 from pushmail.net import tls_keylog, tls_layer
@@ -87,7 +88,7 @@ class Housekeeper:
 
         for conn in list(self._ctx.connections):
             if now - conn.last_activity > s.autologout:
-                conn.close(b"* BYE autologout; idle for too long\r\n")
+                conn.close(BYE_AUTOLOGOUT)
                 continue
             user = conn.session.user
             if not conn.idling or user is None:
@@ -189,7 +190,7 @@ def _imap_context(
         guard=guard,
     )
     if config.imap_settings.hibernate:
-        hib = ctx.hibernator = Hibernator(ctx, loop)
+        hib = ctx.hibernator = Hibernator(ctx, loop, ImapConnection)
         if links is not None and config.imap_settings.home_workers:
             hib.homes = Homes(worker, links.channels, links.loads)
             hib.homes.start(loop, hib.adopt)
