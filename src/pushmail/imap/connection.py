@@ -137,6 +137,7 @@ LOGGED_IN = Signal("logged-in")  # no longer a pre-login connection (caps)
 Effect = bytes | RunCommand | VerifyPassword | SaslStep | Close | Report | Signal
 
 _CLOSED_CAPS = FragCaps(0, 0)
+_LOGINS = (c.Login, c.Authenticate)  # a tuple: ``A | B`` would be built at every call
 
 
 @functools.lru_cache(maxsize=16)
@@ -277,23 +278,25 @@ class ConnectionMachine:
             return
         self._bad = 0
         self._waiting = True
-        login = isinstance(cmd, c.Login | c.Authenticate)
-        self._queue.append(RunCommand(cmd, Flag.NEW_LAYER in row.flags, login))
+        self._queue.append(RunCommand(cmd, Flag.NEW_LAYER in row.flags, isinstance(cmd, _LOGINS)))
 
     # -- outcomes the driver reports ------------------------------------------------
     def command_done(self, action: Action | None, out: bytes) -> None:
         """The command of the last ``RunCommand`` ran: ``out`` is its output."""
+        self._waiting = False
         if self.mode == "closed":  # closed while it ran: nothing follows
-            self._waiting = False
             return
         q = self._queue
-        kind = action.kind if action is not None else None
+        if action is None:  # most commands: just their output
+            if out:
+                q.append(out)
+            return
+        kind = action.kind
         if kind == "notify":
             q.append(NOTIFY)  # before the OK: no hint may fall between OK and listening
         if out:
             q.append(out)
-        self._waiting = False
-        if action is None or kind == "notify":
+        if kind == "notify":
             return
         if kind == "verify":
             self._waiting = True
