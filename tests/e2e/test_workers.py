@@ -52,7 +52,9 @@ def homes_server(tmp_path: Path) -> Iterator[Server]:
 
 @pytest.fixture
 def one_delivery_worker(tmp_path: Path) -> Iterator[Server]:
-    yield from _server(tmp_path, "", top="delivery_workers = 1\n")
+    """IMAP sessions stay where they were accepted (no home worker), so the test can
+    see that IMAP still spreads over every worker while mail goes to one."""
+    yield from _server(tmp_path, "home_workers = false\n", top="delivery_workers = 1\n")
 
 
 def _children(pid: int) -> list[int]:
@@ -60,15 +62,31 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()]
 
 
-def _conn_count(pid: int) -> int:
-    """How many TCP sockets a process holds (its open socket fds)."""
+def _local_ports() -> dict[str, int]:
+    """Socket inode -> local port of every established TCP socket on the machine."""
+    ports: dict[str, int] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[3] == "01":  # ESTABLISHED
+                    ports[fields[9]] = int(fields[1].rsplit(":", 1)[1], 16)
+    return ports
+
+
+def _conn_count(pid: int, *ports: int) -> int:
+    """How many established TCP connections to ``ports`` a process holds. Counted by
+    port: a worker also opens sockets of its own (bus, channels) now and then, and
+    those must not pass for accepted clients."""
+    local = _local_ports()
     n = 0
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
-            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
-                n += 1
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
         except OSError:
-            pass
+            continue
+        if link.startswith("socket:[") and local.get(link[8:-1]) in ports:
+            n += 1
     return n
 
 
@@ -120,11 +138,11 @@ def test_delivery_reaches_idlers_in_every_worker(workers_server: Server) -> None
     socks: list[socket.socket] = []
     workers = _children(srv.proc.pid)
     assert len(workers) == WORKERS
-    before = {w: _conn_count(w) for w in workers}
+    before = {w: _conn_count(w, srv.imap, srv.imaps) for w in workers}
     try:
         for i in range(SESSIONS):
             socks.append(_idle(srv, i, "alice"))
-        busy = [w for w in workers if _conn_count(w) - before[w] >= 4]
+        busy = [w for w in workers if _conn_count(w, srv.imap, srv.imaps) - before[w] >= 4]
         assert len(busy) >= 2, "SO_REUSEPORT should spread connections over workers"
         t0 = time.monotonic()
         replies = lmtp_deliver(srv, message("to every worker"))
@@ -195,7 +213,7 @@ def test_mail_is_taken_by_the_delivery_workers_only(one_delivery_worker: Server)
     assert srv.proc is not None
     workers = _children(srv.proc.pid)
     assert len(workers) == WORKERS
-    before = {w: _conn_count(w) for w in workers}
+    before = {w: _conn_count(w, srv.smtp, srv.lmtp) for w in workers}
     clients: list[smtplib.SMTP] = []
     socks: list[socket.socket] = []
     try:
@@ -205,12 +223,14 @@ def test_mail_is_taken_by_the_delivery_workers_only(one_delivery_worker: Server)
             smtp = smtplib.SMTP("127.0.0.1", srv.smtp, timeout=10)
             smtp.ehlo()
             clients += [lmtp, smtp]
-        gained = sorted(_conn_count(w) - before[w] for w in workers)
+        gained = sorted(_conn_count(w, srv.smtp, srv.lmtp) - before[w] for w in workers)
         assert gained == [0, 0, 8], gained
+        imap_before = {w: _conn_count(w, srv.imap, srv.imaps) for w in workers}
         for i in range(SESSIONS):
             socks.append(_idle(srv, i, "alice"))
-        busy = [w for w in workers if _conn_count(w) - before[w] >= 4]
-        assert len(busy) >= 2, "IMAP connections still spread over the workers"
+        counts = {w: _conn_count(w, srv.imap, srv.imaps) - imap_before[w] for w in workers}
+        busy = [w for w in workers if counts[w] >= 4]
+        assert len(busy) >= 2, ("IMAP connections still spread over the workers", counts)
         clients[0].sendmail("sender@example.com", ["alice@example.org"], message("one door"))
         for s in socks:
             read_until(s, rb"\* 1 EXISTS\r\n")
