@@ -195,22 +195,24 @@ def memory(nodes: list[PushmailInstance]) -> TreeMemory:
 
 
 def idle_sessions(nodes: list[PushmailInstance], users: list[tuple[str, str]], count: int,
-                  pool: ClientPool) -> dict[str, Any]:  # fmt: skip
-    """Open ``count`` idling sessions spread over the nodes; memory per session."""
+                  pools: list[ClientPool]) -> dict[str, Any]:  # fmt: skip
+    """Open ``count`` idling sessions spread over the nodes, through the node's own
+    client pool (a pool's workers take one batch of sessions in their life: a
+    second ``open`` on one pool would wait forever); memory per session."""
     if count == 0:
         return {"sessions_ready": 0}
     time.sleep(1.0)  # let the delivery burst's garbage settle before the baseline
     before = memory(nodes)
     sessions = plan_sessions(count, users)
-    for j, node in enumerate(nodes):
+    for j, (node, pool) in enumerate(zip(nodes, pools, strict=True)):
         pool.open("127.0.0.1", node.imap_port, sessions[j :: len(nodes)], timeout=120)
-    ready = len(pool.baseline)
+    ready = sum(len(pool.baseline) for pool in pools)
     time.sleep(1.0)
     grown = memory(nodes).minus(before)
     per = (lambda kb: round(kb / ready, 2)) if ready else (lambda kb: None)
     return {
         "sessions_ready": ready,
-        "sessions_failed": len(pool.failed),
+        "sessions_failed": sum(len(pool.failed) for pool in pools),
         "idle_kb_per_session": {"pss": per(grown.pss_kb), "uss": per(grown.uss_kb)},
     }
 
@@ -241,12 +243,14 @@ def run_config(kind: str, n: int, args: argparse.Namespace, root: Path) -> dict[
         config = workdir / "import.toml"
         config.write_text(node_config(store_url, bus))
         import_users(workdir, config, first.data_dir, users)
-        pool = ClientPool(procs=2, concurrency=100)
+        # One client process per node, started before the baseline is read.
+        pools = [ClientPool(procs=1, concurrency=100) for _ in nodes]
         try:
             for node in nodes:
                 node.log_path = workdir / f"{node.workdir.name}.log"
                 node.start()
-            pool.spawn()
+            for pool in pools:
+                pool.spawn()
             sampler = ConnectionSampler(store_url) if store_url else None
             if sampler is not None:
                 with sampler:
@@ -262,11 +266,12 @@ def run_config(kind: str, n: int, args: argparse.Namespace, root: Path) -> dict[
             }
             if burst.errors:
                 figures["first_error"] = burst.errors[0]
-            figures |= idle_sessions(nodes, users, args.sessions, pool)
+            figures |= idle_sessions(nodes, users, args.sessions, pools)
             if sampler is not None:
                 figures["pg_connections_idle"] = sampler.now()
         finally:
-            pool.close()
+            for pool in pools:
+                pool.close()
             for node in nodes:
                 node.stop()
     log(json.dumps(figures))
