@@ -9,7 +9,8 @@ connections each node holds (``pg_stat_activity``).
 Needs PostgreSQL (a server where the given role may create databases; each run
 creates one and drops it) and NATS. Everything listens on 127.0.0.1; every figure is
 bounded by the counts given and the whole run by ``--timeout``. Prints one JSON line
-(progress on stderr).
+(progress on stderr) and appends it to ``bench/results/cluster.jsonl`` (not with
+``--no-save``).
 
 What is measured, per configuration (SQLite with 1 node, PostgreSQL + NATS with each
 count of ``--nodes``), on fresh data:
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import secrets
 import subprocess
 import sys
@@ -69,6 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
     p.add_argument("--nats", default="nats://127.0.0.1:4222")
     p.add_argument("--no-sqlite", action="store_true", help="skip the SQLite reference")
+    p.add_argument("--no-save", action="store_true", help="do not append to bench/results")
     args = p.parse_args(argv)
     args.node_counts = [int(n) for n in args.nodes.split(",") if n.strip()]
     if not all(1 <= n <= MAX_NODES for n in args.node_counts):
@@ -296,6 +299,7 @@ def main(argv: list[str] | None = None) -> None:
         ("postgresql", n) for n in args.node_counts
     ]
     runs: list[dict[str, Any]] = []
+    load_before = round(os.getloadavg()[0], 2)
     with TemporaryDirectory(prefix="pushmail-cluster-") as tmp:
         for kind, n in plan:
             if time.monotonic() > deadline:
@@ -303,14 +307,22 @@ def main(argv: list[str] | None = None) -> None:
                 runs.append({"store": kind, "nodes": n, "skipped": "timeout"})
                 continue
             runs.append(run_config(kind, n, args, Path(tmp)))
-    print(json.dumps({
+    # The machine's load at both ends: nodes, clients and PostgreSQL share its CPUs.
+    line = json.dumps({
         "bench": "cluster",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "cpus": os.cpu_count(),
+        "load_avg_1m": [load_before, round(os.getloadavg()[0], 2)],
         "users": args.users,
         "deliveries": args.deliveries,
         "sessions": args.sessions,
         "connections_per_node": args.connections,
         "runs": runs,
-    }))  # fmt: skip
+    })  # fmt: skip
+    print(line)
+    if not args.no_save:
+        with open(Path(__file__).resolve().parent / "results" / "cluster.jsonl", "a") as f:
+            f.write(line + "\n")
 
 
 if __name__ == "__main__":

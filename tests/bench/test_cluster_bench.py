@@ -30,7 +30,7 @@ def test_one_sqlite_node_and_two_postgresql_nodes() -> None:
     require_postgres()
     url = nats_url()
     tiny = ["--nodes", "2", "--users", "4", "--deliveries", "24", "--sessions", "8",
-            "--connections", "2", "--timeout", "240"]  # fmt: skip
+            "--connections", "2", "--timeout", "240", "--no-save"]  # fmt: skip
     out = subprocess.run(
         [sys.executable, str(BENCH), *tiny, "--postgres", ADMIN_URL, "--nats", url],
         capture_output=True,
