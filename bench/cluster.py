@@ -251,7 +251,11 @@ def run_config(kind: str, n: int, args: argparse.Namespace, root: Path) -> dict[
         try:
             for node in nodes:
                 node.log_path = workdir / f"{node.workdir.name}.log"
-                node.start()
+            # Side by side: each takes seconds to import and connect on a busy machine.
+            for node in nodes:
+                node.spawn()
+            for node in nodes:
+                node.wait_ready()
             for pool in pools:
                 pool.spawn()
             sampler = ConnectionSampler(store_url) if store_url else None
