@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= ./pushmail-data
 
-.PHONY: run test venv lint typecheck pytest bench clean docs-cluster
+.PHONY: run test venv lint typecheck pytest bench clean docs-cluster cluster
 
 # Stamps: what is installed in .venv, redone only when pyproject.toml changes. `run`
 # needs the package and its dependencies; `test` adds the test tools (mypy, ruff,
@@ -22,6 +22,11 @@ $(RUN_STAMP): pyproject.toml | $(BIN)/python
 
 $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
+	touch $@ $(RUN_STAMP)
+
+PG_STAMP := $(VENV)/.stamp-postgres
+$(PG_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[postgres]'
 	touch $@ $(RUN_STAMP)
 
 venv: $(TEST_STAMP)
@@ -46,6 +51,12 @@ test: lint typecheck pytest
 bench: venv
 	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python bench/idle_scale.py --n 1000,10000 --dovecot-n 10000 --hold 10 --timeout 870
+
+# Two nodes on this machine sharing one PostgreSQL database and one NATS server, which
+# must already run (docs/cluster.md, "Two nodes on one machine"); Ctrl-C stops both.
+# Other servers or ports: make cluster CLUSTER_ARGS="--store postgresql://... --bus nats://..."
+cluster: $(PG_STAMP)
+	$(BIN)/python -m pushmail.cluster_demo $(CLUSTER_ARGS)
 
 # docs/cluster.png from its source (needs Graphviz: apt install graphviz).
 docs-cluster:

@@ -9,7 +9,8 @@ connections each node holds (``pg_stat_activity``).
 Needs PostgreSQL (a server where the given role may create databases; each run
 creates one and drops it) and NATS. Everything listens on 127.0.0.1; every figure is
 bounded by the counts given and the whole run by ``--timeout``. Prints one JSON line
-(progress on stderr).
+(progress on stderr) and appends it to ``bench/results/cluster.jsonl`` (not with
+``--no-save``).
 
 What is measured, per configuration (SQLite with 1 node, PostgreSQL + NATS with each
 count of ``--nodes``), on fresh data:
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import secrets
 import subprocess
 import sys
@@ -69,6 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
     p.add_argument("--nats", default="nats://127.0.0.1:4222")
     p.add_argument("--no-sqlite", action="store_true", help="skip the SQLite reference")
+    p.add_argument("--no-save", action="store_true", help="do not append to bench/results")
     args = p.parse_args(argv)
     args.node_counts = [int(n) for n in args.nodes.split(",") if n.strip()]
     if not all(1 <= n <= MAX_NODES for n in args.node_counts):
@@ -195,22 +198,24 @@ def memory(nodes: list[PushmailInstance]) -> TreeMemory:
 
 
 def idle_sessions(nodes: list[PushmailInstance], users: list[tuple[str, str]], count: int,
-                  pool: ClientPool) -> dict[str, Any]:  # fmt: skip
-    """Open ``count`` idling sessions spread over the nodes; memory per session."""
+                  pools: list[ClientPool]) -> dict[str, Any]:  # fmt: skip
+    """Open ``count`` idling sessions spread over the nodes, through the node's own
+    client pool (a pool's workers take one batch of sessions in their life: a
+    second ``open`` on one pool would wait forever); memory per session."""
     if count == 0:
         return {"sessions_ready": 0}
     time.sleep(1.0)  # let the delivery burst's garbage settle before the baseline
     before = memory(nodes)
     sessions = plan_sessions(count, users)
-    for j, node in enumerate(nodes):
+    for j, (node, pool) in enumerate(zip(nodes, pools, strict=True)):
         pool.open("127.0.0.1", node.imap_port, sessions[j :: len(nodes)], timeout=120)
-    ready = len(pool.baseline)
+    ready = sum(len(pool.baseline) for pool in pools)
     time.sleep(1.0)
     grown = memory(nodes).minus(before)
     per = (lambda kb: round(kb / ready, 2)) if ready else (lambda kb: None)
     return {
         "sessions_ready": ready,
-        "sessions_failed": len(pool.failed),
+        "sessions_failed": sum(len(pool.failed) for pool in pools),
         "idle_kb_per_session": {"pss": per(grown.pss_kb), "uss": per(grown.uss_kb)},
     }
 
@@ -241,12 +246,18 @@ def run_config(kind: str, n: int, args: argparse.Namespace, root: Path) -> dict[
         config = workdir / "import.toml"
         config.write_text(node_config(store_url, bus))
         import_users(workdir, config, first.data_dir, users)
-        pool = ClientPool(procs=2, concurrency=100)
+        # One client process per node, started before the baseline is read.
+        pools = [ClientPool(procs=1, concurrency=100) for _ in nodes]
         try:
             for node in nodes:
                 node.log_path = workdir / f"{node.workdir.name}.log"
-                node.start()
-            pool.spawn()
+            # Side by side: each takes seconds to import and connect on a busy machine.
+            for node in nodes:
+                node.spawn()
+            for node in nodes:
+                node.wait_ready()
+            for pool in pools:
+                pool.spawn()
             sampler = ConnectionSampler(store_url) if store_url else None
             if sampler is not None:
                 with sampler:
@@ -262,11 +273,12 @@ def run_config(kind: str, n: int, args: argparse.Namespace, root: Path) -> dict[
             }
             if burst.errors:
                 figures["first_error"] = burst.errors[0]
-            figures |= idle_sessions(nodes, users, args.sessions, pool)
+            figures |= idle_sessions(nodes, users, args.sessions, pools)
             if sampler is not None:
                 figures["pg_connections_idle"] = sampler.now()
         finally:
-            pool.close()
+            for pool in pools:
+                pool.close()
             for node in nodes:
                 node.stop()
     log(json.dumps(figures))
@@ -291,6 +303,7 @@ def main(argv: list[str] | None = None) -> None:
         ("postgresql", n) for n in args.node_counts
     ]
     runs: list[dict[str, Any]] = []
+    load_before = round(os.getloadavg()[0], 2)
     with TemporaryDirectory(prefix="pushmail-cluster-") as tmp:
         for kind, n in plan:
             if time.monotonic() > deadline:
@@ -298,14 +311,22 @@ def main(argv: list[str] | None = None) -> None:
                 runs.append({"store": kind, "nodes": n, "skipped": "timeout"})
                 continue
             runs.append(run_config(kind, n, args, Path(tmp)))
-    print(json.dumps({
+    # The machine's load at both ends: nodes, clients and PostgreSQL share its CPUs.
+    line = json.dumps({
         "bench": "cluster",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "cpus": os.cpu_count(),
+        "load_avg_1m": [load_before, round(os.getloadavg()[0], 2)],
         "users": args.users,
         "deliveries": args.deliveries,
         "sessions": args.sessions,
         "connections_per_node": args.connections,
         "runs": runs,
-    }))  # fmt: skip
+    })  # fmt: skip
+    print(line)
+    if not args.no_save:
+        with open(Path(__file__).resolve().parent / "results" / "cluster.jsonl", "a") as f:
+            f.write(line + "\n")
 
 
 if __name__ == "__main__":

@@ -110,6 +110,12 @@ class PushmailInstance:
 
     def start(self, timeout: float = 60.0) -> None:
         """Start ``pushmail serve`` in its own session and wait for IMAP and LMTP."""
+        self.spawn()
+        self.wait_ready(timeout)
+
+    def spawn(self) -> None:
+        """Start ``pushmail serve`` without waiting (see :meth:`wait_ready`); from the
+        thread that outlives it (its parent-death signal follows the thread)."""
         args = [
             "serve",
             "--data-dir", str(self.data_dir),
@@ -137,6 +143,9 @@ class PushmailInstance:
         finally:
             if stderr is not sys.stderr:
                 stderr.close()
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         for port, greeting in ((self.imap_port, b"* OK"), (self.lmtp_port, b"220")):
             wait_for_greeting(port, greeting, deadline, self.process)

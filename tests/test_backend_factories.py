@@ -67,6 +67,12 @@ def test_cluster_urls_are_kept() -> None:
     bus = parse_bus_url(config.bus_url)
     assert (bus.kind, bus.server, bus.prefix) == ("nats", "nats://n1:4222", "a.b")
     assert parse_store_url("postgres:///mail?host=/run/postgresql").kind == "postgresql"
+    # libpq is given the URL without pushmail's own parameters, host or no host.
+    assert parse_store_url("postgresql:///mail?pool_timeout=2").dsn == "postgresql:///mail"
+    assert (
+        parse_store_url("postgresql://pm@db:5433/mail?sslmode=require&pool_max_size=3").dsn
+        == "postgresql://pm@db:5433/mail?sslmode=require"
+    )
 
 
 @pytest.mark.parametrize(

@@ -93,7 +93,10 @@ def _postgresql(url: str) -> StoreUrl:
         if not low <= number <= high:
             raise StoreUrlError(f"{key} must be from {low} to {high}, got {value!r} in {url!r}")
         pool[key] = number
-    dsn = parts._replace(query=urlencode(params)).geturl()
+    # Not geturl(): urlunsplit drops the "//" of a URL without a host, and libpq
+    # does not take "postgresql:/mail" (a Unix-socket URL is "postgresql:///mail").
+    query = urlencode(params)
+    dsn = f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{query}" if query else "")
     return StoreUrl("postgresql", url, dsn=dsn, pool=pool)
 
 
