@@ -106,7 +106,7 @@ def fill_mailboxes(data_dir: Path, users: list[tuple[str, str]], count: int) -> 
     far longer than the run it prepares, and the server's per-session memory must be
     shown not to depend on mailbox size, not how fast mailboxes fill.
     """
-    from pushmail.mime.structure import build_cache
+    from pushmail.imap.structure import build_cache
     from pushmail.store.interfaces import NewMessage
     from pushmail.store.sqlite import SqliteStore
 
@@ -344,7 +344,7 @@ def plan_label(fig: Figures) -> str:
     return f"{fig['server']} n={fig['n']}{tls} fill={fig['fill']}"
 
 
-# What each worker's stats file says once all sessions idle (net/server.py).
+# What each worker's stats file says once all sessions idle (server/serve.py).
 _WORKER_KEYS = (
     "worker",
     "connections",

@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from pushmail.client.connection import CommandFailed, ConnectionLost, ImapConnection
-from pushmail.client.heartbeat import Beat
+from pushmail.client.connection import CommandFailed, ConnectionLost, Counters, ImapConnection
+from pushmail.client.heartbeat import Beat, Heartbeat
 from pushmail.client.mailbox import (
     NEW_MESSAGE_ITEMS,
     MailboxInfo,
@@ -45,6 +45,7 @@ from pushmail.client.mailbox import (
     new_messages,
     new_messages_command,
 )
+from pushmail.client.pipeline import Pipeline
 from pushmail.client.pushed import SelectedPushes
 from pushmail.client.response import Tagged, Untagged
 from pushmail.client.rules import MessageInfo
@@ -52,8 +53,38 @@ from pushmail.client.settings import Account
 from pushmail.client.state import FolderState
 from pushmail.imap.commands import Fetch, Notify, NotifyEvent, NotifyGroup, Select, Status
 
-if TYPE_CHECKING:
-    from pushmail.client.watcher import AccountWatcher
+
+class AccountWatcher(Protocol):
+    """What NOTIFY watching uses of the account's watcher (``watcher.AccountWatcher``,
+    which calls in here: a protocol, so this module does not import it back)."""
+
+    account: Account
+    pipeline: Pipeline
+    heartbeat: Heartbeat
+    counters: Counters
+
+    def event(self, name: str, **fields: object) -> None: ...
+    def beat(self, conn: ImapConnection, **where: object) -> Beat: ...
+    def first_cursor(self, info: MailboxInfo) -> int | None: ...
+    async def resync(self, conn: ImapConnection, folder: str) -> MailboxInfo: ...
+    async def catch_up(self, conn: ImapConnection, folder: str, info: MailboxInfo) -> None: ...
+    async def fetch_and_announce(
+        self,
+        conn: ImapConnection,
+        folder: str,
+        st: FolderState,
+        modseq: int | None,
+        uids: tuple[int, ...] | None = None,
+    ) -> FolderState: ...
+    async def announce(
+        self,
+        conn: ImapConnection | None,
+        folder: str,
+        st: FolderState,
+        new: list[MessageInfo],
+        modseq: int | None,
+    ) -> FolderState: ...
+
 
 __all__ = ["PUSH_GRACE", "kept_selected", "notify_groups", "watch_by_notify"]
 

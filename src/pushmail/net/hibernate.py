@@ -44,8 +44,8 @@ from pushmail.metrics import wakeup
 from pushmail.net.hibernated import LOOPBACK, READONLY, REV2, Hibernated, last_words, rebuild_view
 from pushmail.net.homes import MAX_RECORD, Homes, RecordFields, batches, encode_record
 from pushmail.net.keepalive import keepalive_due
-from pushmail.net.tls_layer import TlsLayer
 from pushmail.store.interfaces import Changes, Store, StoreUnavailable, User
+from pushmail.transport.tls_layer import TlsLayer
 
 if TYPE_CHECKING:
     from pushmail.net.imap_conn import ImapConnection, ImapContext

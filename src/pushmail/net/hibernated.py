@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 from pushmail.imap.selected import SelectedView
 from pushmail.net.homes import RecordFields
-from pushmail.net.tls_layer import TlsState
-from pushmail.net.tls_records import RecordLayer
 from pushmail.store.interfaces import Store
+from pushmail.transport.tls_layer import TlsState
+from pushmail.transport.tls_records import RecordLayer
 
 if TYPE_CHECKING:
     from pushmail.net.hibernate import Hibernator

@@ -45,18 +45,18 @@ from pushmail.imap.session import Action, ServerInfo, Session, State
 from pushmail.imap.store_errors import reply_text, response_code
 from pushmail.metrics import wakeup
 from pushmail.metrics.series import COMMAND_SECONDS, CONNECTS
-from pushmail.net.compress import start_compression
-from pushmail.net.conncap import ConnectionGate, peer_host
 from pushmail.net.idle_hub import IdleHub
-from pushmail.net.tls_layer import TlsLayer
+from pushmail.transport.compress import start_compression
+from pushmail.transport.conncap import ConnectionGate, peer_host
+from pushmail.transport.tls_layer import TlsLayer
 
 if TYPE_CHECKING:
     from pushmail.imap.selected import SelectedView
     from pushmail.net.hibernate import Hibernator
     from pushmail.store.interfaces import User
-from pushmail.net.small_reads import SmallReads
-from pushmail.net.storethread import StoreRunner
 from pushmail.store.interfaces import Store, StoreError, StoreUnavailable
+from pushmail.threads.store_runner import StoreRunner
+from pushmail.transport.small_reads import SmallReads
 
 log = logging.getLogger("pushmail.imap")
 
