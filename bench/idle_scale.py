@@ -107,8 +107,8 @@ def fill_mailboxes(data_dir: Path, users: list[tuple[str, str]], count: int) -> 
     shown not to depend on mailbox size, not how fast mailboxes fill.
     """
     from pushmail.imap.structure import build_cache
+    from pushmail.store.factory import open_store, sqlite_url
     from pushmail.store.interfaces import NewMessage
-    from pushmail.store.sqlite import SqliteStore
 
     started = time.monotonic()
     raw = (
@@ -116,7 +116,7 @@ def fill_mailboxes(data_dir: Path, users: list[tuple[str, str]], count: int) -> 
         f"Message-ID: <filler@{DOMAIN}>\r\n\r\nfiller\r\n"
     ).encode()
     message = NewMessage(raw, build_cache(raw))
-    store = SqliteStore(data_dir / "pushmail.sqlite3")
+    store = open_store(sqlite_url(data_dir / "pushmail.sqlite3"))
     try:
         targets = []
         for address, _ in users:
