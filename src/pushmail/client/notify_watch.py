@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from pushmail.client.connection import CommandFailed, ConnectionLost, Counters, ImapConnection
+from pushmail.client.connection import CommandFailed, ConnectionLost, Counters, ImapClient
 from pushmail.client.heartbeat import Beat, Heartbeat
 from pushmail.client.mailbox import (
     NEW_MESSAGE_ITEMS,
@@ -64,13 +64,13 @@ class AccountWatcher(Protocol):
     counters: Counters
 
     def event(self, name: str, **fields: object) -> None: ...
-    def beat(self, conn: ImapConnection, **where: object) -> Beat: ...
+    def beat(self, conn: ImapClient, **where: object) -> Beat: ...
     def first_cursor(self, info: MailboxInfo) -> int | None: ...
-    async def resync(self, conn: ImapConnection, folder: str) -> MailboxInfo: ...
-    async def catch_up(self, conn: ImapConnection, folder: str, info: MailboxInfo) -> None: ...
+    async def resync(self, conn: ImapClient, folder: str) -> MailboxInfo: ...
+    async def catch_up(self, conn: ImapClient, folder: str, info: MailboxInfo) -> None: ...
     async def fetch_and_announce(
         self,
-        conn: ImapConnection,
+        conn: ImapClient,
         folder: str,
         st: FolderState,
         modseq: int | None,
@@ -78,7 +78,7 @@ class AccountWatcher(Protocol):
     ) -> FolderState: ...
     async def announce(
         self,
-        conn: ImapConnection | None,
+        conn: ImapClient | None,
         folder: str,
         st: FolderState,
         new: list[MessageInfo],
@@ -116,9 +116,7 @@ def notify_groups(folders: tuple[str, ...], fetch: bool) -> tuple[NotifyGroup, .
     )
 
 
-async def watch_by_notify(
-    w: AccountWatcher, conn: ImapConnection, folders: tuple[str, ...]
-) -> None:
+async def watch_by_notify(w: AccountWatcher, conn: ImapClient, folders: tuple[str, ...]) -> None:
     """Watch ``folders`` on ``conn`` until the link breaks; return at once if the
     server refuses ``NOTIFY SET``."""
     selected = kept_selected(w.account)
@@ -129,7 +127,7 @@ async def watch_by_notify(
 
 
 async def _notify_set(
-    w: AccountWatcher, conn: ImapConnection, folders: tuple[str, ...], selected: str | None
+    w: AccountWatcher, conn: ImapClient, folders: tuple[str, ...], selected: str | None
 ) -> bool | None:
     """True: new mail of the kept folder is pushed with its headers; False: without
     (or no folder is kept); None: NOTIFY SET refused."""
@@ -150,7 +148,7 @@ async def _notify_set(
 @dataclass
 class NotifyWatch:
     w: AccountWatcher
-    conn: ImapConnection
+    conn: ImapClient
     folders: tuple[str, ...]
     selected: str | None  # the folder kept selected between catch-ups
     fetch_pushed: bool  # its new mail comes with UID and headers
