@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= ./pushmail-data
 
-.PHONY: run test venv lint typecheck pytest bench clean docs-cluster cluster
+.PHONY: run test venv lint typecheck pytest bench clean docs-cluster docs-graph cluster
 
 # Stamps: what is installed in .venv, redone only when pyproject.toml changes. `run`
 # needs the package and its dependencies; `test` adds the test tools (mypy, ruff,
@@ -61,6 +61,12 @@ cluster: $(PG_STAMP)
 # docs/cluster.png from its source (needs Graphviz: apt install graphviz).
 docs-cluster:
 	dot -Tpng docs/cluster.dot -o docs/cluster.png
+
+# docs/import_graph.png: the packages and the direction of their imports, from the
+# source (docs/tools/import_graph.py; tests/test_import_graph.py keeps the .dot current).
+docs-graph:
+	$(PY) docs/tools/import_graph.py > docs/import_graph.dot
+	dot -Tpng docs/import_graph.dot -o docs/import_graph.png
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

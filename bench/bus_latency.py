@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pushmail.events.factory import open_bus, unix_url
 from pushmail.events.interfaces import MailboxChanged
 from pushmail.events.nats import NatsBus
 from pushmail.events.unixsock import UnixSocketBus
@@ -40,10 +41,16 @@ def log(message: str) -> None:
     print(f"[bus_latency] {message}", file=sys.stderr, flush=True)
 
 
-def make_bus(kind: str, where: str, prefix: str, name: str) -> Bus:
+def make_bus(kind: str, where: str, prefix: str) -> Bus:
+    """The bus a server would open for the same URL (``open_bus``, the one place
+    that builds one)."""
     if kind == "nats":
-        return NatsBus(where, prefix, name=name)
-    return UnixSocketBus(Path(where))
+        url = f"{where}?prefix={prefix}" if prefix else where
+    else:
+        url = unix_url(Path(where))
+    bus = open_bus(url)
+    assert isinstance(bus, (NatsBus, UnixSocketBus))
+    return bus
 
 
 async def ready(bus: Bus) -> None:
@@ -59,7 +66,7 @@ async def ready(bus: Bus) -> None:
 async def receive(kind: str, where: str, prefix: str, count: int, timeout: float) -> None:
     """Node B: one listener; print the latencies (ns) as JSON when done."""
     loop = asyncio.get_running_loop()
-    bus = make_bus(kind, where, prefix, "bench-b")
+    bus = make_bus(kind, where, prefix)
     bus.start(loop)
     latencies: list[int] = []
     done = asyncio.Event()
@@ -84,7 +91,7 @@ async def receive(kind: str, where: str, prefix: str, count: int, timeout: float
 async def publish(kind: str, where: str, prefix: str, count: int, gap: float) -> dict[str, Any]:
     """Node A: start B, publish ``count`` hints, read B's latencies."""
     loop = asyncio.get_running_loop()
-    bus = make_bus(kind, where, prefix, "bench-a")
+    bus = make_bus(kind, where, prefix)
     bus.start(loop)
     if isinstance(bus, NatsBus):
         await bus.wait_connected(10)

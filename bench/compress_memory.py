@@ -4,7 +4,7 @@ Starts ``pushmail serve`` (one worker), opens N connections that LOGIN, optional
 COMPRESS DEFLATE, SELECT INBOX and IDLE, waits for the memory to settle, and prints
 one JSON line: the server's USS/RSS growth per connection for each mode. Compressed
 connections keep a zlib stream each (and do not hibernate), so this is the figure
-that ``net/compress.py``'s window and memLevel choices are about. Loopback only.
+that ``transport/compress.py``'s window and memLevel choices are about. Loopback only.
 
     .venv/bin/python bench/compress_memory.py --connections 1000
 """

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from wire_capture import Capture, NetnsPair
 from wire_client import WireClient, tls_context
 
-from pushmail.net.tls import CERT_NAME, KEY_NAME, ensure_certificate
+from pushmail.transport.tls import CERT_NAME, KEY_NAME, ensure_certificate
 
 USER = "phone@cost.test"
 PASSWORD = "cost-bench-pw"

@@ -139,7 +139,7 @@ class DovecotInstance:
         shutil.chown(passwd, "root", "dovecot")
         passwd.chmod(0o640)
         if self.tls:
-            from pushmail.net.tls import ensure_certificate
+            from pushmail.transport.tls import ensure_certificate
 
             ensure_certificate(self.workdir, "localhost")  # read by doveconf, as root
         self.config_path.write_text(render_config(self, mail_user, mail_group))

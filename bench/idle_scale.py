@@ -106,9 +106,9 @@ def fill_mailboxes(data_dir: Path, users: list[tuple[str, str]], count: int) -> 
     far longer than the run it prepares, and the server's per-session memory must be
     shown not to depend on mailbox size, not how fast mailboxes fill.
     """
-    from pushmail.mime.structure import build_cache
+    from pushmail.imap.structure import build_cache
+    from pushmail.store.factory import open_store, sqlite_url
     from pushmail.store.interfaces import NewMessage
-    from pushmail.store.sqlite import SqliteStore
 
     started = time.monotonic()
     raw = (
@@ -116,7 +116,7 @@ def fill_mailboxes(data_dir: Path, users: list[tuple[str, str]], count: int) -> 
         f"Message-ID: <filler@{DOMAIN}>\r\n\r\nfiller\r\n"
     ).encode()
     message = NewMessage(raw, build_cache(raw))
-    store = SqliteStore(data_dir / "pushmail.sqlite3")
+    store = open_store(sqlite_url(data_dir / "pushmail.sqlite3"))
     try:
         targets = []
         for address, _ in users:
@@ -344,7 +344,7 @@ def plan_label(fig: Figures) -> str:
     return f"{fig['server']} n={fig['n']}{tls} fill={fig['fill']}"
 
 
-# What each worker's stats file says once all sessions idle (net/server.py).
+# What each worker's stats file says once all sessions idle (server/serve.py).
 _WORKER_KEYS = (
     "worker",
     "connections",

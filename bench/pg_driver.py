@@ -42,9 +42,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from pushmail.store.factory import open_store, sqlite_url
 from pushmail.store.interfaces import MessageCache, NewMessage, Store
-from pushmail.store.postgres import PostgresStore
-from pushmail.store.sqlite import SqliteStore
 
 _TABLE = "CREATE TABLE bench (id bigint PRIMARY KEY, payload text NOT NULL)"
 _INSERT = "INSERT INTO bench (id, payload) VALUES (%s, %s)"
@@ -198,17 +197,17 @@ def main() -> int:
         figures["psycopg"] = bench_psycopg(url, args.rounds, args.n, 0)
         figures["psycopg_pool"] = bench_pool(url, args.rounds, args.n, total)
         figures["asyncpg"] = bench_asyncpg(url, args.rounds, args.n, 2 * total)
-        figures["store_pg"] = bench_store(PostgresStore(url), args.rounds, args.n // 5)
+        figures["store_pg"] = bench_store(open_store(url), args.rounds, args.n // 5)
         with tempfile.TemporaryDirectory() as tmp:
-            sqlite = SqliteStore(Path(tmp) / "store.sqlite3")
+            sqlite = open_store(sqlite_url(Path(tmp) / "store.sqlite3"))
             figures["store_sqlite"] = bench_store(sqlite, args.rounds, args.n // 5)
             figures["parallel_sqlite"] = bench_parallel(
-                lambda: SqliteStore(Path(tmp) / "store.sqlite3"), args.threads, args.n // 2
+                lambda: open_store(sqlite_url(Path(tmp) / "store.sqlite3")),
+                args.threads,
+                args.n // 2,
             )
         # The threads' stores share the process's pool (POOL_MAX_SIZE connections).
-        figures["parallel_pg"] = bench_parallel(
-            lambda: PostgresStore(url), args.threads, args.n // 2
-        )
+        figures["parallel_pg"] = bench_parallel(lambda: open_store(url), args.threads, args.n // 2)
     finally:
         with psycopg.connect(args.url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

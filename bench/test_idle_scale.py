@@ -222,7 +222,7 @@ def test_dovecot_end_to_end_over_tls() -> None:
 
 
 def test_client_tls_speaks_to_pushmails_server_context(tmp_path: Path) -> None:
-    from pushmail.net.tls import ensure_certificate, server_context
+    from pushmail.transport.tls import ensure_certificate, server_context
 
     server_ctx = server_context(*ensure_certificate(tmp_path, "localhost"))
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()

@@ -1,6 +1,6 @@
 """A TLS 1.3 front that issues session tickets, forwarding to pushmail's plain IMAP.
 
-pushmail itself sends no TLS 1.3 tickets (``net/tls.py``: each worker would have its
+pushmail itself sends no TLS 1.3 tickets (``transport/tls.py``: each worker would have its
 own ticket key), so a resumed handshake cannot be measured against it directly. This
 front, run in the server's namespace with pushmail's own certificate and Python's
 OpenSSL defaults (two tickets after each full handshake), shows what a resumed

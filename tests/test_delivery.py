@@ -150,6 +150,6 @@ def test_publish_failure_still_delivers(store: SqliteStore) -> None:
 
 
 def test_default_cache_builder_is_the_mime_package(store: SqliteStore) -> None:
-    from pushmail.mime.structure import build_cache
+    from pushmail.imap.structure import build_cache
 
     assert Deliverer(store, Recorder())._make_cache is build_cache

@@ -12,10 +12,10 @@ import pytest
 
 from pushmail.delivery import Deliverer, RecipientResult
 from pushmail.events.interfaces import MailboxChanged
-from pushmail.net.storethread import StoreRunner
 from pushmail.smtp.delivery_port import LocalDelivery
 from pushmail.store.interfaces import Appended, MessageCache, NewMessage, Store, StoreError, User
 from pushmail.store.sqlite import SqliteStore
+from pushmail.threads.store_runner import StoreRunner
 
 
 def raw(n: int) -> bytes:

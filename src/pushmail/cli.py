@@ -189,7 +189,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from pushmail.metrics import prepare as prepare_metrics
 
     prepare_metrics(config.data_dir)  # before anything imports prometheus-client
-    from pushmail.net.workers import run_server  # the whole server stack, only when serving
+    from pushmail.supervisor.workers import run_server  # the whole server stack, only when serving
 
     try:
         run_server(config)

@@ -69,7 +69,7 @@ class Limits:
     # Unsent output (bytes) above which a connection's next command waits.
     max_output: int = 256 * 1024
     # Connections one worker holds (all listeners); 0: its descriptor limit less a
-    # reserve for the store, the bus and outgoing requests (net/conncap.py).
+    # reserve for the store, the bus and outgoing requests (transport/conncap.py).
     max_connections: int = 0
     max_prelogin_per_address: int = 500  # IMAP connections not yet logged in, per address
     prelogin_timeout: float = 60.0  # seconds to log in (IMAP, submission); 0 = off

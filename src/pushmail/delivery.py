@@ -70,7 +70,7 @@ class Deliverer:
         max_size: int | None = None,
     ) -> None:
         if make_cache is None:
-            from pushmail.mime.structure import build_cache  # written alongside; lazy
+            from pushmail.imap.structure import build_cache  # written alongside; lazy
 
             make_cache = build_cache
         self._store = store

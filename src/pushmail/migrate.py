@@ -95,7 +95,7 @@ def migrate(config: Config, target: str) -> dict[str, int]:
 def _refresh_structures(source: Path) -> None:
     """ENVELOPE/BODYSTRUCTURE computed by older code are redone before the copy:
     the PostgreSQL store keeps no structure version to redo them later."""
-    from pushmail.mime.structure import STRUCTURE_VERSION, build_cache
+    from pushmail.imap.structure import STRUCTURE_VERSION, build_cache
     from pushmail.store.sqlite_refresh import refresh_structures
 
     refresh_structures(source, STRUCTURE_VERSION, build_cache)

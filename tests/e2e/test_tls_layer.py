@@ -1,4 +1,4 @@
-"""The lean TLS layer (net/tls_layer.py) as a TLS client meets it: handshake, data
+"""The lean TLS layer (transport/tls_layer.py) as a TLS client meets it: handshake, data
 both ways, and an orderly close_notify that ends the connection (a clean close must
 not leave the server reading forever)."""
 

@@ -1,4 +1,4 @@
-"""TLS sessions after they leave OpenSSL (net/tls_records.py), driven by real clients:
+"""TLS sessions after they leave OpenSSL (transport/tls_records.py), driven by real clients:
 ``openssl s_client`` with each TLS 1.3 cipher suite, a KeyUpdate the client asks us
 to answer, a session that hibernates in between, and TLS 1.2, which stays on OpenSSL.
 The server's stats count which path each session took."""

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "traces"))
 from imap_harness import LineClient, live_server
 
-from pushmail.net.compress import (
+from pushmail.transport.compress import (
     MAX_INFLATE_CHUNK,
     CompressionError,
     Deflater,

@@ -10,7 +10,7 @@ import pytest
 from pushmail.imap.commands import FetchAtt, FetchBody, Section
 from pushmail.imap.errors import CommandFailed
 from pushmail.imap.fetch_render import FetchContext, render_fetch
-from pushmail.mime.structure import build_cache
+from pushmail.imap.structure import build_cache
 from pushmail.store.interfaces import MessageCache
 
 DATA = Path(__file__).parents[1] / "mime" / "data"

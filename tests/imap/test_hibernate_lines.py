@@ -25,8 +25,8 @@ from pushmail.net.hibernated import READONLY, REV2, Hibernated
 from pushmail.net.homes import RecordFields
 from pushmail.net.idle_hub import IdleHub
 from pushmail.net.imap_conn import ImapConnection, ImapContext
-from pushmail.net.storethread import StoreRunner
 from pushmail.store.sqlite import SqliteStore
+from pushmail.threads.store_runner import StoreRunner
 
 _OPEN: list[socket.socket] = []
 

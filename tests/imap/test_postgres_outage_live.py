@@ -14,7 +14,7 @@ from imap_harness import LineClient, LiveServer, message
 from pg_proxy import CuttableProxy
 from pg_testdb import scratch_database
 from pushmail.events.interfaces import MailboxChanged
-from pushmail.mime.structure import build_cache
+from pushmail.imap.structure import build_cache
 from pushmail.store.interfaces import NewMessage
 
 

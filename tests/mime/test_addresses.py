@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from pushmail.imap.search_eval import address_text
+from pushmail.imap.structure import addresses
 from pushmail.mime.addresses import Address, Group, parse_addresses
-from pushmail.mime.structure import addresses
 
 A = Address
 

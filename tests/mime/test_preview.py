@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 
+from pushmail.imap.structure import build_cache
 from pushmail.mime.preview import PREVIEW_CHARS
-from pushmail.mime.structure import build_cache
 
 
 def preview(raw: bytes) -> str | None:

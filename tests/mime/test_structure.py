@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sexp import read
 
+from pushmail.imap.structure import body_structure, build_cache, count_lines, envelope
 from pushmail.mime.rawparts import parse_message
-from pushmail.mime.structure import body_structure, build_cache, count_lines, envelope
 
 Eml = Callable[..., bytes]
 

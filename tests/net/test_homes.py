@@ -22,7 +22,7 @@ from pushmail.config import Limits
 from pushmail.events.interfaces import MailboxChanged
 from pushmail.events.local import LocalBus
 from pushmail.imap.session import ServerInfo
-from pushmail.mime.structure import build_cache
+from pushmail.imap.structure import build_cache
 from pushmail.net.hibernate import Hibernator
 from pushmail.net.homes import (
     HomeLinks,
@@ -35,9 +35,9 @@ from pushmail.net.homes import (
 )
 from pushmail.net.idle_hub import IdleHub
 from pushmail.net.imap_conn import ImapConnection, ImapContext
-from pushmail.net.storethread import StoreRunner
 from pushmail.store.interfaces import NewMessage, Store
 from pushmail.store.sqlite import SqliteStore
+from pushmail.threads.store_runner import StoreRunner
 
 PASSWORD = "secret"
 T = TypeVar("T")

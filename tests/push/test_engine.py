@@ -16,8 +16,7 @@ from push_endpoint import PushEndpoint
 from pushmail.delivery import Deliverer
 from pushmail.events.interfaces import MailboxChanged
 from pushmail.events.unixsock import UnixSocketBus
-from pushmail.mime.structure import build_cache
-from pushmail.net.storethread import StoreRunner
+from pushmail.imap.structure import build_cache
 from pushmail.push.db import DbThread, Device
 from pushmail.push.db_sqlite import SqlitePushDB
 from pushmail.push.dispatcher import DeliveryPolicy, Dispatcher
@@ -26,6 +25,7 @@ from pushmail.push.rules import Rules
 from pushmail.push.senders import Sender, WebhookSender
 from pushmail.store.interfaces import NewMessage, Store
 from pushmail.store.sqlite import SqliteStore
+from pushmail.threads.store_runner import StoreRunner
 
 POLICY = DeliveryPolicy(hold=2.0, min_interval=30.0, lifetime=600.0)
 USER = "alice@example.org"

@@ -24,7 +24,6 @@ from pg_proxy import CuttableProxy
 from pg_testdb import scratch_database
 from pushmail.delivery import Deliverer
 from pushmail.events.interfaces import MailboxChanged
-from pushmail.net.storethread import StoreRunner
 from pushmail.push.alert import Alert
 from pushmail.push.db import DbThread, Device
 from pushmail.push.db_open import open_push_db
@@ -36,6 +35,7 @@ from pushmail.push.senders import Sender, WebhookSender
 from pushmail.store.pg_base import StoreUnavailable
 from pushmail.store.pg_schema import new_pool
 from pushmail.store.postgres import PostgresStore
+from pushmail.threads.store_runner import StoreRunner
 
 POLICY = DeliveryPolicy(hold=0.0, min_interval=0.0, lifetime=600.0, batch=8)
 NODE = Path(__file__).with_name("cluster_node.py")

@@ -9,8 +9,8 @@ import asyncio
 import errno
 import socket
 
-from pushmail.net.acceptor import Acceptor, listening_sockets
-from pushmail.net.conncap import ExhaustionLog
+from pushmail.transport.acceptor import Acceptor, listening_sockets
+from pushmail.transport.conncap import ExhaustionLog
 
 
 class _Exhausted:

@@ -21,11 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from imap_harness import PASSWORD, LiveServer, live_server
 from sec_harness import buffered_input, on_loop, unsent_output
 
-from pushmail.mime.structure import build_cache
+from pushmail.imap.structure import build_cache
 from pushmail.net.imap_conn import ImapConnection
-from pushmail.net.tls import ensure_certificate, server_context
-from pushmail.net.tls_layer import TlsLayer
 from pushmail.store.interfaces import NewMessage, Store
+from pushmail.transport.tls import ensure_certificate, server_context
+from pushmail.transport.tls_layer import TlsLayer
 
 MAX_OUTPUT = 256 * 1024
 BODY = 100_000  # bytes of the one message; each FETCH replies with all of it

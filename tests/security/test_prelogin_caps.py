@@ -14,8 +14,8 @@ from imap_harness import LineClient, LiveServer, live_server
 from sec_harness import on_loop
 
 from pushmail.config import Config, ImapSettings, Limits
-from pushmail.net.conncap import ConnectionGate
-from pushmail.net.server import Housekeeper
+from pushmail.server.serve import Housekeeper
+from pushmail.transport.conncap import ConnectionGate
 
 
 def _gate(srv: LiveServer, per_address: int, timeout: float) -> ConnectionGate:

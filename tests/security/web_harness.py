@@ -25,10 +25,10 @@ from pushmail import seclog  # noqa: E402
 from pushmail.auth.passwords import hash_password  # noqa: E402
 from pushmail.config import load_config  # noqa: E402
 from pushmail.events.unixsock import UnixSocketBus  # noqa: E402
-from pushmail.net.storethread import StoreRunner  # noqa: E402
-from pushmail.net.tls import ensure_certificate, server_context  # noqa: E402
-from pushmail.push.service import PushService, start_push  # noqa: E402
+from pushmail.server.push_service import PushService, start_push  # noqa: E402
 from pushmail.store.sqlite import SqliteStore  # noqa: E402
+from pushmail.threads.store_runner import StoreRunner  # noqa: E402
+from pushmail.transport.tls import ensure_certificate, server_context  # noqa: E402
 
 ALICE = ("alice@example.org", "alice-pw")
 

@@ -17,11 +17,11 @@ import pytest
 from pushmail.auth.passwords import hash_password
 from pushmail.config import Config, Endpoint, Limits
 from pushmail.events.interfaces import MailboxChanged
-from pushmail.net.storethread import StoreRunner
-from pushmail.net.tls import ensure_certificate, server_context
 from pushmail.smtp.servers import SmtpListener, start_smtp_servers
 from pushmail.store.interfaces import Store
 from pushmail.store.sqlite import SqliteStore
+from pushmail.threads.store_runner import StoreRunner
+from pushmail.transport.tls import ensure_certificate, server_context
 
 T = TypeVar("T")
 

@@ -257,7 +257,7 @@ def test_old_structures_are_recomputed_once(url: str) -> None:
     are redone from the texts once, and not again when current."""
     from test_structure_refresh import FOLDED, OLD
 
-    from pushmail.mime.structure import STRUCTURE_VERSION, build_cache
+    from pushmail.imap.structure import STRUCTURE_VERSION, build_cache
 
     store = PostgresStore(url)
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from pushmail.mime.structure import build_cache
+from pushmail.imap.structure import build_cache
 from pushmail.store.interfaces import MessageCache, NewMessage, Store, User
 
 RAW = b"Subject: hi\r\nContent-Type: text/plain\r\n\r\nSee you at  noon.\r\n> old\r\n"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pushmail.mime.structure import STRUCTURE_VERSION, build_cache
+from pushmail.imap.structure import STRUCTURE_VERSION, build_cache
 from pushmail.store.interfaces import MessageCache, NewMessage
 from pushmail.store.sqlite import SqliteStore
 from pushmail.store.sqlite_refresh import refresh_structures, stored_structure_version

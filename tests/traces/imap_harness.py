@@ -29,12 +29,12 @@ from pushmail.events.local import LocalBus
 from pushmail.imap.command_table import check_allowed, parse_command
 from pushmail.imap.handlers import run_command
 from pushmail.imap.session import ServerInfo, Session
-from pushmail.mime.structure import build_cache
+from pushmail.imap.structure import build_cache
 from pushmail.net.idle_hub import IdleHub
 from pushmail.net.imap_conn import ImapConnection, ImapContext
-from pushmail.net.storethread import StoreRunner
 from pushmail.store.interfaces import Appended, MessageCache, NewMessage, Store, User
 from pushmail.store.sqlite import SqliteStore
+from pushmail.threads.store_runner import StoreRunner
 
 PASSWORD = "secret"
 T = TypeVar("T")

@@ -16,10 +16,10 @@ from push_endpoint import PushEndpoint
 from pushmail.auth.passwords import hash_password
 from pushmail.config import load_config
 from pushmail.events.unixsock import UnixSocketBus
-from pushmail.net.storethread import StoreRunner
-from pushmail.net.tls import ensure_certificate, server_context
-from pushmail.push.service import start_push
+from pushmail.server.push_service import start_push
 from pushmail.store.sqlite import SqliteStore
+from pushmail.threads.store_runner import StoreRunner
+from pushmail.transport.tls import ensure_certificate, server_context
 from pushmail.web.app import make_app
 from pushmail.web.openapi import openapi
 

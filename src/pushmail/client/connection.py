@@ -54,7 +54,7 @@ __all__ = [
     "ConnectionLost",
     "Counters",
     "Endpoint",
-    "ImapConnection",
+    "ImapClient",
     "ServerBusy",
     "format_fingerprint",
     "normalize_fingerprint",
@@ -207,7 +207,7 @@ def _rejected(ep: Endpoint, e: ssl.SSLCertVerificationError) -> CertificateRejec
     )
 
 
-class ImapConnection:
+class ImapClient:
     """An open IMAP connection; use ``open`` to make one."""
 
     def __init__(
@@ -238,7 +238,7 @@ class ImapConnection:
     @classmethod
     async def open(
         cls, ep: Endpoint, counters: Counters, timeout: float, keepalive: float = 0
-    ) -> ImapConnection:
+    ) -> ImapClient:
         """Connect, read the greeting (and STARTTLS if asked); all within ``timeout``."""
         ctx = _tls_context(ep) if ep.tls != "none" else None
         try:
@@ -476,7 +476,7 @@ async def server_certificate(ep: Endpoint, timeout: float) -> bytes:
     """The DER certificate the server presents (unverified: this is how one finds
     out what to pin), over implicit TLS or after STARTTLS."""
     unchecked = Endpoint(ep.host, ep.port, ep.tls, verify=False)
-    conn = await ImapConnection.open(unchecked, Counters(), timeout)
+    conn = await ImapClient.open(unchecked, Counters(), timeout)
     try:
         return _peer_der(conn._writer)
     finally:

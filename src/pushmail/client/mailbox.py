@@ -29,7 +29,7 @@ from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
 from pathlib import Path
 
-from pushmail.client.connection import ImapConnection
+from pushmail.client.connection import ImapClient
 from pushmail.client.response import (
     ResponseError,
     Untagged,
@@ -84,7 +84,7 @@ class MailboxInfo:
     qresync_from: int | None = None
 
 
-def qresync_params(conn: ImapConnection, known: FolderState | None) -> QresyncParams | None:
+def qresync_params(conn: ImapClient, known: FolderState | None) -> QresyncParams | None:
     """The QRESYNC parameter for a folder we know (UIDVALIDITY and HIGHESTMODSEQ stored)
     on a connection where ``ENABLE QRESYNC`` succeeded; None otherwise."""
     if "QRESYNC" not in conn.enabled or known is None or not known.highestmodseq:
@@ -93,7 +93,7 @@ def qresync_params(conn: ImapConnection, known: FolderState | None) -> QresyncPa
 
 
 async def examine(
-    conn: ImapConnection, folder: str, known: FolderState | None = None, plain: bool = False
+    conn: ImapClient, folder: str, known: FolderState | None = None, plain: bool = False
 ) -> MailboxInfo:
     """EXAMINE (read-only: watching must not clear \\Recent), with QRESYNC from the
     ``known`` state where possible, else with CONDSTORE if offered; ``plain``: with
@@ -138,7 +138,7 @@ def examined(
     )
 
 
-async def status(conn: ImapConnection, folder: str) -> dict[str, int]:
+async def status(conn: ImapClient, folder: str) -> dict[str, int]:
     """STATUS folder (UIDNEXT UIDVALIDITY [HIGHESTMODSEQ]) — the polling probe."""
     items = ("UIDNEXT", "UIDVALIDITY") + (
         ("HIGHESTMODSEQ",) if "CONDSTORE" in conn.capabilities else ()
@@ -163,7 +163,7 @@ NEW_MESSAGE_ITEMS: tuple[FetchAtt, ...] = (
 
 
 def new_messages_command(
-    conn: ImapConnection, cursor: int, uids: tuple[int, ...] | None = None
+    conn: ImapClient, cursor: int, uids: tuple[int, ...] | None = None
 ) -> Fetch | None:
     """``UID FETCH`` of every message from the cursor on (only ``uids`` among them,
     when QRESYNC already named them); None when nothing is to be fetched."""
@@ -197,7 +197,7 @@ def new_messages(
 
 
 async def fetch_new(
-    conn: ImapConnection,
+    conn: ImapClient,
     account: str,
     folder: str,
     uidvalidity: int,
@@ -250,7 +250,7 @@ def message_info(
     )
 
 
-async def fetch_whole(conn: ImapConnection, uid: int) -> bytes | None:
+async def fetch_whole(conn: ImapClient, uid: int) -> bytes | None:
     cmd = Fetch(conn.next_tag(), _uid_set(uid, uid), ("UID", FetchBody(peek=True)), uid=True)
     return _body(await conn.command(cmd), "BODY[]")
 
@@ -264,7 +264,7 @@ def _body(result: tuple[list[Untagged], object], key: str) -> bytes | None:
     return None
 
 
-async def fetch_partial(conn: ImapConnection, uid: int, limit: int) -> bytes | None:
+async def fetch_partial(conn: ImapClient, uid: int, limit: int) -> bytes | None:
     """Headers, then the first ``limit`` bytes of the first text part (BODYSTRUCTURE first)."""
     cmd = Fetch(conn.next_tag(), _uid_set(uid, uid), ("BODYSTRUCTURE",), uid=True)
     untagged, _ = await conn.command(cmd)
@@ -309,7 +309,7 @@ def _leading_tuples(bs: tuple[Value, ...]) -> list[tuple[Value, ...]]:
     return out
 
 
-async def leave(conn: ImapConnection) -> None:
+async def leave(conn: ImapClient) -> None:
     """Deselect (the folder was EXAMINEd: CLOSE expunges nothing). The polling probe
     needs this: STATUS on the selected folder may answer from the session's own,
     unsynchronised view (Dovecot does: new mail stays unseen until a NOOP), and RFC
@@ -338,7 +338,7 @@ def _store(path: Path, data: bytes, replace_key: str | None) -> str:
 
 
 async def download(
-    conn: ImapConnection, cfg: Download, info: MessageInfo, replace_key: str | None = None
+    conn: ImapClient, cfg: Download, info: MessageInfo, replace_key: str | None = None
 ) -> MessageInfo:
     """Fetch by the policy and store in the folder's Maildir; the info gains ``path``."""
     whole = info.size <= cfg.max_size

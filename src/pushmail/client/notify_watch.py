@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from pushmail.client.connection import CommandFailed, ConnectionLost, ImapConnection
-from pushmail.client.heartbeat import Beat
+from pushmail.client.connection import CommandFailed, ConnectionLost, Counters, ImapClient
+from pushmail.client.heartbeat import Beat, Heartbeat
 from pushmail.client.mailbox import (
     NEW_MESSAGE_ITEMS,
     MailboxInfo,
@@ -45,6 +45,7 @@ from pushmail.client.mailbox import (
     new_messages,
     new_messages_command,
 )
+from pushmail.client.pipeline import Pipeline
 from pushmail.client.pushed import SelectedPushes
 from pushmail.client.response import Tagged, Untagged
 from pushmail.client.rules import MessageInfo
@@ -52,8 +53,38 @@ from pushmail.client.settings import Account
 from pushmail.client.state import FolderState
 from pushmail.imap.commands import Fetch, Notify, NotifyEvent, NotifyGroup, Select, Status
 
-if TYPE_CHECKING:
-    from pushmail.client.watcher import AccountWatcher
+
+class AccountWatcher(Protocol):
+    """What NOTIFY watching uses of the account's watcher (``watcher.AccountWatcher``,
+    which calls in here: a protocol, so this module does not import it back)."""
+
+    account: Account
+    pipeline: Pipeline
+    heartbeat: Heartbeat
+    counters: Counters
+
+    def event(self, name: str, **fields: object) -> None: ...
+    def beat(self, conn: ImapClient, **where: object) -> Beat: ...
+    def first_cursor(self, info: MailboxInfo) -> int | None: ...
+    async def resync(self, conn: ImapClient, folder: str) -> MailboxInfo: ...
+    async def catch_up(self, conn: ImapClient, folder: str, info: MailboxInfo) -> None: ...
+    async def fetch_and_announce(
+        self,
+        conn: ImapClient,
+        folder: str,
+        st: FolderState,
+        modseq: int | None,
+        uids: tuple[int, ...] | None = None,
+    ) -> FolderState: ...
+    async def announce(
+        self,
+        conn: ImapClient | None,
+        folder: str,
+        st: FolderState,
+        new: list[MessageInfo],
+        modseq: int | None,
+    ) -> FolderState: ...
+
 
 __all__ = ["PUSH_GRACE", "kept_selected", "notify_groups", "watch_by_notify"]
 
@@ -85,9 +116,7 @@ def notify_groups(folders: tuple[str, ...], fetch: bool) -> tuple[NotifyGroup, .
     )
 
 
-async def watch_by_notify(
-    w: AccountWatcher, conn: ImapConnection, folders: tuple[str, ...]
-) -> None:
+async def watch_by_notify(w: AccountWatcher, conn: ImapClient, folders: tuple[str, ...]) -> None:
     """Watch ``folders`` on ``conn`` until the link breaks; return at once if the
     server refuses ``NOTIFY SET``."""
     selected = kept_selected(w.account)
@@ -98,7 +127,7 @@ async def watch_by_notify(
 
 
 async def _notify_set(
-    w: AccountWatcher, conn: ImapConnection, folders: tuple[str, ...], selected: str | None
+    w: AccountWatcher, conn: ImapClient, folders: tuple[str, ...], selected: str | None
 ) -> bool | None:
     """True: new mail of the kept folder is pushed with its headers; False: without
     (or no folder is kept); None: NOTIFY SET refused."""
@@ -119,7 +148,7 @@ async def _notify_set(
 @dataclass
 class NotifyWatch:
     w: AccountWatcher
-    conn: ImapConnection
+    conn: ImapClient
     folders: tuple[str, ...]
     selected: str | None  # the folder kept selected between catch-ups
     fetch_pushed: bool  # its new mail comes with UID and headers

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from pushmail.client.connection import Counters, ImapConnection
+from pushmail.client.connection import Counters, ImapClient
 from pushmail.client.hooks import EventLog, HookRunner
 from pushmail.client.mailbox import download
 from pushmail.client.rules import MessageInfo, decide, read_mute
@@ -46,7 +46,7 @@ class Pipeline:
         now = dt.datetime.now().astimezone()
         return decide(self.config, info, now, read_mute(self.config.state_dir)).wanted
 
-    async def handle(self, info: MessageInfo, conn: ImapConnection | None) -> None:
+    async def handle(self, info: MessageInfo, conn: ImapClient | None) -> None:
         key = (info.account, info.folder, info.uidvalidity, info.uid)
         if self.state.is_claimed(*key):
             return

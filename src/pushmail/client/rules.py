@@ -23,6 +23,7 @@ from email.utils import getaddresses
 from pathlib import Path
 
 from pushmail.client.settings import Rule, WatchConfig
+from pushmail.client.timespec import parse_quiet_hours, parse_when
 
 __all__ = [
     "Decision",
@@ -135,18 +136,8 @@ def _config_mute(config: WatchConfig) -> dt.datetime | None:
 
 # -------------------------------------------------------------------------- time
 
-_HHMM = re.compile(r"\s*([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-3]):([0-5]\d)\s*\Z")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])", re.I)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_quiet_hours(text: str) -> tuple[dt.time, dt.time]:
-    """``"22:00-07:00"`` → (start, end); a span may cross midnight."""
-    m = _HHMM.match(text)
-    if m is None:
-        raise ValueError(f"quiet_hours: expected HH:MM-HH:MM, got {text!r}")
-    h1, m1, h2, m2 = (int(g) for g in m.groups())
-    return dt.time(h1, m1), dt.time(h2, m2)
 
 
 def in_quiet_hours(spans: tuple[str, ...], now: dt.datetime) -> bool:
@@ -173,15 +164,6 @@ def parse_duration(text: str) -> dt.timedelta:
     if not text or pos != len(text):
         raise ValueError(f"not a duration: {text!r} (e.g. 2h, 30m, 1h30m)")
     return dt.timedelta(seconds=total)
-
-
-def parse_when(text: str) -> dt.datetime:
-    """An ISO date-time; without an offset it is local time."""
-    try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"not an ISO date-time: {text!r}") from None
-    return when if when.tzinfo is not None else when.astimezone()
 
 
 def mute_path(state_dir: Path) -> Path:

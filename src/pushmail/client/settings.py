@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pushmail.client.connection import Endpoint, normalize_fingerprint
+from pushmail.client.timespec import parse_quiet_hours, parse_when
 from pushmail.config import ConfigError
 
 __all__ = [
@@ -242,8 +243,6 @@ def _check_trust(a: Account, where: str) -> None:
 
 
 def _check(c: WatchConfig) -> None:
-    from pushmail.client.rules import parse_quiet_hours, parse_when
-
     if c.default_action not in ACTIONS:
         raise WatchConfigError(f"default_action must be one of {', '.join(ACTIONS)}")
     for r in c.rules:

@@ -31,7 +31,7 @@ from pushmail.client.connection import (
     CommandFailed,
     ConnectionLost,
     Counters,
-    ImapConnection,
+    ImapClient,
     ServerBusy,
     classify_login_failure,
 )
@@ -56,9 +56,9 @@ __all__ = ["AccountWatcher", "Backoff", "open_account"]
 log = logging.getLogger("pushmail.watch")
 
 
-async def open_account(a: Account, counters: Counters) -> ImapConnection:
+async def open_account(a: Account, counters: Counters) -> ImapClient:
     """Connect and log in; a refused login is sorted into AuthFailed or ServerBusy."""
-    conn = await ImapConnection.open(a.endpoint(), counters, a.response_timeout, a.tcp_keepalive)
+    conn = await ImapClient.open(a.endpoint(), counters, a.response_timeout, a.tcp_keepalive)
     try:
         if not conn.capabilities:
             await conn.command_text("CAPABILITY")
@@ -78,7 +78,7 @@ async def open_account(a: Account, counters: Counters) -> ImapConnection:
     return conn
 
 
-async def enable_qresync(conn: ImapConnection) -> None:
+async def enable_qresync(conn: ImapClient) -> None:
     """``ENABLE QRESYNC`` where offered, so every resync is one QRESYNC EXAMINE. A
     refusal only means resyncing the CONDSTORE / UID-range way."""
     if not {"ENABLE", "QRESYNC"} <= conn.capabilities:
@@ -196,11 +196,11 @@ class AccountWatcher:
         except TimeoutError:
             pass
 
-    async def login(self) -> ImapConnection:
+    async def login(self) -> ImapClient:
         return await open_account(self.account, self.counters)
 
     # -- resync ---------------------------------------------------------------------
-    async def resync(self, conn: ImapConnection, folder: str) -> MailboxInfo:
+    async def resync(self, conn: ImapClient, folder: str) -> MailboxInfo:
         """EXAMINE the folder (QRESYNC from its stored state where possible) and
         announce what arrived since the cursor. An EXISTS heard during the EXAMINE is
         covered by the catch-up; one heard after it (during the fetch) stays news."""
@@ -210,7 +210,7 @@ class AccountWatcher:
         await self.catch_up(conn, folder, info)
         return info
 
-    async def catch_up(self, conn: ImapConnection, folder: str, info: MailboxInfo) -> None:
+    async def catch_up(self, conn: ImapClient, folder: str, info: MailboxInfo) -> None:
         """Announce everything that arrived since the stored cursor, then move it."""
         state = self.pipeline.state
         name = self.account.name
@@ -256,7 +256,7 @@ class AccountWatcher:
 
     async def fetch_and_announce(
         self,
-        conn: ImapConnection,
+        conn: ImapClient,
         folder: str,
         st: FolderState,
         modseq: int | None,
@@ -270,7 +270,7 @@ class AccountWatcher:
 
     async def announce(
         self,
-        conn: ImapConnection | None,
+        conn: ImapClient | None,
         folder: str,
         st: FolderState,
         new: list[MessageInfo],
@@ -310,7 +310,7 @@ class AccountWatcher:
 
         return body
 
-    def beat(self, conn: ImapConnection, **where: object) -> Beat:
+    def beat(self, conn: ImapClient, **where: object) -> Beat:
         """The heartbeat's view of one idling connection: renew by DONE, abort if dead."""
         a = self.account
         silence = a.server_keepalive + a.grace if a.server_keepalive > 0 else None
@@ -331,7 +331,7 @@ class AccountWatcher:
         )  # fmt: skip
         return beat
 
-    async def _idle_loop(self, conn: ImapConnection, folder: str, uidvalidity: int) -> None:
+    async def _idle_loop(self, conn: ImapClient, folder: str, uidvalidity: int) -> None:
         beat = self.beat(conn, folder=folder)
         while True:
             while conn.news:  # including EXISTS heard during the last fetch
@@ -342,7 +342,7 @@ class AccountWatcher:
                 await self.fetch_and_announce(conn, folder, st, None)
             await self._idle_once(conn, beat)
 
-    async def _idle_once(self, conn: ImapConnection, beat: Beat) -> None:
+    async def _idle_once(self, conn: ImapClient, beat: Beat) -> None:
         """One IDLE, until news (or the heartbeat's renewal) ended it with DONE."""
         tag = conn.next_tag()
         await conn.send(f"{tag} IDLE\r\n".encode("ascii"))
@@ -357,7 +357,7 @@ class AccountWatcher:
         finally:
             self.heartbeat.remove(beat)
 
-    async def _idle_round(self, conn: ImapConnection, tag: str, beat: Beat) -> None:
+    async def _idle_round(self, conn: ImapClient, tag: str, beat: Beat) -> None:
         """Read until IDLE's tagged OK (after our DONE on news, or the heartbeat's)."""
         while True:
             if (conn.news or conn.status_news) and beat.probe_sent is None:
@@ -403,7 +403,7 @@ class AccountWatcher:
 
         return body
 
-    async def _poll_loop(self, conn: ImapConnection, folders: tuple[str, ...]) -> None:
+    async def _poll_loop(self, conn: ImapClient, folders: tuple[str, ...]) -> None:
         for f in folders:
             await self.resync(conn, f)
             await leave(conn)
@@ -413,7 +413,7 @@ class AccountWatcher:
             for f in folders:
                 await self._poll_one(conn, f)
 
-    async def _poll_one(self, conn: ImapConnection, folder: str) -> None:
+    async def _poll_one(self, conn: ImapClient, folder: str) -> None:
         st = self.pipeline.state.folder(self.account.name, folder)
         values = await status(conn, folder)
         if st is not None and values.get("UIDVALIDITY") == st.uidvalidity:

@@ -139,7 +139,7 @@ def namespace(s: Session, cmd: c.Namespace, store: Store) -> None:
 
 def compress(s: Session, cmd: c.Compress, store: Store) -> Action:
     """RFC 4978: after this tagged OK (sent uncompressed) both directions are raw
-    DEFLATE; the driver puts ``net/compress.py`` under the connection."""
+    DEFLATE; the driver puts ``transport/compress.py`` under the connection."""
     if s.compressed:
         raise CommandFailed("DEFLATE is already active", "COMPRESSIONACTIVE")
     if cmd.mechanism != "DEFLATE":

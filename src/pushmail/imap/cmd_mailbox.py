@@ -16,7 +16,7 @@ from pushmail.imap.errors import CommandFailed
 from pushmail.imap.listing import has_children, matches, subscribed_matches
 from pushmail.imap.mutf7 import InvalidName
 from pushmail.imap.session import Session
-from pushmail.mime.structure import build_cache
+from pushmail.imap.structure import build_cache
 from pushmail.store.common import mailbox_object_id
 from pushmail.store.interfaces import (
     HIERARCHY_DELIMITER,

@@ -17,21 +17,11 @@ from typing import ClassVar, Literal
 
 from pushmail.imap.types import DateTime, Secret, SequenceSet
 
+# A BODY[section] names a MIME part: defined in mime/ (a leaf module) so that mime/
+# never imports the IMAP core.
+from pushmail.mime.section_spec import Section as Section
+
 # --------------------------------------------------------------------------- FETCH
-
-
-@dataclass(frozen=True, slots=True)
-class Section:
-    """A ``section`` of BODY[...] / BINARY[...] (RFC 3501 §6.4.5).
-
-    ``part`` is the dotted part number (empty for the whole message); ``text`` is the
-    section-text, or None for the whole part; ``fields`` the header names for
-    HEADER.FIELDS and HEADER.FIELDS.NOT (upper-cased).
-    """
-
-    part: tuple[int, ...] = ()
-    text: Literal["HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME"] | None = None
-    fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

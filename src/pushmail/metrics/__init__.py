@@ -14,7 +14,7 @@ nothing of prometheus-client.
 - ``wakeup``: delivery → ``EXISTS`` latency, from the commit time a hint carries.
 - ``exposition``: the merged text format, and a summary for ``pushmail status``.
 - ``listener``: the HTTP listener for scrapes; ``status``: the status socket.
-- ``service``: what ``net/server.py`` starts and stops.
+- ``service``: what ``server/serve.py`` starts and stops.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Sessions by state are read from the structures that hold them (connections, the
 idle hub, the hibernator) once a second, not counted at every change: a change of
 state is on the hot path, a scrape is not, and a gauge set once a second costs
 nothing there. The event-loop lag is probed every ``PROBE`` seconds, as
-``net/stats.py`` does for the stats file: how late a short sleep wakes up.
+``server/loop_stats.py`` does for the stats file: how late a short sleep wakes up.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import binascii
 
-from pushmail.imap.commands import Section
 from pushmail.mime.rawparts import RawPart, parse_message
+from pushmail.mime.section_spec import Section
 
 
 class UnknownCteError(ValueError):

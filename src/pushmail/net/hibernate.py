@@ -20,7 +20,7 @@ descriptor, registered in one epoll set per worker that the event loop watches.
 - With several workers, a record whose user lives in another worker moves there
   (``net/homes.py``): ``fields``/``restore`` are its two ends, ``adopt`` the arrival.
 
-TLS connections served by our own TLS layer (``net/tls_layer.py``) hibernate too: the
+TLS connections served by our own TLS layer (``transport/tls_layer.py``) hibernate too: the
 record keeps their ``TlsState`` (after a TLS 1.3 handshake, two traffic secrets and
 sequence numbers; for TLS 1.2, the OpenSSL session and two empty memory BIOs), and
 lines written while hibernated are encrypted with it.
@@ -46,8 +46,8 @@ from pushmail.net.hibernated import LOOPBACK, READONLY, REV2, Hibernated, last_w
 from pushmail.net.homes import MAX_RECORD, Homes, RecordFields, batches, encode_record
 from pushmail.net.imap_login import IdleConn
 from pushmail.net.keepalive import keepalive_due
-from pushmail.net.tls_layer import TlsLayer
 from pushmail.store.interfaces import Changes, Store, StoreUnavailable, User
+from pushmail.transport.tls_layer import TlsLayer
 
 if TYPE_CHECKING:
     from pushmail.net.imap_login import ImapContext

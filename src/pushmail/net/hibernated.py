@@ -15,9 +15,9 @@ from typing import Protocol
 from pushmail.imap.selected import SelectedView
 from pushmail.net.homes import RecordFields
 from pushmail.net.imap_login import IdleConn
-from pushmail.net.tls_layer import TlsState
-from pushmail.net.tls_records import RecordLayer
 from pushmail.store.interfaces import Store
+from pushmail.transport.tls_layer import TlsState
+from pushmail.transport.tls_records import RecordLayer
 
 # Hibernated.bits
 CONDSTORE = 1

@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from pushmail.net.tls_records import Exported
+from pushmail.transport.tls_records import Exported
 
 log = logging.getLogger("pushmail.homes")
 

@@ -44,12 +44,12 @@ from pushmail.imap.session import Action
 from pushmail.metrics import wakeup
 from pushmail.metrics.series import COMMAND_SECONDS, CONNECTS
 from pushmail.net import imap_login
-from pushmail.net.compress import start_compression
-from pushmail.net.conncap import peer_host
 from pushmail.net.imap_login import ImapContext
-from pushmail.net.small_reads import SmallReads
-from pushmail.net.tls_layer import TlsLayer
 from pushmail.store.interfaces import Store, StoreUnavailable
+from pushmail.transport.compress import start_compression
+from pushmail.transport.conncap import peer_host
+from pushmail.transport.small_reads import SmallReads
+from pushmail.transport.tls_layer import TlsLayer
 
 if TYPE_CHECKING:
     from pushmail.imap.selected import SelectedView
@@ -428,7 +428,7 @@ class ImapConnection(SmallReads):
             await pending
 
     def _starttls(self) -> None:
-        """Put the lean TLS layer (``net/tls_layer.py``) under this connection. The
+        """Put the lean TLS layer (``transport/tls_layer.py``) under this connection. The
         handshake runs as the client sends; ``connection_made`` is called again
         with the TLS transport once it completes. The machine has dropped what the
         client sent after STARTTLS in plaintext."""

@@ -23,9 +23,9 @@ from pushmail.auth.passwords import cheap_to_verify, verify_password
 from pushmail.config import Limits
 from pushmail.events.interfaces import Publisher
 from pushmail.imap.session import Action, ServerInfo, Session
-from pushmail.net.conncap import ConnectionGate
 from pushmail.net.idle_hub import IdleHub
-from pushmail.net.storethread import StoreRunner
+from pushmail.threads.store_runner import StoreRunner
+from pushmail.transport.conncap import ConnectionGate
 
 if TYPE_CHECKING:
     from pushmail.imap.selected import SelectedView
@@ -90,7 +90,7 @@ class ImapContext:
     connections: set[Any]  # the live ImapConnections (typed there: no import back)
     dummy_hash: str = _DUMMY_HASH
     hibernator: Sleeper | None = None  # set by the server once the loop runs
-    gate: ConnectionGate | None = None  # connection caps (net/conncap.py); None: none
+    gate: ConnectionGate | None = None  # connection caps (transport/conncap.py); None: none
     credentials: CredentialCache = field(default_factory=CredentialCache)
     guard: LoginGuard = field(default_factory=LoginGuard)  # password-guessing limits
 

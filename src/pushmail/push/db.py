@@ -254,7 +254,7 @@ class DbThread:
     the database (design.md rule 8) and the database object sees one user at a time.
 
     A trip is one queue put, the job and one ``call_soon_threadsafe``, as the store
-    threads do (``net/storethread.py``): ``run_in_executor`` chained two futures with
+    threads do (``threads/store_runner.py``): ``run_in_executor`` chained two futures with
     callbacks and locks on every trip (bench/push_db_trips.py has the figures)."""
 
     def __init__(self, open_db: Callable[[], PushDB]) -> None:

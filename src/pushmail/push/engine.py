@@ -45,7 +45,7 @@ RETRY_DELAY = 5.0
 
 
 class StoreAccess(Protocol):
-    """How the engine reaches the store: ``net.storethread.StoreRunner`` in the
+    """How the engine reaches the store: ``threads.store_runner.StoreRunner`` in the
     server (the push layer does not import ``net``)."""
 
     def run(self, fn: Callable[[Store], T]) -> Awaitable[T]: ...

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 from pushmail.delivery import Deliverer, RecipientResult
 from pushmail.events.interfaces import Publisher
-from pushmail.net.storethread import StoreRunner
 from pushmail.store.interfaces import Store, User
+from pushmail.threads.store_runner import StoreRunner
 
 __all__ = ["LocalDelivery"]
 

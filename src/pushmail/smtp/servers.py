@@ -19,12 +19,12 @@ from pushmail.auth.guard import GuardSettings, LoginGuard
 from pushmail.config import Config, Endpoint
 from pushmail.events.interfaces import Publisher
 from pushmail.metrics.series import CONNECTS
-from pushmail.net.conncap import ConnectionGate, Refuser
-from pushmail.net.storethread import StoreRunner
 from pushmail.smtp.delivery_port import LocalDelivery
 from pushmail.smtp.handlers import IngressHandler, IngressPolicy, Mode, SubmissionHandler
 from pushmail.smtp.protocol import ConnectionSet, PushmailLMTP, PushmailSMTP
 from pushmail.smtp.socketmap import SocketmapServer
+from pushmail.threads.store_runner import StoreRunner
+from pushmail.transport.conncap import ConnectionGate, Refuser
 
 __all__ = ["SmtpListener", "start_smtp_servers"]
 

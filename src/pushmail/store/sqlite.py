@@ -18,8 +18,7 @@ import json
 import logging
 import sqlite3
 import time
-from array import array
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 
 from pushmail.store.common import canonical_flags, mailbox_name, split_date
 from pushmail.store.interfaces import (
@@ -27,22 +26,27 @@ from pushmail.store.interfaces import (
     HIERARCHY_DELIMITER,
     AlreadyExists,
     Appended,
-    Changes,
     Conflict,
     FlagMode,
     FlagResult,
     Mailbox,
     MailboxCounts,
-    MessageCache,
     MessageMeta,
     NewMessage,
     NotFound,
-    SelectInfo,
     StoreError,
     User,
 )
 from pushmail.store.sqlite_base import MetaRow
-from pushmail.store.sqlite_extras import SqliteStoredData
+
+# The SQL fragments are shared with the message reads; imported under their old
+# names so the statements below read as before the split.
+from pushmail.store.sqlite_messages import HAS_DELETED as _HAS_DELETED
+from pushmail.store.sqlite_messages import IN_UIDS as _IN_UIDS
+from pushmail.store.sqlite_messages import META_COLS as _META_COLS
+from pushmail.store.sqlite_messages import NOT_SEEN as _NOT_SEEN
+from pushmail.store.sqlite_messages import SqliteMessageReads
+from pushmail.store.sqlite_messages import uid_json as _uid_json
 
 log = logging.getLogger("pushmail.store")
 
@@ -52,17 +56,9 @@ _MAILBOX_COLS = """
     SELECT m.id, m.user_id, m.name, m.uidvalidity, m.uidnext, m.highestmodseq, m.special_use,
            EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = m.user_id AND s.name = m.name)
     FROM mailboxes m"""
-_META_COLS = "SELECT uid, modseq, flags, internaldate, tzoffset, size FROM messages"
-_IN_UIDS = "uid IN (SELECT value FROM json_each(?))"
-_HAS_DELETED = "instr(' ' || flags || ' ', ' \\Deleted ') > 0"
-_NOT_SEEN = "instr(' ' || flags || ' ', ' \\Seen ') = 0"
 
 
-def _uid_json(uids: Iterable[int]) -> str:
-    return json.dumps([int(u) for u in uids])
-
-
-class SqliteStore(SqliteStoredData):
+class SqliteStore(SqliteMessageReads):
     """``pushmail.store.interfaces.Store`` on one SQLite file. One thread per object."""
 
     # -- users ------------------------------------------------------------------
@@ -381,114 +377,6 @@ class SqliteStore(SqliteStoredData):
                 (row[0], cache.preview),
             )
         return int(row[0])
-
-    # -- reading messages -------------------------------------------------------
-    def list_messages(self, mailbox_id: int) -> list[MessageMeta]:
-        rows = self._conn.execute(f"{_META_COLS} WHERE mailbox_id = ? ORDER BY uid", (mailbox_id,))
-        return [self._meta(row) for row in rows]
-
-    def get_messages(self, mailbox_id: int, uids: Iterable[int]) -> list[MessageMeta]:
-        rows = self._conn.execute(
-            f"{_META_COLS} WHERE mailbox_id = ? AND {_IN_UIDS} ORDER BY uid",
-            (mailbox_id, _uid_json(uids)),
-        )
-        return [self._meta(row) for row in rows]
-
-    def uids(self, mailbox_id: int) -> list[int]:
-        # One row of JSON from the primary key instead of a tuple per message: the
-        # cheapest way SQLite hands over 10^4+ integers (a third of the CPU). An
-        # aggregate's input order is not promised before SQLite 3.44, so the list is
-        # sorted again; it is sorted already, which timsort checks in linear time.
-        (listed,) = self._conn.execute(
-            "SELECT json_group_array(uid) FROM "
-            "(SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid)",
-            (mailbox_id,),
-        ).fetchone()
-        return sorted(json.loads(listed))
-
-    def select_info(self, mailbox_id: int) -> SelectInfo:
-        with self._read() as conn:
-            box = conn.execute(
-                "SELECT highestmodseq, uidnext, keywords, recent_floor FROM mailboxes WHERE id = ?",
-                (mailbox_id,),
-            ).fetchone()
-            if box is None:
-                raise NotFound(f"no mailbox {mailbox_id}")
-            uids = array("I", self.uids(mailbox_id))
-            unseen = conn.execute(
-                f"SELECT uid FROM messages WHERE mailbox_id = ? AND {_NOT_SEEN} "
-                "ORDER BY uid LIMIT 1",
-                (mailbox_id,),
-            ).fetchone()
-            # The (mailbox_id, modseq) index answers max() in one seek.
-            (top,) = conn.execute(
-                "SELECT max(modseq) FROM messages WHERE mailbox_id = ?", (mailbox_id,)
-            ).fetchone()
-        return SelectInfo(
-            uids=uids,
-            first_unseen_uid=None if unseen is None else int(unseen[0]),
-            highestmodseq=max(int(box[0]), int(top or 0)),
-            uidnext=max(int(box[1]), (uids[-1] + 1) if uids else 1),
-            keywords=self._keywords(box[2]),
-            recent_floor=int(box[3]),
-        )
-
-    def changes_since(self, mailbox_id: int, since_modseq: int) -> Changes:
-        with self._read() as conn:
-            box = conn.execute(
-                "SELECT highestmodseq, uidnext, vanished_floor, keywords FROM mailboxes "
-                "WHERE id = ?",
-                (mailbox_id,),
-            ).fetchone()
-            if box is None:
-                raise NotFound(f"no mailbox {mailbox_id}")
-            # The (mailbox_id, modseq) index finds the few changed rows; sort them here.
-            rows = conn.execute(
-                f"{_META_COLS} INDEXED BY messages_by_modseq WHERE mailbox_id = ? AND modseq > ?",
-                (mailbox_id, since_modseq),
-            ).fetchall()
-            gone = conn.execute(
-                "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ?",
-                (mailbox_id, since_modseq),
-            ).fetchall()
-        rows.sort()
-        return Changes(
-            highestmodseq=box[0],
-            uidnext=box[1],
-            changed=tuple(self._meta(row) for row in rows),
-            expunged=tuple(sorted(row[0] for row in gone)),
-            expunged_complete=since_modseq >= box[2],
-            keywords=self._keywords(box[3]),
-        )
-
-    def keywords(self, mailbox_id: int) -> tuple[str, ...]:
-        row = self._conn.execute(
-            "SELECT keywords FROM mailboxes WHERE id = ?", (mailbox_id,)
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"no mailbox {mailbox_id}")
-        return self._keywords(row[0])
-
-    def get_raw(self, mailbox_id: int, uid: int) -> bytes:
-        row = self._conn.execute(
-            "SELECT b.raw FROM messages m JOIN bodies b ON b.id = m.body_id "
-            "WHERE m.mailbox_id = ? AND m.uid = ?",
-            (mailbox_id, uid),
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"no message {uid}")
-        return bytes(row[0])
-
-    def get_cache(self, mailbox_id: int, uid: int) -> MessageCache:
-        row = self._conn.execute(
-            "SELECT b.envelope, b.bodystructure, b.body, p.preview FROM messages m "
-            "JOIN bodies b ON b.id = m.body_id LEFT JOIN previews p ON p.body_id = b.id "
-            "WHERE m.mailbox_id = ? AND m.uid = ?",
-            (mailbox_id, uid),
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"no message {uid}")
-        return MessageCache(bytes(row[0]), bytes(row[1]), bytes(row[2]), row[3])
 
     # -- changing messages ------------------------------------------------------
     def store_flags(

@@ -3,7 +3,7 @@ differently than the code that stored them.
 
 Those structures are computed once at delivery and kept with the body (see
 docs/design.md), so a fix to how they are computed would otherwise reach only mail
-delivered after it. ``pushmail.mime.structure.STRUCTURE_VERSION`` names the way of
+delivered after it. ``pushmail.imap.structure.STRUCTURE_VERSION`` names the way of
 computing; the ``counters`` row ``structure_version`` says which one the stored rows
 follow (absent: before versioning). At startup, before any session is served,
 ``refresh_structures`` recomputes every body from its raw bytes, in batches of short

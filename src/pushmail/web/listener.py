@@ -8,7 +8,7 @@ buffer: 2,000 TLS connections that sent half a request held +527 MiB. Here:
   checked before the TLS handshake, so refused ones cost a socket for a moment; at
   the global cap, the connection that has waited longest for its request is closed
   to make room (``Connections.admit`` says why);
-- TLS is the project's lean layer (``net/tls_layer.py``), not asyncio's;
+- TLS is the project's lean layer (``transport/tls_layer.py``), not asyncio's;
 - each stage has a deadline: the TLS handshake, the request headers (from the
   connection, or from the end of the previous request on a kept-alive one), and the
   body (``body_middleware``). A handler that runs long (a password check) has none:
@@ -34,7 +34,7 @@ from aiohttp import web
 
 from pushmail import seclog
 from pushmail.config import PushSettings
-from pushmail.net.tls_layer import TlsLayer
+from pushmail.transport.tls_layer import TlsLayer
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

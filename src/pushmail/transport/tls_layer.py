@@ -5,7 +5,7 @@ buffer for every connection; 100,000 idle TLS clients would need 25 GB. Here TLS
 an ``ssl.SSLObject`` over two ``MemoryBIO``s: ciphertext in from the socket,
 plaintext up to the protocol, and back. Buffers exist only while data passes (CPython
 sets OpenSSL's SSL_MODE_RELEASE_BUFFERS). After a TLS 1.3 handshake the session
-leaves OpenSSL for our record layer (``net/tls_records.py``), so an idle TLS session
+leaves OpenSSL for our record layer (``transport/tls_records.py``), so an idle TLS session
 costs two traffic secrets; TLS 1.2 sessions stay on OpenSSL (~16 KB each). Either way
 the state is one Python object that a hibernated record can keep
 (``net/hibernate.py``).
@@ -22,9 +22,9 @@ import logging
 import ssl
 from typing import Any
 
-from pushmail.net.small_reads import SmallReads
-from pushmail.net.tls_keylog import keylog_of
-from pushmail.net.tls_records import CLOSE_NOTIFY, SUITES, RecordLayer, TlsAlert
+from pushmail.transport.small_reads import SmallReads
+from pushmail.transport.tls_keylog import keylog_of
+from pushmail.transport.tls_records import CLOSE_NOTIFY, SUITES, RecordLayer, TlsAlert
 
 log = logging.getLogger("pushmail.tls")
 
@@ -44,7 +44,7 @@ _HELLO_RANDOM_END = 43
 # on OpenSSL (TLS 1.2, or a handshake whose secrets could not be matched): per process.
 COUNTS = {"tls_handoffs": 0, "tls_kept_on_openssl": 0}
 # Connections in their handshake, per process: they hold a descriptor before any
-# ImapConnection exists, so the per-worker connection cap counts them (net/conncap.py).
+# ImapConnection exists, so the per-worker connection cap counts them (transport/conncap.py).
 HANDSHAKING = [0]
 
 
@@ -52,8 +52,8 @@ class TlsState:
     """The cipher state of one connection, movable between layers (hibernation).
 
     It starts as an OpenSSL ``SSLObject`` over two memory BIOs. When a TLS 1.3
-    handshake completes and its context has a key log (``net/tls_keylog.py``), the
-    session moves to ``records`` (``net/tls_records.py``) and the OpenSSL objects are
+    handshake completes and its context has a key log (``transport/tls_keylog.py``), the
+    session moves to ``records`` (``transport/tls_records.py``) and the OpenSSL objects are
     freed: an idle session then costs its two traffic secrets, not ~16 KB.
     """
 

@@ -5,7 +5,7 @@ cipher contexts, BIOs, the session), which made an idle TLS IMAP session cost 20
 where a plaintext one costs 3–5. Once a TLS 1.3 handshake is done, all a connection
 needs is two traffic secrets and two sequence numbers: what Linux's kernel TLS keeps
 after OpenSSL hands a socket over, and what this module keeps after ``TlsState`` hands
-a session over (``net/tls_layer.py``; the secrets come from ``net/tls_keylog.py``).
+a session over (``transport/tls_layer.py``; the secrets come from ``transport/tls_keylog.py``).
 OpenSSL still does every handshake; this module only protects records, with the
 ``cryptography`` package's AEADs, and holds no cipher object between calls, so an idle
 session costs a few hundred bytes.

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pushmail.net.storethread import StoreRunner
 from pushmail.store.interfaces import Store
 from pushmail.store.sqlite import SqliteStore
+from pushmail.threads.store_runner import StoreRunner
 
 
 def test_jobs_results_exceptions_and_threads(tmp_path: Path) -> None:

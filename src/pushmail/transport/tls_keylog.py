@@ -1,6 +1,6 @@
 """The TLS 1.3 traffic secrets of each handshake, taken from OpenSSL as it makes them.
 
-To hand a session from OpenSSL to our record layer (``net/tls_records.py``) we need
+To hand a session from OpenSSL to our record layer (``transport/tls_records.py``) we need
 its two application traffic secrets. Python 3.11's ``ssl`` offers them in one way
 only: ``SSLContext.keylog_filename``, OpenSSL's key log written to a file (the
 NSS key log format: ``LABEL <client random hex> <secret hex>``). Here that file is an

@@ -24,7 +24,7 @@ import socket
 from collections.abc import Callable
 
 from pushmail import seclog
-from pushmail.net.conncap import ConnectionGate, ExhaustionLog, peer_host
+from pushmail.transport.conncap import ConnectionGate, ExhaustionLog, peer_host
 
 log = logging.getLogger("pushmail.net")
 

@@ -12,7 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from pushmail.net.tls import ensure_certificate, server_context
+from pushmail.transport.tls import ensure_certificate, server_context
 
 
 def test_first_start_creates_a_p256_pair_with_private_key_mode(tmp_path: Path) -> None:

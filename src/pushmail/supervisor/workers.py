@@ -28,13 +28,13 @@ import time
 from pathlib import Path
 
 from pushmail.config import Config
+from pushmail.imap.structure import STRUCTURE_VERSION, build_cache
 from pushmail.metrics import process_dead
-from pushmail.mime.structure import STRUCTURE_VERSION, build_cache
 from pushmail.net.homes import HomeLinks
-from pushmail.net.server import serve
-from pushmail.net.tls import ensure_certificate
+from pushmail.server.serve import serve
 from pushmail.store.factory import open_store, sqlite_path
 from pushmail.store.sqlite_refresh import refresh_structures
+from pushmail.transport.tls import ensure_certificate
 
 log = logging.getLogger("pushmail.workers")
 

@@ -1,6 +1,6 @@
-"""Our TLS 1.3 record layer (net/tls_records.py) against OpenSSL as the client.
+"""Our TLS 1.3 record layer (transport/tls_records.py) against OpenSSL as the client.
 
-Sessions are handshaken by OpenSSL in memory, handed off (net/tls_layer.py), and
+Sessions are handshaken by OpenSSL in memory, handed off (transport/tls_layer.py), and
 from then on every byte the OpenSSL client reads was sealed by us and every byte it
 writes is opened by us, so OpenSSL itself checks our framing, nonces and keys.
 """
@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pushmail.net import tls_keylog, tls_records
-from pushmail.net.tls import ensure_certificate, server_context
-from pushmail.net.tls_layer import TlsState
-from pushmail.net.tls_records import (
+from pushmail.transport import tls_keylog, tls_records
+from pushmail.transport.tls import ensure_certificate, server_context
+from pushmail.transport.tls_layer import TlsState
+from pushmail.transport.tls_records import (
     BAD_RECORD_MAC,
     DECODE_ERROR,
     ILLEGAL_PARAMETER,

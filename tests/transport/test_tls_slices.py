@@ -10,8 +10,8 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-from pushmail.net.tls import ensure_certificate, server_context
-from pushmail.net.tls_layer import _BIO_SLICE, TlsLayer, TlsState
+from pushmail.transport.tls import ensure_certificate, server_context
+from pushmail.transport.tls_layer import _BIO_SLICE, TlsLayer, TlsState
 
 BIG = bytes(range(256)) * 800  # 200 KB: a large FETCH, or a large APPEND
 

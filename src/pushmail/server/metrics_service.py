@@ -1,4 +1,4 @@
-"""What a serving process starts for metrics, in one call from ``net/server.py``.
+"""What a serving process starts for metrics, in one call from ``server/serve.py``.
 
 Every worker samples its sessions and loop lag and records its listeners; worker 0
 also answers scrapes (``listener.py``) and ``pushmail status`` (``status.py``).
@@ -24,10 +24,10 @@ from pushmail.metrics.series import BUILD, LISTENERS
 from pushmail.metrics.status import socket_path, start_status
 
 if TYPE_CHECKING:
-    from pushmail.net.acceptor import Acceptor
     from pushmail.net.imap_conn import ImapContext
-    from pushmail.push.service import PushService
+    from pushmail.server.push_service import PushService
     from pushmail.smtp.servers import SmtpListener
+    from pushmail.transport.acceptor import Acceptor
 
 log = logging.getLogger("pushmail.metrics")
 
@@ -60,7 +60,7 @@ def _listeners(
     config: Config, imap: Sequence[Acceptor], smtp: Sequence[SmtpListener], push: PushService
 ) -> list[tuple[str, str]]:
     """(service, address) of this worker's listening sockets; IMAP's acceptors are
-    in the order ``net/server.py`` starts them: plain, then implicit TLS."""
+    in the order ``server/serve.py`` starts them: plain, then implicit TLS."""
     names = [n for n, ep in (("imap", config.imap), ("imaps", config.imaps)) if ep is not None]
     out = [
         (name, _shown(sock.getsockname()))

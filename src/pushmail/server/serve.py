@@ -1,6 +1,6 @@
 """``pushmail serve``: starts every listener in one event loop and stops them cleanly.
 
-One serving process (with ``--workers``, one of several: ``net/workers.py``); the
+One serving process (with ``--workers``, one of several: ``supervisor/workers.py``); the
 listeners, the store thread, the change bus and the IDLE hub are built here
 and handed down, so each layer below stays unaware of the others.
 """
@@ -26,23 +26,23 @@ from pushmail.events.factory import open_bus
 from pushmail.events.interfaces import ServerBus
 from pushmail.imap.connection import BYE_AUTOLOGOUT
 from pushmail.imap.session import ServerInfo
-from pushmail.metrics.service import start_metrics
-from pushmail.net import tls_keylog, tls_layer
-from pushmail.net.acceptor import Acceptor, listening_sockets
-from pushmail.net.conncap import ConnectionGate, ExhaustionLog, descriptor_cap
 from pushmail.net.hibernate import Hibernator
 from pushmail.net.homes import HomeLinks, Homes
 from pushmail.net.idle_hub import IdleHub
 from pushmail.net.imap_conn import ImapConnection, ImapContext
 from pushmail.net.keepalive import keepalive_due
-from pushmail.net.stats import LoopStats
-from pushmail.net.storethread import StoreRunner
-from pushmail.net.tls import ensure_certificate, server_context
-from pushmail.net.tls_layer import TlsLayer
-from pushmail.push.service import start_push
+from pushmail.server.loop_stats import LoopStats
+from pushmail.server.metrics_service import start_metrics
+from pushmail.server.push_service import start_push
 from pushmail.smtp.servers import SmtpListener, start_smtp_servers
 from pushmail.store.factory import open_store
 from pushmail.store.interfaces import Store, StoreUnavailable
+from pushmail.threads.store_runner import StoreRunner
+from pushmail.transport import tls_keylog, tls_layer
+from pushmail.transport.acceptor import Acceptor, listening_sockets
+from pushmail.transport.conncap import ConnectionGate, ExhaustionLog, descriptor_cap
+from pushmail.transport.tls import ensure_certificate, server_context
+from pushmail.transport.tls_layer import TlsLayer
 
 log = logging.getLogger("pushmail")
 
@@ -252,7 +252,7 @@ async def serve(
 ) -> None:
     """Run one serving process until SIGTERM/SIGINT (or until cancelled).
 
-    ``worker`` is this process's index among ``workers`` (see ``net/workers.py``);
+    ``worker`` is this process's index among ``workers`` (see ``supervisor/workers.py``);
     with more than one, listeners share their ports with ``SO_REUSEPORT`` and the
     once-per-server duties (the LMTP Unix socket) fall to worker 0. ``links``, made
     by the supervisor, let hibernated sessions move to their user's home worker
@@ -267,7 +267,7 @@ async def serve(
         cert, key = ensure_certificate(data_dir, config.hostname)
     tls = server_context(cert, key)
     # IMAP gets a context of its own: its sessions leave OpenSSL after a TLS 1.3
-    # handshake (net/tls_records.py), which needs a key log that only our TLS layer reads.
+    # handshake (transport/tls_records.py), which needs a key log that only our TLS layer reads.
     imap_tls = server_context(cert, key)
     tls_keylog.enable(imap_tls)
     store_url = config.store_url
@@ -316,7 +316,7 @@ async def serve(
     )
     stats_task = asyncio.ensure_future(stats.run())
     # What start-up built (store, contexts, listeners, imported code) lives as long as
-    # the process: a full collection need not walk it (see net/workers.py).
+    # the process: a full collection need not walk it (see supervisor/workers.py).
     gc.collect()
     gc.freeze()
     stop = asyncio.Event()

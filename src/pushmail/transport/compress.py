@@ -1,6 +1,6 @@
 """COMPRESS=DEFLATE (RFC 4978): raw DEFLATE in both directions, with memory in mind.
 
-Two layers, as for TLS (``net/tls_layer.py``):
+Two layers, as for TLS (``transport/tls_layer.py``):
 
 - ``Deflater`` / ``Inflater`` are sans-IO: bytes in, bytes out, no sockets.
 - ``CompressLayer`` (the protocol asyncio sees) and ``CompressTransport`` (the
@@ -33,7 +33,7 @@ import logging
 import zlib
 from typing import Any
 
-from pushmail.net.small_reads import SmallReads
+from pushmail.transport.small_reads import SmallReads
 
 log = logging.getLogger("pushmail.compress")
 

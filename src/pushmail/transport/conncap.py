@@ -13,7 +13,7 @@ process ran out of descriptors, real logins timed out and asyncio logged every f
 - **A pre-login deadline** counted from the connection's start and not reset by
   anything the client sends, much shorter than the autologout.
 - **Descriptor exhaustion pauses accepting and is logged once per interval.** The
-  IMAP listeners accept through ``net/acceptor.py``, which stops every listener of
+  IMAP listeners accept through ``transport/acceptor.py``, which stops every listener of
   the worker for a second after ``EMFILE``/``ENFILE``; the failures asyncio's own
   servers (SMTP, LMTP) report to the loop's exception handler are rate-limited
   here (``ExhaustionLog``).
