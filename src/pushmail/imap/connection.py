@@ -177,11 +177,11 @@ class ConnectionMachine:
         "_bad",
         "_frag",
         "_limits",
-        "_queue",
-        "_sasl_tag",
+                "_sasl_tag",
         "_waiting",
         "idle_tag",
         "mode",
+        "pending",
         "session",
     )
 
@@ -193,7 +193,9 @@ class ConnectionMachine:
         self.idle_tag = ""
         self._limits = limits
         self._frag = Fragmentizer(caps=frag_caps(limits, False))
-        self._queue: deque[Effect] = deque()
+        # Effects decided on and not yet handed out: ``next_effect`` and ``queued`` take
+        # from it; a driver may also pop it directly (one call less per effect).
+        self.pending: deque[Effect] = deque()
         self._waiting = False  # an effect's outcome is awaited: hand out no command
         self._bad = 0
         self._sasl_tag = ""
@@ -216,20 +218,22 @@ class ConnectionMachine:
     def next_effect(self) -> Effect | None:
         """What the driver does next; None: nothing until more input (or, while an
         outcome is awaited, until it is reported)."""
-        q = self._queue
-        while not q:
-            if self._waiting or self.mode == "closed":
-                return None
+        q = self.pending
+        if q:
+            return q.popleft()
+        while not (self._waiting or self.mode == "closed"):
             event = self._frag.next_event()
             if event is None:
                 return None
             self._on_event(event)
-        return q.popleft()
+            if q:
+                return q.popleft()
+        return None
 
     def queued(self) -> Effect | None:
         """The next effect already decided on, without reading another command:
         what a reported outcome led to."""
-        return self._queue.popleft() if self._queue else None
+        return self.pending.popleft() if self.pending else None
 
     def _on_event(self, event: FragEvent) -> None:
         if isinstance(event, CommandReady):
@@ -240,7 +244,7 @@ class ConnectionMachine:
             else:
                 self._sasl_line(event.data)
         elif isinstance(event, NeedContinuation):
-            self._queue.append(CONTINUE_LITERAL)
+            self.pending.append(CONTINUE_LITERAL)
         elif isinstance(event, LineTooLong) and self.mode == "sasl":
             # An over-long SASL response ends the exchange (RFC 3501 §6.2.2 lets the
             # server refuse it with BAD): the next line is a command again.
@@ -250,7 +254,7 @@ class ConnectionMachine:
             self._bad_input(event.tag, "line too long", "TOOBIG")
         elif isinstance(event, LiteralTooBig):
             what = "command" if event.total else f"literal of {event.size} octets"
-            self._queue.append(Report("command-too-big", size=event.size))
+            self.pending.append(Report("command-too-big", size=event.size))
             self._bad_input(event.tag, f"{what} is too big", "TOOBIG")
 
     def _set_mode(self, mode: Mode) -> None:
@@ -260,13 +264,13 @@ class ConnectionMachine:
     def _bad_input(self, tag: str | None, text: str, code: str | None = None) -> None:
         self._bad += 1
         c_ = f"[{code}] " if code else ""
-        self._queue.append(f"{tag or '*'} BAD {c_}{text}\r\n".encode())
+        self.pending.append(f"{tag or '*'} BAD {c_}{text}\r\n".encode())
         if self._bad >= self._limits.max_bad_commands:
-            self._queue.append(Report("bad-commands"))
+            self.pending.append(Report("bad-commands"))
             self._close(BYE_BAD_COMMANDS)
 
     def _close(self, farewell: bytes) -> None:
-        self._queue.append(Close(farewell))
+        self.pending.append(Close(farewell))
         self.mode = "closed"  # nothing more is read; the driver closes
 
     def _command(self, data: bytes) -> None:
@@ -278,7 +282,7 @@ class ConnectionMachine:
             return
         self._bad = 0
         self._waiting = True
-        self._queue.append(RunCommand(cmd, Flag.NEW_LAYER in row.flags, isinstance(cmd, _LOGINS)))
+        self.pending.append(RunCommand(cmd, Flag.NEW_LAYER in row.flags, isinstance(cmd, _LOGINS)))
 
     # -- outcomes the driver reports ------------------------------------------------
     def command_done(self, action: Action | None, out: bytes) -> None:
@@ -286,7 +290,7 @@ class ConnectionMachine:
         self._waiting = False
         if self.mode == "closed":  # closed while it ran: nothing follows
             return
-        q = self._queue
+        q = self.pending
         if action is None:  # most commands: just their output
             if out:
                 q.append(out)
@@ -329,17 +333,17 @@ class ConnectionMachine:
         cmd_auth.finish_login(s, action, ok)
         if ok:
             self._frag.caps = frag_caps(self._limits, True)
-            self._queue.append(LOGGED_IN)
+            self.pending.append(LOGGED_IN)
         out = s.take_output()
         if out:
-            self._queue.append(out)
+            self.pending.append(out)
         if s.auth_failures >= self._limits.max_auth_failures:
             self._close(BYE_FAILED_LOGINS)
 
     def _sasl_line(self, line: bytes) -> None:
         self._set_mode("command")
         self._waiting = True
-        self._queue.append(SaslStep(self._sasl_tag, line))
+        self.pending.append(SaslStep(self._sasl_tag, line))
 
     def run_sasl(self, step: SaslStep, store: Store) -> Action | None:
         """On the store thread: the SASL response of ``step``."""
@@ -349,18 +353,18 @@ class ConnectionMachine:
         """``run_sasl``'s result: a password to check, or the exchange is over."""
         out = self.session.take_output()
         if out:
-            self._queue.append(out)
+            self.pending.append(out)
         if action is not None:
-            self._queue.append(VerifyPassword(action))
+            self.pending.append(VerifyPassword(action))
         else:
             self._waiting = False
 
     # -- IDLE -------------------------------------------------------------------
     def _end_idle(self, line: bytes) -> None:
-        self._queue.append(UNWATCH)
+        self.pending.append(UNWATCH)
         self._set_mode("command")
         if line.rstrip(b"\r\n").upper() == b"DONE":
-            self._queue.append(f"{self.idle_tag} OK IDLE terminated\r\n".encode())
+            self.pending.append(f"{self.idle_tag} OK IDLE terminated\r\n".encode())
         else:
             self._bad_input(self.idle_tag, "expected DONE")
 
@@ -390,8 +394,9 @@ class ConnectionMachine:
         """The driver closes (or lost) the connection: nothing more is read, and the
         input buffer is let go."""
         self.mode = "closed"
-        self._queue.clear()
-        self._frag = Fragmentizer(caps=_CLOSED_CAPS)
+        self.pending.clear()
+        if self._frag.caps is not _CLOSED_CAPS:  # close, then connection_lost: once
+            self._frag = Fragmentizer(caps=_CLOSED_CAPS)
 
     def greeting(self) -> bytes:
         return self.session.greeting()

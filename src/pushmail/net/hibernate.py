@@ -359,9 +359,9 @@ class Hibernator:
             user, view = found
             conn = self._new_connection(self._ctx, rec.tls is not None)
             conn.resume_idle(rec.tag, user, view, rec.bits & LOOPBACK != 0, rec.last_activity)
-            proto = cast(asyncio.Protocol, conn)
+            proto = cast(asyncio.Protocol, conn)  # an ImapConnection: a Protocol too
             if rec.tls is not None and self._ctx.tls is not None:
-                proto = TlsLayer(cast(asyncio.Protocol, conn), self._ctx.tls, state=rec.tls)
+                proto = TlsLayer(proto, self._ctx.tls, state=rec.tls)
             raw, _ = await self._loop.connect_accepted_socket(lambda: proto, sock)
         except Exception:
             log.exception("could not resume a hibernated connection")

@@ -177,15 +177,23 @@ class ImapConnection(SmallReads):
     # -- carrying out the machine's effects -----------------------------------
     def _pump(self) -> None:
         m = self._m
+        q = m.pending
         while not self._running:
-            if self._output_blocked():
+            if q:  # decided on already: carried out whatever the output backlog
+                effect = q.popleft()
+            elif self._output_blocked():
                 self._pause()  # until ``resume_writing``: the client is not reading
                 return
-            effect = m.next_effect()
-            if effect is None:
-                self._resume()  # only now: what is buffered is all handled
-                return
-            if type(effect) is bytes:
+            else:
+                next_effect = m.next_effect()
+                if next_effect is None:
+                    self._resume()  # only now: what is buffered is all handled
+                    return
+                effect = next_effect
+            # The two common effects first, without a call.
+            if type(effect) is RunCommand:
+                self._run(effect)
+            elif type(effect) is bytes:
                 self._write(effect)
             else:
                 self._do(effect)
@@ -193,11 +201,12 @@ class ImapConnection(SmallReads):
     def _drain(self) -> Coroutine[Any, Any, None] | None:
         """Carry out what a reported outcome led to; a password check that must run
         on is returned (it is always the last effect queued)."""
-        m = self._m
-        while (effect := m.queued()) is not None:
+        q = self._m.pending
+        while q:
+            effect = q.popleft()
             if type(effect) is bytes:
                 self._write(effect)
-            elif isinstance(effect, VerifyPassword):
+            elif type(effect) is VerifyPassword:
                 return self._login(effect.action)
             else:
                 self._do(effect)
