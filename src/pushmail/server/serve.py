@@ -24,7 +24,13 @@ from pushmail.auth.passwords import hash_password
 from pushmail.config import Config, Endpoint, ImapSettings
 from pushmail.events.factory import open_bus
 from pushmail.events.interfaces import ServerBus
-from pushmail.imap.connection import BYE_AUTOLOGOUT
+from pushmail.imap.connection import (
+    BYE_AUTOLOGOUT,
+    BYE_NO_LOGIN,
+    BYE_PER_ADDRESS,
+    BYE_SHUTDOWN,
+    BYE_TOO_MANY,
+)
 from pushmail.imap.session import ServerInfo
 from pushmail.net.hibernate import Hibernator
 from pushmail.net.homes import HomeLinks, Homes
@@ -112,7 +118,7 @@ class Housekeeper:
             return
         for conn, client in gate.expire(now):
             seclog.report("prelogin-timeout", "imap", client, timeout=int(gate.prelogin_timeout))
-            conn.close(b"* BYE no login in time\r\n")
+            conn.close(BYE_NO_LOGIN)
 
     def _prune(self, store: Store) -> int:
         return store.prune_expunged(self._settings.expunge_memory_days * 86400.0)
@@ -145,14 +151,22 @@ def _listen(
 
     # Over the per-worker cap a plaintext client hears why; a TLS one just sees the
     # close (there is no session to say it in, and a handshake would cost more).
-    farewell = b"" if tls else b"* BYE too many connections, try again later\r\n"
+    farewell, address_farewell = (b"", b"") if tls else (BYE_TOO_MANY, BYE_PER_ADDRESS)
 
     def factory() -> asyncio.Protocol:
         conn = ImapConnection(ctx, secure=tls)
         return TlsLayer(conn, context) if tls and context is not None else conn
 
     socks = listening_sockets(ep.host, ep.port, reuse_port, backlog=4096)
-    acceptor = Acceptor(loop, factory, socks, exhaustion, gate=ctx.gate, farewell=farewell)
+    acceptor = Acceptor(
+        loop,
+        factory,
+        socks,
+        exhaustion,
+        gate=ctx.gate,
+        farewell=farewell,
+        address_farewell=address_farewell,
+    )
     acceptor.start()
     return acceptor
 
@@ -336,9 +350,9 @@ async def serve(
         for srv in servers:
             srv.close()
         for conn in list(ctx.connections):
-            conn.close(b"* BYE server shutting down\r\n")
+            conn.close(BYE_SHUTDOWN)
         if ctx.hibernator is not None:
-            ctx.hibernator.close(b"* BYE server shutting down\r\n")
+            ctx.hibernator.close(BYE_SHUTDOWN)
         for s in smtp:
             await s.aclose()
         for srv in servers:

@@ -72,6 +72,7 @@ class Acceptor:
         pause: float = _PAUSE,
         gate: ConnectionGate | None = None,
         farewell: bytes = b"",
+        address_farewell: bytes = b"",
     ) -> None:
         self._loop = loop
         self._factory = factory
@@ -81,7 +82,8 @@ class Acceptor:
         self._paused: asyncio.TimerHandle | None = None
         self._closed = False
         self._gate = gate
-        self._farewell = farewell
+        self._farewell = farewell  # over the worker's cap (empty: close silently)
+        self._address_farewell = address_farewell  # over the per-address cap
         # Accepted, not yet a connection (its protocol's ``connection_made`` comes a
         # loop turn later): the gate's count includes these, or one round of
         # accepts could pass the cap by a whole batch.
@@ -135,9 +137,9 @@ class Acceptor:
     def _refuse_address(self, gate: ConnectionGate, conn: socket.socket, client: str) -> None:
         gate.refused += 1
         seclog.report("prelogin-limit", "imap", client, limit=gate.per_address)
-        if self._farewell:
+        if self._address_farewell:
             with contextlib.suppress(OSError):
-                conn.send(b"* BYE too many connections from your address\r\n")
+                conn.send(self._address_farewell)
         conn.close()
 
     async def _connect(self, conn: socket.socket) -> None:
