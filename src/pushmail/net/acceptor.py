@@ -24,6 +24,7 @@ import socket
 from collections.abc import Callable
 
 from pushmail import seclog
+from pushmail.imap.connection import BYE_PER_ADDRESS
 from pushmail.net.conncap import ConnectionGate, ExhaustionLog, peer_host
 
 log = logging.getLogger("pushmail.net")
@@ -137,7 +138,7 @@ class Acceptor:
         seclog.report("prelogin-limit", "imap", client, limit=gate.per_address)
         if self._farewell:
             with contextlib.suppress(OSError):
-                conn.send(b"* BYE too many connections from your address\r\n")
+                conn.send(BYE_PER_ADDRESS)
         conn.close()
 
     async def _connect(self, conn: socket.socket) -> None:

@@ -24,7 +24,7 @@ from pushmail.auth.passwords import hash_password
 from pushmail.config import Config, Endpoint, ImapSettings
 from pushmail.events.factory import open_bus
 from pushmail.events.interfaces import ServerBus
-from pushmail.imap.connection import BYE_AUTOLOGOUT
+from pushmail.imap.connection import BYE_AUTOLOGOUT, BYE_BUSY, BYE_NO_LOGIN, BYE_SHUTDOWN
 from pushmail.imap.session import ServerInfo
 from pushmail.metrics.service import start_metrics
 from pushmail.net import tls_keylog, tls_layer
@@ -112,7 +112,7 @@ class Housekeeper:
             return
         for conn, client in gate.expire(now):
             seclog.report("prelogin-timeout", "imap", client, timeout=int(gate.prelogin_timeout))
-            conn.close(b"* BYE no login in time\r\n")
+            conn.close(BYE_NO_LOGIN)
 
     def _prune(self, store: Store) -> int:
         return store.prune_expunged(self._settings.expunge_memory_days * 86400.0)
@@ -145,7 +145,7 @@ def _listen(
 
     # Over the per-worker cap a plaintext client hears why; a TLS one just sees the
     # close (there is no session to say it in, and a handshake would cost more).
-    farewell = b"" if tls else b"* BYE too many connections, try again later\r\n"
+    farewell = b"" if tls else BYE_BUSY
 
     def factory() -> asyncio.Protocol:
         conn = ImapConnection(ctx, secure=tls)
@@ -336,9 +336,9 @@ async def serve(
         for srv in servers:
             srv.close()
         for conn in list(ctx.connections):
-            conn.close(b"* BYE server shutting down\r\n")
+            conn.close(BYE_SHUTDOWN)
         if ctx.hibernator is not None:
-            ctx.hibernator.close(b"* BYE server shutting down\r\n")
+            ctx.hibernator.close(BYE_SHUTDOWN)
         for s in smtp:
             await s.aclose()
         for srv in servers:
