@@ -41,8 +41,10 @@ from pushmail.store.interfaces import (
     StoreError,
     User,
 )
+from pushmail.store.sortkeys import store_keys
 from pushmail.store.sqlite_base import MetaRow
 from pushmail.store.sqlite_extras import SqliteStoredData
+from pushmail.store.sqlite_sort import SqliteSortKeys
 
 log = logging.getLogger("pushmail.store")
 
@@ -62,7 +64,7 @@ def _uid_json(uids: Iterable[int]) -> str:
     return json.dumps([int(u) for u in uids])
 
 
-class SqliteStore(SqliteStoredData):
+class SqliteStore(SqliteStoredData, SqliteSortKeys):
     """``pushmail.store.interfaces.Store`` on one SQLite file. One thread per object."""
 
     # -- users ------------------------------------------------------------------
@@ -361,7 +363,7 @@ class SqliteStore(SqliteStoredData):
     def _store_body(self, message: NewMessage) -> int:
         digest = hashlib.sha256(message.raw).digest()
         cache = message.cache
-        self._conn.execute(
+        new = self._conn.execute(
             "INSERT INTO bodies (sha256, size, envelope, bodystructure, body, raw) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING",
             (
@@ -374,6 +376,8 @@ class SqliteStore(SqliteStoredData):
             ),
         )
         row = self._conn.execute("SELECT id FROM bodies WHERE sha256 = ?", (digest,)).fetchone()
+        if new.rowcount:
+            store_keys(self._conn, "?", row[0], message.raw)
         if cache.preview is not None:
             self._conn.execute(
                 "INSERT INTO previews (body_id, preview) VALUES (?, ?) "
