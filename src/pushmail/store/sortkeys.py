@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from pushmail.mime.addresses import Address, Group, parse_addresses
 from pushmail.store.interfaces import SortKeys
 
-KEYS_VERSION = 1
+KEYS_VERSION = 2
 _WANTED = (b"subject", b"from", b"to", b"cc", b"date", b"message-id", b"references",
            b"in-reply-to")
 
@@ -123,9 +123,10 @@ def _first(value: bytes | None) -> Address | None:
         return None
     for entry in parse_addresses(_text(value)):
         if isinstance(entry, Group):
-            if entry.members:
-                return entry.members[0]
-            continue
+            # The first address of the ENVELOPE list is the group's start marker,
+            # whose addr-mailbox is the group name (RFC 3501 §7.4.2): "first From
+            # address" in RFC 5256 §3 is that, as Dovecot takes it.
+            return Address(None, None, entry.name, None)
         return entry
     return None
 
