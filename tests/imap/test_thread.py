@@ -1,0 +1,106 @@
+"""THREAD=REFERENCES and ORDEREDSUBJECT (RFC 5256 §4) on hand-made keys: the cases
+the RFC names (duplicate Message-IDs, loops, missing parents, subject merging) and
+the response syntax of §5."""
+
+from __future__ import annotations
+
+from pushmail.imap.commands import SortCriterion
+from pushmail.imap.sort import Item, sort_items
+from pushmail.imap.thread import ordered_subject, references, render
+from pushmail.store.interfaces import SortKeys
+
+
+def _item(seq: int, mid: str | None, refs: str = "", subject: str = "s", reply: bool = False,
+          sent: int | None = None) -> Item:
+    keys = SortKeys(subject, reply, "", "", "", "", "", seq * 10 if sent is None else sent,
+                    mid, tuple(refs.split()))
+    return Item(seq, seq, 0.0, 0, keys)
+
+
+def _refs(*items: Item) -> bytes:
+    return render(references(list(items)))
+
+
+def test_replies_nest_and_chains_stay_flat() -> None:
+    got = _refs(_item(1, "a", subject="a"), _item(2, "b", "a", "a", True),
+                _item(3, "c", "a b", "a", True), _item(4, "d", "a", "a", True))
+    assert got == b"(1 (2 3)(4))"
+
+
+def test_missing_parent_makes_a_dummy_with_children() -> None:
+    # Two replies to a message not in the mailbox: a dummy root over both.
+    assert _refs(_item(1, "x", "gone", "p", True), _item(2, "y", "gone", "q", True)) == (
+        b"((1)(2))"
+    )
+    # One reply to a missing message: the dummy is pruned, the message promoted.
+    assert _refs(_item(1, "x", "gone", "p", True)) == b"(1)"
+    # A missing message in the middle of a chain: pruned, its child promoted.
+    assert _refs(_item(1, "a", subject="a"), _item(2, "c", "a gone", "b")) == b"(1 2)"
+
+
+def test_duplicate_message_ids_are_made_unique() -> None:
+    # 2 has 1's Message-ID: 3 refers to the first holder; 2 stands alone.
+    got = _refs(_item(1, "a", subject="a"), _item(2, "a", subject="b"),
+                _item(3, "c", "a", "c"))
+    assert got == b"(1 3)(2)"
+    # Messages without a Message-ID each stand alone.
+    assert _refs(_item(1, None, subject="a"), _item(2, None, subject="b")) == b"(1)(2)"
+
+
+def test_loops_are_not_made() -> None:
+    # 1 refers to 2 and 2 to 1: 2 is processed last, and linking it under 1 would
+    # close a loop, so it stays 1's parent.
+    assert _refs(_item(1, "a", "b", "x"), _item(2, "b", "a", "y")) == b"(2 1)"
+    # A message that refers to itself.
+    assert _refs(_item(1, "a", "a", "x")) == b"(1)"
+    # References that loop among themselves.
+    assert _refs(_item(1, "z", "a b a", "x"), _item(2, "a", "b", "y")) == b"(2 1)"
+
+
+def test_own_references_replace_links_made_by_others() -> None:
+    # 1 says a -> b -> 1; then b itself (2) says it replies to nothing: step 1.B
+    # breaks the a -> b link (no references: no parent), and a (3) stands alone.
+    got = _refs(_item(1, "c", "a b", "c"), _item(2, "b", "", "b"), _item(3, "a", "", "a"))
+    assert got == b"(2 1)(3)"
+
+
+def test_subject_merging() -> None:
+    # A reply without references joins the thread of its base subject.
+    assert _refs(_item(1, "a", subject="s"), _item(2, "b", subject="s", reply=True)) == b"(1 2)"
+    # Two non-replies of one subject: a dummy over both.
+    assert _refs(_item(1, "a", subject="s"), _item(2, "b", subject="s")) == b"((1)(2))"
+    # A reply first, then the original: the original holds the thread.
+    assert _refs(_item(1, "a", subject="s", reply=True), _item(2, "b", subject="s")) == (
+        b"(2 1)"
+    )
+    # Empty subjects are never merged.
+    assert _refs(_item(1, "a", subject=""), _item(2, "b", subject="")) == b"(1)(2)"
+    # A dummy root (missing parent) takes in a same-subject thread.
+    got = _refs(_item(1, "a", "gone", "s", True), _item(2, "b", "gone", "s", True),
+                _item(3, "c", subject="s"))
+    assert got == b"((1)(2)(3))"
+
+
+def test_siblings_sorted_by_date_then_sequence() -> None:
+    got = _refs(_item(1, "a", subject="a", sent=50), _item(2, "b", "a", "a", True, sent=40),
+                _item(3, "c", "a", "a", True, sent=30), _item(4, "d", "a", "a", True, sent=30))
+    assert got == b"(1 (3)(4)(2))"
+
+
+def test_ordered_subject() -> None:
+    items = [_item(1, "a", subject="b"), _item(2, "b", subject="a", reply=True),
+             _item(3, "c", subject="b"), _item(4, "d", subject="a"), _item(5, "e", subject="b")]
+    assert render(ordered_subject(items)) == b"(1 (3)(5))(2 4)"
+
+
+def test_deep_chain_does_not_exhaust_the_stack() -> None:
+    items = [_item(1, "m1", subject="x")]
+    items += [_item(n, f"m{n}", f"m{n - 1}", "x", True) for n in range(2, 5001)]
+    out = _refs(*items)
+    assert out.startswith(b"(1 2 3 ") and out.endswith(b" 4999 5000)")
+
+
+def test_sort_ties_keep_sequence_order_under_reverse() -> None:
+    items = [_item(3, "c", subject="b"), _item(1, "a", subject="a"), _item(2, "b", subject="b")]
+    got = sort_items(items, [SortCriterion("SUBJECT", reverse=True)])
+    assert [i.seq for i in got] == [2, 3, 1]
