@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from test_session_harness import Client, append, store, untagged
 
-from pushmail.imap import cmd_sort
 from pushmail.store.sqlite import SqliteStore
 
 __all__ = ["store"]  # the fixture, re-exported for pytest
@@ -50,7 +49,6 @@ def _one(c: Client, command: str) -> bytes:
 
 
 def test_sort_by_each_key_and_reverse(store: SqliteStore) -> None:
-    cmd_sort._CACHE.clear()
     c = _client(store)
     caps = untagged(c.ok("C CAPABILITY"))[0]
     for cap in (b"SORT", b"SORT=DISPLAY", b"THREAD=REFERENCES", b"ESORT", b"WITHIN"):

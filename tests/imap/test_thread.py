@@ -4,9 +4,11 @@ the response syntax of §5."""
 
 from __future__ import annotations
 
+import random
+
 from pushmail.imap.commands import SortCriterion
-from pushmail.imap.sort import Item, sort_items
-from pushmail.imap.thread import ordered_subject, references, render
+from pushmail.imap.sort import Item, SortIndex, sort_items
+from pushmail.imap.thread import Linker, ordered_subject, references
 from pushmail.store.interfaces import SortKeys
 
 
@@ -18,7 +20,9 @@ def _item(seq: int, mid: str | None, refs: str = "", subject: str = "s", reply: 
 
 
 def _refs(*items: Item) -> bytes:
-    return render(references(list(items)))
+    linker = Linker()
+    linker.extend(sorted(items, key=lambda i: i.seq))
+    return references(linker, uid=False)
 
 
 def test_replies_nest_and_chains_stay_flat() -> None:
@@ -90,7 +94,7 @@ def test_siblings_sorted_by_date_then_sequence() -> None:
 def test_ordered_subject() -> None:
     items = [_item(1, "a", subject="b"), _item(2, "b", subject="a", reply=True),
              _item(3, "c", subject="b"), _item(4, "d", subject="a"), _item(5, "e", subject="b")]
-    assert render(ordered_subject(items)) == b"(1 (3)(5))(2 4)"
+    assert ordered_subject(items, uid=False) == b"(1 (3)(5))(2 4)"
 
 
 def test_deep_chain_does_not_exhaust_the_stack() -> None:
@@ -100,7 +104,42 @@ def test_deep_chain_does_not_exhaust_the_stack() -> None:
     assert out.startswith(b"(1 2 3 ") and out.endswith(b" 4999 5000)")
 
 
+def test_linker_extended_equals_linker_made_at_once() -> None:
+    rng = random.Random(4)
+    items = []
+    for n in range(1, 200):
+        refs = " ".join(f"m{rng.randint(1, 220)}" for _ in range(rng.randint(0, 3)))
+        items.append(_item(n, f"m{rng.randint(1, 220)}", refs, rng.choice("abcd"),
+                           rng.random() < 0.5, sent=rng.randint(1, 50)))
+    whole = Linker()
+    whole.extend(items)
+    parts = Linker()
+    for start in range(0, len(items), 37):
+        parts.extend(items[start:start + 37])
+        assert references(parts, uid=True)  # a THREAD between arrivals changes nothing
+    assert references(parts, uid=False) == references(whole, uid=False)
+
+
 def test_sort_ties_keep_sequence_order_under_reverse() -> None:
     items = [_item(3, "c", subject="b"), _item(1, "a", subject="a"), _item(2, "b", subject="b")]
     got = sort_items(items, [SortCriterion("SUBJECT", reverse=True)])
     assert [i.seq for i in got] == [2, 3, 1]
+
+
+def test_sort_index_insertion_matches_sorting_again() -> None:
+    rng = random.Random(5256)
+    keys = ["ARRIVAL", "DATE", "SUBJECT", "SIZE", "FROM"]
+    for _ in range(30):
+        criteria = [SortCriterion(rng.choice(keys), rng.random() < 0.5)
+                    for _ in range(rng.randint(1, 3))]
+        items = []
+        for n in range(1, 60):
+            k = SortKeys(rng.choice("abc"), False, rng.choice(["X", "Y", ""]), "", "", "", "",
+                         rng.choice([None, 5, 7]), None, ())
+            items.append(Item(n, n, float(rng.choice([1, 2, 3])), rng.choice([10, 20]), k))
+        index = SortIndex(criteria, items[:20])
+        for item in items[20:]:
+            index.add(item)
+        wanted = {i.number: i.number for i in items if rng.random() < 0.7}
+        expect = [i.number for i in sort_items(items, criteria) if i.number in wanted]
+        assert index.answer(wanted) == expect

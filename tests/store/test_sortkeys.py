@@ -99,8 +99,12 @@ def test_keys_are_kept_at_delivery_and_filled_for_older_texts(store: Store) -> N
     store.append(box.id, NewMessage(_MSG, cache))
     store.append(box.id, NewMessage(b"Subject: two\r\n\r\nx", cache))
     kept = store.sort_keys(box.id)
-    assert kept == {1: extract(_MSG), 2: extract(b"Subject: two\r\n\r\nx")}
-    assert kept[1].subject == "HELLO" and kept[1].display_from == "ANN"
+    assert {u: e.keys for u, e in kept.items()} == {
+        1: extract(_MSG), 2: extract(b"Subject: two\r\n\r\nx")
+    }
+    assert kept[1].keys.subject == "HELLO" and kept[1].keys.display_from == "ANN"
+    assert kept[2].size == len(b"Subject: two\r\n\r\nx") and kept[2].arrival > 0
+    assert store.sort_keys(box.id, [2, 7]) == {2: kept[2]}
     _forget_keys(store)
     assert store.sort_keys(box.id) == kept  # computed again from the texts ...
     assert store.sort_keys(box.id) == kept  # ... and stored (read back)

@@ -2,35 +2,96 @@
 
 The messages are chosen as SEARCH chooses them (``cmd_message.search_found``); the
 order comes from the keys the store computed at delivery (``Store.sort_keys``),
-so no message is parsed here.
+so no message is parsed here. Two caches per store object, small and bounded:
 
-Answers are cached (``_CACHE``): webmail sends the same SORT again and again on
-a mailbox that has not changed. An entry is keyed on the mailbox's UIDVALIDITY and
-HIGHESTMODSEQ (every delivery, flag change and expunge raises it), on the
-session's view of it (its UIDs) and on the command; commands whose answer depends
-on more than that (\\Recent, ``$``, OLDER/YOUNGER and MODSEQ, which also makes the
-command CONDSTORE-enabling) are never cached.
+- ``entries``: per mailbox (and UIDVALIDITY), each message's ``SortEntry``. A
+  message's keys, internal date and size never change, so an entry stays right
+  for as long as the UID exists; a SORT reads from the store only the messages
+  that arrived since.
+- ``indexes``: per mailbox and list of criteria, the order of all its messages
+  (``sort.SortIndex``); a SORT filters it to the matching messages, and a new
+  message is inserted into it, not sorted again.
+- ``answers``: the answers themselves, keyed on the command, the session's view
+  of the mailbox (its UIDs, which fix the sequence numbers) and, unless the search
+  is ``ALL``, the mailbox's HIGHESTMODSEQ (every delivery, flag change and expunge
+  raises it). ``SORT … ALL`` orders exactly the view's messages, so its answer
+  depends on nothing else; a flag change elsewhere does not throw it away.
+  Searches that depend on more (\\Recent, ``$``, OLDER/YOUNGER, MODSEQ, which also
+  makes the command CONDSTORE-enabling) are never cached.
 """
 
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections import OrderedDict
+from collections.abc import Sequence
+from typing import TypeVar
 
 from pushmail.imap import commands as c
 from pushmail.imap.cmd_message import search_found
 from pushmail.imap.encoder import quoted
 from pushmail.imap.errors import CommandFailed
+from pushmail.imap.selected import SelectedView
 from pushmail.imap.session import Session
-from pushmail.imap.sort import Item, sequence_runs, sort_items
-from pushmail.imap.thread import ordered_subject, references, render
-from pushmail.store.interfaces import Store
+from pushmail.imap.sort import Item, SortIndex, sequence_runs
+from pushmail.imap.thread import Linker, ordered_subject, references
+from pushmail.store.interfaces import SortEntry, Store
 
 CHARSETS = ("UTF-8", "US-ASCII")  # RFC 5256 §3: the two a server MUST accept
-CACHE_SIZE = 32
+ANSWERS_SIZE = 32
+ENTRIES_SIZE = 8  # mailboxes; 10,000 messages take a few MB
+INDEXES_SIZE = 16  # (mailbox, criteria) orders
 
-# key -> the answer's data: the numbers in order (SORT), or the THREAD data.
-_CACHE: OrderedDict[tuple[object, ...], tuple[int, ...] | bytes] = OrderedDict()
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Caches:
+    """One store's caches (a process may open several stores, e.g. in tests, and
+    their mailboxes' ids and UIDVALIDITYs may coincide)."""
+
+    __slots__ = ("answers", "entries", "indexes", "linkers")
+
+    def __init__(self) -> None:
+        self.answers: OrderedDict[tuple[object, ...], tuple[int, ...] | bytes] = OrderedDict()
+        self.entries: OrderedDict[tuple[int, int], dict[int, SortEntry]] = OrderedDict()
+        self.indexes: OrderedDict[tuple[object, ...], SortIndex] = OrderedDict()
+        self.linkers: OrderedDict[tuple[int, int], Linker] = OrderedDict()
+
+
+_CACHES: weakref.WeakKeyDictionary[Store, _Caches] = weakref.WeakKeyDictionary()
+
+
+def _caches(store: Store) -> _Caches:
+    """``store``'s caches; a store that cannot be weakly referenced gets fresh ones
+    each time (no caching) rather than being kept alive here."""
+    try:
+        got = _CACHES.get(store)
+        if got is None:
+            got = _CACHES[store] = _Caches()
+        return got
+    except TypeError:
+        return _Caches()
+
+
+def _lru_put(cache: OrderedDict[K, V], key: K, value: V, size: int) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > size:
+        cache.popitem(last=False)
+
+
+def _mentions(key: c.SearchKey, kinds: tuple[type, ...]) -> bool:
+    if isinstance(key, kinds):
+        return True
+    if isinstance(key, c.SearchNot):
+        return _mentions(key.key, kinds)
+    if isinstance(key, c.SearchOr):
+        return _mentions(key.left, kinds) or _mentions(key.right, kinds)
+    if isinstance(key, c.SearchAnd):
+        return any(_mentions(k, kinds) for k in key.keys)
+    return False
 
 
 def _uncacheable(key: c.SearchKey) -> bool:
@@ -49,48 +110,100 @@ def _uncacheable(key: c.SearchKey) -> bool:
     return False
 
 
-def _cache_key(
+def _answer_key(
     s: Session, store: Store, what: object, key: c.SearchKey
 ) -> tuple[object, ...] | None:
     if _uncacheable(key):
         return None
     view = s.require_view()
-    mailbox = store.get_mailbox_by_id(view.mailbox_id)
-    if mailbox is None:
-        return None
     seen = hashlib.blake2b(view.uids.tobytes(), digest_size=16).digest()
-    return (mailbox.id, mailbox.uidvalidity, mailbox.highestmodseq, seen, what, repr(key))
+    modseq = 0
+    if not isinstance(key, c.SearchAll):
+        mailbox = store.get_mailbox_by_id(view.mailbox_id)
+        if mailbox is None:
+            return None
+        modseq = mailbox.highestmodseq
+    return (view.mailbox_id, view.uidvalidity, seen, modseq, what, repr(key))
 
 
-def _cached(k: tuple[object, ...] | None) -> tuple[int, ...] | bytes | None:
-    if k is None:
-        return None
-    got = _CACHE.get(k)
-    if got is not None:
-        _CACHE.move_to_end(k)
-    return got
+def _entries(store: Store, view: SelectedView, uids: Sequence[int]) -> dict[int, SortEntry]:
+    """The entries of ``uids`` (those that still exist), from the cache or the store."""
+    k = (view.mailbox_id, view.uidvalidity)
+    cache = _caches(store).entries
+    known = cache.get(k)
+    if known is None or len(known) > 2 * len(view.uids) + 100:  # start over, or drop the gone
+        known = {}
+    missing = [u for u in uids if u not in known]
+    if missing:
+        fetched = store.sort_keys(view.mailbox_id, None if not known else missing)
+        known.update(fetched)
+    _lru_put(cache, k, known, ENTRIES_SIZE)
+    return known
 
 
-def _remember(k: tuple[object, ...] | None, value: tuple[int, ...] | bytes) -> None:
-    if k is not None:
-        _CACHE[k] = value
-        while len(_CACHE) > CACHE_SIZE:
-            _CACHE.popitem(last=False)
-
-
-def _items(s: Session, key: c.SearchKey, store: Store) -> list[Item]:
-    """The matching messages with their keys, numbered by UID."""
+def _found(s: Session, key: c.SearchKey, store: Store) -> list[tuple[int, int]]:
+    """The matching messages as (seq, uid)."""
     view = s.require_view()
-    found, metas = search_found(s, key, store)
-    if not found:
-        return []
-    keys = store.sort_keys(view.mailbox_id)
+    if isinstance(key, c.SearchAll):  # the view's messages, as the client sees them
+        return list(enumerate(view.uids, 1))
+    return [(seq, u) for seq, u, _ in search_found(s, key, store)[0]]
+
+
+def _items(
+    store: Store, view: SelectedView, found: Sequence[tuple[int, int]]
+) -> list[Item]:
+    """The messages ``found`` (seq, uid) that have entries, numbered by UID."""
+    entries = _entries(store, view, [u for _, u in found])
     out = []
-    for seq, uid, _ in found:
-        meta, k = metas[uid], keys.get(uid)
-        if k is not None:
-            out.append(Item(uid, seq, meta.internaldate.timestamp(), meta.size, k))
+    for seq, u in found:
+        e = entries.get(u)
+        if e is not None:
+            out.append(Item(u, seq, float(e.arrival), e.size, e.keys))
     return out
+
+
+def _linked(s: Session, cmd: c.Thread, store: Store) -> Linker:
+    """Step 1 of REFERENCES over the matching messages. For ``ALL`` the mailbox's
+    ``Linker`` is kept and extended with the messages that arrived since; after an
+    expunge (or for another search) it is made again."""
+    view = s.require_view()
+    found = _found(s, cmd.key, store)
+    if not isinstance(cmd.key, c.SearchAll):
+        linker = Linker()
+        linker.extend(_items(store, view, found))
+        return linker
+    lk = (view.mailbox_id, view.uidvalidity)
+    linkers = _caches(store).linkers
+    linker = linkers.get(lk) or Linker()
+    done = len(linker.numbers)
+    if done > len(found) or [u for _, u in found[:done]] != linker.numbers:
+        linker, done = Linker(), 0
+    linker.extend(_items(store, view, found[done:]))
+    _lru_put(linkers, lk, linker, ENTRIES_SIZE)
+    return linker
+
+
+def _sorted(s: Session, cmd: c.Sort, store: Store) -> tuple[int, ...]:
+    """The SORT answer's numbers, from the mailbox's ``SortIndex`` for the criteria
+    (made, or brought up to date with the messages that arrived since)."""
+    view = s.require_view()
+    found = _found(s, cmd.key, store)
+    entries = _entries(store, view, [u for _, u in found])
+    ik = (view.mailbox_id, view.uidvalidity, cmd.criteria)
+    indexes = _caches(store).indexes
+    index = indexes.get(ik)
+    if index is None or len(index.items) > 2 * len(view.uids) + 100:
+        index = SortIndex(cmd.criteria, [
+            Item(u, u, float(e.arrival), e.size, e.keys) for u, e in entries.items()
+        ])
+    else:
+        for _, u in found:
+            e = entries.get(u)
+            if e is not None and u not in index.items:
+                index.add(Item(u, u, float(e.arrival), e.size, e.keys))
+    _lru_put(indexes, ik, index, INDEXES_SIZE)
+    wanted = {u: (u if cmd.uid else seq) for seq, u in found if u in entries}
+    return tuple(index.answer(wanted))
 
 
 def _check_charset(charset: str) -> None:
@@ -101,35 +214,23 @@ def _check_charset(charset: str) -> None:
 def sort(s: Session, cmd: c.Sort, store: Store) -> None:
     s.require_view()
     _check_charset(cmd.charset)
-    ck = _cache_key(s, store, (cmd.name, cmd.criteria), cmd.key)
-    got = _cached(ck)
+    ak = _answer_key(s, store, (cmd.name, cmd.criteria), cmd.key)
+    answers = _caches(store).answers
+    got = answers.get(ak) if ak is not None else None
     if not isinstance(got, tuple):
-        ordered = sort_items(_items(s, cmd.key, store), cmd.criteria)
-        got = tuple(i.number if cmd.uid else i.seq for i in ordered)
-        _remember(ck, got)
-    numbers = list(got)
-    if _mentions_modseq(cmd.key):
+        got = _sorted(s, cmd, store)
+        if ak is not None:
+            _lru_put(answers, ak, got, ANSWERS_SIZE)
+    if _mentions(cmd.key, (c.SearchModseq,)):
         s.condstore_command()  # RFC 7162 §3.1: a MODSEQ search key enables CONDSTORE
     if cmd.returns is None:
-        s.untagged(b"SORT" + b"".join(b" %d" % n for n in numbers))
+        s.untagged(b"SORT" + b"".join(b" %d" % n for n in got))
     else:
-        s.untagged(_esort(cmd, numbers))
+        s.untagged(_esort(cmd, got))
     s.ok(cmd.tag, cmd.name + " completed")
 
 
-def _mentions_modseq(key: c.SearchKey) -> bool:
-    if isinstance(key, c.SearchModseq):
-        return True
-    if isinstance(key, c.SearchNot):
-        return _mentions_modseq(key.key)
-    if isinstance(key, c.SearchOr):
-        return _mentions_modseq(key.left) or _mentions_modseq(key.right)
-    if isinstance(key, c.SearchAnd):
-        return any(_mentions_modseq(k) for k in key.keys)
-    return False
-
-
-def _esort(cmd: c.Sort, numbers: list[int]) -> bytes:
+def _esort(cmd: c.Sort, numbers: Sequence[int]) -> bytes:
     """RFC 5267 §3.1 / RFC 4731: MIN and MAX are the first and last message in sort
     order, ALL lists them in that order, COUNT counts them; RETURN () means ALL."""
     returns = cmd.returns or ("ALL",)
@@ -151,16 +252,18 @@ def _esort(cmd: c.Sort, numbers: list[int]) -> bytes:
 def thread(s: Session, cmd: c.Thread, store: Store) -> None:
     s.require_view()
     _check_charset(cmd.charset)
-    ck = _cache_key(s, store, (cmd.name, cmd.algorithm), cmd.key)
-    got = _cached(ck)
+    ak = _answer_key(s, store, (cmd.name, cmd.algorithm), cmd.key)
+    answers = _caches(store).answers
+    got = answers.get(ak) if ak is not None else None
     if not isinstance(got, bytes):
-        items = _items(s, cmd.key, store)
-        if not cmd.uid:
-            items = [Item(i.seq, i.seq, i.arrival, i.size, i.keys) for i in items]
-        build = references if cmd.algorithm == "REFERENCES" else ordered_subject
-        got = render(build(items))
-        _remember(ck, got)
-    if _mentions_modseq(cmd.key):
+        if cmd.algorithm == "REFERENCES":
+            got = references(_linked(s, cmd, store), cmd.uid)
+        else:
+            view = s.require_view()
+            got = ordered_subject(_items(store, view, _found(s, cmd.key, store)), cmd.uid)
+        if ak is not None:
+            _lru_put(answers, ak, got, ANSWERS_SIZE)
+    if _mentions(cmd.key, (c.SearchModseq,)):
         s.condstore_command()
     s.untagged(b"THREAD " + got if got else b"THREAD")
     s.ok(cmd.tag, cmd.name + " completed")

@@ -1,7 +1,16 @@
 """THREAD=ORDEREDSUBJECT and THREAD=REFERENCES (RFC 5256 §4), sans-IO, over the
 precomputed keys of ``imap/sort.Item``. The steps of REFERENCES are numbered as in
-the RFC. Trees are walked with explicit stacks: References chains are the sender's
-to choose, and a deep one must not exhaust the interpreter's stack.
+the RFC.
+
+Containers are indices into parallel lists (item, parent, children), not objects
+pointing at each other: no reference cycles for the garbage collector to chase in
+a server with a large heap, and a copy of the links is two list copies. Trees are
+walked with explicit stacks: References chains are the sender's to choose, and a
+deep one must not exhaust the interpreter's stack.
+
+Step 1 depends only on the messages taken so far, in sequence order, so a
+``Linker`` can be kept and given only the messages that arrived since (``extend``);
+steps 2-7 then run on a copy of its links.
 """
 
 from __future__ import annotations
@@ -10,212 +19,240 @@ from collections.abc import Sequence
 
 from pushmail.imap.sort import Item
 
-
-class _Node:
-    __slots__ = ("children", "item", "parent")
-
-    def __init__(self, item: Item | None = None) -> None:
-        self.item = item  # None: a dummy (a message only referred to)
-        self.parent: _Node | None = None
-        self.children: list[_Node] = []
+_NONE = -1
 
 
-def _order(node: _Node) -> tuple[float, int]:
-    """Sent date, then sequence number (§2.2); a dummy sorts as its first child."""
-    while node.item is None:
-        node = node.children[0]
-    return node.item.date, node.item.seq
+class Linker:
+    """Step 1 of REFERENCES: the containers of every Message-ID seen, linked."""
 
+    __slots__ = ("children", "ids", "items", "numbers", "parent")
 
-def _is_ancestor(a: _Node, b: _Node) -> bool:
-    """Whether ``a`` is ``b`` or one of its ancestors."""
-    node: _Node | None = b
-    while node is not None:
-        if node is a:
-            return True
-        node = node.parent
-    return False
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.items: list[Item | None] = []  # None: a dummy (an id only referred to)
+        self.parent: list[int] = []
+        self.children: list[list[int]] = []
+        self.numbers: list[int] = []  # the messages taken, in order (their ``number``)
 
-
-def _link(parent: _Node, child: _Node) -> None:
-    child.parent = parent
-    parent.children.append(child)
-
-
-def _unlink(child: _Node) -> None:
-    if child.parent is not None:
-        child.parent.children.remove(child)
-        child.parent = None
-
-
-def _build(items: Sequence[Item]) -> list[_Node]:
-    """Steps 1 and 2: the containers linked by References, and the root set."""
-    table: dict[str, _Node] = {}
-    order: list[_Node] = []  # creation order, for a deterministic root set
-
-    def container(mid: str) -> _Node:
-        node = table.get(mid)
+    def _container(self, mid: str) -> int:
+        node = self.ids.get(mid)
         if node is None:
-            node = table[mid] = _Node()
-            order.append(node)
+            node = self.ids[mid] = len(self.items)
+            self.items.append(None)
+            self.parent.append(_NONE)
+            self.children.append([])
         return node
 
-    for item in sorted(items, key=lambda i: i.seq):
-        mid = item.keys.message_id
-        if mid is None or (mid in table and table[mid].item is not None):
-            mid = f"\0{item.seq}"  # missing or duplicate: a unique id (step 1)
-        node = container(mid)
-        node.item = item
-        prev: _Node | None = None
-        for ref in item.keys.references:  # 1.A: link the references in order
-            cur = container(ref)
-            if prev is not None and cur.parent is None and not _is_ancestor(cur, prev):
-                _link(prev, cur)
-            prev = cur
-        _unlink(node)  # 1.B: the last reference is the parent, replacing any other
-        if prev is not None and not _is_ancestor(node, prev):
-            _link(prev, node)
-    return [n for n in order if n.parent is None]
+    def _is_ancestor(self, a: int, b: int) -> bool:
+        """Whether ``a`` is ``b`` or one of its ancestors."""
+        parent = self.parent
+        while b != _NONE:
+            if b == a:
+                return True
+            b = parent[b]
+        return False
+
+    def _link(self, parent: int, child: int) -> None:
+        self.parent[child] = parent
+        self.children[parent].append(child)
+
+    def extend(self, items: Sequence[Item]) -> None:
+        """Take ``items`` (in sequence order, after those taken before)."""
+        for item in items:
+            self.numbers.append(item.number)
+            mid = item.keys.message_id
+            if mid is None or (mid in self.ids and self.items[self.ids[mid]] is not None):
+                mid = f"\0{item.number}"  # missing or duplicate: a unique id (step 1)
+            node = self._container(mid)
+            self.items[node] = item
+            prev = _NONE
+            for ref in item.keys.references:  # 1.A: link the references in order
+                cur = self._container(ref)
+                if prev != _NONE and self.parent[cur] == _NONE and not self._is_ancestor(
+                    cur, prev
+                ):
+                    self._link(prev, cur)
+                prev = cur
+            old = self.parent[node]  # 1.B: the last reference is the parent, replacing
+            if old != _NONE:  # any other
+                self.children[old].remove(node)
+                self.parent[node] = _NONE
+            if prev != _NONE and not self._is_ancestor(node, prev):
+                self._link(prev, node)
 
 
-def _prune(roots: list[_Node]) -> list[_Node]:
-    """Step 3: drop childless dummies; promote a dummy's children, except a root
-    dummy's when it has more than one. Bottom-up, so a promoted child is already
-    pruned."""
-    post: list[tuple[_Node, bool]] = []
-    stack = [(n, True) for n in roots]
-    while stack:
-        node, at_root = stack.pop()
-        post.append((node, at_root))
-        stack.extend((c, False) for c in node.children)
-    for node, _ in reversed(post):
-        node.children = _pruned(node.children, at_root=False, parent=node)
-    return _pruned(roots, at_root=True, parent=None)
+class _Tree:
+    """Steps 2-7 on a copy of a ``Linker``'s links."""
 
+    def __init__(self, linker: Linker) -> None:
+        self.items = list(linker.items)
+        self.parent = list(linker.parent)
+        self.children = [list(c) for c in linker.children]
+        self.order: list[tuple[float, int]] = [
+            (0.0, 0) if i is None else (i.date, i.seq) for i in self.items
+        ]
 
-def _pruned(nodes: list[_Node], at_root: bool, parent: _Node | None) -> list[_Node]:
-    out: list[_Node] = []
-    for node in nodes:
-        if node.item is None:
-            if not node.children:
-                continue
-            if not at_root or len(node.children) == 1:
-                for child in node.children:
-                    child.parent = parent
-                out.extend(node.children)
-                continue
-        out.append(node)
-    return out
+    def _new_dummy(self) -> int:
+        self.items.append(None)
+        self.parent.append(_NONE)
+        self.children.append([])
+        self.order.append((0.0, 0))
+        return len(self.items) - 1
 
+    def _link(self, parent: int, child: int) -> None:
+        self.parent[child] = parent
+        self.children[parent].append(child)
 
-def _sort_tree(roots: list[_Node]) -> None:
-    """Sort every set of siblings, deepest first (so a dummy's first child is
-    known when its parent's siblings are sorted)."""
-    post: list[_Node] = []
-    stack = list(roots)
-    while stack:
-        node = stack.pop()
-        post.append(node)
-        stack.extend(node.children)
-    for node in reversed(post):
-        node.children.sort(key=_order)
-    roots.sort(key=_order)
-
-
-def _subject(node: _Node) -> tuple[str, bool]:
-    """A thread's base subject and whether it is a reply: its message's, or its
-    first child's for a dummy (step 5.B.i)."""
-    while node.item is None:
-        node = node.children[0]
-    return node.item.keys.subject, node.item.keys.reply
-
-
-def _merge_subjects(roots: list[_Node]) -> list[_Node]:
-    """Step 5: gather the threads under the root that share a base subject."""
-    table: dict[str, _Node] = {}
-    for node in roots:  # 5.B
-        subject, reply = _subject(node)
-        if not subject:
-            continue
-        held = table.get(subject)
-        replaces = held is not None and held.item is not None and (
-            node.item is None or (_subject(held)[1] and not reply)
-        )
-        if held is None or replaces:
-            table[subject] = node
-    out: list[_Node] = []
-    for node in roots:  # 5.C
-        subject, reply = _subject(node)
-        held = table.get(subject) if subject else None
-        if held is None or held is node:
+    def _post_order(self, roots: list[int]) -> list[int]:
+        """Every node under ``roots``, each after all of its descendants."""
+        out: list[int] = []
+        stack = list(roots)
+        children = self.children
+        while stack:
+            node = stack.pop()
             out.append(node)
-            continue
-        if held.item is None and node.item is None:  # (a)
-            for child in node.children:
-                _link(held, child)
-        elif held.item is None or (reply and not _subject(held)[1]):  # (b), (c)
-            _link(held, node)
-        else:  # (d): a new dummy over both, in the table's place
-            # The table holds the first dummy, else the first non-reply, else the
-            # first reply of a subject, so here ``held`` came earlier: it is in ``out``.
-            dummy = _Node()
-            out[out.index(held)] = dummy
-            for n in (held, node):
-                _link(dummy, n)
-            table[subject] = dummy
-    return [n for n in out if n.parent is None]
+            stack.extend(children[node])
+        out.reverse()
+        return out
+
+    def prune(self) -> list[int]:
+        """Steps 2-3: the root set, without childless dummies; a dummy's children
+        promoted, except a root dummy's when it has more than one. Bottom-up, so a
+        promoted child is already pruned."""
+        roots = [n for n, p in enumerate(self.parent) if p == _NONE]
+        for node in self._post_order(roots):
+            self.children[node] = self._pruned(self.children[node], False, node)
+        return self._pruned(roots, True, _NONE)
+
+    def _pruned(self, nodes: list[int], at_root: bool, parent: int) -> list[int]:
+        out: list[int] = []
+        items, children = self.items, self.children
+        for node in nodes:
+            if items[node] is None:
+                kids = children[node]
+                if not kids:
+                    continue
+                if not at_root or len(kids) == 1:
+                    for child in kids:
+                        self.parent[child] = parent
+                    out.extend(kids)
+                    continue
+            out.append(node)
+        return out
+
+    def sort(self, roots: list[int]) -> None:
+        """Steps 4 and 6: every set of siblings by sent date then sequence number,
+        deepest first; a dummy sorts as its first child."""
+        children, order, items = self.children, self.order, self.items
+        key = order.__getitem__
+        for node in self._post_order(roots):
+            kids = children[node]
+            if len(kids) > 1:
+                kids.sort(key=key)
+            if items[node] is None:
+                order[node] = order[kids[0]]
+        roots.sort(key=key)
+
+    def _subject(self, node: int) -> tuple[str, bool]:
+        """A thread's base subject and whether it is a reply: its message's, or its
+        first child's for a dummy (step 5.B.i)."""
+        item = self.items[node]
+        while item is None:
+            node = self.children[node][0]
+            item = self.items[node]
+        return item.keys.subject, item.keys.reply
+
+    def merge_subjects(self, roots: list[int]) -> list[int]:
+        """Step 5: gather the threads under the root that share a base subject."""
+        items = self.items
+        table: dict[str, int] = {}
+        for node in roots:  # 5.B
+            subject, reply = self._subject(node)
+            if not subject:
+                continue
+            held = table.get(subject)
+            replaces = held is not None and items[held] is not None and (
+                items[node] is None or (self._subject(held)[1] and not reply)
+            )
+            if held is None or replaces:
+                table[subject] = node
+        out: list[int] = []
+        for node in roots:  # 5.C
+            subject, reply = self._subject(node)
+            held = table.get(subject) if subject else None
+            if held is None or held == node:
+                out.append(node)
+                continue
+            if items[held] is None and items[node] is None:  # (a)
+                for child in self.children[node]:
+                    self._link(held, child)
+                self.children[node] = []
+            elif items[held] is None or (reply and not self._subject(held)[1]):  # (b), (c)
+                self._link(held, node)
+            else:  # (d): a new dummy over both, in the table's place
+                # The table holds the first dummy, else the first non-reply, else
+                # the first reply of a subject, so ``held`` came earlier: in ``out``.
+                dummy = self._new_dummy()
+                out[out.index(held)] = dummy
+                self._link(dummy, held)
+                self._link(dummy, node)
+                table[subject] = dummy
+        return out
+
+    def render(self, roots: list[int], uid: bool) -> bytes:
+        """The THREAD response's data: thread-list *(thread-list) (§5). A chain of
+        only children is written flat ("1 2 3"), siblings nested ("1 (2)(3)")."""
+        items, children = self.items, self.children
+        out: list[bytes] = []
+        stack: list[int | bytes] = []  # a node to write, or bytes to emit
+        for root in reversed(roots):
+            stack += [b")", root, b"("]
+        while stack:
+            top = stack.pop()
+            if isinstance(top, bytes):
+                out.append(top)
+                continue
+            node = top
+            while True:
+                item = items[node]
+                kids = children[node]
+                if item is not None:
+                    if out[-1] != b"(":
+                        out.append(b" ")
+                    out.append(b"%d" % (item.number if uid else item.seq))
+                    if len(kids) == 1:
+                        node = kids[0]
+                        continue
+                    if kids:
+                        out.append(b" ")
+                for child in reversed(kids):
+                    stack += [b")", child, b"("]
+                break
+        return b"".join(out)
 
 
-def references(items: Sequence[Item]) -> list[_Node]:
-    roots = _prune(_build(items))
-    _sort_tree(roots)  # step 4 sorts the root level; 6 sorts all (same order)
-    roots = _merge_subjects(roots)
-    _sort_tree(roots)
-    return roots
+def references(linker: Linker, uid: bool) -> bytes:
+    """THREAD=REFERENCES over the messages ``linker`` has taken."""
+    tree = _Tree(linker)
+    roots = tree.prune()
+    tree.sort(roots)  # step 4 sorts the root level; 6 sorts all (same order)
+    roots = tree.merge_subjects(roots)
+    tree.sort(roots)
+    return tree.render(roots, uid)
 
 
-def ordered_subject(items: Sequence[Item]) -> list[_Node]:
+def ordered_subject(items: Sequence[Item], uid: bool) -> bytes:
     """ORDEREDSUBJECT (§4): by base subject then sent date; in each group the first
     message is the parent of the others; threads by their first message's date."""
     groups: dict[str, list[Item]] = {}
     for item in sorted(items, key=lambda i: (i.date, i.seq)):
         groups.setdefault(item.keys.subject, []).append(item)
-    roots: list[_Node] = []
-    for members in groups.values():
-        root = _Node(members[0])
-        for item in members[1:]:
-            _link(root, _Node(item))
-        roots.append(root)
-    roots.sort(key=_order)
-    return roots
-
-
-def render(roots: list[_Node]) -> bytes:
-    """The THREAD response's data: thread-list *(thread-list) (§5). A chain of
-    only children is written flat ("1 2 3"), siblings nested ("1 (2)(3)")."""
     out: list[bytes] = []
-    # Items of the stack: a node to write, or bytes to emit after a subtree.
-    stack: list[_Node | bytes] = []
-    for root in reversed(roots):
-        stack += [b")", root, b"("]
-    while stack:
-        top = stack.pop()
-        if isinstance(top, bytes):
-            out.append(top)
-            continue
-        node: _Node = top
-        while True:
-            if node.item is not None:
-                if out and out[-1] not in (b"(",):
-                    out.append(b" ")
-                out.append(b"%d" % node.item.number)
-            if len(node.children) == 1 and node.item is not None:
-                node = node.children[0]
-                continue
-            if node.children:
-                if node.item is not None:
-                    out.append(b" ")
-                for child in reversed(node.children):
-                    stack += [b")", child, b"("]
-            break
+    for members in sorted(groups.values(), key=lambda m: (m[0].date, m[0].seq)):
+        numbers = [b"%d" % (i.number if uid else i.seq) for i in members]
+        if len(numbers) <= 2:
+            out.append(b"(" + b" ".join(numbers) + b")")
+        else:
+            out.append(b"(" + numbers[0] + b" " + b"".join(b"(%s)" % n for n in numbers[1:])
+                       + b")")
     return b"".join(out)

@@ -170,6 +170,16 @@ class SortKeys:
 
 
 @dataclass(frozen=True, slots=True)
+class SortEntry:
+    """One message as SORT and THREAD see it: its text's keys, its internal date
+    (unix seconds) and RFC822.SIZE. None of it changes while the message exists."""
+
+    keys: SortKeys
+    arrival: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
 class NewMessage:
     """A message to add: raw bytes exactly as delivered, plus its cache."""
 
@@ -343,9 +353,12 @@ class Store(Protocol):
         each message's cache."""
         ...
 
-    def sort_keys(self, mailbox_id: int) -> dict[int, SortKeys]:
-        """The ``SortKeys`` of every message of the mailbox, by UID, in one query
-        (texts stored before keys were kept get theirs computed and stored now)."""
+    def sort_keys(
+        self, mailbox_id: int, uids: Collection[int] | None = None
+    ) -> dict[int, SortEntry]:
+        """The ``SortEntry`` of each named message that exists (every message when
+        ``uids`` is None), by UID, in one query; texts stored before keys were kept
+        get theirs computed and stored now."""
         ...
 
     def store_flags(

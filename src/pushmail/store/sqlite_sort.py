@@ -1,13 +1,15 @@
 """The SQLite store's SORT/THREAD keys (``sortkeys`` table, schema version 5): one
-query for a whole mailbox; texts without keys (stored before the table existed, or
-keys of an older ``KEYS_VERSION``) get them computed from their header and stored,
-once."""
+query for a mailbox (or some of its messages); texts without keys (stored before
+the table existed, or keys of an older ``KEYS_VERSION``) get them computed from
+their header and stored, once."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Collection
 
-from pushmail.store.interfaces import SortKeys
+from pushmail.store.interfaces import SortEntry, SortKeys
 from pushmail.store.sortkeys import (
     COLUMNS,
     KEYS_VERSION,
@@ -19,35 +21,45 @@ from pushmail.store.sortkeys import (
 from pushmail.store.sqlite_base import SqliteBase
 
 _UPSERT = upsert_sql("?")
-_COLS = ", ".join("s." + c.strip() for c in COLUMNS.split(","))
+_SELECT = (
+    "SELECT m.uid, m.body_id, m.internaldate, m.size, s.version, "
+    + ", ".join("s." + c.strip() for c in COLUMNS.split(","))
+    + " FROM messages m LEFT JOIN sortkeys s ON s.body_id = m.body_id WHERE m.mailbox_id = ?"
+)
 
 
 class SqliteSortKeys(SqliteBase):
     """``Store.sort_keys`` for SQLite."""
 
-    def sort_keys(self, mailbox_id: int) -> dict[int, SortKeys]:
-        rows = self._conn.execute(
-            f"SELECT m.uid, m.body_id, s.version, {_COLS} "
-            "FROM messages m LEFT JOIN sortkeys s ON s.body_id = m.body_id "
-            "WHERE m.mailbox_id = ?",
-            (mailbox_id,),
-        ).fetchall()
-        out: dict[int, SortKeys] = {}
-        missing: dict[int, list[int]] = {}  # body_id -> uids
+    def sort_keys(
+        self, mailbox_id: int, uids: Collection[int] | None = None
+    ) -> dict[int, SortEntry]:
+        if uids is None:
+            rows = self._conn.execute(_SELECT, (mailbox_id,)).fetchall()
+        else:
+            rows = self._conn.execute(
+                _SELECT + " AND m.uid IN (SELECT value FROM json_each(?))",
+                (mailbox_id, json.dumps([int(u) for u in uids])),
+            ).fetchall()
+        out: dict[int, SortEntry] = {}
+        missing: dict[int, list[tuple[int, int, int]]] = {}  # body_id -> (uid, date, size)
         for row in rows:
-            if row[2] != KEYS_VERSION:
-                missing.setdefault(int(row[1]), []).append(int(row[0]))
+            if row[4] != KEYS_VERSION:
+                missing.setdefault(int(row[1]), []).append((int(row[0]), row[2], row[3]))
                 continue
-            out[int(row[0])] = from_row(tuple(row[3:]))
+            out[int(row[0])] = SortEntry(from_row(tuple(row[5:])), row[2], row[3])
         if missing:
-            out.update(self._fill_sort_keys(missing))
+            keys = self._fill_sort_keys(list(missing))
+            for body_id, messages in missing.items():
+                for uid, date, size in messages:
+                    out[uid] = SortEntry(keys[body_id], date, size)
         return out
 
-    def _fill_sort_keys(self, missing: dict[int, list[int]]) -> dict[int, SortKeys]:
-        """Compute the keys of the texts ``missing`` names, and keep them if this
-        connection may write (a failure to keep them only costs the next SORT)."""
+    def _fill_sort_keys(self, body_ids: list[int]) -> dict[int, SortKeys]:
+        """Compute the keys of these texts, and keep them if this connection may
+        write (a failure to keep them only costs the next SORT)."""
         computed: dict[int, SortKeys] = {}
-        for body_id in missing:
+        for body_id in body_ids:
             got = self._conn.execute("SELECT raw FROM bodies WHERE id = ?", (body_id,)).fetchone()
             computed[body_id] = extract(bytes(got[0]) if got is not None else b"")
         try:
@@ -55,4 +67,4 @@ class SqliteSortKeys(SqliteBase):
                 conn.executemany(_UPSERT, [upsert_params(b, k) for b, k in computed.items()])
         except sqlite3.OperationalError:
             pass
-        return {uid: computed[b] for b, uids in missing.items() for uid in uids}
+        return computed
