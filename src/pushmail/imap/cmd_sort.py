@@ -221,13 +221,32 @@ def sort(s: Session, cmd: c.Sort, store: Store) -> None:
         got = _sorted(s, cmd, store)
         if ak is not None:
             _lru_put(answers, ak, got, ANSWERS_SIZE)
+    modseq = 0
     if _mentions(cmd.key, (c.SearchModseq,)):
         s.condstore_command()  # RFC 7162 §3.1: a MODSEQ search key enables CONDSTORE
+        modseq = _reported_modseq(s, cmd, store, got)
     if cmd.returns is None:
-        s.untagged(b"SORT" + b"".join(b" %d" % n for n in got))
+        tail = b" (MODSEQ %d)" % modseq if modseq else b""  # RFC 7162 §3.1.5
+        s.untagged(b"SORT" + b"".join(b" %d" % n for n in got) + tail)
     else:
-        s.untagged(_esort(cmd, got))
+        s.untagged(_esort(cmd, got) + (b" MODSEQ %d" % modseq if modseq else b""))
     s.ok(cmd.tag, cmd.name + " completed")
+
+
+def _reported_modseq(s: Session, cmd: c.Sort, store: Store, numbers: Sequence[int]) -> int:
+    """The highest MODSEQ of the messages the answer reports (RFC 7162 §3.1.5; with
+    only MIN and/or MAX, of those one or two, RFC 4731 §3.2). Such a search is
+    never cached, so this reads the same state the answer was made from."""
+    if not numbers:
+        return 0
+    found = search_found(s, cmd.key, store)[0]
+    by_number = {(uid if cmd.uid else seq): m for seq, uid, m in found}
+    shown = list(numbers)
+    if cmd.returns is not None and not {"ALL", "COUNT"} & set(cmd.returns or ("ALL",)):
+        shown = ([shown[0]] if "MIN" in cmd.returns else []) + (
+            [shown[-1]] if "MAX" in cmd.returns else []
+        )
+    return max((by_number.get(n, 0) for n in shown), default=0)
 
 
 def _esort(cmd: c.Sort, numbers: Sequence[int]) -> bytes:
