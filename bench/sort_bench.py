@@ -1,8 +1,9 @@
 """Time per SORT/THREAD command, pushmail against Dovecot in the same run (issue 18).
 
-Both servers get the same ``--messages`` messages of ``sort_corpus.py`` (APPENDed,
-pipelined), then each command of ``COMMANDS`` is timed from the client: the time
-from sending it to reading its tagged reply, over a loopback connection.
+Both servers run at once and get the same ``--messages`` messages of
+``sort_corpus.py`` (APPENDed, pipelined); then each command of ``COMMANDS`` is timed
+from the client (from sending it to reading its tagged reply, over loopback),
+alternating between the servers so that the shared machine's load falls on both.
 
 - ``first``: the first time the command is sent after the messages arrived;
 - ``repeat``: the median of ``--rounds`` more sends on the unchanged mailbox
@@ -61,35 +62,46 @@ def timed(imap: Imap, command: bytes) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
-def measure(port: int, raws: list[bytes], rounds: int) -> dict[str, dict[str, float]]:
+def _connect(port: int, raws: list[bytes]) -> Imap:
     imap = Imap(port)
+    imap.ok(b"LOGIN " + USER.encode() + b" " + PASSWORD.encode())
+    append_all(imap, raws)
+    imap.ok(b"SELECT INBOX")
+    return imap
+
+
+def measure(ports: dict[str, int], raws: list[bytes], rounds: int) -> dict[str, object]:
+    """Both servers run at once and each timed send alternates between them, so a
+    change of the machine's load (it is shared) falls on both alike."""
+    conns = {name: _connect(port, raws) for name, port in ports.items()}
+    out: dict[str, dict[str, dict[str, float]]] = {name: {} for name in ports}
     try:
-        imap.ok(b"LOGIN " + USER.encode() + b" " + PASSWORD.encode())
-        append_all(imap, raws)
-        imap.ok(b"SELECT INBOX")
-        out: dict[str, dict[str, float]] = {}
         for command in COMMANDS:
-            first = timed(imap, command)
-            repeat = [timed(imap, command) for _ in range(rounds)]
-            changed = []
-            for n in range(rounds):
-                imap.ok(b"STORE 1 %sFLAGS (\\Flagged)" % (b"+" if n % 2 == 0 else b"-"))
-                changed.append(timed(imap, command))
-            arrived = []
-            for n in range(rounds):
-                raw = raws[n % len(raws)]
-                imap.ok(b"APPEND INBOX {%d+}\r\n" % len(raw) + raw)
-                imap.ok(b"NOOP")
-                arrived.append(timed(imap, command))
-            out[command.decode()] = {
-                "first": round(first, 2),
-                "repeat": round(statistics.median(repeat), 2),
-                "changed": round(statistics.median(changed), 2),
-                "arrived": round(statistics.median(arrived), 2),
+            runs: dict[str, dict[str, list[float]]] = {
+                name: {"first": [], "repeat": [], "changed": [], "arrived": []} for name in ports
             }
+            for name, imap in conns.items():
+                runs[name]["first"].append(timed(imap, command))
+            for n in range(rounds):
+                for name, imap in conns.items():
+                    runs[name]["repeat"].append(timed(imap, command))
+                for name, imap in conns.items():
+                    imap.ok(b"STORE 1 %sFLAGS (\\Flagged)" % (b"+" if n % 2 == 0 else b"-"))
+                    runs[name]["changed"].append(timed(imap, command))
+                raw = raws[n % len(raws)]
+                for name, imap in conns.items():
+                    imap.ok(b"APPEND INBOX {%d+}\r\n" % len(raw) + raw)
+                    imap.ok(b"NOOP")
+                    runs[name]["arrived"].append(timed(imap, command))
+            for name in ports:
+                out[name][command.decode()] = {
+                    kind: round(statistics.median(values), 2)
+                    for kind, values in runs[name].items()
+                }
     finally:
-        imap.close()
-    return out
+        for imap in conns.values():
+            imap.close()
+    return dict(out)
 
 
 def main() -> int:
@@ -103,21 +115,23 @@ def main() -> int:
 
     raws = messages(args.messages)
     result: dict[str, object] = {"messages": args.messages, "rounds": args.rounds}
-    with tempfile.TemporaryDirectory(prefix="pm-sortbench-dovecot-") as dwork:
+    with (
+        tempfile.TemporaryDirectory(prefix="pm-sortbench-dovecot-") as dwork,
+        tempfile.TemporaryDirectory(prefix="pm-sortbench-") as pwork,
+    ):
         dove = dovecot.DovecotInstance(Path(dwork), [(USER, PASSWORD)], sessions=2)
+        push = PushmailInstance(Path(pwork), [(USER, PASSWORD)])
         dove.start()
         try:
-            result["dovecot"] = measure(dove.imap_port, raws, args.rounds)
+            push.add_users()
+            push.start()
+            try:
+                ports = {"dovecot": dove.imap_port, "pushmail": push.imap_port}
+                result.update(measure(ports, raws, args.rounds))
+            finally:
+                push.stop()
         finally:
             dove.stop()
-    with tempfile.TemporaryDirectory(prefix="pm-sortbench-") as pwork:
-        push = PushmailInstance(Path(pwork), [(USER, PASSWORD)])
-        push.add_users()
-        push.start()
-        try:
-            result["pushmail"] = measure(push.imap_port, raws, args.rounds)
-        finally:
-            push.stop()
     print(json.dumps(result))
     return 0
 

@@ -133,7 +133,7 @@ def _entries(store: Store, view: SelectedView, uids: Sequence[int]) -> dict[int,
     known = cache.get(k)
     if known is None or len(known) > 2 * len(view.uids) + 100:  # start over, or drop the gone
         known = {}
-    missing = [u for u in uids if u not in known]
+    missing = sorted(set(uids).difference(known))  # set operations: 10,000 UIDs in C
     if missing:
         fetched = store.sort_keys(view.mailbox_id, None if not known else missing)
         known.update(fetched)
@@ -167,18 +167,17 @@ def _linked(s: Session, cmd: c.Thread, store: Store) -> Linker:
     ``Linker`` is kept and extended with the messages that arrived since; after an
     expunge (or for another search) it is made again."""
     view = s.require_view()
-    found = _found(s, cmd.key, store)
     if not isinstance(cmd.key, c.SearchAll):
         linker = Linker()
-        linker.extend(_items(store, view, found))
+        linker.extend(_items(store, view, _found(s, cmd.key, store)))
         return linker
     lk = (view.mailbox_id, view.uidvalidity)
     linkers = _caches(store).linkers
     linker = linkers.get(lk) or Linker()
     done = len(linker.numbers)
-    if done > len(found) or [u for _, u in found[:done]] != linker.numbers:
+    if done > len(view.uids) or view.uids[:done].tolist() != linker.numbers:
         linker, done = Linker(), 0
-    linker.extend(_items(store, view, found[done:]))
+    linker.extend(_items(store, view, list(enumerate(view.uids[done:], done + 1))))
     _lru_put(linkers, lk, linker, ENTRIES_SIZE)
     return linker
 
@@ -187,8 +186,14 @@ def _sorted(s: Session, cmd: c.Sort, store: Store) -> tuple[int, ...]:
     """The SORT answer's numbers, from the mailbox's ``SortIndex`` for the criteria
     (made, or brought up to date with the messages that arrived since)."""
     view = s.require_view()
-    found = _found(s, cmd.key, store)
-    entries = _entries(store, view, [u for _, u in found])
+    if isinstance(cmd.key, c.SearchAll):  # the view's messages, numbered in C
+        uids: Sequence[int] = view.uids
+        numbers = uids if cmd.uid else range(1, len(uids) + 1)
+    else:
+        found = _found(s, cmd.key, store)
+        uids = [u for _, u in found]
+        numbers = uids if cmd.uid else [seq for seq, _ in found]
+    entries = _entries(store, view, uids)
     ik = (view.mailbox_id, view.uidvalidity, cmd.criteria)
     indexes = _caches(store).indexes
     index = indexes.get(ik)
@@ -197,12 +202,14 @@ def _sorted(s: Session, cmd: c.Sort, store: Store) -> tuple[int, ...]:
             Item(u, u, float(e.arrival), e.size, e.keys) for u, e in entries.items()
         ])
     else:
-        for _, u in found:
+        for u in sorted(set(uids).difference(index.items)):
             e = entries.get(u)
-            if e is not None and u not in index.items:
+            if e is not None:
                 index.add(Item(u, u, float(e.arrival), e.size, e.keys))
     _lru_put(indexes, ik, index, INDEXES_SIZE)
-    wanted = {u: (u if cmd.uid else seq) for seq, u in found if u in entries}
+    wanted = dict(zip(uids, numbers, strict=True))
+    for u in set(uids).difference(entries):  # gone before its keys were read
+        del wanted[u]
     return tuple(index.answer(wanted))
 
 
@@ -227,7 +234,7 @@ def sort(s: Session, cmd: c.Sort, store: Store) -> None:
         modseq = _reported_modseq(s, cmd, store, got)
     if cmd.returns is None:
         tail = b" (MODSEQ %d)" % modseq if modseq else b""  # RFC 7162 §3.1.5
-        s.untagged(b"SORT" + b"".join(b" %d" % n for n in got) + tail)
+        s.untagged(b"SORT" + b"".join(map(b" %d".__mod__, got)) + tail)
     else:
         s.untagged(_esort(cmd, got) + (b" MODSEQ %d" % modseq if modseq else b""))
     s.ok(cmd.tag, cmd.name + " completed")

@@ -108,7 +108,7 @@ class SortIndex:
 
     def answer(self, wanted: dict[int, int]) -> list[int]:
         """The messages of ``wanted`` (UID -> number in the reply), in order."""
-        return [wanted[u] for u in self.order if u in wanted]
+        return [n for n in map(wanted.get, self.order) if n is not None]
 
 
 def sequence_runs(numbers: Sequence[int]) -> bytes:
