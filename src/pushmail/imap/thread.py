@@ -120,8 +120,10 @@ class _Tree:
         promoted, except a root dummy's when it has more than one. Bottom-up, so a
         promoted child is already pruned."""
         roots = [n for n, p in enumerate(self.parent) if p == _NONE]
+        children = self.children
         for node in self._post_order(roots):
-            self.children[node] = self._pruned(self.children[node], False, node)
+            if children[node]:
+                children[node] = self._pruned(children[node], False, node)
         return self._pruned(roots, True, _NONE)
 
     def _pruned(self, nodes: list[int], at_root: bool, parent: int) -> list[int]:
@@ -146,6 +148,19 @@ class _Tree:
         children, order, items = self.children, self.order, self.items
         key = order.__getitem__
         for node in self._post_order(roots):
+            kids = children[node]
+            if len(kids) > 1:
+                kids.sort(key=key)
+            if items[node] is None:
+                order[node] = order[kids[0]]
+        roots.sort(key=key)
+
+    def sort_top(self, roots: list[int]) -> None:
+        """Step 6 after step 5: only the root level and its children changed (threads
+        moved under a root, new dummies); everything deeper is still sorted."""
+        children, order, items = self.children, self.order, self.items
+        key = order.__getitem__
+        for node in roots:
             kids = children[node]
             if len(kids) > 1:
                 kids.sort(key=key)
@@ -237,7 +252,7 @@ def references(linker: Linker, uid: bool) -> bytes:
     roots = tree.prune()
     tree.sort(roots)  # step 4 sorts the root level; 6 sorts all (same order)
     roots = tree.merge_subjects(roots)
-    tree.sort(roots)
+    tree.sort_top(roots)
     return tree.render(roots, uid)
 
 
