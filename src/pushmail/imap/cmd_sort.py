@@ -234,7 +234,9 @@ def sort(s: Session, cmd: c.Sort, store: Store) -> None:
         modseq = _reported_modseq(s, cmd, store, got)
     if cmd.returns is None:
         tail = b" (MODSEQ %d)" % modseq if modseq else b""  # RFC 7162 §3.1.5
-        s.untagged(b"SORT" + b"".join(map(b" %d".__mod__, got)) + tail)
+        # str() of an int and one join are several times faster than b"%d" each.
+        text = " ".join(map(str, got)).encode("ascii")
+        s.untagged(b"SORT " + text + tail if got else b"SORT" + tail)
     else:
         s.untagged(_esort(cmd, got) + (b" MODSEQ %d" % modseq if modseq else b""))
     s.ok(cmd.tag, cmd.name + " completed")

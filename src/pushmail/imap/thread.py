@@ -218,13 +218,13 @@ class _Tree:
         """The THREAD response's data: thread-list *(thread-list) (§5). A chain of
         only children is written flat ("1 2 3"), siblings nested ("1 (2)(3)")."""
         items, children = self.items, self.children
-        out: list[bytes] = []
-        stack: list[int | bytes] = []  # a node to write, or bytes to emit
+        out: list[str] = []  # joined and encoded once: cheaper than bytes per number
+        stack: list[int | str] = []  # a node to write, or text to emit
         for root in reversed(roots):
-            stack += [b")", root, b"("]
+            stack += [")", root, "("]
         while stack:
             top = stack.pop()
-            if isinstance(top, bytes):
+            if isinstance(top, str):
                 out.append(top)
                 continue
             node = top
@@ -232,18 +232,18 @@ class _Tree:
                 item = items[node]
                 kids = children[node]
                 if item is not None:
-                    if out[-1] != b"(":
-                        out.append(b" ")
-                    out.append(b"%d" % (item.number if uid else item.seq))
+                    if out[-1] != "(":
+                        out.append(" ")
+                    out.append(str(item.number if uid else item.seq))
                     if len(kids) == 1:
                         node = kids[0]
                         continue
                     if kids:
-                        out.append(b" ")
+                        out.append(" ")
                 for child in reversed(kids):
-                    stack += [b")", child, b"("]
+                    stack += [")", child, "("]
                 break
-        return b"".join(out)
+        return "".join(out).encode("ascii")
 
 
 def references(linker: Linker, uid: bool) -> bytes:
