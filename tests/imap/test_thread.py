@@ -85,6 +85,15 @@ def test_subject_merging() -> None:
     assert got == b"((1)(2)(3))"
 
 
+def test_children_merged_in_are_sorted_under_a_later_dummy() -> None:
+    # 3 (a reply without references) joins 1's thread by subject, before 2 in date;
+    # then 4, another original, puts 1 under a new dummy: 1's children still sorted.
+    got = _refs(_item(1, "a", subject="s", sent=10), _item(2, "b", "a", "s", True, sent=50),
+                _item(3, "c", subject="s", reply=True, sent=20),
+                _item(4, "d", subject="s", sent=30))
+    assert got == b"((1 (3)(2))(4))"
+
+
 def test_siblings_sorted_by_date_then_sequence() -> None:
     got = _refs(_item(1, "a", subject="a", sent=50), _item(2, "b", "a", "a", True, sent=40),
                 _item(3, "c", "a", "a", True, sent=30), _item(4, "d", "a", "a", True, sent=30))

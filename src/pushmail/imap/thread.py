@@ -155,16 +155,18 @@ class _Tree:
                 order[node] = order[kids[0]]
         roots.sort(key=key)
 
-    def sort_top(self, roots: list[int]) -> None:
-        """Step 6 after step 5: only the root level and its children changed (threads
-        moved under a root, new dummies); everything deeper is still sorted."""
+    def sort_top(self, roots: list[int], touched: set[int]) -> None:
+        """Step 6 after step 5: only the sibling sets step 5 added to (``touched``:
+        roots, new dummies, and a root that a new dummy then took under it) and the
+        root level changed; everything else is still sorted. Their children are
+        messages (no dummy is left below the root), whose keys are fixed."""
         children, order, items = self.children, self.order, self.items
         key = order.__getitem__
-        for node in roots:
+        for node in touched:
             kids = children[node]
             if len(kids) > 1:
                 kids.sort(key=key)
-            if items[node] is None:
+            if items[node] is None and kids:
                 order[node] = order[kids[0]]
         roots.sort(key=key)
 
@@ -177,8 +179,9 @@ class _Tree:
             item = self.items[node]
         return item.keys.subject, item.keys.reply
 
-    def merge_subjects(self, roots: list[int]) -> list[int]:
-        """Step 5: gather the threads under the root that share a base subject."""
+    def merge_subjects(self, roots: list[int], touched: set[int]) -> list[int]:
+        """Step 5: gather the threads under the root that share a base subject;
+        every node given children here is added to ``touched``."""
         items = self.items
         table: dict[str, int] = {}
         for node in roots:  # 5.B
@@ -198,6 +201,7 @@ class _Tree:
             if held is None or held == node:
                 out.append(node)
                 continue
+            touched.add(held)
             if items[held] is None and items[node] is None:  # (a)
                 for child in self.children[node]:
                     self._link(held, child)
@@ -208,6 +212,7 @@ class _Tree:
                 # The table holds the first dummy, else the first non-reply, else
                 # the first reply of a subject, so ``held`` came earlier: in ``out``.
                 dummy = self._new_dummy()
+                touched.add(dummy)
                 out[out.index(held)] = dummy
                 self._link(dummy, held)
                 self._link(dummy, node)
@@ -251,8 +256,9 @@ def references(linker: Linker, uid: bool) -> bytes:
     tree = _Tree(linker)
     roots = tree.prune()
     tree.sort(roots)  # step 4 sorts the root level; 6 sorts all (same order)
-    roots = tree.merge_subjects(roots)
-    tree.sort_top(roots)
+    touched: set[int] = set()
+    roots = tree.merge_subjects(roots, touched)
+    tree.sort_top(roots, touched)
     return tree.render(roots, uid)
 
 
