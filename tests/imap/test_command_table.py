@@ -61,6 +61,11 @@ EXPECTED: list[tuple[c.Command, str, set[State]]] = [
     (c.Expunge("t", ONE), "UID EXPUNGE", {S}),
     (c.Search("t", c.SearchAll()), "SEARCH", {S}),
     (c.Search("t", c.SearchAll(), uid=True), "UID SEARCH", {S}),
+    (c.Sort("t", (c.SortCriterion("DATE"),), "UTF-8", c.SearchAll()), "SORT", {S}),
+    (c.Sort("t", (c.SortCriterion("SUBJECT", True),), "UTF-8", c.SearchAll(), uid=True),
+     "UID SORT", {S}),
+    (c.Thread("t", "REFERENCES", "UTF-8", c.SearchAll()), "THREAD", {S}),
+    (c.Thread("t", "ORDEREDSUBJECT", "US-ASCII", c.SearchAll(), uid=True), "UID THREAD", {S}),
     (c.Fetch("t", ONE, ("FLAGS",)), "FETCH", {S}),
     (c.Fetch("t", ONE, ("FLAGS",), uid=True), "UID FETCH", {S}),
     (c.StoreFlags("t", ONE, "add", ()), "STORE", {S}),
@@ -71,7 +76,7 @@ EXPECTED: list[tuple[c.Command, str, set[State]]] = [
     (c.Copy("t", ONE, "x", uid=True, move=True), "UID MOVE", {S}),
 ]
 
-SEQNUM_COMMANDS = {"FETCH", "STORE", "SEARCH", "COPY", "MOVE"}
+SEQNUM_COMMANDS = {"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "SORT", "THREAD"}
 
 PAIRS = [(cmd, name, allowed, state) for cmd, name, allowed in EXPECTED for state in State]
 

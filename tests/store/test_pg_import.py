@@ -84,6 +84,7 @@ def test_an_imported_store_looks_the_same_to_clients(tmp_path: Path, url: str) -
         done = import_sqlite(tmp_path / "store.sqlite3", conn)
     assert done.counts["users"] == 2 and done.counts["expunged"] >= 4
     assert done.counts["previews"] == 1
+    assert done.counts["sortkeys"] == done.counts["bodies"]  # kept at delivery, copied
     target = PostgresStore(url)
     try:
         assert _view(target) == before

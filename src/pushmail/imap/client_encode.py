@@ -46,11 +46,14 @@ from pushmail.imap.commands import (
     SearchSet,
     SearchSize,
     SearchText,
+    SearchWithin,
     Section,
     Select,
+    Sort,
     Status,
     StoreFlags,
     Subscribe,
+    Thread,
 )
 from pushmail.imap.encoder import date_time
 from pushmail.imap.mutf7 import encode_mutf7
@@ -172,6 +175,8 @@ def _encode_search_key(w: _Writer, key: SearchKey, codec: str) -> None:
         w.raw(f"MODSEQ {key.modseq}")
     elif isinstance(key, SearchObjectId):
         w.raw(f"{key.kind} {key.value}")
+    elif isinstance(key, SearchWithin):
+        w.raw(f"{'OLDER' if key.older else 'YOUNGER'} {key.seconds}")
     else:
         _encode_search_tree(w, key, codec)
 
@@ -215,6 +220,19 @@ def _encode_search(w: _Writer, cmd: Search) -> None:
         w.astring(cmd.charset.encode("ascii"))
     w.raw(" ")
     _encode_search_key(w, cmd.key, CHARSETS.get(cmd.charset or "UTF-8", "utf-8"))
+
+
+def _encode_sort(w: _Writer, cmd: Sort | Thread) -> None:
+    if isinstance(cmd, Sort):
+        if cmd.returns is not None:
+            w.raw(" RETURN ")
+            _paren(w, cmd.returns)
+        w.raw(" (" + " ".join(("REVERSE " if c.reverse else "") + c.key for c in cmd.criteria))
+        w.raw(")")
+    else:
+        w.raw(" " + cmd.algorithm)
+    w.raw(" " + cmd.charset + " ")
+    _encode_search_key(w, cmd.key, "utf-8")
 
 
 def _section(w: _Writer, section: Section) -> None:
@@ -384,6 +402,8 @@ def _encode_args2(w: _Writer, cmd: Command) -> None:
         _encode_append(w, cmd)
     elif isinstance(cmd, Search):
         _encode_search(w, cmd)
+    elif isinstance(cmd, Sort | Thread):
+        _encode_sort(w, cmd)
     elif isinstance(cmd, Fetch):
         _encode_fetch(w, cmd)
     elif isinstance(cmd, StoreFlags):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from pushmail.imap import cmd_auth, cmd_mailbox, cmd_message, cmd_notify, cmd_select
+from pushmail.imap import cmd_auth, cmd_mailbox, cmd_message, cmd_notify, cmd_select, cmd_sort
 from pushmail.imap import commands as c
 from pushmail.imap.errors import ImapError, ProtocolError
 from pushmail.imap.parse_fetch import parse_fetch, parse_store
@@ -42,6 +42,7 @@ from pushmail.imap.parse_mailbox import (
 )
 from pushmail.imap.parse_notify import parse_notify
 from pushmail.imap.parse_search import parse_search
+from pushmail.imap.parse_sort import parse_sort, parse_thread
 from pushmail.imap.parser import (
     CommandParser,
     Rule,
@@ -139,6 +140,11 @@ _ROWS = (
     Row("UID SEARCH", lambda r, t: parse_search(r, t, uid=True), cmd_message.search,
         _SELECTED),
     Row("UID FETCH", lambda r, t: parse_fetch(r, t, uid=True), cmd_message.fetch, _SELECTED),
+    # RFC 5256 (with RFC 5957 keys and RFC 5267 RETURN options).
+    Row("SORT", lambda r, t: parse_sort(r, t, uid=False), cmd_sort.sort, _SELECTED, _SEQ),
+    Row("UID SORT", lambda r, t: parse_sort(r, t, uid=True), cmd_sort.sort, _SELECTED),
+    Row("THREAD", lambda r, t: parse_thread(r, t, uid=False), cmd_sort.thread, _SELECTED, _SEQ),
+    Row("UID THREAD", lambda r, t: parse_thread(r, t, uid=True), cmd_sort.thread, _SELECTED),
     Row("UID STORE", lambda r, t: parse_store(r, t, uid=True), cmd_message.store_, _SELECTED),
     Row("UID COPY", lambda r, t: parse_copy(r, t, uid=True, move=False), cmd_message.copy,
         _SELECTED),

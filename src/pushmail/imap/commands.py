@@ -144,6 +144,15 @@ class SearchModseq:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchWithin:
+    """OLDER n / YOUNGER n (RFC 5032): internal date more / less than n seconds
+    before now."""
+
+    older: bool
+    seconds: int
+
+
+@dataclass(frozen=True, slots=True)
 class SearchNot:
     key: SearchKey
 
@@ -173,6 +182,7 @@ SearchKey = (
     | SearchSet
     | SearchModseq
     | SearchObjectId
+    | SearchWithin
     | SearchNot
     | SearchOr
     | SearchAnd
@@ -468,6 +478,48 @@ class Notify:
     unsupported: tuple[str, ...] = ()  # well-formed events we do not offer: NO [BADEVENT]
 
 
+SORT_KEYS = frozenset(
+    {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SortCriterion:
+    key: str  # one of SORT_KEYS
+    reverse: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Sort:
+    """SORT / UID SORT (RFC 5256), with ESORT's RETURN options (RFC 5267)."""
+
+    tag: str
+    criteria: tuple[SortCriterion, ...]
+    charset: str
+    key: SearchKey
+    uid: bool = False
+    returns: tuple[str, ...] | None = None  # None: no RETURN, a plain SORT response
+
+    @property
+    def name(self) -> str:
+        return "UID SORT" if self.uid else "SORT"
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    """THREAD / UID THREAD (RFC 5256)."""
+
+    tag: str
+    algorithm: Literal["ORDEREDSUBJECT", "REFERENCES"]
+    charset: str
+    key: SearchKey
+    uid: bool = False
+
+    @property
+    def name(self) -> str:
+        return "UID THREAD" if self.uid else "THREAD"
+
+
 Command = (
     Capability
     | Noop
@@ -488,6 +540,8 @@ Command = (
     | Unselect
     | Expunge
     | Search
+    | Sort
+    | Thread
     | Fetch
     | StoreFlags
     | Copy

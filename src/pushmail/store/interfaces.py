@@ -151,6 +151,35 @@ class MessageCache:
 
 
 @dataclass(frozen=True, slots=True)
+class SortKeys:
+    """What SORT and THREAD (RFC 5256, 5957) need of one message text, computed once
+    from its header (``store/sortkeys.py``) and kept beside the body. Strings are
+    already in comparison form (i;unicode-casemap: titlecased and decomposed), so
+    sorting compares them as they are."""
+
+    subject: str  # the base subject (RFC 5256 §2.1)
+    reply: bool  # extracting it removed a Re:/Fwd: part (a reply or forward, §4)
+    from_: str  # addr-mailbox of the first From address ("" when none)
+    to: str
+    cc: str
+    display_from: str  # RFC 5957: the display name, else the addr-spec
+    display_to: str
+    sent: int | None  # the Date: header as unix seconds (None: missing or unparseable)
+    message_id: str | None  # without <>; None when missing or invalid
+    references: tuple[str, ...]  # References (else In-Reply-To's first), oldest first
+
+
+@dataclass(frozen=True, slots=True)
+class SortEntry:
+    """One message as SORT and THREAD see it: its text's keys, its internal date
+    (unix seconds) and RFC822.SIZE. None of it changes while the message exists."""
+
+    keys: SortKeys
+    arrival: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
 class NewMessage:
     """A message to add: raw bytes exactly as delivered, plus its cache."""
 
@@ -322,6 +351,14 @@ class Store(Protocol):
         """The stored PREVIEW of each named message that exists, in one query (None:
         not computed yet): what ``FETCH 1:* (PREVIEW)`` reads, without the rest of
         each message's cache."""
+        ...
+
+    def sort_keys(
+        self, mailbox_id: int, uids: Collection[int] | None = None
+    ) -> dict[int, SortEntry]:
+        """The ``SortEntry`` of each named message that exists (every message when
+        ``uids`` is None), by UID, in one query; texts stored before keys were kept
+        get theirs computed and stored now."""
         ...
 
     def store_flags(

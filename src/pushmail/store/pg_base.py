@@ -39,6 +39,7 @@ from pushmail.store.interfaces import (
 )
 from pushmail.store.pg_blobs import BlobStore, PgBlobs
 from pushmail.store.pg_schema import DEFAULT_POOL, POOLS, PoolSettings, migrate
+from pushmail.store.sortkeys import store_keys
 
 T = TypeVar("T")
 MetaRow = tuple[int, int, str, int, int, int]
@@ -263,6 +264,7 @@ class PgBase:
             ).fetchone()
             if row is not None:
                 self._blobs.put(conn, digest, message.raw)
+                store_keys(conn, "%s", int(row[0]), message.raw)
                 if cache.preview is not None:
                     conn.execute(
                         "INSERT INTO previews (body_id, preview) VALUES (%s, %s)",

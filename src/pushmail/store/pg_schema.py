@@ -107,6 +107,23 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # Version 3: the save date (RFC 8514), as SQLite's version 4.
     "ALTER TABLE messages ADD COLUMN savedate bigint",
+    # Version 4: the SORT/THREAD keys of each body, as SQLite's version 5.
+    """
+    CREATE TABLE sortkeys (
+        body_id   bigint PRIMARY KEY REFERENCES bodies(id) ON DELETE CASCADE,
+        version   integer NOT NULL,
+        subject   text NOT NULL,
+        reply     integer NOT NULL,
+        addr_from text NOT NULL,
+        addr_to   text NOT NULL,
+        addr_cc   text NOT NULL,
+        disp_from text NOT NULL,
+        disp_to   text NOT NULL,
+        sent      bigint,
+        msgid     text,
+        refs      text NOT NULL
+    );
+    """,
 )
 
 # An arbitrary constant: the advisory lock that serialises schema migrations.

@@ -41,6 +41,7 @@ from pushmail.store.interfaces import (
 from pushmail.store.pg_blobs import BlobStore
 from pushmail.store.pg_mailboxes import PgMailboxes
 from pushmail.store.pg_schema import DEFAULT_POOL, PoolSettings
+from pushmail.store.pg_sort import PgSortKeys
 
 log = logging.getLogger("pushmail.store")
 
@@ -54,7 +55,7 @@ def _uid_list(uids: Iterable[int]) -> list[int]:
     return [int(u) for u in uids]
 
 
-class PostgresStore(PgMailboxes):
+class PostgresStore(PgMailboxes, PgSortKeys):
     """``pushmail.store.interfaces.Store`` on a PostgreSQL database. One thread per
     object; objects of one process share a bounded connection pool."""
 

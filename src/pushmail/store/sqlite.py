@@ -37,6 +37,7 @@ from pushmail.store.interfaces import (
     StoreError,
     User,
 )
+from pushmail.store.sortkeys import store_keys
 from pushmail.store.sqlite_base import MetaRow
 
 # The SQL fragments are shared with the message reads; imported under their old
@@ -47,6 +48,7 @@ from pushmail.store.sqlite_messages import META_COLS as _META_COLS
 from pushmail.store.sqlite_messages import NOT_SEEN as _NOT_SEEN
 from pushmail.store.sqlite_messages import SqliteMessageReads
 from pushmail.store.sqlite_messages import uid_json as _uid_json
+from pushmail.store.sqlite_sort import SqliteSortKeys
 
 log = logging.getLogger("pushmail.store")
 
@@ -58,7 +60,7 @@ _MAILBOX_COLS = """
     FROM mailboxes m"""
 
 
-class SqliteStore(SqliteMessageReads):
+class SqliteStore(SqliteMessageReads, SqliteSortKeys):
     """``pushmail.store.interfaces.Store`` on one SQLite file. One thread per object."""
 
     # -- users ------------------------------------------------------------------
@@ -357,7 +359,7 @@ class SqliteStore(SqliteMessageReads):
     def _store_body(self, message: NewMessage) -> int:
         digest = hashlib.sha256(message.raw).digest()
         cache = message.cache
-        self._conn.execute(
+        new = self._conn.execute(
             "INSERT INTO bodies (sha256, size, envelope, bodystructure, body, raw) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING",
             (
@@ -370,6 +372,8 @@ class SqliteStore(SqliteMessageReads):
             ),
         )
         row = self._conn.execute("SELECT id FROM bodies WHERE sha256 = ?", (digest,)).fetchone()
+        if new.rowcount:
+            store_keys(self._conn, "?", row[0], message.raw)
         if cache.preview is not None:
             self._conn.execute(
                 "INSERT INTO previews (body_id, preview) VALUES (?, ?) "

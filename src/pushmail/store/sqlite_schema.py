@@ -117,6 +117,25 @@ MIGRATIONS: tuple[Migration, ...] = (
     # Version 4: when each message was saved into its mailbox (RFC 8514 SAVEDATE),
     # unix seconds; NULL for messages saved before: their SAVEDATE is NIL.
     "ALTER TABLE messages ADD COLUMN savedate INTEGER",
+    # Version 5: the SORT/THREAD keys of each body (RFC 5256, ``store/sortkeys.py``),
+    # filled at delivery; texts stored before get theirs at their first SORT/THREAD,
+    # as do rows of an older ``version`` of the extraction.
+    """
+    CREATE TABLE sortkeys (
+        body_id   INTEGER PRIMARY KEY REFERENCES bodies(id) ON DELETE CASCADE,
+        version   INTEGER NOT NULL,
+        subject   TEXT NOT NULL,
+        reply     INTEGER NOT NULL,
+        addr_from TEXT NOT NULL,
+        addr_to   TEXT NOT NULL,
+        addr_cc   TEXT NOT NULL,
+        disp_from TEXT NOT NULL,
+        disp_to   TEXT NOT NULL,
+        sent      INTEGER,
+        msgid     TEXT,
+        refs      TEXT NOT NULL
+    );
+    """,
 )
 
 BUSY_TIMEOUT_SECONDS = 30.0
