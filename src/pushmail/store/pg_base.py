@@ -38,6 +38,7 @@ from pushmail.store.interfaces import (
     StoreUnavailable,
 )
 from pushmail.store.pg_blobs import BlobStore, PgBlobs
+from pushmail.store.pg_quota import quota_admit
 from pushmail.store.pg_schema import DEFAULT_POOL, POOLS, PoolSettings, migrate
 
 T = TypeVar("T")
@@ -321,6 +322,8 @@ class PgBase:
     def _copy(
         self, conn: Connection, src: int, uids: list[int], dst: int, move: bool
     ) -> list[tuple[int, int]]:
+        if not move:  # a move within one user's mailboxes leaves the usage as it was
+            self._copy_quota(conn, src, uids, dst)
         self._lock_mailboxes(conn, (src, dst))
         rows = conn.execute(
             "SELECT uid, body_id, flags, internaldate, tzoffset, size FROM messages "
@@ -350,6 +353,19 @@ class PgBase:
         if move:
             self._remove(conn, src, [int(row[0]) for row in rows])
         return [(int(row[0]), first + i) for i, row in enumerate(rows)]
+
+    @staticmethod
+    def _copy_quota(conn: Connection, src: int, uids: list[int], dst: int) -> None:
+        """The quota check of a COPY, before any mailbox row is locked (pg_quota's
+        lock order). The sizes are read unlocked: a message expunged meanwhile is
+        counted though not copied, which errs on the safe side."""
+        got = conn.execute(
+            "SELECT coalesce(sum(size), 0), count(*) FROM messages "
+            "WHERE mailbox_id = %s AND uid = ANY(%s::bigint[])",
+            (src, uids),
+        ).fetchone()
+        if got is not None and int(got[1]):
+            quota_admit(conn, [(dst, int(got[0]), int(got[1]))], partial=False)
 
     def stored_texts(self) -> tuple[int, int]:
         """(``bodies`` rows, stored texts): both are one per distinct message text."""

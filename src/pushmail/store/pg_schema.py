@@ -107,6 +107,44 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # Version 3: the save date (RFC 8514), as SQLite's version 4.
     "ALTER TABLE messages ADD COLUMN savedate bigint",
+    # Quotas, as SQLite's version 5; statement triggers sum each statement's rows.
+    """
+    CREATE TABLE quotas (
+        user_id       bigint PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+        storage_limit bigint,                       -- octets; NULL: unlimited
+        message_limit bigint
+    );
+    ALTER TABLE mailboxes ADD COLUMN used_messages bigint NOT NULL DEFAULT 0,
+        ADD COLUMN used_bytes bigint NOT NULL DEFAULT 0;
+    UPDATE mailboxes m SET used_messages = s.n, used_bytes = s.b
+        FROM (SELECT mailbox_id, count(*) AS n, sum(size) AS b FROM messages
+              GROUP BY mailbox_id) s
+        WHERE s.mailbox_id = m.id;
+    CREATE FUNCTION messages_usage_add() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE mailboxes m SET used_messages = m.used_messages + d.n,
+            used_bytes = m.used_bytes + d.b
+        FROM (SELECT mailbox_id, count(*) AS n, sum(size) AS b FROM new_rows
+              GROUP BY mailbox_id) d
+        WHERE m.id = d.mailbox_id;
+        RETURN NULL;
+    END $$;
+    CREATE FUNCTION messages_usage_sub() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE mailboxes m SET used_messages = m.used_messages - d.n,
+            used_bytes = m.used_bytes - d.b
+        FROM (SELECT mailbox_id, count(*) AS n, sum(size) AS b FROM old_rows
+              GROUP BY mailbox_id) d
+        WHERE m.id = d.mailbox_id;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER messages_usage_add AFTER INSERT ON messages
+        REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
+        EXECUTE FUNCTION messages_usage_add();
+    CREATE TRIGGER messages_usage_sub AFTER DELETE ON messages
+        REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT
+        EXECUTE FUNCTION messages_usage_sub();
+    """,
 )
 
 # An arbitrary constant: the advisory lock that serialises schema migrations.

@@ -24,6 +24,7 @@ import psycopg
 from psycopg import Connection, errors
 from psycopg_pool import ConnectionPool
 
+from pushmail.store import pg_quota
 from pushmail.store.common import canonical_flags, email_object_id, split_date
 from pushmail.store.interfaces import (
     Appended,
@@ -35,11 +36,14 @@ from pushmail.store.interfaces import (
     MessageMeta,
     NewMessage,
     NotFound,
+    Quota,
+    QuotaUsage,
     SelectInfo,
     StoreError,
 )
 from pushmail.store.pg_blobs import BlobStore
 from pushmail.store.pg_mailboxes import PgMailboxes
+from pushmail.store.pg_quota import quota_admit
 from pushmail.store.pg_schema import DEFAULT_POOL, PoolSettings
 
 log = logging.getLogger("pushmail.store")
@@ -72,14 +76,30 @@ class PostgresStore(PgMailboxes):
         return self.deliver([(mailbox_id, message)])[0]
 
     def deliver(self, targets: Sequence[tuple[int, NewMessage]]) -> list[Appended]:
-        now = int(time.time())
-        # Mailboxes in id order, then bodies in digest order: every writer takes
-        # its locks in one order, so two deliveries never wait on each other. One
-        # mailbox needs no separate lock: the UPDATE that allocates its UID takes it.
-        distinct = sorted({m.raw: m for _, m in targets}.values(), key=lambda m: m.raw)
-        mailbox_ids = {mailbox_id for mailbox_id, _ in targets}
+        return [a for a in self._deliver(targets, partial=False) if a is not None]
 
-        def run(conn: Connection) -> list[Appended]:
+    def deliver_within_quota(
+        self, targets: Sequence[tuple[int, NewMessage]]
+    ) -> list[Appended | None]:
+        return self._deliver(targets, partial=True)
+
+    def _deliver(
+        self, all_targets: Sequence[tuple[int, NewMessage]], partial: bool
+    ) -> list[Appended | None]:
+        now = int(time.time())
+        wanted = [(mailbox_id, len(m.raw), 1) for mailbox_id, m in all_targets]
+
+        def run(conn: Connection) -> list[Appended | None]:
+            # Quota rows (see pg_quota), mailboxes in id order, then bodies in digest
+            # order: every writer takes its locks in one order, so two deliveries
+            # never wait on each other. One mailbox needs no separate lock: the
+            # UPDATE that allocates its UID takes it.
+            fits = quota_admit(conn, wanted, partial)
+            targets = [t for t, ok in zip(all_targets, fits, strict=True) if ok]
+            if not targets:
+                return [None] * len(all_targets)
+            distinct = sorted({m.raw: m for _, m in targets}.values(), key=lambda m: m.raw)
+            mailbox_ids = {mailbox_id for mailbox_id, _ in targets}
             if len(mailbox_ids) > 1:
                 self._lock_mailboxes(conn, mailbox_ids)
             out: list[Appended] = []
@@ -110,9 +130,16 @@ class PostgresStore(PgMailboxes):
                     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     rows,
                 )
-            return out
+            made = iter(out)
+            return [next(made) if ok else None for ok in fits]
 
         return self._write(run)
+
+    def get_quota(self, user_id: int) -> tuple[Quota, QuotaUsage]:
+        return self._snapshot(lambda conn: pg_quota.get_quota(conn, user_id))
+
+    def set_quota(self, user_id: int, quota: Quota) -> None:
+        self._write(lambda conn: pg_quota.set_quota(conn, user_id, quota))
 
     # -- reading messages -------------------------------------------------------
     def list_messages(self, mailbox_id: int) -> list[MessageMeta]:

@@ -42,7 +42,7 @@ from pushmail.store.interfaces import (
     User,
 )
 from pushmail.store.sqlite_base import MetaRow
-from pushmail.store.sqlite_extras import SqliteStoredData
+from pushmail.store.sqlite_quota import SqliteQuota, quota_admit
 
 log = logging.getLogger("pushmail.store")
 
@@ -62,7 +62,7 @@ def _uid_json(uids: Iterable[int]) -> str:
     return json.dumps([int(u) for u in uids])
 
 
-class SqliteStore(SqliteStoredData):
+class SqliteStore(SqliteQuota):
     """``pushmail.store.interfaces.Store`` on one SQLite file. One thread per object."""
 
     # -- users ------------------------------------------------------------------
@@ -326,12 +326,26 @@ class SqliteStore(SqliteStoredData):
         return self.deliver([(mailbox_id, message)])[0]
 
     def deliver(self, targets: Sequence[tuple[int, NewMessage]]) -> list[Appended]:
-        out: list[Appended] = []
+        return [a for a in self._deliver(targets, partial=False) if a is not None]
+
+    def deliver_within_quota(
+        self, targets: Sequence[tuple[int, NewMessage]]
+    ) -> list[Appended | None]:
+        return self._deliver(targets, partial=True)
+
+    def _deliver(
+        self, targets: Sequence[tuple[int, NewMessage]], partial: bool
+    ) -> list[Appended | None]:
+        out: list[Appended | None] = []
         rows: list[tuple[int, int, int, int, str, int, int, int, int]] = []
         body_ids: dict[bytes, int] = {}
         now = int(time.time())
         with self._write() as conn:
-            for mailbox_id, message in targets:
+            fits = quota_admit(conn, [(t[0], len(t[1].raw), 1) for t in targets], partial)
+            for (mailbox_id, message), admitted in zip(targets, fits, strict=True):
+                if not admitted:
+                    out.append(None)
+                    continue
                 body_id = body_ids.get(message.raw)
                 if body_id is None:
                     body_id = body_ids[message.raw] = self._store_body(message)
@@ -595,6 +609,8 @@ class SqliteStore(SqliteStoredData):
         ).fetchall()
         if not rows:
             return []
+        if not move:  # a move within one user's mailboxes leaves the usage as it was
+            quota_admit(conn, [(dst, sum(r[5] for r in rows), len(rows))], partial=False)
         self._define_keywords(dst, frozenset(" ".join(r[2] for r in rows).split(" ")))
         first, modseq = conn.execute(
             "UPDATE mailboxes SET uidnext = uidnext + ?, highestmodseq = highestmodseq + 1 "
