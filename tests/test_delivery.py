@@ -170,3 +170,11 @@ def test_over_quota_recipient_is_deferred_alone(store: SqliteStore) -> None:
     assert [(r.code, r.enhanced) for r in second] == [(452, "4.2.2"), (250, "2.1.5")]
     assert second[0].reply() == "452 4.2.2 <full@x> mailbox full, try again later"
     assert store.get_quota(full.id)[1].messages == 1
+
+
+def test_message_larger_than_the_quota_is_refused_for_good(store: SqliteStore) -> None:
+    full = store.create_user("full@x", "h")
+    store.set_quota(full.id, Quota(storage=len(RAW) - 1))
+    deliverer = Deliverer(store, Recorder(), make_cache=simple_cache)
+    (result,) = deliverer.deliver(["full@x"], RAW)
+    assert (result.code, result.enhanced) == (552, "5.2.2")  # it could never fit

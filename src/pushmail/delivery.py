@@ -167,7 +167,12 @@ class Deliverer:
         appended = [a for a in outcome if a is not None]
         for (plan, user_id), done in zip(placed, outcome, strict=True):
             if done is None:
-                plan.over_quota.add(user_id)
+                assert plan.message is not None
+                # A message larger than the whole quota would never fit: refused for
+                # good (552 5.2.2, as Dovecot), not deferred.
+                limit = self._store.get_quota(user_id)[0].storage
+                never = limit is not None and len(plan.message.raw) > limit
+                (plan.too_big if never else plan.over_quota).add(user_id)
         now = time.time()  # the commit, for the wake-up latency (metrics/wakeup.py)
         events = [
             MailboxChanged(owners[a.mailbox_id], a.mailbox_id, a.modseq, "new", now)
@@ -190,13 +195,14 @@ class _Plan:
     message: NewMessage | None = None
     refusal: tuple[int, str, str] | None = None  # one reply for every recipient
     over_quota: set[int] = field(default_factory=set)  # user ids not stored: quota
+    too_big: set[int] = field(default_factory=set)  # ... and larger than the quota
 
     def results(self) -> list[RecipientResult]:
         if self.refusal is not None:
             code, enhanced, text = self.refusal
             return [_result(r, code, enhanced, text) for r in self.recipients]
         return [
-            _outcome(rcpt, user, self.targets, self.over_quota)
+            _outcome(rcpt, user, self.targets, self.over_quota, self.too_big)
             for rcpt, user in zip(self.recipients, self.found, strict=True)
         ]
 
@@ -206,7 +212,11 @@ def _result(address: str, code: int, enhanced: str, text: str) -> RecipientResul
 
 
 def _outcome(
-    rcpt: str, user: User | None, targets: dict[int, int], over_quota: set[int]
+    rcpt: str,
+    user: User | None,
+    targets: dict[int, int],
+    over_quota: set[int],
+    too_big: set[int],
 ) -> RecipientResult:
     if user is None:
         return _result(rcpt, 550, "5.1.1", "no such user")
@@ -214,4 +224,6 @@ def _outcome(
         return _result(rcpt, 550, "5.2.1", "mailbox unavailable")
     if user.id in over_quota:  # RFC 3463 4.2.2: mailbox full, may succeed later
         return _result(rcpt, 452, "4.2.2", "mailbox full, try again later")
+    if user.id in too_big:
+        return _result(rcpt, 552, "5.2.2", "message larger than the mailbox quota")
     return _result(rcpt, 250, "2.1.5", "delivered")

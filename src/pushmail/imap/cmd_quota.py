@@ -3,7 +3,7 @@
 Each user has one quota root, named "" (§3.2: one root may span all of a user's
 mailboxes), that exists while the user has a limit; a user without limits has no
 quota root, so GETQUOTAROOT lists none (a ``quota-list`` may not be empty, §5.2).
-STORAGE is reported in units of 1024 octets, rounded down as Dovecot does.
+STORAGE is reported in units of 1024 octets, the usage rounded up as Dovecot does.
 SETQUOTA is refused: limits are the administrator's (``pushmail user quota``), and
 the server does not advertise QUOTASET (§4.1.1), which is what says it may be used.
 """
@@ -45,7 +45,7 @@ def quota_line(limits: Quota, used: QuotaUsage) -> bytes:
     """``QUOTA "" (STORAGE used limit MESSAGE used limit)``; only limited resources."""
     resources: list[str] = []
     if limits.storage is not None:
-        resources.append(f"STORAGE {used.storage // 1024} {limits.storage // 1024}")
+        resources.append(f"STORAGE {-(-used.storage // 1024)} {limits.storage // 1024}")
     if limits.messages is not None:
         resources.append(f"MESSAGE {used.messages} {limits.messages}")
     return b"QUOTA " + quoted(ROOT.encode()) + b" (" + " ".join(resources).encode() + b")"
