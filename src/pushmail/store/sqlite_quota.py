@@ -21,22 +21,29 @@ def quota_admit(
     """``quota.admit`` for (mailbox id, octets, messages), read in ``conn``'s
     write transaction. One indexed query when no owner has a quota."""
     mailbox_ids = sorted({w[0] for w in wanted})
-    rows = conn.execute(
-        "SELECT m.id, q.user_id, q.storage_limit, q.message_limit FROM mailboxes m "
-        "JOIN quotas q ON q.user_id = m.user_id WHERE m.id IN (SELECT value FROM json_each(?))",
-        (json.dumps(mailbox_ids),),
-    ).fetchall()
+    if len(mailbox_ids) == 1:  # the common case: no JSON to build and unpack
+        rows = conn.execute(
+            "SELECT m.id, q.user_id, q.storage_limit, q.message_limit FROM mailboxes m "
+            "JOIN quotas q ON q.user_id = m.user_id WHERE m.id = ?",
+            (mailbox_ids[0],),
+        ).fetchall()
+    else:
+        rows = conn.execute(
+            "SELECT m.id, q.user_id, q.storage_limit, q.message_limit FROM mailboxes m "
+            "JOIN quotas q ON q.user_id = m.user_id "
+            "WHERE m.id IN (SELECT value FROM json_each(?))",
+            (json.dumps(mailbox_ids),),
+        ).fetchall()
     if not rows:
         return [True] * len(wanted)
-    users = sorted({int(r[1]) for r in rows})
-    usage = {
-        int(uid): (int(b), int(n))
-        for uid, b, n in conn.execute(
-            "SELECT user_id, sum(used_bytes), sum(used_messages) FROM mailboxes "
-            "WHERE user_id IN (SELECT value FROM json_each(?)) GROUP BY user_id",
-            (json.dumps(users),),
-        )
-    }
+    usage: dict[int, tuple[int, int]] = {}
+    for user_id in sorted({int(r[1]) for r in rows}):
+        b, n = conn.execute(
+            "SELECT coalesce(sum(used_bytes), 0), coalesce(sum(used_messages), 0) "
+            "FROM mailboxes WHERE user_id = ?",
+            (user_id,),
+        ).fetchone()
+        usage[user_id] = (int(b), int(n))
     rooms: dict[int, Room | None] = rooms_by_mailbox(rows, usage)
     return admit(wanted, rooms, partial)
 

@@ -1,0 +1,85 @@
+"""What the quota check costs a delivery (issue 18): µs per one-message ``deliver``
+on SQLite and PostgreSQL, for a user without a quota and one with a quota (one that
+never fills). Run it on this tree and on a tree from before quotas (``--src``) to
+compare; the quota row only exists where the store has ``set_quota``.
+
+    .venv/bin/python bench/quota_cost.py [--n 400] [--repeat 3] [--src OLD/src]
+
+SQLite runs in /dev/shm when it exists, so the figure is the CPU of the check (the
+fsync at COMMIT would drown it); PostgreSQL on 127.0.0.1:5432 in a scratch database.
+Only loopback; bounded by --n and --repeat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=400)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--src", help="the src/ directory of the pushmail to measure")
+    ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    args = ap.parse_args()
+    if args.src:
+        sys.path.insert(0, args.src)
+    from pushmail.store.interfaces import MessageCache, NewMessage
+
+    cache = MessageCache(b"(NIL)", b'("TEXT" "PLAIN")', b'("TEXT" "PLAIN")')
+
+    def run(store: object, label: str) -> None:
+        for quota in (False, True):
+            if quota and not hasattr(store, "set_quota"):
+                continue
+            addr = f"{uuid.uuid4().hex[:8]}@bench.test"
+            user = store.create_user(addr, "x")  # type: ignore[attr-defined]
+            if quota:
+                from pushmail.store.interfaces import Quota
+
+                store.set_quota(user.id, Quota(10**12, 10**9))  # type: ignore[attr-defined]
+            box = store.get_mailbox(user.id, "INBOX").id  # type: ignore[attr-defined]
+            best = float("inf")
+            for r in range(args.repeat):
+                msgs = [
+                    NewMessage(f"Subject: {r} {i}\r\n\r\nbody\r\n".encode(), cache)
+                    for i in range(args.n)
+                ]
+                t0 = time.perf_counter()
+                for m in msgs:
+                    store.deliver([(box, m)])  # type: ignore[attr-defined]
+                best = min(best, (time.perf_counter() - t0) / args.n)
+            print(f"{label:10} quota={'yes' if quota else 'no ':3} {best * 1e6:8.1f} µs/delivery")
+
+    from pushmail.store.sqlite import SqliteStore
+
+    shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
+    with tempfile.TemporaryDirectory(dir=shm, prefix="pm-quota-cost-") as d:
+        store = SqliteStore(Path(d) / "store.sqlite3")
+        run(store, "sqlite")
+        store.close()
+    try:
+        import psycopg
+
+        from pushmail.store.postgres import PostgresStore
+    except ImportError:
+        return
+    name = f"pm_quota_cost_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(args.pg, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        pg = PostgresStore(args.pg.rsplit("/", 1)[0] + "/" + name)
+        run(pg, "postgresql")
+        pg.close()
+    finally:
+        with psycopg.connect(args.pg, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+if __name__ == "__main__":
+    main()
