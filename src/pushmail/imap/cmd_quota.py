@@ -1,11 +1,13 @@
 """GETQUOTA, GETQUOTAROOT and SETQUOTA (RFC 9208) over the store's per-user quota.
 
-Each user has one quota root, named "" (§3.2: one root may span all of a user's
+Each user has one quota root, named "" (one root may span all of a user's
 mailboxes), that exists while the user has a limit; a user without limits has no
-quota root, so GETQUOTAROOT lists none (a ``quota-list`` may not be empty, §5.2).
+quota root, so GETQUOTAROOT lists none (the formal syntax's ``quota-list`` may not
+be empty).
 STORAGE is reported in units of 1024 octets, the usage rounded up as Dovecot does.
 SETQUOTA is refused: limits are the administrator's (``pushmail user quota``), and
-the server does not advertise QUOTASET (§4.1.1), which is what says it may be used.
+the server does not advertise QUOTASET, which a server that implements SETQUOTA
+must (RFC 9208 §1, §4.1.3).
 """
 
 from __future__ import annotations
