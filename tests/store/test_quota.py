@@ -39,6 +39,7 @@ def test_usage_follows_every_path(store: Store) -> None:
     store.copy(other, [1], box, move=True)
     assert store.get_quota(u.id)[1] == QuotaUsage(600, 4)
     store.store_flags(box, [1], "add", frozenset({"\\Deleted"}))
+    assert store.counts(box).deleted_storage == 100  # STATUS DELETED-STORAGE
     store.expunge(box)
     assert store.get_quota(u.id)[1] == QuotaUsage(500, 3)
     store.delete_mailbox(u.id, "Trash")

@@ -209,6 +209,7 @@ def _status_values(store: Store, box: Mailbox, items: tuple[str, ...]) -> list[b
         "UNSEEN": counts.unseen,
         "SIZE": counts.size,
         "DELETED": counts.deleted,
+        "DELETED-STORAGE": -(-counts.deleted_storage // 1024),  # KiB, as QUOTA's STORAGE
         "HIGHESTMODSEQ": box.highestmodseq,
     }
     out = []

@@ -42,6 +42,7 @@ STATUS_ATTS = frozenset(
         "HIGHESTMODSEQ",  # RFC 7162
         "SIZE",  # RFC 8438
         "DELETED",  # RFC 9051
+        "DELETED-STORAGE",  # RFC 9208
         "APPENDLIMIT",  # RFC 7889
         "MAILBOXID",  # RFC 8474
     }

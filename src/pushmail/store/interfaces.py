@@ -105,6 +105,7 @@ class MailboxCounts:
     unseen: int
     size: int  # sum of RFC822.SIZE, for STATUS=SIZE
     deleted: int
+    deleted_storage: int = 0  # octets of the \Deleted ones (RFC 9208 DELETED-STORAGE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -520,7 +520,8 @@ class PostgresStore(PgMailboxes):
                 "SELECT c.* FROM mailboxes b, LATERAL (SELECT count(*), "
                 "count(*) FILTER (WHERE uid >= b.recent_floor), "
                 f"count(*) FILTER (WHERE {_NOT_SEEN}), coalesce(sum(size), 0), "
-                f"count(*) FILTER (WHERE {_HAS_DELETED}) FROM messages "
+                f"count(*) FILTER (WHERE {_HAS_DELETED}), "
+                f"coalesce(sum(size) FILTER (WHERE {_HAS_DELETED}), 0) FROM messages "
                 "WHERE mailbox_id = b.id) c WHERE b.id = %s",
                 (mailbox_id,),
             ).fetchone()

@@ -316,7 +316,8 @@ class SqliteStore(SqliteQuota):
             row = conn.execute(
                 "SELECT count(*), total(uid >= ?), "
                 f"total({_NOT_SEEN}), total(size), "
-                f"total({_HAS_DELETED}) FROM messages WHERE mailbox_id = ?",
+                f"total({_HAS_DELETED}), total(CASE WHEN {_HAS_DELETED} THEN size ELSE 0 END) "
+                "FROM messages WHERE mailbox_id = ?",
                 (box[0], mailbox_id),
             ).fetchone()
         return MailboxCounts(*(int(v) for v in row))
