@@ -86,11 +86,13 @@ def test_deliver_within_quota_answers_per_target(store: Store) -> None:
 def test_concurrent_deliveries_cannot_exceed_the_quota(
     open_store: OpenStore, tmp_path: Path
 ) -> None:
-    """Two store objects (two processes, or two nodes) race to fill one quota:
-    the check and the insert are one transaction, so the limit holds exactly."""
+    """Two store objects (two processes, or two nodes) race to fill one quota, each
+    delivering to another of the user's mailboxes (one mailbox's row lock would
+    serialise them anyway): the check and the insert are one transaction, so the
+    limit holds exactly."""
     setup = open_store()
     u = setup.create_user("alice@example.org", "h")
-    box = inbox(setup, u.id)
+    boxes = [inbox(setup, u.id), inbox(setup, u.id, "Trash")]
     setup.set_quota(u.id, Quota(messages=9))
     results: list[int] = []
     lock = threading.Lock()
@@ -98,7 +100,7 @@ def test_concurrent_deliveries_cannot_exceed_the_quota(
     sqlite = isinstance(setup, SqliteStore)
     stores = [None if sqlite else open_store() for _ in range(2)]
 
-    def worker(base: int, given: Store | None) -> None:
+    def worker(box: int, base: int, given: Store | None) -> None:
         # A SQLite connection is used and closed in the thread that opened it.
         store = given or SqliteStore(tmp_path / "store.sqlite3")  # conftest's file
         ok = 0
@@ -110,13 +112,15 @@ def test_concurrent_deliveries_cannot_exceed_the_quota(
         with lock:
             results.append(ok)
 
-    threads = [threading.Thread(target=worker, args=(k * 100, stores[k])) for k in range(2)]
+    threads = [
+        threading.Thread(target=worker, args=(boxes[k], k * 100, stores[k])) for k in range(2)
+    ]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert sum(results) == 9
-    assert setup.get_quota(u.id)[1].messages == 9 == len(setup.uids(box))
+    assert setup.get_quota(u.id)[1].messages == 9 == sum(len(setup.uids(b)) for b in boxes)
 
 
 def test_sizes() -> None:

@@ -322,8 +322,6 @@ class PgBase:
     def _copy(
         self, conn: Connection, src: int, uids: list[int], dst: int, move: bool
     ) -> list[tuple[int, int]]:
-        if not move:  # a move within one user's mailboxes leaves the usage as it was
-            self._copy_quota(conn, src, uids, dst)
         self._lock_mailboxes(conn, (src, dst))
         rows = conn.execute(
             "SELECT uid, body_id, flags, internaldate, tzoffset, size FROM messages "
@@ -332,6 +330,9 @@ class PgBase:
         ).fetchall()
         if not rows:
             return []
+        if not move:  # a move within one user's mailboxes leaves the usage as it was
+            wanted = [(dst, sum(int(r[5]) for r in rows), len(rows))]
+            quota_admit(conn, wanted, partial=False)  # after the mailbox locks: pg_quota
         self._define_keywords(conn, dst, frozenset(" ".join(r[2] for r in rows).split(" ")))
         got = conn.execute(
             "UPDATE mailboxes SET uidnext = uidnext + %s, highestmodseq = highestmodseq + 1 "
@@ -353,19 +354,6 @@ class PgBase:
         if move:
             self._remove(conn, src, [int(row[0]) for row in rows])
         return [(int(row[0]), first + i) for i, row in enumerate(rows)]
-
-    @staticmethod
-    def _copy_quota(conn: Connection, src: int, uids: list[int], dst: int) -> None:
-        """The quota check of a COPY, before any mailbox row is locked (pg_quota's
-        lock order). The sizes are read unlocked: a message expunged meanwhile is
-        counted though not copied, which errs on the safe side."""
-        got = conn.execute(
-            "SELECT coalesce(sum(size), 0), count(*) FROM messages "
-            "WHERE mailbox_id = %s AND uid = ANY(%s::bigint[])",
-            (src, uids),
-        ).fetchone()
-        if got is not None and int(got[1]):
-            quota_admit(conn, [(dst, int(got[0]), int(got[1]))], partial=False)
 
     def stored_texts(self) -> tuple[int, int]:
         """(``bodies`` rows, stored texts): both are one per distinct message text."""

@@ -2,11 +2,14 @@
 
 Nodes write in parallel, so the gate locks the owners' quota rows ``FOR UPDATE``
 (lowest user id first) before it reads the usage: a second delivery to the same
-user waits there until the first has committed, and then reads the usage that
-includes it (READ COMMITTED: each statement sees the newest commits). The gate
-runs before any mailbox row is locked, so every writer takes quota rows, then
-mailbox rows, then bodies: one order, no deadlock. A user without a quota row
-costs one index look-up and takes no lock.
+user (to any of their mailboxes) waits there until the first has committed, and
+then reads the usage that includes it (READ COMMITTED: each statement sees the
+newest commits). The gate runs after the writer has locked its mailbox rows, so
+every writer takes mailbox rows, then quota rows, then bodies: one order, no
+deadlock. A delivery learns whether an owner has a quota from the UPDATE that
+allocates the UID (no extra round trip for users without one); a refused
+recipient's UID then stays unused, a gap that UIDs may have (they must ascend,
+not be contiguous).
 """
 
 from __future__ import annotations
@@ -30,26 +33,37 @@ def quota_admit(
         "AND EXISTS (SELECT 1 FROM quotas q WHERE q.user_id = m.user_id)",
         (mailbox_ids,),
     ).fetchall()
+    return admit_owned(conn, wanted, {int(m): int(u) for m, u in owners}, partial)
+
+
+def admit_owned(
+    conn: Connection,
+    wanted: Sequence[tuple[int, int, int]],
+    owners: dict[int, int],
+    partial: bool,
+) -> list[bool]:
+    """``quota_admit`` when the caller knows the owner of each target mailbox whose
+    user has a quota (``owners``: mailbox id → user id; the others pass)."""
     if not owners:
         return [True] * len(wanted)
-    users = sorted({int(r[1]) for r in owners})
-    limits = {
-        int(r[0]): (r[1], r[2])
-        for r in conn.execute(
+    users = sorted(set(owners.values()))
+    # Two statements, one round trip (pipeline): the server runs the second after
+    # the first holds its locks, with a snapshot of its own (READ COMMITTED), so
+    # the usage it reads includes every delivery that held the lock before us.
+    with conn.pipeline():
+        locked = conn.execute(
             "SELECT user_id, storage_limit, message_limit FROM quotas "
             "WHERE user_id = ANY(%s::bigint[]) ORDER BY user_id FOR UPDATE",
             (users,),
         )
-    }
-    usage = {
-        int(r[0]): (int(r[1]), int(r[2]))
-        for r in conn.execute(
+        summed = conn.execute(
             "SELECT user_id, sum(used_bytes), sum(used_messages) FROM mailboxes "
             "WHERE user_id = ANY(%s::bigint[]) GROUP BY user_id",
             (users,),
         )
-    }
-    rows = [(int(mid), int(uid), *limits[int(uid)]) for mid, uid in owners if int(uid) in limits]
+    limits = {int(r[0]): (r[1], r[2]) for r in locked.fetchall()}
+    usage = {int(r[0]): (int(r[1]), int(r[2])) for r in summed.fetchall()}
+    rows = [(mid, uid, *limits[uid]) for mid, uid in owners.items() if uid in limits]
     rooms: dict[int, Room | None] = rooms_by_mailbox(rows, usage)
     return admit(wanted, rooms, partial)
 

@@ -43,7 +43,6 @@ from pushmail.store.interfaces import (
 )
 from pushmail.store.pg_blobs import BlobStore
 from pushmail.store.pg_mailboxes import PgMailboxes
-from pushmail.store.pg_quota import quota_admit
 from pushmail.store.pg_schema import DEFAULT_POOL, PoolSettings
 
 log = logging.getLogger("pushmail.store")
@@ -90,30 +89,35 @@ class PostgresStore(PgMailboxes):
         wanted = [(mailbox_id, len(m.raw), 1) for mailbox_id, m in all_targets]
 
         def run(conn: Connection) -> list[Appended | None]:
-            # Quota rows (see pg_quota), mailboxes in id order, then bodies in digest
+            # Mailboxes in id order, quota rows (see pg_quota), then bodies in digest
             # order: every writer takes its locks in one order, so two deliveries
             # never wait on each other. One mailbox needs no separate lock: the
-            # UPDATE that allocates its UID takes it.
-            fits = quota_admit(conn, wanted, partial)
-            targets = [t for t, ok in zip(all_targets, fits, strict=True) if ok]
-            if not targets:
-                return [None] * len(all_targets)
-            distinct = sorted({m.raw: m for _, m in targets}.values(), key=lambda m: m.raw)
-            mailbox_ids = {mailbox_id for mailbox_id, _ in targets}
+            # UPDATE that allocates its UID takes it, and says whether its owner
+            # has a quota (no round trip for the check of a user without one).
+            mailbox_ids = {mailbox_id for mailbox_id, _ in all_targets}
             if len(mailbox_ids) > 1:
                 self._lock_mailboxes(conn, mailbox_ids)
-            out: list[Appended] = []
-            for mailbox_id, message in targets:
+            allocated: list[Appended] = []
+            owners: dict[int, int] = {}  # mailbox id -> user id, for users with a quota
+            for mailbox_id, _ in all_targets:
                 got = conn.execute(
                     "UPDATE mailboxes SET uidnext = uidnext + 1, "
                     "highestmodseq = highestmodseq + 1 WHERE id = %s "
-                    "RETURNING uidvalidity, uidnext - 1, highestmodseq",
+                    "RETURNING uidvalidity, uidnext - 1, highestmodseq, user_id, "
+                    "EXISTS (SELECT 1 FROM quotas q WHERE q.user_id = mailboxes.user_id)",
                     (mailbox_id,),
                 ).fetchone()
                 if got is None:
                     raise NotFound(f"no mailbox {mailbox_id}")
-                out.append(Appended(mailbox_id, *(int(v) for v in got)))
+                allocated.append(Appended(mailbox_id, *(int(v) for v in got[:3])))
+                if got[4]:
+                    owners[mailbox_id] = int(got[3])
+            fits = pg_quota.admit_owned(conn, wanted, owners, partial)
+            targets = [t for t, ok in zip(all_targets, fits, strict=True) if ok]
+            out = [a for a, ok in zip(allocated, fits, strict=True) if ok]
+            for mailbox_id, message in targets:
                 self._define_keywords(conn, mailbox_id, canonical_flags(message.flags))
+            distinct = sorted({m.raw: m for _, m in targets}.values(), key=lambda m: m.raw)
             body_ids = {m.raw: self._store_body(conn, m) for m in distinct}
             rows: list[tuple[int, int, int, int, str, int, int, int, int]] = []
             for done, (_, message) in zip(out, targets, strict=True):
