@@ -314,13 +314,58 @@ class Status:
 
 
 @dataclass(frozen=True, slots=True)
+class CatUrl:
+    """A CATENATE ``URL`` part (RFC 4469), as the client wrote it."""
+
+    url: str
+
+
+# A CATENATE part: TEXT (the literal's bytes) or URL.
+CatPart = bytes | CatUrl
+
+
+@dataclass(frozen=True, slots=True)
+class AppendMessage:
+    """One message of an APPEND: its literal, or its CATENATE parts when ``parts``."""
+
+    message: bytes = b""
+    flags: tuple[str, ...] = ()
+    internaldate: DateTime | None = None
+    parts: tuple[CatPart, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Append:
+    """APPEND; the first message's fields inline, the further ones of MULTIAPPEND
+    (RFC 3502) in ``more``."""
+
     name: ClassVar[str] = "APPEND"
     tag: str
     mailbox: str
     message: bytes
     flags: tuple[str, ...] = ()
     internaldate: DateTime | None = None
+    parts: tuple[CatPart, ...] = ()
+    more: tuple[AppendMessage, ...] = ()
+
+    @property
+    def messages(self) -> tuple[AppendMessage, ...]:
+        first = AppendMessage(self.message, self.flags, self.internaldate, self.parts)
+        return (first, *self.more)
+
+
+@dataclass(frozen=True, slots=True)
+class GetQuota:
+    """GETQUOTA root, GETQUOTAROOT mailbox, SETQUOTA root (...) (RFC 9208)."""
+
+    tag: str
+    kind: Literal["GETQUOTA", "GETQUOTAROOT", "SETQUOTA"]
+    argument: str  # the quota root, or (GETQUOTAROOT) the mailbox
+    limits: tuple[tuple[str, int], ...] = ()  # SETQUOTA's (resource, limit)
+
+    @property
+    def name(self) -> str:
+        return self.kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -535,6 +580,7 @@ Command = (
     | ListCmd
     | Status
     | Append
+    | GetQuota
     | Check
     | Close
     | Unselect

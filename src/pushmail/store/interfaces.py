@@ -52,6 +52,11 @@ class NoSpace(StoreError):
     """The disk or the database is full: nothing was changed."""
 
 
+class OverQuota(NoSpace):
+    """The user's quota (``pushmail user quota``) would be exceeded: nothing was
+    changed. IMAP answers ``NO [OVERQUOTA]``, LMTP/SMTP ``452 4.2.2``."""
+
+
 class StoreUnavailable(StoreError):
     """The store cannot be reached (its database is down or every connection is
     busy): nothing was changed and the caller may try again later. IMAP answers
@@ -100,6 +105,7 @@ class MailboxCounts:
     unseen: int
     size: int  # sum of RFC822.SIZE, for STATUS=SIZE
     deleted: int
+    deleted_storage: int = 0  # octets of the \Deleted ones (RFC 9208 DELETED-STORAGE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +193,24 @@ class NewMessage:
     cache: MessageCache
     flags: frozenset[str] = frozenset()
     internaldate: datetime | None = None  # now, when None
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """Limits of one user; None: that resource is not limited."""
+
+    storage: int | None = None  # octets
+    messages: int | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.storage is None and self.messages is None
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaUsage:
+    storage: int  # octets
+    messages: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +327,22 @@ class Store(Protocol):
 
         Identical raw bytes are stored once however many mailboxes get them.
         """
+        ...
+
+    def deliver_within_quota(
+        self, targets: Sequence[tuple[int, NewMessage]]
+    ) -> list[Appended | None]:
+        """As ``deliver``, but a target whose owner's quota it would exceed is left
+        out (None in its place) instead of failing them all: LMTP answers each
+        recipient. ``deliver``, ``append`` and ``copy`` raise ``OverQuota``."""
+        ...
+
+    def get_quota(self, user_id: int) -> tuple[Quota, QuotaUsage]:
+        """The user's limits (``Quota()`` when none) and current usage."""
+        ...
+
+    def set_quota(self, user_id: int, quota: Quota) -> None:
+        """Set the user's limits; an empty ``Quota()`` removes them."""
         ...
 
     def list_messages(self, mailbox_id: int) -> list[MessageMeta]:

@@ -38,6 +38,7 @@ from pushmail.store.interfaces import (
     StoreUnavailable,
 )
 from pushmail.store.pg_blobs import BlobStore, PgBlobs
+from pushmail.store.pg_quota import quota_admit
 from pushmail.store.pg_schema import DEFAULT_POOL, POOLS, PoolSettings, migrate
 from pushmail.store.sortkeys import store_keys
 
@@ -331,6 +332,9 @@ class PgBase:
         ).fetchall()
         if not rows:
             return []
+        if not move:  # a move within one user's mailboxes leaves the usage as it was
+            wanted = [(dst, sum(int(r[5]) for r in rows), len(rows))]
+            quota_admit(conn, wanted, partial=False)  # after the mailbox locks: pg_quota
         self._define_keywords(conn, dst, frozenset(" ".join(r[2] for r in rows).split(" ")))
         got = conn.execute(
             "UPDATE mailboxes SET uidnext = uidnext + %s, highestmodseq = highestmodseq + 1 "

@@ -47,6 +47,7 @@ _TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("subscriptions", ("user_id", "name")),
+    ("quotas", ("user_id", "storage_limit", "message_limit")),
     ("counters", ("name", "value")),
 )
 _AFTER_BODIES: tuple[tuple[str, tuple[str, ...]], ...] = (

@@ -136,6 +136,30 @@ MIGRATIONS: tuple[Migration, ...] = (
         refs      TEXT NOT NULL
     );
     """,
+    # Version 6: quotas (RFC 9208, store/quota.py): each user's limits, and each mailbox's
+    # usage kept by triggers, so a quota check sums a user's mailbox rows instead
+    # of their messages.
+    """
+    CREATE TABLE quotas (
+        user_id       INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+        storage_limit INTEGER,                       -- octets; NULL: unlimited
+        message_limit INTEGER
+    );
+    ALTER TABLE mailboxes ADD COLUMN used_messages INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE mailboxes ADD COLUMN used_bytes INTEGER NOT NULL DEFAULT 0;
+    UPDATE mailboxes SET
+        used_messages = (SELECT count(*) FROM messages WHERE mailbox_id = mailboxes.id),
+        used_bytes = (SELECT coalesce(sum(size), 0) FROM messages
+                      WHERE mailbox_id = mailboxes.id);
+    CREATE TRIGGER messages_usage_add AFTER INSERT ON messages BEGIN
+        UPDATE mailboxes SET used_messages = used_messages + 1,
+            used_bytes = used_bytes + NEW.size WHERE id = NEW.mailbox_id;
+    END;
+    CREATE TRIGGER messages_usage_sub AFTER DELETE ON messages BEGIN
+        UPDATE mailboxes SET used_messages = used_messages - 1,
+            used_bytes = used_bytes - OLD.size WHERE id = OLD.mailbox_id;
+    END;
+    """,
 )
 
 BUSY_TIMEOUT_SECONDS = 30.0
