@@ -20,15 +20,16 @@ from pushmail.store.interfaces import NewMessage, NotFound, Store
 
 def append(s: Session, cmd: c.Append, store: Store) -> None:
     box = s.mailbox(store, cmd.mailbox, trycreate=True)
-    new = [_message(s, store, m) for m in cmd.messages]
+    budget = [s.server.max_append]  # bytes the command may still build
+    new = [_message(s, store, m, budget) for m in cmd.messages]
     done = store.deliver([(box.id, m) for m in new])  # one transaction: all or none
     s.events.append(MailboxChanged(box.user_id, box.id, done[-1].modseq, "new"))
     uids = SequenceSet.from_ints([d.uid for d in done]).encode()  # RFC 4315 append-uid
     s.ok(cmd.tag, "APPEND completed", f"APPENDUID {done[0].uidvalidity} {uids}")
 
 
-def _message(s: Session, store: Store, m: c.AppendMessage) -> NewMessage:
-    raw = b"".join(_part(s, store, p) for p in m.parts) if m.parts else m.message
+def _message(s: Session, store: Store, m: c.AppendMessage, budget: list[int]) -> NewMessage:
+    raw = b"".join(_part(s, store, p, budget) for p in m.parts) if m.parts else m.message
     if not raw:
         raise CommandFailed("empty message")
     flags = frozenset(f for f in m.flags if f != "\\Recent")
@@ -36,9 +37,17 @@ def _message(s: Session, store: Store, m: c.AppendMessage) -> NewMessage:
     return NewMessage(raw, build_cache(raw), flags, when)
 
 
-def _part(s: Session, store: Store, part: c.CatPart) -> bytes:
-    if isinstance(part, bytes):
-        return part
+def _part(s: Session, store: Store, part: c.CatPart, budget: list[int]) -> bytes:
+    data = part if isinstance(part, bytes) else _url_part(s, store, part)
+    # URL parts copy stored mail: without a bound, a short command naming one big
+    # message a thousand times would build gigabytes (RFC 4469 TOOBIG).
+    budget[0] -= len(data)
+    if budget[0] < 0:
+        raise CommandFailed("the message would be too big", "TOOBIG")
+    return data
+
+
+def _url_part(s: Session, store: Store, part: c.CatUrl) -> bytes:
     url = parse_message_url(part.url)
     bad = CommandFailed("CATENATE: cannot use that URL", "BADURL " + _resp_text(part.url))
     if url is None:

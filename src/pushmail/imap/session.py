@@ -59,6 +59,9 @@ class ServerInfo:
     max_mailbox_name: int = 255  # bytes of a name (UTF-8), hierarchy included
     max_mailbox_depth: int = 16  # levels of hierarchy ("a/b/c" is 3)
     max_mailboxes: int = 1000  # mailboxes per user, INBOX included
+    # Bytes one APPEND may build (CATENATE URL parts copy stored mail, which the
+    # command's own literal cap does not bound): ``limits.max_literal``.
+    max_append: int = 50 * 1024 * 1024
 
 
 BASE_CAPS = (
