@@ -26,6 +26,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import cast
 
 
 def main() -> None:
@@ -41,6 +42,7 @@ def main() -> None:
         return
     if args.src:
         sys.path.insert(0, args.src)
+    from pushmail.store.factory import open_store
     from pushmail.store.interfaces import MessageCache, NewMessage
 
     cache = MessageCache(b"(NIL)", b'("TEXT" "PLAIN")', b'("TEXT" "PLAIN")')
@@ -69,17 +71,13 @@ def main() -> None:
                 best = min(best, (clock() - t0) / args.n)
             print(f"{label:10} quota={'yes' if quota else 'no ':3} {best * 1e6:8.1f} µs/delivery")
 
-    from pushmail.store.sqlite import SqliteStore
-
     shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
     with tempfile.TemporaryDirectory(dir=shm, prefix="pm-quota-cost-") as d:
-        store = SqliteStore(Path(d) / "store.sqlite3")
+        store = open_store(f"sqlite://{Path(d) / 'store.sqlite3'}")
         run(store, "sqlite")
         store.close()
     try:
         import psycopg
-
-        from pushmail.store.postgres import PostgresStore
     except ImportError:
         return
     name = f"pm_quota_cost_{uuid.uuid4().hex[:8]}"
@@ -89,7 +87,7 @@ def main() -> None:
         # scratch database only.
         admin.execute(f"ALTER DATABASE {name} SET synchronous_commit = off")
     try:
-        pg = PostgresStore(args.pg.rsplit("/", 1)[0] + "/" + name)
+        pg = open_store(args.pg.rsplit("/", 1)[0] + "/" + name)
         run(pg, "postgresql")
         pg.close()
     finally:
@@ -101,6 +99,7 @@ def ablation(args: argparse.Namespace) -> None:
     import psycopg
 
     from pushmail.store import pg_quota, sqlite
+    from pushmail.store.factory import open_store
     from pushmail.store.interfaces import MessageCache, NewMessage, Quota
 
     cache = MessageCache(b"(NIL)", b'("TEXT" "PLAIN")', b'("TEXT" "PLAIN")')
@@ -146,7 +145,7 @@ def ablation(args: argparse.Namespace) -> None:
 
     shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
     with tempfile.TemporaryDirectory(dir=shm, prefix="pm-quota-cost-") as d:
-        store = sqlite.SqliteStore(Path(d) / "store.sqlite3")
+        store = cast(sqlite.SqliteStore, open_store(f"sqlite://{Path(d) / 'store.sqlite3'}"))
         conn = store._conn
         saved = [r[0] for r in conn.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger'")]
 
@@ -165,7 +164,7 @@ def ablation(args: argparse.Namespace) -> None:
         admin.execute(f"ALTER DATABASE {name} SET synchronous_commit = off")
     url = args.pg.rsplit("/", 1)[0] + "/" + name
     try:
-        pg = PostgresStore(url)
+        pg = cast(PostgresStore, open_store(url))
         with psycopg.connect(url, autocommit=True) as side:
 
             def pg_switch(on: bool) -> None:
