@@ -91,6 +91,7 @@ class _Tree:
         self.order: list[tuple[float, int]] = [
             (0.0, 0) if i is None else (i.date, i.seq) for i in self.items
         ]
+        self.post: list[int] = []  # every node below the roots, children first (prune)
 
     def _new_dummy(self) -> int:
         self.items.append(None)
@@ -121,7 +122,10 @@ class _Tree:
         promoted child is already pruned."""
         roots = [n for n, p in enumerate(self.parent) if p == _NONE]
         children = self.children
-        for node in self._post_order(roots):
+        # Still children before parents after the pruning (a promoted child stays
+        # below its new parent), so ``sort`` walks this list again.
+        self.post = self._post_order(roots)
+        for node in self.post:
             if children[node]:
                 children[node] = self._pruned(children[node], False, node)
         return self._pruned(roots, True, _NONE)
@@ -144,14 +148,14 @@ class _Tree:
 
     def sort(self, roots: list[int]) -> None:
         """Steps 4 and 6: every set of siblings by sent date then sequence number,
-        deepest first; a dummy sorts as its first child."""
+        deepest first; a dummy sorts as its first child. After ``prune``."""
         children, order, items = self.children, self.order, self.items
         key = order.__getitem__
-        for node in self._post_order(roots):
+        for node in self.post:  # pruned dummies included: childless, or left alone
             kids = children[node]
             if len(kids) > 1:
                 kids.sort(key=key)
-            if items[node] is None:
+            if items[node] is None and kids:
                 order[node] = order[kids[0]]
         roots.sort(key=key)
 
@@ -223,31 +227,34 @@ class _Tree:
         """The THREAD response's data: thread-list *(thread-list) (§5). A chain of
         only children is written flat ("1 2 3"), siblings nested ("1 (2)(3)")."""
         items, children = self.items, self.children
+
+        def label(node: int) -> str:
+            item = items[node]
+            assert item is not None
+            return str(item.number if uid else item.seq)
+
         out: list[str] = []  # joined and encoded once: cheaper than bytes per number
-        stack: list[int | str] = []  # a node to write, or text to emit
-        for root in reversed(roots):
-            stack += [")", root, "("]
+        stack: list[int | str] = list(reversed(roots))  # a thread-list to write, or text
         while stack:
             top = stack.pop()
             if isinstance(top, str):
                 out.append(top)
                 continue
             node = top
-            while True:
-                item = items[node]
-                kids = children[node]
-                if item is not None:
-                    if out[-1] != "(":
-                        out.append(" ")
-                    out.append(str(item.number if uid else item.seq))
-                    if len(kids) == 1:
-                        node = kids[0]
-                        continue
-                    if kids:
-                        out.append(" ")
-                for child in reversed(kids):
-                    stack += [")", child, "("]
-                break
+            parts: list[str] = []
+            while items[node] is not None:  # a message, and its chain of only children
+                parts.append(label(node))
+                if len(children[node]) != 1:
+                    break
+                node = children[node][0]
+            kids = children[node]
+            out.append("(" + " ".join(parts) + (" " if parts and kids else ""))
+            stack.append(")")
+            for child in reversed(kids):  # a leaf is written at once
+                if children[child] or items[child] is None:
+                    stack.append(child)
+                else:
+                    stack.append("(" + label(child) + ")")
         return "".join(out).encode("ascii")
 
 
