@@ -2,7 +2,7 @@
 
 The messages are chosen as SEARCH chooses them (``cmd_message.search_found``); the
 order comes from the keys the store computed at delivery (``Store.sort_keys``),
-so no message is parsed here. Two caches per store object, small and bounded:
+so no message is parsed here. Four caches per store object, small and bounded:
 
 - ``entries``: per mailbox (and UIDVALIDITY), each message's ``SortEntry``. A
   message's keys, internal date and size never change, so an entry stays right
@@ -11,6 +11,9 @@ so no message is parsed here. Two caches per store object, small and bounded:
 - ``indexes``: per mailbox and list of criteria, the order of all its messages
   (``sort.SortIndex``); a SORT filters it to the matching messages, and a new
   message is inserted into it, not sorted again.
+- ``linkers``: per mailbox, step 1 of THREAD=REFERENCES over all its messages
+  (``thread.Linker``), extended with the messages that arrived since; made again
+  after an expunge.
 - ``answers``: the answers themselves, keyed on the command, the session's view
   of the mailbox (its UIDs, which fix the sequence numbers) and, unless the search
   is ``ALL``, the mailbox's HIGHESTMODSEQ (every delivery, flag change and expunge
