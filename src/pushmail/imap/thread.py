@@ -25,7 +25,7 @@ _NONE = -1
 class Linker:
     """Step 1 of REFERENCES: the containers of every Message-ID seen, linked."""
 
-    __slots__ = ("children", "ids", "items", "numbers", "parent")
+    __slots__ = ("children", "ids", "items", "labels", "numbers", "order", "parent")
 
     def __init__(self) -> None:
         self.ids: dict[str, int] = {}
@@ -33,6 +33,10 @@ class Linker:
         self.parent: list[int] = []
         self.children: list[list[int]] = []
         self.numbers: list[int] = []  # the messages taken, in order (their ``number``)
+        # Per container, computed once: the sort key (sent date, sequence number)
+        # and the number as written, by sequence number and by UID.
+        self.order: list[tuple[float, int]] = []
+        self.labels: tuple[list[str], list[str]] = ([], [])
 
     def _container(self, mid: str) -> int:
         node = self.ids.get(mid)
@@ -41,6 +45,9 @@ class Linker:
             self.items.append(None)
             self.parent.append(_NONE)
             self.children.append([])
+            self.order.append((0.0, 0))
+            self.labels[0].append("")
+            self.labels[1].append("")
         return node
 
     def _is_ancestor(self, a: int, b: int) -> bool:
@@ -65,6 +72,9 @@ class Linker:
                 mid = f"\0{item.number}"  # missing or duplicate: a unique id (step 1)
             node = self._container(mid)
             self.items[node] = item
+            self.order[node] = (item.date, item.seq)
+            self.labels[0][node] = str(item.seq)
+            self.labels[1][node] = str(item.number)
             prev = _NONE
             for ref in item.keys.references:  # 1.A: link the references in order
                 cur = self._container(ref)
@@ -88,9 +98,8 @@ class _Tree:
         self.items = list(linker.items)
         self.parent = list(linker.parent)
         self.children = [list(c) for c in linker.children]
-        self.order: list[tuple[float, int]] = [
-            (0.0, 0) if i is None else (i.date, i.seq) for i in self.items
-        ]
+        self.order = list(linker.order)
+        self.labels = linker.labels
         self.post: list[int] = []  # every node below the roots, children first (prune)
 
     def _new_dummy(self) -> int:
@@ -227,11 +236,7 @@ class _Tree:
         """The THREAD response's data: thread-list *(thread-list) (§5). A chain of
         only children is written flat ("1 2 3"), siblings nested ("1 (2)(3)")."""
         items, children = self.items, self.children
-
-        def label(node: int) -> str:
-            item = items[node]
-            assert item is not None
-            return str(item.number if uid else item.seq)
+        label = self.labels[1 if uid else 0].__getitem__  # dummies added here have none
 
         out: list[str] = []  # joined and encoded once: cheaper than bytes per number
         stack: list[int | str] = list(reversed(roots))  # a thread-list to write, or text
