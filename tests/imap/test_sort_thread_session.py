@@ -3,9 +3,16 @@ both store backends."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from test_session_harness import Client, append, store, untagged
 
 from pushmail.store.sqlite import SqliteStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from sort_corpus import messages
 
 __all__ = ["store"]  # the fixture, re-exported for pytest
 
@@ -106,3 +113,37 @@ def test_cached_answer_follows_changes(store: SqliteStore) -> None:
     assert _one(c, "A SORT (SUBJECT) UTF-8 ALL") == b"SORT 6 1 2 4 3 5"
     c.ok("S STORE 6 +FLAGS (\\Deleted)")
     assert _one(c, "A SORT (SUBJECT) UTF-8 UNDELETED") == b"SORT 1 2 4 3 5"
+
+
+def test_cached_orders_agree_with_a_fresh_store_object(tmp_path: Path) -> None:
+    """Appends and expunges between SORT/THREAD ALL: the answers a session gets from
+    the caches (inserted arrivals, extended REFERENCES links) equal those of a
+    session on a store object that has no cache."""
+    path = tmp_path / "store.sqlite3"
+    first = SqliteStore(path)
+    try:
+        first.create_user("alice@example.org", "{PLAIN}alice-pw")
+        c = Client(first)
+        c.login()
+        c.ok("S SELECT INBOX")
+        raws = messages(60, seed=11)
+        commands = ["A SORT (SUBJECT) UTF-8 ALL", "A UID SORT (REVERSE DATE FROM) UTF-8 ALL",
+                    "A THREAD REFERENCES UTF-8 ALL", "A UID THREAD REFERENCES UTF-8 ALL"]
+        for step in range(12):
+            for raw in raws[step * 5:step * 5 + 5]:
+                append(c, "INBOX", raw)
+            if step % 4 == 3:
+                c.ok(f"X STORE {step}:{step + 2} +FLAGS (\\Deleted)")
+                c.ok("X EXPUNGE")
+            c.ok("N NOOP")
+            fresh = SqliteStore(path)
+            try:
+                f = Client(fresh)
+                f.login()
+                f.ok("S EXAMINE INBOX")
+                for command in commands:
+                    assert _one(c, command) == _one(f, command), (step, command)
+            finally:
+                fresh.close()
+    finally:
+        first.close()

@@ -2,7 +2,7 @@
 
 The messages are chosen as SEARCH chooses them (``cmd_message.search_found``); the
 order comes from the keys the store computed at delivery (``Store.sort_keys``),
-so no message is parsed here. Two caches per store object, small and bounded:
+so no message is parsed here. Four caches per store object, small and bounded:
 
 - ``entries``: per mailbox (and UIDVALIDITY), each message's ``SortEntry``. A
   message's keys, internal date and size never change, so an entry stays right
@@ -11,6 +11,9 @@ so no message is parsed here. Two caches per store object, small and bounded:
 - ``indexes``: per mailbox and list of criteria, the order of all its messages
   (``sort.SortIndex``); a SORT filters it to the matching messages, and a new
   message is inserted into it, not sorted again.
+- ``linkers``: per mailbox, step 1 of THREAD=REFERENCES over all its messages
+  (``thread.Linker``), extended with the messages that arrived since; made again
+  after an expunge.
 - ``answers``: the answers themselves, keyed on the command, the session's view
   of the mailbox (its UIDs, which fix the sequence numbers) and, unless the search
   is ``ALL``, the mailbox's HIGHESTMODSEQ (every delivery, flag change and expunge
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import weakref
+from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TypeVar
@@ -116,7 +120,7 @@ def _answer_key(
     if _uncacheable(key):
         return None
     view = s.require_view()
-    seen = hashlib.blake2b(view.uids.tobytes(), digest_size=16).digest()
+    seen = _digest(view.uids)
     modseq = 0
     if not isinstance(key, c.SearchAll):
         mailbox = store.get_mailbox_by_id(view.mailbox_id)
@@ -186,6 +190,8 @@ def _sorted(s: Session, cmd: c.Sort, store: Store) -> tuple[int, ...]:
     """The SORT answer's numbers, from the mailbox's ``SortIndex`` for the criteria
     (made, or brought up to date with the messages that arrived since)."""
     view = s.require_view()
+    if isinstance(cmd.key, c.SearchAll) and (got := _sorted_arrivals(s, cmd, store)):
+        return got
     if isinstance(cmd.key, c.SearchAll):  # the view's messages, numbered in C
         uids: Sequence[int] = view.uids
         numbers = uids if cmd.uid else range(1, len(uids) + 1)
@@ -210,7 +216,51 @@ def _sorted(s: Session, cmd: c.Sort, store: Store) -> tuple[int, ...]:
     wanted = dict(zip(uids, numbers, strict=True))
     for u in set(uids).difference(entries):  # gone before its keys were read
         del wanted[u]
-    return tuple(index.answer(wanted))
+    answer = index.answer(wanted)
+    if isinstance(cmd.key, c.SearchAll) and len(answer) == len(uids):
+        if len(index.order) > len(answer):  # expunged messages: out of the index
+            index.order = [u for u in index.order if u in wanted]
+            index.items = {u: index.items[u] for u in index.order}
+        index.last = (_digest(view.uids), cmd.uid, answer)
+    return tuple(answer)
+
+
+def _digest(uids: array[int]) -> bytes:
+    return hashlib.blake2b(uids.tobytes(), digest_size=16).digest()
+
+
+def _sorted_arrivals(s: Session, cmd: c.Sort, store: Store) -> tuple[int, ...] | None:
+    """``SORT … ALL`` when the view only grew since the last answer (new messages
+    have the highest UIDs and sequence numbers, so no number changed): the new
+    messages are inserted into the last answer, which lists every message of the
+    index in its order, at the positions they take in the index. None when that
+    does not apply."""
+    view = s.require_view()
+    index = _caches(store).indexes.get((view.mailbox_id, view.uidvalidity, cmd.criteria))
+    if index is None or index.last is None:
+        return None
+    digest, by_uid, answer = index.last
+    done = len(answer)
+    if (
+        by_uid != cmd.uid
+        or done != len(index.order)
+        or done > len(view.uids)
+        or _digest(view.uids[:done]) != digest
+    ):
+        return None
+    new = view.uids[done:].tolist()
+    entries = _entries(store, view, new)
+    if any(u not in entries for u in new):
+        return None
+    for seq, u in enumerate(new, done + 1):
+        e = entries[u]
+        at = index.add(Item(u, u, float(e.arrival), e.size, e.keys))
+        if at < 0:  # cannot happen while the answer lists the whole index; be safe
+            index.last = None
+            return None
+        answer.insert(at, u if cmd.uid else seq)
+    index.last = (_digest(view.uids), cmd.uid, answer)
+    return tuple(answer)
 
 
 def _check_charset(charset: str) -> None:

@@ -84,9 +84,12 @@ class SortIndex:
     bisection instead of sorting again. Numbered by UID, whose order is that of
     sequence numbers, so ties fall the same way."""
 
-    __slots__ = ("criteria", "items", "order")
+    __slots__ = ("criteria", "items", "last", "order")
 
     def __init__(self, criteria: Sequence[SortCriterion], items: Sequence[Item]) -> None:
+        # The last answer to a SORT … ALL, kept to be updated in place when only
+        # new messages came: (digest of the view's UIDs, by UID?, the numbers).
+        self.last: tuple[bytes, bool, list[int]] | None = None
         self.criteria = tuple(criteria)
         self.items = {i.number: i for i in items}
         self.order = [i.number for i in sort_items(items, criteria)]
@@ -98,13 +101,15 @@ class SortIndex:
             item.seq,
         )
 
-    def add(self, item: Item) -> None:
+    def add(self, item: Item) -> int:
+        """Insert ``item``; its position in ``order`` (-1: it was there already)."""
         if item.number in self.items:
-            return
+            return -1
         rank = self._rank(item)
         at = bisect.bisect_left(self.order, rank, key=lambda u: self._rank(self.items[u]))
         self.order.insert(at, item.number)
         self.items[item.number] = item
+        return at
 
     def answer(self, wanted: dict[int, int]) -> list[int]:
         """The messages of ``wanted`` (UID -> number in the reply), in order."""

@@ -25,7 +25,7 @@ _NONE = -1
 class Linker:
     """Step 1 of REFERENCES: the containers of every Message-ID seen, linked."""
 
-    __slots__ = ("children", "ids", "items", "numbers", "parent")
+    __slots__ = ("children", "ids", "items", "labels", "numbers", "order", "parent")
 
     def __init__(self) -> None:
         self.ids: dict[str, int] = {}
@@ -33,6 +33,10 @@ class Linker:
         self.parent: list[int] = []
         self.children: list[list[int]] = []
         self.numbers: list[int] = []  # the messages taken, in order (their ``number``)
+        # Per container, computed once: the sort key (sent date, sequence number)
+        # and the number as written, by sequence number and by UID.
+        self.order: list[tuple[float, int]] = []
+        self.labels: tuple[list[str], list[str]] = ([], [])
 
     def _container(self, mid: str) -> int:
         node = self.ids.get(mid)
@@ -41,6 +45,9 @@ class Linker:
             self.items.append(None)
             self.parent.append(_NONE)
             self.children.append([])
+            self.order.append((0.0, 0))
+            self.labels[0].append("")
+            self.labels[1].append("")
         return node
 
     def _is_ancestor(self, a: int, b: int) -> bool:
@@ -65,6 +72,9 @@ class Linker:
                 mid = f"\0{item.number}"  # missing or duplicate: a unique id (step 1)
             node = self._container(mid)
             self.items[node] = item
+            self.order[node] = (item.date, item.seq)
+            self.labels[0][node] = str(item.seq)
+            self.labels[1][node] = str(item.number)
             prev = _NONE
             for ref in item.keys.references:  # 1.A: link the references in order
                 cur = self._container(ref)
@@ -88,9 +98,9 @@ class _Tree:
         self.items = list(linker.items)
         self.parent = list(linker.parent)
         self.children = [list(c) for c in linker.children]
-        self.order: list[tuple[float, int]] = [
-            (0.0, 0) if i is None else (i.date, i.seq) for i in self.items
-        ]
+        self.order = list(linker.order)
+        self.labels = linker.labels
+        self.post: list[int] = []  # every node below the roots, children first (prune)
 
     def _new_dummy(self) -> int:
         self.items.append(None)
@@ -121,7 +131,10 @@ class _Tree:
         promoted child is already pruned."""
         roots = [n for n, p in enumerate(self.parent) if p == _NONE]
         children = self.children
-        for node in self._post_order(roots):
+        # Still children before parents after the pruning (a promoted child stays
+        # below its new parent), so ``sort`` walks this list again.
+        self.post = self._post_order(roots)
+        for node in self.post:
             if children[node]:
                 children[node] = self._pruned(children[node], False, node)
         return self._pruned(roots, True, _NONE)
@@ -144,14 +157,14 @@ class _Tree:
 
     def sort(self, roots: list[int]) -> None:
         """Steps 4 and 6: every set of siblings by sent date then sequence number,
-        deepest first; a dummy sorts as its first child."""
+        deepest first; a dummy sorts as its first child. After ``prune``."""
         children, order, items = self.children, self.order, self.items
         key = order.__getitem__
-        for node in self._post_order(roots):
+        for node in self.post:  # pruned dummies included: childless, or left alone
             kids = children[node]
             if len(kids) > 1:
                 kids.sort(key=key)
-            if items[node] is None:
+            if items[node] is None and kids:
                 order[node] = order[kids[0]]
         roots.sort(key=key)
 
@@ -223,31 +236,30 @@ class _Tree:
         """The THREAD response's data: thread-list *(thread-list) (§5). A chain of
         only children is written flat ("1 2 3"), siblings nested ("1 (2)(3)")."""
         items, children = self.items, self.children
+        label = self.labels[1 if uid else 0].__getitem__  # dummies added here have none
+
         out: list[str] = []  # joined and encoded once: cheaper than bytes per number
-        stack: list[int | str] = []  # a node to write, or text to emit
-        for root in reversed(roots):
-            stack += [")", root, "("]
+        stack: list[int | str] = list(reversed(roots))  # a thread-list to write, or text
         while stack:
             top = stack.pop()
             if isinstance(top, str):
                 out.append(top)
                 continue
             node = top
-            while True:
-                item = items[node]
-                kids = children[node]
-                if item is not None:
-                    if out[-1] != "(":
-                        out.append(" ")
-                    out.append(str(item.number if uid else item.seq))
-                    if len(kids) == 1:
-                        node = kids[0]
-                        continue
-                    if kids:
-                        out.append(" ")
-                for child in reversed(kids):
-                    stack += [")", child, "("]
-                break
+            parts: list[str] = []
+            while items[node] is not None:  # a message, and its chain of only children
+                parts.append(label(node))
+                if len(children[node]) != 1:
+                    break
+                node = children[node][0]
+            kids = children[node]
+            out.append("(" + " ".join(parts) + (" " if parts and kids else ""))
+            stack.append(")")
+            for child in reversed(kids):  # a leaf is written at once
+                if children[child] or items[child] is None:
+                    stack.append(child)
+                else:
+                    stack.append("(" + label(child) + ")")
         return "".join(out).encode("ascii")
 
 
