@@ -114,6 +114,8 @@ class DovecotInstance:
     # Implicit TLS on imaps_port with ``ssl = required`` (a self-signed EC certificate
     # in workdir); the plaintext listener stays for the readiness probe only.
     tls: bool = False
+    # Appended to dovecot.conf as is (e.g. the quota plugin of the QUOTA diff test).
+    extra_config: str = ""
     imap_port: int = field(default_factory=free_port)
     imaps_port: int = field(default_factory=free_port)
     lmtp_port: int = field(default_factory=free_port)
@@ -312,4 +314,4 @@ service auth {{
 service stats {{
   client_limit = {clients}
 }}
-{hibernate}{login}"""
+{hibernate}{login}{inst.extra_config}"""

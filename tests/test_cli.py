@@ -398,3 +398,21 @@ def test_user_del_asks_on_a_terminal_and_scripts_say_yes(
     assert stored_hash(data_dir, "ann@example.org") is not None
     assert main(["user", "del", "ann@example.org", *d]) == 0
     assert stored_hash(data_dir, "ann@example.org") is None
+
+
+def test_user_quota(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = ["--data-dir", str(data_dir)]
+    assert run_main(monkeypatch, ["user", "add", "ann@example.org", "--password-stdin", *d],
+                    b"first password\n") == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["user", "quota", "ann@example.org", "--storage", "100M", *d]) == 0
+    assert main(["user", "quota", "ann@example.org", "--messages", "50000", *d]) == 0
+    assert main(["user", "quota", "ann@example.org", *d]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[-1] == "ann@example.org: storage 0 of 100M, messages 0 of 50000"
+    assert main(["user", "quota", "ann@example.org", "--none", *d]) == 0
+    assert capsys.readouterr().out.endswith("storage 0 of unlimited, messages 0 of unlimited\n")
+    assert main(["user", "quota", "ann@example.org", "--storage", "lots", *d]) == 64
+    assert main(["user", "quota", "nobody@example.org", "--none", *d]) == 67

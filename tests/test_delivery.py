@@ -10,7 +10,7 @@ import pytest
 from pushmail.delivery import Deliverer, RecipientResult, normalize_crlf
 from pushmail.events.interfaces import MailboxChanged
 from pushmail.events.local import LocalBus
-from pushmail.store.interfaces import Appended, MessageCache, NewMessage, StoreError
+from pushmail.store.interfaces import Appended, MessageCache, NewMessage, Quota, StoreError
 from pushmail.store.sqlite import SqliteStore
 
 RAW = b"From: x@y\r\nSubject: hi\r\n\r\nhello\r\n"
@@ -104,7 +104,9 @@ def test_listeners_find_the_message_already_stored(store: SqliteStore) -> None:
 
 
 class FailingStore(SqliteStore):
-    def deliver(self, targets: Sequence[tuple[int, NewMessage]]) -> list[Appended]:
+    def deliver_within_quota(
+        self, targets: Sequence[tuple[int, NewMessage]]
+    ) -> list[Appended | None]:
         raise StoreError("disk full")
 
 
@@ -153,3 +155,26 @@ def test_default_cache_builder_is_the_mime_package(store: SqliteStore) -> None:
     from pushmail.imap.structure import build_cache
 
     assert Deliverer(store, Recorder())._make_cache is build_cache
+
+
+def test_over_quota_recipient_is_deferred_alone(store: SqliteStore) -> None:
+    """One transaction, two recipients: the one over quota gets 452 4.2.2 (the MTA
+    retries it), the other is stored."""
+    full = store.create_user("full@x", "h")
+    store.create_user("free@x", "h")
+    store.set_quota(full.id, Quota(storage=len(RAW) + 10))
+    deliverer = Deliverer(store, Recorder(), make_cache=simple_cache)
+    first = deliverer.deliver(["full@x", "free@x"], RAW)
+    assert [r.code for r in first] == [250, 250]
+    second = deliverer.deliver(["full@x", "free@x"], RAW)
+    assert [(r.code, r.enhanced) for r in second] == [(452, "4.2.2"), (250, "2.1.5")]
+    assert second[0].reply() == "452 4.2.2 <full@x> mailbox full, try again later"
+    assert store.get_quota(full.id)[1].messages == 1
+
+
+def test_message_larger_than_the_quota_is_refused_for_good(store: SqliteStore) -> None:
+    full = store.create_user("full@x", "h")
+    store.set_quota(full.id, Quota(storage=len(RAW) - 1))
+    deliverer = Deliverer(store, Recorder(), make_cache=simple_cache)
+    (result,) = deliverer.deliver(["full@x"], RAW)
+    assert (result.code, result.enhanced) == (552, "5.2.2")  # it could never fit

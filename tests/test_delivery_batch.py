@@ -35,11 +35,13 @@ class CountingStore(SqliteStore):
         self.fail_deliver = False
         self.fail_lookup = False
 
-    def deliver(self, targets: Sequence[tuple[int, NewMessage]]) -> list[Appended]:
+    def deliver_within_quota(
+        self, targets: Sequence[tuple[int, NewMessage]]
+    ) -> list[Appended | None]:
         self.calls.append([(box, m.raw) for box, m in targets])
         if self.fail_deliver:
             raise StoreError("disk full")
-        return super().deliver(targets)
+        return super().deliver_within_quota(targets)
 
     def get_user(self, address: str) -> User | None:
         if self.fail_lookup:

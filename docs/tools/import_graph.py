@@ -100,7 +100,7 @@ def module_graph(src: Path = SRC, type_checking: bool = True) -> dict[str, set[s
 
 
 def package_of(module: str) -> str:
-    """`pushmail.net.server` -> `net`; top-level modules are their own package."""
+    """`pushmail.server.serve` -> `net`; top-level modules are their own package."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else parts[0]
 

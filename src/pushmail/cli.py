@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from pushmail import __version__
+from pushmail import __version__, cli_quota
 from pushmail.auth.names import qualify
 from pushmail.auth.passwords import hash_password
 from pushmail.config import LOG_LEVELS, Config, ConfigError, load_config
@@ -122,6 +122,9 @@ def _parser() -> argparse.ArgumentParser:
     passwd.add_argument("address")
     passwd.add_argument("--password-stdin", action="store_true")
     passwd.set_defaults(func=_cmd_user_passwd)
+    quota = user.add_parser("quota", parents=[common], help="show or set a user's quota")
+    cli_quota.add_arguments(quota)
+    quota.set_defaults(func=_cmd_user_quota)
     listing = user.add_parser("list", parents=[common], help="list users")
     listing.set_defaults(func=_cmd_user_list)
     imp = user.add_parser(
@@ -368,6 +371,25 @@ def _cmd_user_passwd(args: argparse.Namespace) -> int:
         return EX_OK
 
     return _with_store(args, change)
+
+
+def _cmd_user_quota(args: argparse.Namespace) -> int:
+    address = _address(args.address, args)
+
+    def quota(store: Store) -> int:
+        user = store.get_user(address)
+        if user is None:
+            raise CliError(f"no such user: {address}", EX_NOUSER)
+        try:
+            wanted = cli_quota.wanted_quota(args, store.get_quota(user.id)[0])
+        except ValueError as e:
+            raise CliError(str(e), EX_USAGE) from None
+        if wanted is not None:
+            store.set_quota(user.id, wanted)
+        print(cli_quota.describe(address, *store.get_quota(user.id)))
+        return EX_OK
+
+    return _with_store(args, quota)
 
 
 def _cmd_user_list(args: argparse.Namespace) -> int:

@@ -30,7 +30,7 @@ class RecipientResult:
     """The outcome for one recipient, as an SMTP reply (one per RCPT in LMTP)."""
 
     address: str
-    code: int  # 250, 550 (no such user), 451/452 (temporary), 552 (too big)
+    code: int  # 250, 550 (no such user), 451/452 (temporary; 4.2.2 over quota), 552 (too big)
     enhanced: str  # RFC 3463 status, e.g. "2.1.5"
     text: str
 
@@ -90,6 +90,18 @@ class Deliverer:
             return None
         return self._store.get_user(local.split("+", 1)[0] + "@" + domain)
 
+    def has_room(self, address: str, size: int) -> bool:
+        """Whether a message of ``size`` octets (0: unknown) fits the quota of the
+        user ``address`` names now. SMTP asks at RCPT, where a refusal costs the
+        sender nothing; the delivery checks again in its transaction."""
+        user = self.resolve(address)
+        if user is None:
+            return True
+        quota, used = self._store.get_quota(user.id)
+        if quota.storage is not None and used.storage + size > quota.storage:
+            return False
+        return quota.messages is None or used.messages < quota.messages
+
     def deliver(self, recipients: Sequence[str], raw: bytes) -> list[RecipientResult]:
         """Deliver ``raw`` (stored byte for byte) to every known recipient; one result
         per recipient, in order. A user named twice (``a@x`` and ``a+t@x``) gets one copy."""
@@ -137,17 +149,30 @@ class Deliverer:
         nothing was stored (the senders must retry)."""
         targets: list[tuple[int, NewMessage]] = []
         owners: dict[int, int] = {}  # INBOX id -> user id
+        placed: list[tuple[_Plan, int]] = []  # (plan, user id) of each target
         for plan in plans:
             assert plan.message is not None
             for user_id, box in plan.targets.items():
                 targets.append((box, plan.message))
                 owners[box] = user_id
+                placed.append((plan, user_id))
         try:
-            appended = self._store.deliver(targets)
+            # A recipient over quota is left out, the others stored: LMTP answers
+            # that one 452 4.2.2 and the MTA retries it alone (RFC 2033 §4.2).
+            outcome = self._store.deliver_within_quota(targets)
         except Exception:
             log.exception("delivery of %d message(s) failed", len(plans))
             STORE_ERRORS.labels("delivery").inc()
             return False
+        appended = [a for a in outcome if a is not None]
+        for (plan, user_id), done in zip(placed, outcome, strict=True):
+            if done is None:
+                assert plan.message is not None
+                # A message larger than the whole quota would never fit: refused for
+                # good (552 5.2.2, as Dovecot), not deferred.
+                limit = self._store.get_quota(user_id)[0].storage
+                never = limit is not None and len(plan.message.raw) > limit
+                (plan.too_big if never else plan.over_quota).add(user_id)
         now = time.time()  # the commit, for the wake-up latency (metrics/wakeup.py)
         events = [
             MailboxChanged(owners[a.mailbox_id], a.mailbox_id, a.modseq, "new", now)
@@ -169,13 +194,15 @@ class _Plan:
     targets: dict[int, int] = field(default_factory=dict)  # user id -> INBOX id
     message: NewMessage | None = None
     refusal: tuple[int, str, str] | None = None  # one reply for every recipient
+    over_quota: set[int] = field(default_factory=set)  # user ids not stored: quota
+    too_big: set[int] = field(default_factory=set)  # ... and larger than the quota
 
     def results(self) -> list[RecipientResult]:
         if self.refusal is not None:
             code, enhanced, text = self.refusal
             return [_result(r, code, enhanced, text) for r in self.recipients]
         return [
-            _outcome(rcpt, user, self.targets)
+            _outcome(rcpt, user, self.targets, self.over_quota, self.too_big)
             for rcpt, user in zip(self.recipients, self.found, strict=True)
         ]
 
@@ -184,9 +211,19 @@ def _result(address: str, code: int, enhanced: str, text: str) -> RecipientResul
     return RecipientResult(_bare(address), code, enhanced, text)
 
 
-def _outcome(rcpt: str, user: User | None, targets: dict[int, int]) -> RecipientResult:
+def _outcome(
+    rcpt: str,
+    user: User | None,
+    targets: dict[int, int],
+    over_quota: set[int],
+    too_big: set[int],
+) -> RecipientResult:
     if user is None:
         return _result(rcpt, 550, "5.1.1", "no such user")
     if user.id not in targets:
         return _result(rcpt, 550, "5.2.1", "mailbox unavailable")
+    if user.id in over_quota:  # RFC 3463 4.2.2: mailbox full, may succeed later
+        return _result(rcpt, 452, "4.2.2", "mailbox full, try again later")
+    if user.id in too_big:
+        return _result(rcpt, 552, "5.2.2", "message larger than the mailbox quota")
     return _result(rcpt, 250, "2.1.5", "delivered")

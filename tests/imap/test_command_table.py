@@ -49,6 +49,9 @@ EXPECTED: list[tuple[c.Command, str, set[State]]] = [
     (c.ListCmd("t", "", ("%",), lsub=True), "LSUB", {A, S}),
     (c.Status("t", "x", ("MESSAGES",)), "STATUS", {A, S}),
     (c.Append("t", "x", b"m"), "APPEND", {A, S}),
+    (c.GetQuota("t", "GETQUOTA", ""), "GETQUOTA", {A, S}),
+    (c.GetQuota("t", "GETQUOTAROOT", "INBOX"), "GETQUOTAROOT", {A, S}),
+    (c.GetQuota("t", "SETQUOTA", "", (("STORAGE", 1),)), "SETQUOTA", {A, S}),
     (c.Namespace("t"), "NAMESPACE", {A, S}),
     (c.Idle("t"), "IDLE", {A, S}),
     (c.Compress("t", "DEFLATE"), "COMPRESS", {A, S}),
@@ -61,6 +64,11 @@ EXPECTED: list[tuple[c.Command, str, set[State]]] = [
     (c.Expunge("t", ONE), "UID EXPUNGE", {S}),
     (c.Search("t", c.SearchAll()), "SEARCH", {S}),
     (c.Search("t", c.SearchAll(), uid=True), "UID SEARCH", {S}),
+    (c.Sort("t", (c.SortCriterion("DATE"),), "UTF-8", c.SearchAll()), "SORT", {S}),
+    (c.Sort("t", (c.SortCriterion("SUBJECT", True),), "UTF-8", c.SearchAll(), uid=True),
+     "UID SORT", {S}),
+    (c.Thread("t", "REFERENCES", "UTF-8", c.SearchAll()), "THREAD", {S}),
+    (c.Thread("t", "ORDEREDSUBJECT", "US-ASCII", c.SearchAll(), uid=True), "UID THREAD", {S}),
     (c.Fetch("t", ONE, ("FLAGS",)), "FETCH", {S}),
     (c.Fetch("t", ONE, ("FLAGS",), uid=True), "UID FETCH", {S}),
     (c.StoreFlags("t", ONE, "add", ()), "STORE", {S}),
@@ -71,7 +79,7 @@ EXPECTED: list[tuple[c.Command, str, set[State]]] = [
     (c.Copy("t", ONE, "x", uid=True, move=True), "UID MOVE", {S}),
 ]
 
-SEQNUM_COMMANDS = {"FETCH", "STORE", "SEARCH", "COPY", "MOVE"}
+SEQNUM_COMMANDS = {"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "SORT", "THREAD"}
 
 PAIRS = [(cmd, name, allowed, state) for cmd, name, allowed in EXPECTED for state in State]
 

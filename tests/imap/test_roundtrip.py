@@ -209,6 +209,17 @@ def notify_groups(draw: st.DrawFn) -> c.NotifyGroup:
     return c.NotifyGroup(kind, boxes, tuple(events), fetch)  # type: ignore[arg-type]
 
 
+# CATENATE parts (RFC 4469): none (a plain literal), or TEXT and URL parts.
+cat_parts = st.just(()) | st.lists(
+    st.binary(max_size=20) | st.builds(c.CatUrl, texts), min_size=1, max_size=3
+).map(tuple)
+append_messages = st.builds(
+    lambda m, f, d, p: c.AppendMessage(b"" if p else m, f, d, p),  # parts or a literal
+    st.binary(max_size=40),
+    st.lists(flags, max_size=2).map(tuple),
+    st.none() | date_times,
+    cat_parts,
+)
 notifies = st.builds(c.Notify, tags, st.none()) | st.builds(
     c.Notify, tags, st.lists(notify_groups(), min_size=1, max_size=3).map(tuple), st.booleans()
 )
@@ -239,12 +250,22 @@ commands = st.one_of(
     st.builds(lambda t, r, p: c.ListCmd(t, r, (p,), lsub=True), tags, mailboxes, mailboxes),
     st.builds(c.Status, tags, mailboxes, status_items),
     st.builds(
-        c.Append,
+        lambda t, box, m, more: c.Append(
+            t, box, m.message, m.flags, m.internaldate, m.parts, more
+        ),
         tags,
         mailboxes,
-        st.binary(max_size=40),
-        st.lists(flags, max_size=3).map(tuple),
-        st.none() | date_times,
+        append_messages,
+        st.lists(append_messages, max_size=2).map(tuple),  # MULTIAPPEND
+    ),
+    st.builds(c.GetQuota, tags, st.just("GETQUOTA"), texts),
+    st.builds(c.GetQuota, tags, st.just("GETQUOTAROOT"), mailboxes),
+    st.builds(
+        c.GetQuota,
+        tags,
+        st.just("SETQUOTA"),
+        texts,
+        st.lists(st.tuples(upper_atoms, st.integers(0, 2**63 - 1)), max_size=2).map(tuple),
     ),
     st.builds(c.Check, tags),
     st.builds(c.Close, tags),

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pg_testdb import scratch_database
-from pushmail.store.interfaces import MessageCache, NewMessage, Store
+from pushmail.store.interfaces import MessageCache, NewMessage, Quota, Store
 from pushmail.store.sqlite import SqliteStore
 
 if os.environ.get("CI") != "true":  # in CI a missing driver fails the collection
@@ -55,6 +55,7 @@ def _fill(store: SqliteStore) -> None:
     store.deliver([(bob_inbox.id, NewMessage(b"Subject: same\r\n\r\nx\r\n", CACHE))] * 2)
     with_preview = MessageCache(CACHE.envelope, CACHE.bodystructure, CACHE.body, "déjà vu")
     store.append(bob_inbox.id, NewMessage(b"Subject: p\r\n\r\ndeja vu\r\n", with_preview))
+    store.set_quota(bob.id, Quota(storage=10**6, messages=100))
 
 
 def _view(store: Store) -> list[object]:
@@ -63,6 +64,7 @@ def _view(store: Store) -> list[object]:
     for user in store.list_users():
         out.append(user)
         out.append(store.subscriptions(user.id))
+        out.append(store.get_quota(user.id))  # limits copied, usage rebuilt by triggers
         for box in store.list_mailboxes(user.id):
             info = store.select_info(box.id)
             out += [box, list(info.uids), info, store.counts(box.id)]
@@ -84,6 +86,7 @@ def test_an_imported_store_looks_the_same_to_clients(tmp_path: Path, url: str) -
         done = import_sqlite(tmp_path / "store.sqlite3", conn)
     assert done.counts["users"] == 2 and done.counts["expunged"] >= 4
     assert done.counts["previews"] == 1
+    assert done.counts["sortkeys"] == done.counts["bodies"]  # kept at delivery, copied
     target = PostgresStore(url)
     try:
         assert _view(target) == before

@@ -233,6 +233,8 @@ def test_version_1_file_gets_keyword_lists_from_its_messages(tmp_path: Path) -> 
     assert store.keywords(1) == ("$a", "$b")
     assert store.keywords(2) == ("junk",)
     assert store.keywords(3) == ()
+    used = store.get_quota(1)[1]
+    assert (used.storage, used.messages) == (3, 3)  # the quota migration counted them
     version = store._conn.execute("SELECT version FROM schema_version").fetchone()[0]
     assert version == len(MIGRATIONS)
     store.close()

@@ -13,7 +13,7 @@ Format, one item per line:
   ``S: ...`` allows further untagged lines not shown.
 - ``! <directive>`` changes the store as another client or the MTA would
   (``deliver``, ``deliver-text``, ``flags``, ``expunge``, ``create``, ``delete``, ``rename``,
-  ``subscribe``, ``unsubscribe``, ``forget-expunges``), the client's transport
+  ``subscribe``, ``unsubscribe``, ``forget-expunges``, ``quota``), the client's transport
   (``compress``) or a server limit (``limit NAME VALUE``). ``S:`` lines after a
   directive are unsolicited output that must arrive (within the read deadline).
   A literal in a response is kept on its line, with ``⏎`` for each CRLF inside it.
@@ -35,7 +35,7 @@ from imap_harness import LineClient, LiveServer
 
 from pushmail.events.interfaces import ChangeKind, MailboxChanged
 from pushmail.imap.parse_lexer import Reader, parse_sequence_set
-from pushmail.store.interfaces import FlagMode, Store
+from pushmail.store.interfaces import FlagMode, Quota, Store
 
 _STATUS_TEXT = re.compile(r"^((?:\*|\S+) (?:OK|NO|BAD|BYE|PREAUTH))( \[[^\]]*\])?( .*)?$")
 _VAR = re.compile(r"\$\{(\w+)(\*?)\}")
@@ -236,6 +236,10 @@ class Replayer:
         elif name == "limit":  # e.g. "limit notify_max_pending 0", for later sessions
             ctx = self.server.ctx
             ctx.limits = replace(ctx.limits, **{args[0]: int(args[1])})
+        elif name == "quota":  # quota STORAGE MESSAGES: octets or "-" (no limit)
+            lim = [None if a == "-" else int(a) for a in args[:2]]
+            uid = self.server.user.id
+            self.server.store_call(lambda st: st.set_quota(uid, Quota(lim[0], lim[1])))
         elif name == "compress":
             self.client.start_compression()
         else:

@@ -24,6 +24,7 @@ from pushmail.imap.commands import (
     Expunge,
     Fetch,
     FetchAtt,
+    GetQuota,
     Id,
     ListCmd,
     Login,
@@ -46,11 +47,14 @@ from pushmail.imap.commands import (
     SearchSet,
     SearchSize,
     SearchText,
+    SearchWithin,
     Section,
     Select,
+    Sort,
     Status,
     StoreFlags,
     Subscribe,
+    Thread,
 )
 from pushmail.imap.encoder import date_time
 from pushmail.imap.mutf7 import encode_mutf7
@@ -172,6 +176,8 @@ def _encode_search_key(w: _Writer, key: SearchKey, codec: str) -> None:
         w.raw(f"MODSEQ {key.modseq}")
     elif isinstance(key, SearchObjectId):
         w.raw(f"{key.kind} {key.value}")
+    elif isinstance(key, SearchWithin):
+        w.raw(f"{'OLDER' if key.older else 'YOUNGER'} {key.seconds}")
     else:
         _encode_search_tree(w, key, codec)
 
@@ -215,6 +221,19 @@ def _encode_search(w: _Writer, cmd: Search) -> None:
         w.astring(cmd.charset.encode("ascii"))
     w.raw(" ")
     _encode_search_key(w, cmd.key, CHARSETS.get(cmd.charset or "UTF-8", "utf-8"))
+
+
+def _encode_sort(w: _Writer, cmd: Sort | Thread) -> None:
+    if isinstance(cmd, Sort):
+        if cmd.returns is not None:
+            w.raw(" RETURN ")
+            _paren(w, cmd.returns)
+        w.raw(" (" + " ".join(("REVERSE " if c.reverse else "") + c.key for c in cmd.criteria))
+        w.raw(")")
+    else:
+        w.raw(" " + cmd.algorithm)
+    w.raw(" " + cmd.charset + " ")
+    _encode_search_key(w, cmd.key, "utf-8")
 
 
 def _section(w: _Writer, section: Section) -> None:
@@ -307,13 +326,36 @@ def _encode_list(w: _Writer, cmd: ListCmd) -> None:
 def _encode_append(w: _Writer, cmd: Append) -> None:
     w.raw(" ")
     w.mailbox(cmd.mailbox)
-    if cmd.flags:
-        w.raw(" ")
-        _paren(w, cmd.flags)
-    if cmd.internaldate is not None:
-        w.raw(b" " + date_time(cmd.internaldate.value))
+    for m in cmd.messages:  # MULTIAPPEND (RFC 3502): one after another
+        if m.flags:
+            w.raw(" ")
+            _paren(w, m.flags)
+        if m.internaldate is not None:
+            w.raw(b" " + date_time(m.internaldate.value))
+        if not m.parts:
+            w.raw(" ")
+            w.literal(m.message, binary=b"\x00" in m.message)
+            continue
+        w.raw(" CATENATE (")  # RFC 4469
+        for i, part in enumerate(m.parts):
+            w.raw(" " if i else "")
+            if isinstance(part, bytes):
+                w.raw("TEXT ")
+                w.literal(part, binary=b"\x00" in part)
+            else:
+                w.raw("URL ")
+                w.string(part.url.encode("utf-8"))
+        w.raw(")")
+
+
+def _encode_quota(w: _Writer, cmd: GetQuota) -> None:
     w.raw(" ")
-    w.literal(cmd.message, binary=b"\x00" in cmd.message)
+    if cmd.kind == "GETQUOTAROOT":
+        w.mailbox(cmd.argument)
+        return
+    w.string(cmd.argument.encode("utf-8"))
+    if cmd.kind == "SETQUOTA":
+        w.raw(" (" + " ".join(f"{name} {limit}" for name, limit in cmd.limits) + ")")
 
 
 def _encode_id(w: _Writer, cmd: Id) -> None:
@@ -382,8 +424,12 @@ def _encode_args2(w: _Writer, cmd: Command) -> None:
             _encode_list(w, cmd)
     elif isinstance(cmd, Append):
         _encode_append(w, cmd)
+    elif isinstance(cmd, GetQuota):
+        _encode_quota(w, cmd)
     elif isinstance(cmd, Search):
         _encode_search(w, cmd)
+    elif isinstance(cmd, Sort | Thread):
+        _encode_sort(w, cmd)
     elif isinstance(cmd, Fetch):
         _encode_fetch(w, cmd)
     elif isinstance(cmd, StoreFlags):

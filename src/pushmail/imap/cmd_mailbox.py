@@ -7,8 +7,6 @@ another user's data.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from pushmail.events.interfaces import MailboxChanged
 from pushmail.imap import commands as c
 from pushmail.imap.encoder import mailbox as enc_mailbox
@@ -16,12 +14,10 @@ from pushmail.imap.errors import CommandFailed
 from pushmail.imap.listing import has_children, matches, subscribed_matches
 from pushmail.imap.mutf7 import InvalidName
 from pushmail.imap.session import Session
-from pushmail.imap.structure import build_cache
 from pushmail.store.common import mailbox_object_id
 from pushmail.store.interfaces import (
     HIERARCHY_DELIMITER,
     Mailbox,
-    NewMessage,
     Store,
 )
 
@@ -213,6 +209,7 @@ def _status_values(store: Store, box: Mailbox, items: tuple[str, ...]) -> list[b
         "UNSEEN": counts.unseen,
         "SIZE": counts.size,
         "DELETED": counts.deleted,
+        "DELETED-STORAGE": -(-counts.deleted_storage // 1024),  # KiB, as QUOTA's STORAGE
         "HIGHESTMODSEQ": box.highestmodseq,
     }
     out = []
@@ -237,15 +234,3 @@ def status(s: Session, cmd: c.Status, store: Store) -> None:
         s.condstore_command()
     _status_line(s, store, box, cmd.items)
     s.ok(cmd.tag, "STATUS completed")
-
-
-def append(s: Session, cmd: c.Append, store: Store) -> None:
-    box = s.mailbox(store, cmd.mailbox, trycreate=True)
-    if not cmd.message:
-        raise CommandFailed("empty message")
-    flags = frozenset(f for f in cmd.flags if f != "\\Recent")
-    when = cmd.internaldate.value if cmd.internaldate else datetime.now(UTC)
-    new = NewMessage(cmd.message, build_cache(cmd.message), flags, when)
-    done = store.append(box.id, new)
-    s.events.append(MailboxChanged(box.user_id, box.id, done.modseq, "new"))
-    s.ok(cmd.tag, "APPEND completed", f"APPENDUID {done.uidvalidity} {done.uid}")

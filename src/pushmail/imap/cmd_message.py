@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Sequence
 
 from pushmail.events.interfaces import ChangeKind, MailboxChanged
@@ -211,16 +212,33 @@ def _publish(s: Session, store: Store, mailbox_id: int, kind: ChangeKind) -> Non
 
 
 def search(s: Session, cmd: c.Search, store: Store) -> None:
-    view = s.require_view()
+    s.require_view()
     if cmd.charset is not None and cmd.charset.upper() not in ("US-ASCII", "UTF-8"):
         raise CommandFailed("unsupported charset", "BADCHARSET (US-ASCII UTF-8)")
+    found, _ = search_found(s, cmd.key, store)
+    uses_modseq = _mentions(cmd.key, c.SearchModseq)
+    if uses_modseq:  # a CONDSTORE enabling command (RFC 7162 §3.1)
+        s.condstore_command()
+    _search_reply(s, cmd, found, uses_modseq)
+
+
+def search_found(
+    s: Session, key: c.SearchKey, store: Store
+) -> tuple[list[tuple[int, int, int]], dict[int, MessageMeta]]:
+    """The messages of the selected mailbox that match ``key``, as (seq, uid,
+    modseq) in sequence order, and every message's metadata by UID (SORT and
+    THREAD read dates and sizes there)."""
+    view = s.require_view()
     metas = {m.uid: m for m in store.list_messages(view.mailbox_id)}
-    body = needs_body(cmd.key)
-    emailids = (
-        store.email_ids(view.mailbox_id, metas) if _mentions(cmd.key, c.SearchObjectId) else {}
-    )
-    savedates = store.save_dates(view.mailbox_id, metas) if _mentions_saved(cmd.key) else {}
+    if isinstance(key, c.SearchAll):  # no key to evaluate: every message of the view
+        every = [(seq, uid, metas[uid].modseq) for seq, uid in enumerate(view.uids, 1)
+                 if uid in metas]
+        return every, metas
+    body = needs_body(key)
+    emailids = store.email_ids(view.mailbox_id, metas) if _mentions(key, c.SearchObjectId) else {}
+    savedates = store.save_dates(view.mailbox_id, metas) if _mentions_saved(key) else {}
     saved = frozenset(s.saved_search)
+    now = time.time()
     found: list[tuple[int, int, int]] = []  # (seq, uid, modseq)
     max_uid = view.uids[-1] if view.uids else 0
     for seq, uid in enumerate(view.uids, 1):
@@ -240,13 +258,11 @@ def search(s: Session, cmd: c.Search, store: Store) -> None:
             saved=saved,
             emailid=emailids.get(uid),
             savedate=savedates.get(uid),
+            now=now,
         )
-        if matches(cmd.key, ctx):
+        if matches(key, ctx):
             found.append((seq, uid, meta.modseq))
-    uses_modseq = _mentions(cmd.key, c.SearchModseq)
-    if uses_modseq:  # a CONDSTORE enabling command (RFC 7162 §3.1)
-        s.condstore_command()
-    _search_reply(s, cmd, found, uses_modseq)
+    return found, metas
 
 
 def _no_raw() -> bytes:

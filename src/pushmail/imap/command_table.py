@@ -25,12 +25,26 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from pushmail.imap import cmd_auth, cmd_mailbox, cmd_message, cmd_notify, cmd_select
+from pushmail.imap import (
+    cmd_append,
+    cmd_auth,
+    cmd_mailbox,
+    cmd_message,
+    cmd_notify,
+    cmd_quota,
+    cmd_select,
+    cmd_sort,
+)
 from pushmail.imap import commands as c
 from pushmail.imap.errors import ImapError, ProtocolError
+from pushmail.imap.parse_append import (
+    parse_append,
+    parse_getquota,
+    parse_getquotaroot,
+    parse_setquota,
+)
 from pushmail.imap.parse_fetch import parse_fetch, parse_store
 from pushmail.imap.parse_mailbox import (
-    parse_append,
     parse_create,
     parse_delete,
     parse_list,
@@ -42,6 +56,7 @@ from pushmail.imap.parse_mailbox import (
 )
 from pushmail.imap.parse_notify import parse_notify
 from pushmail.imap.parse_search import parse_search
+from pushmail.imap.parse_sort import parse_sort, parse_thread
 from pushmail.imap.parser import (
     CommandParser,
     Rule,
@@ -115,7 +130,10 @@ _ROWS = (
     Row("LIST", parse_list, cmd_mailbox.list_, _AUTH),
     Row("LSUB", parse_lsub, cmd_mailbox.list_, _AUTH),
     Row("STATUS", parse_status, cmd_mailbox.status, _AUTH),
-    Row("APPEND", parse_append, cmd_mailbox.append, _AUTH),
+    Row("APPEND", parse_append, cmd_append.append, _AUTH),  # + RFC 3502, RFC 4469
+    Row("GETQUOTA", parse_getquota, cmd_quota.quota, _AUTH),  # RFC 9208
+    Row("GETQUOTAROOT", parse_getquotaroot, cmd_quota.quota, _AUTH),
+    Row("SETQUOTA", parse_setquota, cmd_quota.quota, _AUTH),
     Row("NAMESPACE", bare(c.Namespace), cmd_auth.namespace, _AUTH),  # RFC 2342
     Row("IDLE", bare(c.Idle), cmd_auth.idle, _AUTH),  # RFC 2177
     Row("COMPRESS", parse_compress, cmd_auth.compress, _AUTH, _LAYER),  # RFC 4978
@@ -139,6 +157,11 @@ _ROWS = (
     Row("UID SEARCH", lambda r, t: parse_search(r, t, uid=True), cmd_message.search,
         _SELECTED),
     Row("UID FETCH", lambda r, t: parse_fetch(r, t, uid=True), cmd_message.fetch, _SELECTED),
+    # RFC 5256 (with RFC 5957 keys and RFC 5267 RETURN options).
+    Row("SORT", lambda r, t: parse_sort(r, t, uid=False), cmd_sort.sort, _SELECTED, _SEQ),
+    Row("UID SORT", lambda r, t: parse_sort(r, t, uid=True), cmd_sort.sort, _SELECTED),
+    Row("THREAD", lambda r, t: parse_thread(r, t, uid=False), cmd_sort.thread, _SELECTED, _SEQ),
+    Row("UID THREAD", lambda r, t: parse_thread(r, t, uid=True), cmd_sort.thread, _SELECTED),
     Row("UID STORE", lambda r, t: parse_store(r, t, uid=True), cmd_message.store_, _SELECTED),
     Row("UID COPY", lambda r, t: parse_copy(r, t, uid=True, move=False), cmd_message.copy,
         _SELECTED),

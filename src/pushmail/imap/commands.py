@@ -144,6 +144,15 @@ class SearchModseq:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchWithin:
+    """OLDER n / YOUNGER n (RFC 5032): internal date more / less than n seconds
+    before now."""
+
+    older: bool
+    seconds: int
+
+
+@dataclass(frozen=True, slots=True)
 class SearchNot:
     key: SearchKey
 
@@ -173,6 +182,7 @@ SearchKey = (
     | SearchSet
     | SearchModseq
     | SearchObjectId
+    | SearchWithin
     | SearchNot
     | SearchOr
     | SearchAnd
@@ -304,13 +314,58 @@ class Status:
 
 
 @dataclass(frozen=True, slots=True)
+class CatUrl:
+    """A CATENATE ``URL`` part (RFC 4469), as the client wrote it."""
+
+    url: str
+
+
+# A CATENATE part: TEXT (the literal's bytes) or URL.
+CatPart = bytes | CatUrl
+
+
+@dataclass(frozen=True, slots=True)
+class AppendMessage:
+    """One message of an APPEND: its literal, or its CATENATE parts when ``parts``."""
+
+    message: bytes = b""
+    flags: tuple[str, ...] = ()
+    internaldate: DateTime | None = None
+    parts: tuple[CatPart, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Append:
+    """APPEND; the first message's fields inline, the further ones of MULTIAPPEND
+    (RFC 3502) in ``more``."""
+
     name: ClassVar[str] = "APPEND"
     tag: str
     mailbox: str
     message: bytes
     flags: tuple[str, ...] = ()
     internaldate: DateTime | None = None
+    parts: tuple[CatPart, ...] = ()
+    more: tuple[AppendMessage, ...] = ()
+
+    @property
+    def messages(self) -> tuple[AppendMessage, ...]:
+        first = AppendMessage(self.message, self.flags, self.internaldate, self.parts)
+        return (first, *self.more)
+
+
+@dataclass(frozen=True, slots=True)
+class GetQuota:
+    """GETQUOTA root, GETQUOTAROOT mailbox, SETQUOTA root (...) (RFC 9208)."""
+
+    tag: str
+    kind: Literal["GETQUOTA", "GETQUOTAROOT", "SETQUOTA"]
+    argument: str  # the quota root, or (GETQUOTAROOT) the mailbox
+    limits: tuple[tuple[str, int], ...] = ()  # SETQUOTA's (resource, limit)
+
+    @property
+    def name(self) -> str:
+        return self.kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -468,6 +523,48 @@ class Notify:
     unsupported: tuple[str, ...] = ()  # well-formed events we do not offer: NO [BADEVENT]
 
 
+SORT_KEYS = frozenset(
+    {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SortCriterion:
+    key: str  # one of SORT_KEYS
+    reverse: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Sort:
+    """SORT / UID SORT (RFC 5256), with ESORT's RETURN options (RFC 5267)."""
+
+    tag: str
+    criteria: tuple[SortCriterion, ...]
+    charset: str
+    key: SearchKey
+    uid: bool = False
+    returns: tuple[str, ...] | None = None  # None: no RETURN, a plain SORT response
+
+    @property
+    def name(self) -> str:
+        return "UID SORT" if self.uid else "SORT"
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    """THREAD / UID THREAD (RFC 5256)."""
+
+    tag: str
+    algorithm: Literal["ORDEREDSUBJECT", "REFERENCES"]
+    charset: str
+    key: SearchKey
+    uid: bool = False
+
+    @property
+    def name(self) -> str:
+        return "UID THREAD" if self.uid else "THREAD"
+
+
 Command = (
     Capability
     | Noop
@@ -483,11 +580,14 @@ Command = (
     | ListCmd
     | Status
     | Append
+    | GetQuota
     | Check
     | Close
     | Unselect
     | Expunge
     | Search
+    | Sort
+    | Thread
     | Fetch
     | StoreFlags
     | Copy

@@ -10,7 +10,6 @@ checked against what we know: RFC 5258 says an unknown selection option is a BAD
 from __future__ import annotations
 
 from pushmail.imap.commands import (
-    Append,
     Create,
     Delete,
     ListCmd,
@@ -24,11 +23,7 @@ from pushmail.imap.parse_lexer import (
     Reader,
     paren_list,
     parse_atom,
-    parse_date_time,
-    parse_flag_list,
     parse_list_mailbox,
-    parse_literal,
-    parse_literal8,
     parse_mailbox,
     parse_mod_sequence_value,
     parse_nz_number,
@@ -47,6 +42,7 @@ STATUS_ATTS = frozenset(
         "HIGHESTMODSEQ",  # RFC 7162
         "SIZE",  # RFC 8438
         "DELETED",  # RFC 9051
+        "DELETED-STORAGE",  # RFC 9208
         "APPENDLIMIT",  # RFC 7889
         "MAILBOXID",  # RFC 8474
     }
@@ -255,34 +251,3 @@ def parse_lsub(r: Reader, tag: str) -> ListCmd:
     reference = parse_mailbox(r)
     r.sp()
     return ListCmd(tag, reference, (parse_list_mailbox(r),), lsub=True)
-
-
-def parse_append_data(r: Reader) -> bytes:
-    """append-data = literal / literal8 / "UTF8" SP "(" literal8 ")"   ; RFC 3516, 6855"""
-    if r.at(b"~{"):
-        return parse_literal8(r)
-    if r.at_word(b"UTF8"):
-        r.pos += 4
-        r.sp()
-        r.expect(b"(", '"(" after UTF8')
-        data = parse_literal8(r)
-        r.expect(b")", '")" after the UTF8 message')
-        return data
-    return parse_literal(r)
-
-
-def parse_append(r: Reader, tag: str) -> Append:
-    """append = "APPEND" SP mailbox [SP flag-list] [SP date-time] SP append-data"""
-    r.sp()
-    mailbox = parse_mailbox(r)
-    r.sp()
-    flags: tuple[str, ...] = ()
-    if r.at(b"("):
-        flags = parse_flag_list(r)
-        r.sp()
-    internaldate = None
-    if r.at(b'"'):
-        internaldate = parse_date_time(r)
-        r.sp()
-    message = parse_append_data(r)
-    return Append(tag, mailbox, message, flags=flags, internaldate=internaldate)

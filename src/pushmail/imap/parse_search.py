@@ -29,6 +29,7 @@ from pushmail.imap.commands import (
     SearchSet,
     SearchSize,
     SearchText,
+    SearchWithin,
 )
 from pushmail.imap.errors import ProtocolError
 from pushmail.imap.parse_lexer import (
@@ -170,6 +171,12 @@ def _parse_word_key(r: Reader, ctx: _Ctx, word: str) -> SearchKey:
     if word in ("KEYWORD", "UNKEYWORD"):
         r.sp()
         return SearchFlag(parse_flag_keyword(r), word == "KEYWORD")
+    if word in ("OLDER", "YOUNGER"):  # RFC 5032: SP nz-number
+        r.sp()
+        n = parse_number64(r)
+        if n == 0:
+            r.fail(f"{word} needs a positive number")
+        return SearchWithin(word == "OLDER", n)
     if word in ("LARGER", "SMALLER"):
         r.sp()
         return SearchSize(word == "LARGER", parse_number64(r))
@@ -227,7 +234,8 @@ def parse_search_key(r: Reader, ctx: _Ctx) -> SearchKey:
     "(" search-key *(SP search-key) ")" / search-modsequence /
     "EMAILID" SP objectid / "THREADID" SP objectid /  ; RFC 8474
     "SAVEDBEFORE" SP date / "SAVEDON" SP date / "SAVEDSINCE" SP date /
-    "SAVEDATESUPPORTED"       ; RFC 8514"""
+    "SAVEDATESUPPORTED" /     ; RFC 8514
+    "OLDER" SP nz-number / "YOUNGER" SP nz-number  ; RFC 5032"""
     c = r.peek()
     if c == ord("("):
         return _nested(r, ctx, _parse_and)

@@ -50,6 +50,7 @@ from pushmail.imap.commands import (
     SearchSet,
     SearchSize,
     SearchText,
+    SearchWithin,
 )
 from pushmail.mime.addresses import Address, Group, parse_addresses
 from pushmail.mime.rawparts import RawPart, parse_message
@@ -72,6 +73,7 @@ class SearchContext:
     saved: frozenset[int] = frozenset()
     emailid: str | None = None  # RFC 8474, set when the key asks for it
     savedate: datetime | None = None  # RFC 8514, set when the key asks for it
+    now: float = 0.0  # unix seconds the command runs at: OLDER/YOUNGER (RFC 5032)
     _raw: bytes | None = field(default=None, init=False, repr=False)
     _tree: RawPart | None = field(default=None, init=False, repr=False)
     _body_text: str | None = field(default=None, init=False, repr=False)
@@ -148,6 +150,9 @@ def matches(key: SearchKey, ctx: SearchContext) -> bool:
         return key.kind == "EMAILID" and ctx.emailid == key.value
     if isinstance(key, SearchSet):
         return _in_set(key, ctx)
+    if isinstance(key, SearchWithin):  # RFC 5032 §3: OLDER is "more than n", YOUNGER
+        age = ctx.now - ctx.internaldate.timestamp()  # "less than or equal"
+        return age > key.seconds if key.older else age <= key.seconds
     if isinstance(key, SearchDate):
         return _date_matches(key, ctx)
     if isinstance(key, SearchHeader):

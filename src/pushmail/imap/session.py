@@ -59,12 +59,17 @@ class ServerInfo:
     max_mailbox_name: int = 255  # bytes of a name (UTF-8), hierarchy included
     max_mailbox_depth: int = 16  # levels of hierarchy ("a/b/c" is 3)
     max_mailboxes: int = 1000  # mailboxes per user, INBOX included
+    # Bytes one APPEND may build (CATENATE URL parts copy stored mail, which the
+    # command's own literal cap does not bound): ``limits.max_literal``.
+    max_append: int = 50 * 1024 * 1024
 
 
 BASE_CAPS = (
     "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
     "CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS CONDSTORE QRESYNC "
-    "ESEARCH SEARCHRES STATUS=SIZE BINARY NOTIFY PREVIEW OBJECTID SAVEDATE"
+    "ESEARCH SEARCHRES STATUS=SIZE BINARY NOTIFY PREVIEW OBJECTID SAVEDATE "
+    "SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESORT WITHIN "
+    "QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE MULTIAPPEND CATENATE"
 )
 
 

@@ -18,6 +18,7 @@ from pushmail.store.interfaces import (
     KeywordLimit,
     NoSpace,
     NotFound,
+    OverQuota,
     StoreError,
     StoreUnavailable,
 )
@@ -30,6 +31,7 @@ STORE_ERROR_CODES: Mapping[type[BaseException], str] = MappingProxyType(
         Conflict: "CANNOT",  # the operation breaks an invariant (DELETE INBOX)
         KeywordLimit: "LIMIT",  # MAX_KEYWORDS_PER_MAILBOX
         NoSpace: "OVERQUOTA",  # the disk or database is full (Dovecot: NOSPACE)
+        OverQuota: "OVERQUOTA",  # the user's quota (RFC 9208 §5.3)
         StoreUnavailable: "UNAVAILABLE",  # the database is down: try again later
         StoreError: "SERVERBUG",  # anything else the store refused
     }

@@ -192,6 +192,7 @@ def _imap_context(
             max_mailbox_name=config.limits.max_mailbox_name,
             max_mailbox_depth=config.limits.max_mailbox_depth,
             max_mailboxes=config.limits.max_mailboxes,
+            max_append=config.limits.max_literal,
         ),
         runner=runner,
         hub=IdleHub(bus, loop),

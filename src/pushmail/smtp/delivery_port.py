@@ -92,6 +92,10 @@ class LocalDelivery:
         self._known[address] = (user, now + KNOWN_TTL)
         return user
 
+    async def has_room(self, address: str, size: int) -> bool:
+        """``Deliverer.has_room`` on the store thread."""
+        return await self._runner.run(lambda store: self._get(store).has_room(address, size))
+
     async def get_user(self, address: str) -> User | None:
         """The user whose login name is exactly ``address`` (case-insensitive)."""
         return await self._runner.run(lambda store: store.get_user(address.lower()))

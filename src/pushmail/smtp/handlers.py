@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 Mode = Literal["mx", "submission", "lmtp"]
 
 TEMPFAIL = "451 4.3.0 temporary local problem, try again later"
+OVER_QUOTA = "452 4.2.2 mailbox full, try again later"  # RFC 3463: may succeed later
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,15 @@ class IngressHandler:
             address = qualify(address, self._policy.default_domain)
         try:
             target, refusal, relay = await self._recipient(server, address)
+            # SMTP has one reply after DATA for all recipients: one over quota is
+            # refused here (with the SIZE the client declared, if any). LMTP
+            # answers each recipient after DATA instead, without a store trip here.
+            if (
+                target is not None
+                and not is_lmtp(server)
+                and not await self._delivery.has_room(target, _declared_size(envelope))
+            ):
+                return OVER_QUOTA
         except StoreUnavailable as exc:
             log.warning("recipient %r not checked: %s", address, exc)
             return TEMPFAIL
@@ -265,6 +275,15 @@ def _count(
             RECIPIENTS[service, outcome].inc(n)
     if stored:
         DELIVERY_TIMES[service].observe(seconds)
+
+
+def _declared_size(envelope: Envelope) -> int:
+    """The SIZE= of MAIL FROM (RFC 1870), or 0."""
+    for option in envelope.mail_options:
+        name, _, value = option.partition("=")
+        if name.upper() == "SIZE" and value.isdigit():
+            return int(value)
+    return 0
 
 
 def _smtp_reply(results: Sequence[RecipientResult], queue_id: str) -> str:

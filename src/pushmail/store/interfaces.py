@@ -52,6 +52,11 @@ class NoSpace(StoreError):
     """The disk or the database is full: nothing was changed."""
 
 
+class OverQuota(NoSpace):
+    """The user's quota (``pushmail user quota``) would be exceeded: nothing was
+    changed. IMAP answers ``NO [OVERQUOTA]``, LMTP/SMTP ``452 4.2.2``."""
+
+
 class StoreUnavailable(StoreError):
     """The store cannot be reached (its database is down or every connection is
     busy): nothing was changed and the caller may try again later. IMAP answers
@@ -100,6 +105,7 @@ class MailboxCounts:
     unseen: int
     size: int  # sum of RFC822.SIZE, for STATUS=SIZE
     deleted: int
+    deleted_storage: int = 0  # octets of the \Deleted ones (RFC 9208 DELETED-STORAGE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +157,35 @@ class MessageCache:
 
 
 @dataclass(frozen=True, slots=True)
+class SortKeys:
+    """What SORT and THREAD (RFC 5256, 5957) need of one message text, computed once
+    from its header (``store/sortkeys.py``) and kept beside the body. Strings are
+    already in comparison form (i;unicode-casemap: titlecased and decomposed), so
+    sorting compares them as they are."""
+
+    subject: str  # the base subject (RFC 5256 §2.1)
+    reply: bool  # extracting it removed a Re:/Fwd: part (a reply or forward, §4)
+    from_: str  # addr-mailbox of the first From address ("" when none)
+    to: str
+    cc: str
+    display_from: str  # RFC 5957: the display name, else the addr-spec
+    display_to: str
+    sent: int | None  # the Date: header as unix seconds (None: missing or unparseable)
+    message_id: str | None  # without <>; None when missing or invalid
+    references: tuple[str, ...]  # References (else In-Reply-To's first), oldest first
+
+
+@dataclass(frozen=True, slots=True)
+class SortEntry:
+    """One message as SORT and THREAD see it: its text's keys, its internal date
+    (unix seconds) and RFC822.SIZE. None of it changes while the message exists."""
+
+    keys: SortKeys
+    arrival: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
 class NewMessage:
     """A message to add: raw bytes exactly as delivered, plus its cache."""
 
@@ -158,6 +193,24 @@ class NewMessage:
     cache: MessageCache
     flags: frozenset[str] = frozenset()
     internaldate: datetime | None = None  # now, when None
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """Limits of one user; None: that resource is not limited."""
+
+    storage: int | None = None  # octets
+    messages: int | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.storage is None and self.messages is None
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaUsage:
+    storage: int  # octets
+    messages: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +329,22 @@ class Store(Protocol):
         """
         ...
 
+    def deliver_within_quota(
+        self, targets: Sequence[tuple[int, NewMessage]]
+    ) -> list[Appended | None]:
+        """As ``deliver``, but a target whose owner's quota it would exceed is left
+        out (None in its place) instead of failing them all: LMTP answers each
+        recipient. ``deliver``, ``append`` and ``copy`` raise ``OverQuota``."""
+        ...
+
+    def get_quota(self, user_id: int) -> tuple[Quota, QuotaUsage]:
+        """The user's limits (``Quota()`` when none) and current usage."""
+        ...
+
+    def set_quota(self, user_id: int, quota: Quota) -> None:
+        """Set the user's limits; an empty ``Quota()`` removes them."""
+        ...
+
     def list_messages(self, mailbox_id: int) -> list[MessageMeta]:
         """Every message of the mailbox, ascending by UID."""
         ...
@@ -322,6 +391,14 @@ class Store(Protocol):
         """The stored PREVIEW of each named message that exists, in one query (None:
         not computed yet): what ``FETCH 1:* (PREVIEW)`` reads, without the rest of
         each message's cache."""
+        ...
+
+    def sort_keys(
+        self, mailbox_id: int, uids: Collection[int] | None = None
+    ) -> dict[int, SortEntry]:
+        """The ``SortEntry`` of each named message that exists (every message when
+        ``uids`` is None), by UID, in one query; texts stored before keys were kept
+        get theirs computed and stored now."""
         ...
 
     def store_flags(

@@ -38,7 +38,9 @@ from pushmail.store.interfaces import (
     StoreUnavailable,
 )
 from pushmail.store.pg_blobs import BlobStore, PgBlobs
+from pushmail.store.pg_quota import quota_admit
 from pushmail.store.pg_schema import DEFAULT_POOL, POOLS, PoolSettings, migrate
+from pushmail.store.sortkeys import store_keys
 
 T = TypeVar("T")
 MetaRow = tuple[int, int, str, int, int, int]
@@ -263,6 +265,7 @@ class PgBase:
             ).fetchone()
             if row is not None:
                 self._blobs.put(conn, digest, message.raw)
+                store_keys(conn, "%s", int(row[0]), message.raw)
                 if cache.preview is not None:
                     conn.execute(
                         "INSERT INTO previews (body_id, preview) VALUES (%s, %s)",
@@ -329,6 +332,9 @@ class PgBase:
         ).fetchall()
         if not rows:
             return []
+        if not move:  # a move within one user's mailboxes leaves the usage as it was
+            wanted = [(dst, sum(int(r[5]) for r in rows), len(rows))]
+            quota_admit(conn, wanted, partial=False)  # after the mailbox locks: pg_quota
         self._define_keywords(conn, dst, frozenset(" ".join(r[2] for r in rows).split(" ")))
         got = conn.execute(
             "UPDATE mailboxes SET uidnext = uidnext + %s, highestmodseq = highestmodseq + 1 "

@@ -4,7 +4,7 @@ Everything a client has been told is kept as it is: user and mailbox ids, names,
 UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, every message's UID, MODSEQ, flags and internal
 date, the keywords lists, the expunge history (for QRESYNC's VANISHED) and its
 floor, subscriptions, the \\Recent floor and the UIDVALIDITY counter, and the
-stored PREVIEW texts. Bodies keep their ids; texts go through the target's
+stored PREVIEW texts and SORT keys. Bodies keep their ids; texts go through the target's
 ``BlobStore``.
 
 The source is read in one SQLite read transaction (one snapshot; stop the server
@@ -47,10 +47,28 @@ _TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("subscriptions", ("user_id", "name")),
+    ("quotas", ("user_id", "storage_limit", "message_limit")),
     ("counters", ("name", "value")),
 )
 _AFTER_BODIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("previews", ("body_id", "preview")),
+    (
+        "sortkeys",
+        (
+            "body_id",
+            "version",
+            "subject",
+            "reply",
+            "addr_from",
+            "addr_to",
+            "addr_cc",
+            "disp_from",
+            "disp_to",
+            "sent",
+            "msgid",
+            "refs",
+        ),
+    ),
     (
         "messages",
         (

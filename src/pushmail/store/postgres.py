@@ -24,6 +24,7 @@ import psycopg
 from psycopg import Connection, errors
 from psycopg_pool import ConnectionPool
 
+from pushmail.store import pg_quota
 from pushmail.store.common import canonical_flags, email_object_id, split_date
 from pushmail.store.interfaces import (
     Appended,
@@ -35,12 +36,15 @@ from pushmail.store.interfaces import (
     MessageMeta,
     NewMessage,
     NotFound,
+    Quota,
+    QuotaUsage,
     SelectInfo,
     StoreError,
 )
 from pushmail.store.pg_blobs import BlobStore
 from pushmail.store.pg_mailboxes import PgMailboxes
 from pushmail.store.pg_schema import DEFAULT_POOL, PoolSettings
+from pushmail.store.pg_sort import PgSortKeys
 
 log = logging.getLogger("pushmail.store")
 
@@ -54,7 +58,7 @@ def _uid_list(uids: Iterable[int]) -> list[int]:
     return [int(u) for u in uids]
 
 
-class PostgresStore(PgMailboxes):
+class PostgresStore(PgMailboxes, PgSortKeys):
     """``pushmail.store.interfaces.Store`` on a PostgreSQL database. One thread per
     object; objects of one process share a bounded connection pool."""
 
@@ -72,28 +76,49 @@ class PostgresStore(PgMailboxes):
         return self.deliver([(mailbox_id, message)])[0]
 
     def deliver(self, targets: Sequence[tuple[int, NewMessage]]) -> list[Appended]:
-        now = int(time.time())
-        # Mailboxes in id order, then bodies in digest order: every writer takes
-        # its locks in one order, so two deliveries never wait on each other. One
-        # mailbox needs no separate lock: the UPDATE that allocates its UID takes it.
-        distinct = sorted({m.raw: m for _, m in targets}.values(), key=lambda m: m.raw)
-        mailbox_ids = {mailbox_id for mailbox_id, _ in targets}
+        return [a for a in self._deliver(targets, partial=False) if a is not None]
 
-        def run(conn: Connection) -> list[Appended]:
+    def deliver_within_quota(
+        self, targets: Sequence[tuple[int, NewMessage]]
+    ) -> list[Appended | None]:
+        return self._deliver(targets, partial=True)
+
+    def _deliver(
+        self, all_targets: Sequence[tuple[int, NewMessage]], partial: bool
+    ) -> list[Appended | None]:
+        now = int(time.time())
+        wanted = [(mailbox_id, len(m.raw), 1) for mailbox_id, m in all_targets]
+
+        def run(conn: Connection) -> list[Appended | None]:
+            # Mailboxes in id order, quota rows (see pg_quota), then bodies in digest
+            # order: every writer takes its locks in one order, so two deliveries
+            # never wait on each other. One mailbox needs no separate lock: the
+            # UPDATE that allocates its UID takes it, and says whether its owner
+            # has a quota (no round trip for the check of a user without one).
+            mailbox_ids = {mailbox_id for mailbox_id, _ in all_targets}
             if len(mailbox_ids) > 1:
                 self._lock_mailboxes(conn, mailbox_ids)
-            out: list[Appended] = []
-            for mailbox_id, message in targets:
+            allocated: list[Appended] = []
+            owners: dict[int, int] = {}  # mailbox id -> user id, for users with a quota
+            for mailbox_id, _ in all_targets:
                 got = conn.execute(
                     "UPDATE mailboxes SET uidnext = uidnext + 1, "
                     "highestmodseq = highestmodseq + 1 WHERE id = %s "
-                    "RETURNING uidvalidity, uidnext - 1, highestmodseq",
+                    "RETURNING uidvalidity, uidnext - 1, highestmodseq, user_id, "
+                    "EXISTS (SELECT 1 FROM quotas q WHERE q.user_id = mailboxes.user_id)",
                     (mailbox_id,),
                 ).fetchone()
                 if got is None:
                     raise NotFound(f"no mailbox {mailbox_id}")
-                out.append(Appended(mailbox_id, *(int(v) for v in got)))
+                allocated.append(Appended(mailbox_id, *(int(v) for v in got[:3])))
+                if got[4]:
+                    owners[mailbox_id] = int(got[3])
+            fits = pg_quota.admit_owned(conn, wanted, owners, partial)
+            targets = [t for t, ok in zip(all_targets, fits, strict=True) if ok]
+            out = [a for a, ok in zip(allocated, fits, strict=True) if ok]
+            for mailbox_id, message in targets:
                 self._define_keywords(conn, mailbox_id, canonical_flags(message.flags))
+            distinct = sorted({m.raw: m for _, m in targets}.values(), key=lambda m: m.raw)
             body_ids = {m.raw: self._store_body(conn, m) for m in distinct}
             rows: list[tuple[int, int, int, int, str, int, int, int, int]] = []
             for done, (_, message) in zip(out, targets, strict=True):
@@ -110,9 +135,16 @@ class PostgresStore(PgMailboxes):
                     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     rows,
                 )
-            return out
+            made = iter(out)
+            return [next(made) if ok else None for ok in fits]
 
         return self._write(run)
+
+    def get_quota(self, user_id: int) -> tuple[Quota, QuotaUsage]:
+        return self._snapshot(lambda conn: pg_quota.get_quota(conn, user_id))
+
+    def set_quota(self, user_id: int, quota: Quota) -> None:
+        self._write(lambda conn: pg_quota.set_quota(conn, user_id, quota))
 
     # -- reading messages -------------------------------------------------------
     def list_messages(self, mailbox_id: int) -> list[MessageMeta]:
@@ -493,7 +525,8 @@ class PostgresStore(PgMailboxes):
                 "SELECT c.* FROM mailboxes b, LATERAL (SELECT count(*), "
                 "count(*) FILTER (WHERE uid >= b.recent_floor), "
                 f"count(*) FILTER (WHERE {_NOT_SEEN}), coalesce(sum(size), 0), "
-                f"count(*) FILTER (WHERE {_HAS_DELETED}) FROM messages "
+                f"count(*) FILTER (WHERE {_HAS_DELETED}), "
+                f"coalesce(sum(size) FILTER (WHERE {_HAS_DELETED}), 0) FROM messages "
                 "WHERE mailbox_id = b.id) c WHERE b.id = %s",
                 (mailbox_id,),
             ).fetchone()

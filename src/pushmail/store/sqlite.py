@@ -37,6 +37,7 @@ from pushmail.store.interfaces import (
     StoreError,
     User,
 )
+from pushmail.store.sortkeys import store_keys
 from pushmail.store.sqlite_base import MetaRow
 
 # The SQL fragments are shared with the message reads; imported under their old
@@ -47,6 +48,8 @@ from pushmail.store.sqlite_messages import META_COLS as _META_COLS
 from pushmail.store.sqlite_messages import NOT_SEEN as _NOT_SEEN
 from pushmail.store.sqlite_messages import SqliteMessageReads
 from pushmail.store.sqlite_messages import uid_json as _uid_json
+from pushmail.store.sqlite_quota import SqliteQuota, quota_admit
+from pushmail.store.sqlite_sort import SqliteSortKeys
 
 log = logging.getLogger("pushmail.store")
 
@@ -58,7 +61,7 @@ _MAILBOX_COLS = """
     FROM mailboxes m"""
 
 
-class SqliteStore(SqliteMessageReads):
+class SqliteStore(SqliteMessageReads, SqliteSortKeys, SqliteQuota):
     """``pushmail.store.interfaces.Store`` on one SQLite file. One thread per object."""
 
     # -- users ------------------------------------------------------------------
@@ -312,7 +315,8 @@ class SqliteStore(SqliteMessageReads):
             row = conn.execute(
                 "SELECT count(*), total(uid >= ?), "
                 f"total({_NOT_SEEN}), total(size), "
-                f"total({_HAS_DELETED}) FROM messages WHERE mailbox_id = ?",
+                f"total({_HAS_DELETED}), total(CASE WHEN {_HAS_DELETED} THEN size ELSE 0 END) "
+                "FROM messages WHERE mailbox_id = ?",
                 (box[0], mailbox_id),
             ).fetchone()
         return MailboxCounts(*(int(v) for v in row))
@@ -322,12 +326,26 @@ class SqliteStore(SqliteMessageReads):
         return self.deliver([(mailbox_id, message)])[0]
 
     def deliver(self, targets: Sequence[tuple[int, NewMessage]]) -> list[Appended]:
-        out: list[Appended] = []
+        return [a for a in self._deliver(targets, partial=False) if a is not None]
+
+    def deliver_within_quota(
+        self, targets: Sequence[tuple[int, NewMessage]]
+    ) -> list[Appended | None]:
+        return self._deliver(targets, partial=True)
+
+    def _deliver(
+        self, targets: Sequence[tuple[int, NewMessage]], partial: bool
+    ) -> list[Appended | None]:
+        out: list[Appended | None] = []
         rows: list[tuple[int, int, int, int, str, int, int, int, int]] = []
         body_ids: dict[bytes, int] = {}
         now = int(time.time())
         with self._write() as conn:
-            for mailbox_id, message in targets:
+            fits = quota_admit(conn, [(t[0], len(t[1].raw), 1) for t in targets], partial)
+            for (mailbox_id, message), admitted in zip(targets, fits, strict=True):
+                if not admitted:
+                    out.append(None)
+                    continue
                 body_id = body_ids.get(message.raw)
                 if body_id is None:
                     body_id = body_ids[message.raw] = self._store_body(message)
@@ -357,7 +375,7 @@ class SqliteStore(SqliteMessageReads):
     def _store_body(self, message: NewMessage) -> int:
         digest = hashlib.sha256(message.raw).digest()
         cache = message.cache
-        self._conn.execute(
+        new = self._conn.execute(
             "INSERT INTO bodies (sha256, size, envelope, bodystructure, body, raw) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING",
             (
@@ -370,6 +388,8 @@ class SqliteStore(SqliteMessageReads):
             ),
         )
         row = self._conn.execute("SELECT id FROM bodies WHERE sha256 = ?", (digest,)).fetchone()
+        if new.rowcount:
+            store_keys(self._conn, "?", row[0], message.raw)
         if cache.preview is not None:
             self._conn.execute(
                 "INSERT INTO previews (body_id, preview) VALUES (?, ?) "
@@ -483,6 +503,8 @@ class SqliteStore(SqliteMessageReads):
         ).fetchall()
         if not rows:
             return []
+        if not move:  # a move within one user's mailboxes leaves the usage as it was
+            quota_admit(conn, [(dst, sum(r[5] for r in rows), len(rows))], partial=False)
         self._define_keywords(dst, frozenset(" ".join(r[2] for r in rows).split(" ")))
         first, modseq = conn.execute(
             "UPDATE mailboxes SET uidnext = uidnext + ?, highestmodseq = highestmodseq + 1 "

@@ -117,6 +117,49 @@ MIGRATIONS: tuple[Migration, ...] = (
     # Version 4: when each message was saved into its mailbox (RFC 8514 SAVEDATE),
     # unix seconds; NULL for messages saved before: their SAVEDATE is NIL.
     "ALTER TABLE messages ADD COLUMN savedate INTEGER",
+    # Version 5: the SORT/THREAD keys of each body (RFC 5256, ``store/sortkeys.py``),
+    # filled at delivery; texts stored before get theirs at their first SORT/THREAD,
+    # as do rows of an older ``version`` of the extraction.
+    """
+    CREATE TABLE sortkeys (
+        body_id   INTEGER PRIMARY KEY REFERENCES bodies(id) ON DELETE CASCADE,
+        version   INTEGER NOT NULL,
+        subject   TEXT NOT NULL,
+        reply     INTEGER NOT NULL,
+        addr_from TEXT NOT NULL,
+        addr_to   TEXT NOT NULL,
+        addr_cc   TEXT NOT NULL,
+        disp_from TEXT NOT NULL,
+        disp_to   TEXT NOT NULL,
+        sent      INTEGER,
+        msgid     TEXT,
+        refs      TEXT NOT NULL
+    );
+    """,
+    # Version 6: quotas (RFC 9208, store/quota.py): each user's limits, and each mailbox's
+    # usage kept by triggers, so a quota check sums a user's mailbox rows instead
+    # of their messages.
+    """
+    CREATE TABLE quotas (
+        user_id       INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+        storage_limit INTEGER,                       -- octets; NULL: unlimited
+        message_limit INTEGER
+    );
+    ALTER TABLE mailboxes ADD COLUMN used_messages INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE mailboxes ADD COLUMN used_bytes INTEGER NOT NULL DEFAULT 0;
+    UPDATE mailboxes SET
+        used_messages = (SELECT count(*) FROM messages WHERE mailbox_id = mailboxes.id),
+        used_bytes = (SELECT coalesce(sum(size), 0) FROM messages
+                      WHERE mailbox_id = mailboxes.id);
+    CREATE TRIGGER messages_usage_add AFTER INSERT ON messages BEGIN
+        UPDATE mailboxes SET used_messages = used_messages + 1,
+            used_bytes = used_bytes + NEW.size WHERE id = NEW.mailbox_id;
+    END;
+    CREATE TRIGGER messages_usage_sub AFTER DELETE ON messages BEGIN
+        UPDATE mailboxes SET used_messages = used_messages - 1,
+            used_bytes = used_bytes - OLD.size WHERE id = OLD.mailbox_id;
+    END;
+    """,
 )
 
 BUSY_TIMEOUT_SECONDS = 30.0
