@@ -56,6 +56,8 @@ def _fill(store: SqliteStore) -> None:
     with_preview = MessageCache(CACHE.envelope, CACHE.bodystructure, CACHE.body, "déjà vu")
     store.append(bob_inbox.id, NewMessage(b"Subject: p\r\n\r\ndeja vu\r\n", with_preview))
     store.set_quota(bob.id, Quota(storage=10**6, messages=100))
+    store.set_metadata(bob.id, None, [("/private/comment", b"\x00bin\xff")], 10)
+    store.set_metadata(bob.id, bob_inbox.id, [("/shared/comment", b"inbox")], 10)
 
 
 def _view(store: Store) -> list[object]:
@@ -65,9 +67,11 @@ def _view(store: Store) -> list[object]:
         out.append(user)
         out.append(store.subscriptions(user.id))
         out.append(store.get_quota(user.id))  # limits copied, usage rebuilt by triggers
+        out.append(store.get_metadata(user.id, None))
         for box in store.list_mailboxes(user.id):
             info = store.select_info(box.id)
             out += [box, list(info.uids), info, store.counts(box.id)]
+            out.append(store.get_metadata(user.id, box.id))
             out.append(store.changes_since(box.id, 0))
             for meta in store.list_messages(box.id):
                 out += [store.get_raw(box.id, meta.uid), store.get_cache(box.id, meta.uid)]

@@ -345,6 +345,22 @@ class Store(Protocol):
         """Set the user's limits; an empty ``Quota()`` removes them."""
         ...
 
+    def get_metadata(self, user_id: int, mailbox_id: int | None) -> dict[str, bytes]:
+        """Every METADATA entry (RFC 5464; lower-cased name → value) the user keeps
+        on the mailbox, or on the server when ``mailbox_id`` is None."""
+        ...
+
+    def set_metadata(
+        self,
+        user_id: int,
+        mailbox_id: int | None,
+        changes: Sequence[tuple[str, bytes | None]],
+        max_entries: int,
+    ) -> bool:
+        """Set (None: delete) entries, all or none: False, changing nothing, when the
+        user would then hold more than ``max_entries`` entries in all."""
+        ...
+
     def list_messages(self, mailbox_id: int) -> list[MessageMeta]:
         """Every message of the mailbox, ascending by UID."""
         ...

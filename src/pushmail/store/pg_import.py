@@ -3,9 +3,9 @@
 Everything a client has been told is kept as it is: user and mailbox ids, names,
 UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, every message's UID, MODSEQ, flags and internal
 date, the keywords lists, the expunge history (for QRESYNC's VANISHED) and its
-floor, subscriptions, the \\Recent floor and the UIDVALIDITY counter, and the
-stored PREVIEW texts and SORT keys. Bodies keep their ids; texts go through the target's
-``BlobStore``.
+floor, subscriptions, the \\Recent floor and the UIDVALIDITY counter, the stored
+PREVIEW texts and SORT keys, the quotas and the METADATA entries. Bodies keep their
+ids; texts go through the target's ``BlobStore``.
 
 The source is read in one SQLite read transaction (one snapshot; stop the server
 first all the same, or mail delivered meanwhile stays behind), the target written in
@@ -48,6 +48,7 @@ _TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("subscriptions", ("user_id", "name")),
     ("quotas", ("user_id", "storage_limit", "message_limit")),
+    ("metadata", ("user_id", "mailbox_id", "name", "value")),
     ("counters", ("name", "value")),
 )
 _AFTER_BODIES: tuple[tuple[str, tuple[str, ...]], ...] = (

@@ -162,6 +162,16 @@ MIGRATIONS: tuple[str, ...] = (
         REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT
         EXECUTE FUNCTION messages_usage_sub();
     """,
+    # Version 6: METADATA entries, as SQLite's version 7.
+    """
+    CREATE TABLE metadata (
+        user_id    bigint NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        mailbox_id bigint REFERENCES mailboxes(id) ON DELETE CASCADE,
+        name       text NOT NULL,
+        value      bytea NOT NULL
+    );
+    CREATE UNIQUE INDEX metadata_entry ON metadata (user_id, coalesce(mailbox_id, 0), name);
+    """,
 )
 
 # An arbitrary constant: the advisory lock that serialises schema migrations.

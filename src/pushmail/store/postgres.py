@@ -43,6 +43,7 @@ from pushmail.store.interfaces import (
 )
 from pushmail.store.pg_blobs import BlobStore
 from pushmail.store.pg_mailboxes import PgMailboxes
+from pushmail.store.pg_metadata import PgMetadata
 from pushmail.store.pg_schema import DEFAULT_POOL, PoolSettings
 from pushmail.store.pg_sort import PgSortKeys
 
@@ -58,7 +59,7 @@ def _uid_list(uids: Iterable[int]) -> list[int]:
     return [int(u) for u in uids]
 
 
-class PostgresStore(PgMailboxes, PgSortKeys):
+class PostgresStore(PgMailboxes, PgSortKeys, PgMetadata):
     """``pushmail.store.interfaces.Store`` on a PostgreSQL database. One thread per
     object; objects of one process share a bounded connection pool."""
 

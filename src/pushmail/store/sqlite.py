@@ -48,6 +48,7 @@ from pushmail.store.sqlite_messages import META_COLS as _META_COLS
 from pushmail.store.sqlite_messages import NOT_SEEN as _NOT_SEEN
 from pushmail.store.sqlite_messages import SqliteMessageReads
 from pushmail.store.sqlite_messages import uid_json as _uid_json
+from pushmail.store.sqlite_metadata import SqliteMetadata
 from pushmail.store.sqlite_quota import SqliteQuota, quota_admit
 from pushmail.store.sqlite_sort import SqliteSortKeys
 
@@ -61,7 +62,7 @@ _MAILBOX_COLS = """
     FROM mailboxes m"""
 
 
-class SqliteStore(SqliteMessageReads, SqliteSortKeys, SqliteQuota):
+class SqliteStore(SqliteMessageReads, SqliteSortKeys, SqliteQuota, SqliteMetadata):
     """``pushmail.store.interfaces.Store`` on one SQLite file. One thread per object."""
 
     # -- users ------------------------------------------------------------------

@@ -160,6 +160,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             used_bytes = used_bytes - OLD.size WHERE id = OLD.mailbox_id;
     END;
     """,
+    # Version 7: METADATA entries (RFC 5464, store/sqlite_metadata.py), each user's own,
+    # /shared ones included (mailboxes are never shared); mailbox_id NULL: a server
+    # entry. The cascade drops a mailbox's entries with it; RENAME keeps its id.
+    """
+    CREATE TABLE metadata (
+        user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        mailbox_id INTEGER REFERENCES mailboxes(id) ON DELETE CASCADE,
+        name       TEXT NOT NULL,                   -- lower case: names ignore case
+        value      BLOB NOT NULL
+    );
+    CREATE UNIQUE INDEX metadata_entry ON metadata (user_id, coalesce(mailbox_id, 0), name);
+    """,
 )
 
 BUSY_TIMEOUT_SECONDS = 30.0
