@@ -56,6 +56,7 @@ from pushmail.imap.commands import (
     Subscribe,
     Thread,
 )
+from pushmail.imap.commands_metadata import Metadata
 from pushmail.imap.encoder import date_time
 from pushmail.imap.mutf7 import encode_mutf7
 from pushmail.imap.parse_search import CHARSETS
@@ -358,6 +359,38 @@ def _encode_quota(w: _Writer, cmd: GetQuota) -> None:
         w.raw(" (" + " ".join(f"{name} {limit}" for name, limit in cmd.limits) + ")")
 
 
+def _encode_metadata(w: _Writer, cmd: Metadata) -> None:
+    if cmd.kind == "GETMETADATA":
+        options = ([f"MAXSIZE {cmd.maxsize}"] if cmd.maxsize is not None else []) + (
+            [f"DEPTH {cmd.depth}"] if cmd.depth != "0" else []
+        )
+        if options:
+            w.raw(" (" + " ".join(options) + ")")
+        w.raw(" ")
+        w.mailbox(cmd.mailbox)
+        w.raw(" (")
+        for i, entry in enumerate(cmd.entries):
+            w.raw(" " if i else "")
+            w.astring(entry.encode("utf-8"))
+        w.raw(")")
+        return
+    w.raw(" ")
+    w.mailbox(cmd.mailbox)
+    w.raw(" (")
+    for i, (entry, value) in enumerate(cmd.values):
+        w.raw(" " if i else "")
+        w.astring(entry.encode("utf-8"))
+        if value is None:
+            w.raw(" NIL")
+        elif b"\x00" in value:
+            w.raw(" ")
+            w.literal(value, binary=True)
+        else:
+            w.raw(" ")
+            w.string(value)
+    w.raw(")")
+
+
 def _encode_id(w: _Writer, cmd: Id) -> None:
     if cmd.params is None:
         w.raw(" NIL")
@@ -426,6 +459,8 @@ def _encode_args2(w: _Writer, cmd: Command) -> None:
         _encode_append(w, cmd)
     elif isinstance(cmd, GetQuota):
         _encode_quota(w, cmd)
+    elif isinstance(cmd, Metadata):
+        _encode_metadata(w, cmd)
     elif isinstance(cmd, Search):
         _encode_search(w, cmd)
     elif isinstance(cmd, Sort | Thread):

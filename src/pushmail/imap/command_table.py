@@ -30,6 +30,7 @@ from pushmail.imap import (
     cmd_auth,
     cmd_mailbox,
     cmd_message,
+    cmd_metadata,
     cmd_notify,
     cmd_quota,
     cmd_select,
@@ -54,6 +55,7 @@ from pushmail.imap.parse_mailbox import (
     parse_status,
     parse_subscribe,
 )
+from pushmail.imap.parse_metadata import parse_getmetadata, parse_setmetadata
 from pushmail.imap.parse_notify import parse_notify
 from pushmail.imap.parse_search import parse_search
 from pushmail.imap.parse_sort import parse_sort, parse_thread
@@ -134,6 +136,8 @@ _ROWS = (
     Row("GETQUOTA", parse_getquota, cmd_quota.quota, _AUTH),  # RFC 9208
     Row("GETQUOTAROOT", parse_getquotaroot, cmd_quota.quota, _AUTH),
     Row("SETQUOTA", parse_setquota, cmd_quota.quota, _AUTH),
+    Row("GETMETADATA", parse_getmetadata, cmd_metadata.metadata, _AUTH),  # RFC 5464
+    Row("SETMETADATA", parse_setmetadata, cmd_metadata.metadata, _AUTH),
     Row("NAMESPACE", bare(c.Namespace), cmd_auth.namespace, _AUTH),  # RFC 2342
     Row("IDLE", bare(c.Idle), cmd_auth.idle, _AUTH),  # RFC 2177
     Row("COMPRESS", parse_compress, cmd_auth.compress, _AUTH, _LAYER),  # RFC 4978

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
+from pushmail.imap.commands_metadata import Metadata as Metadata
 from pushmail.imap.types import DateTime, Secret, SequenceSet
 
 # A BODY[section] names a MIME part: defined in mime/ (a leaf module) so that mime/
@@ -566,35 +567,8 @@ class Thread:
 
 
 Command = (
-    Capability
-    | Noop
-    | Logout
-    | StartTLS
-    | Authenticate
-    | Login
-    | Select
-    | Create
-    | Delete
-    | Rename
-    | Subscribe
-    | ListCmd
-    | Status
-    | Append
-    | GetQuota
-    | Check
-    | Close
-    | Unselect
-    | Expunge
-    | Search
-    | Sort
-    | Thread
-    | Fetch
-    | StoreFlags
-    | Copy
-    | Idle
-    | Namespace
-    | Id
-    | Enable
-    | Compress
-    | Notify
+    Capability | Noop | Logout | StartTLS | Authenticate | Login | Select | Create | Delete
+    | Rename | Subscribe | ListCmd | Status | Append | GetQuota | Check | Close | Unselect
+    | Expunge | Search | Sort | Thread | Fetch | StoreFlags | Copy | Idle | Namespace | Id
+    | Enable | Compress | Notify | Metadata
 )
