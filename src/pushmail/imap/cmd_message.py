@@ -42,7 +42,9 @@ def fetch(s: Session, cmd: c.Fetch, store: Store) -> None:
     if cmd.vanished and "QRESYNC" not in s.enabled:  # RFC 7162 §3.2.6: BAD unless enabled
         raise ProtocolError("VANISHED needs ENABLE QRESYNC first")
     items = list(cmd.items)
-    if cmd.uid and "UID" not in items:
+    if view.uidonly:  # the UIDFETCH response leads with the UID (RFC 9586 §3.3)
+        items = [i for i in items if i != "UID"]
+    elif cmd.uid and "UID" not in items:
         items.insert(0, "UID")
     if cmd.changedsince is not None and "MODSEQ" not in items:
         items.append("MODSEQ")
@@ -80,7 +82,7 @@ def fetch(s: Session, cmd: c.Fetch, store: Store) -> None:
         if emailids is not None:
             ctx.emailid = emailids.get(meta.uid)
         ctx.savedate = saved.get(meta.uid)
-        s.untagged(b"%d FETCH " % seq + render_fetch(items, ctx))
+        s.untagged(view.fetch_head(seq, meta.uid) + render_fetch(items, ctx))
     s.ok(cmd.tag, ("UID " if cmd.uid else "") + "FETCH completed", gone)
 
 
@@ -201,8 +203,8 @@ def _silent_modseqs(
     for meta in changed:
         seq = view.seq_of(meta.uid)
         if seq is not None:
-            head = b"UID %d " % meta.uid  # RFC 7162 §3.2.4: UID with MODSEQ
-            s.untagged(b"%d FETCH (" % seq + head + b"MODSEQ (%d))" % meta.modseq)
+            head = b"" if view.uidonly else b"UID %d " % meta.uid  # RFC 7162 §3.2.4
+            s.untagged(view.fetch_head(seq, meta.uid) + b"(" + head + b"MODSEQ (%d))" % meta.modseq)
 
 
 def _publish(s: Session, store: Store, mailbox_id: int, kind: ChangeKind) -> None:

@@ -140,7 +140,9 @@ def _fetch_new(
     """FETCH responses for new messages with the items of ``MessageNew (...)``.
     They never set \\Seen: an unsolicited response must not change the mailbox."""
     atts = [a if isinstance(a, str) else _peek(a) for a in items]
-    if "UID" not in atts:
+    if view.uidonly:  # the UIDFETCH response leads with the UID (RFC 9586 §3.3)
+        atts = [a for a in atts if a != "UID"]
+    elif "UID" not in atts:
         atts.insert(0, "UID")
     mid = view.mailbox_id
     metas = store.get_messages(mid, uids)
@@ -164,9 +166,10 @@ def _fetch_new(
             savedate=saved.get(meta.uid),
         )
         try:
-            out.append(b"%d FETCH " % seq + render_fetch(atts, ctx))
+            out.append(view.fetch_head(seq, meta.uid) + render_fetch(atts, ctx))
         except ImapError:  # e.g. BINARY of an unknown encoding: the client can ask
-            out.append(b"%d FETCH (UID %d)" % (seq, meta.uid))
+            body = b"()" if view.uidonly else b"(UID %d)" % meta.uid
+            out.append(view.fetch_head(seq, meta.uid) + body)
     return out
 
 

@@ -71,6 +71,7 @@ from pushmail.imap.parser import (
 )
 from pushmail.imap.session import Action, Session, State
 from pushmail.imap.store_errors import reply_text, response_code
+from pushmail.imap.uidonly import check_uid_only
 from pushmail.store.interfaces import Store, StoreError
 
 # A handler takes the row's own command class; the table holds rows of every class.
@@ -205,8 +206,11 @@ class CommandTable:
 
         A store error is reported as ``NO`` with its text: it never ends the session.
         """
+        row = self.rows[command.name]
         try:
-            return self.rows[command.name].handler(session, command, store)
+            if "UIDONLY" in session.enabled:  # RFC 9586 §3: BAD [UIDREQUIRED]
+                check_uid_only(command, Flag.SEQNUMS in row.flags)
+            return row.handler(session, command, store)
         except ImapError as err:
             session.tagged(command.tag, err.status, err.text, err.code)
         except StoreError as err:

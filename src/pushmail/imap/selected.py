@@ -79,6 +79,8 @@ class SelectedView:
     fetch_uid: bool = False  # NOTIFY is on: unsolicited FETCH carries UID (RFC 5465 §5.1)
     qresync: bool = False  # VANISHED instead of EXPUNGE
     rev2: bool = False  # ENABLE IMAP4rev2: no \Recent, no RECENT (RFC 9051 §E)
+    # ENABLE UIDONLY (RFC 9586): ``* uid UIDFETCH`` for FETCH, VANISHED for EXPUNGE.
+    uidonly: bool = False
     # The keywords announced to the client in FLAGS: a FETCH may show no other
     # (RFC 3501 §7.2.6). A prefix of the store's list, which only grows.
     keywords: tuple[str, ...] = ()
@@ -202,14 +204,21 @@ class SelectedView:
         (RFC 7162 §3.2.4), IMAP4rev2 (RFC 9051 §6.3.13) and NOTIFY (RFC 5465 §5.1)."""
         return self.qresync or self.condstore or self.rev2 or self.fetch_uid
 
+    def fetch_head(self, seq: int, uid: int) -> bytes:
+        """``n FETCH `` for a message, or ``uid UIDFETCH `` under UIDONLY, whose
+        responses name messages by UID only (RFC 9586 §3.3)."""
+        if self.uidonly:
+            return b"%d UIDFETCH " % uid
+        return b"%d FETCH " % seq
+
     def flags_response(self, seq: int, meta: MessageMeta, with_uid: bool = False) -> bytes:
         parts = []
-        if with_uid:
+        if with_uid and not self.uidonly:  # UIDFETCH leads with the UID already
             parts.append(b"UID %d" % meta.uid)
         parts.append(b"FLAGS " + flag_list(self.flags_of(meta)))
         if self.condstore:
             parts.append(b"MODSEQ (%d)" % meta.modseq)
-        return b"%d FETCH (" % seq + b" ".join(parts) + b")"
+        return self.fetch_head(seq, meta.uid) + b"(" + b" ".join(parts) + b")"
 
     def _append_new(self, store: Store, new: list[MessageMeta]) -> None:
         if not self.readonly:
@@ -224,7 +233,7 @@ class SelectedView:
     def _report_expunges(self) -> list[bytes]:
         gone = sorted(self.pending_expunge)
         self.pending_expunge.clear()
-        if self.qresync:
+        if self.qresync or self.uidonly:  # UIDONLY: VANISHED even without QRESYNC
             for uid in gone:
                 self._remove(uid)
             return [b"VANISHED " + SequenceSet.from_ints(gone).encode().encode()]

@@ -1,0 +1,86 @@
+"""UIDONLY (RFC 9586) in a session: message numbers refused with UIDREQUIRED,
+UIDFETCH responses instead of FETCH, VANISHED instead of EXPUNGE (without QRESYNC)."""
+
+from __future__ import annotations
+
+import pytest
+from test_session_harness import Client, append, raw_message, status_line, store, untagged
+
+from pushmail.store.sqlite import SqliteStore
+
+__all__ = ["store"]
+
+
+def pair(store: SqliteStore, n: int = 4) -> tuple[Client, Client]:
+    """``a`` has UIDONLY on, ``b`` is a plain session; both have INBOX selected."""
+    a, b = Client(store), Client(store)
+    a.login()
+    b.login()
+    for i in range(n):
+        append(b, "INBOX", raw_message(f"m{i}"))
+    # IMAP4rev2 too: no \Recent to spell out in every FLAGS below.
+    assert untagged(a.ok("a ENABLE UIDONLY IMAP4rev2")) == [b"ENABLED UIDONLY IMAP4rev2"]
+    a.ok("a SELECT INBOX")
+    b.ok("b SELECT INBOX")
+    return a, b
+
+
+def test_advertised_and_enabled_only_before_select(store: SqliteStore) -> None:
+    a, _ = pair(store)
+    assert b" UIDONLY" in a.ok("a CAPABILITY")
+    # ENABLE is an authenticated-state command: refused while a mailbox is selected.
+    c = Client(store)
+    c.login()
+    c.ok("c SELECT INBOX")
+    assert status_line(c.send("c ENABLE UIDONLY"), "c").startswith(b"c BAD")
+    assert b"UIDFETCH" not in c.ok("c UID FETCH 1 FLAGS")  # not enabled: plain FETCH
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        "FETCH 1 FLAGS",
+        "FETCH * FLAGS",
+        "STORE 1 +FLAGS (\\Seen)",
+        "COPY 1 INBOX",
+        "MOVE 1 INBOX",
+        "SEARCH ALL",
+        "SORT (DATE) UTF-8 ALL",
+        "THREAD REFERENCES UTF-8 ALL",
+        "UID SEARCH 1:2",
+        "UID SEARCH OR UID 1 NOT 2:*",
+        "UID FETCH 1:* FLAGS (CHANGEDSINCE 1)",  # fine: stands for what follows
+    ],
+)
+def test_message_numbers_get_bad_uidrequired(store: SqliteStore, cmd: str) -> None:
+    a, _ = pair(store)
+    line = status_line(a.send("t " + cmd), "t")
+    if cmd.startswith("UID FETCH"):
+        assert line.startswith(b"t OK"), line
+    else:
+        assert line.startswith(b"t BAD [UIDREQUIRED]"), line
+
+
+def test_uid_commands_answer_with_uidfetch(store: SqliteStore) -> None:
+    a, _ = pair(store)
+    out = untagged(a.ok("a UID FETCH 2:* (UID FLAGS)"))
+    assert out == [b"2 UIDFETCH (FLAGS ())", b"3 UIDFETCH (FLAGS ())", b"4 UIDFETCH (FLAGS ())"]
+    out = untagged(a.ok("a UID STORE 3 +FLAGS (\\Seen)"))
+    assert out == [b"3 UIDFETCH (FLAGS (\\Seen))"]
+    assert untagged(a.ok("a UID SEARCH SEEN")) == [b'ESEARCH (TAG "a") UID ALL 3']  # rev2
+    assert untagged(a.ok("a UID SEARCH RETURN (ALL) UID 2:*")) == [
+        b'ESEARCH (TAG "a") UID ALL 2:4'
+    ]
+
+
+def test_other_sessions_changes_come_as_uidfetch_vanished_exists(store: SqliteStore) -> None:
+    a, b = pair(store)
+    b.ok("b STORE 2 +FLAGS.SILENT (\\Flagged)")
+    assert untagged(a.ok("a NOOP")) == [b"2 UIDFETCH (FLAGS (\\Flagged))"]
+    b.ok("b STORE 1,3 +FLAGS.SILENT (\\Deleted)")
+    b.ok("b EXPUNGE")
+    append(b, "INBOX", raw_message("new"))
+    # VANISHED although QRESYNC is off; the EXISTS count is still kept and sent.
+    assert untagged(a.ok("a NOOP")) == [b"VANISHED 1,3", b"3 EXISTS"]
+    a.ok("a UID STORE 4 +FLAGS.SILENT (\\Deleted)")
+    assert untagged(a.ok("a EXPUNGE")) == [b"VANISHED 4"]
