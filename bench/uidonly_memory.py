@@ -7,7 +7,9 @@ driver runs them, and stay; the figure is the Python heap they keep (tracemalloc
 after a collection) divided by the number of sessions, and how much of it is the
 view's UID array (the sequence-number map). Then the same for the record each
 would shrink to when hibernated (``net/hibernated.Hibernated``, what an idle IDLE
-session really is): it keeps a count, not the UIDs, in either mode. A first SELECT,
+session really is): it keeps a count, not the UIDs, in either mode. And what that
+costs a UIDONLY session per command: the median time of ``UID FETCH n FLAGS``
+(``--commands`` times), which reads the map again first. A first SELECT,
 not measured, takes \Recent for the mailbox, so no measured session holds it.
 
     .venv/bin/python bench/uidonly_memory.py [--messages 10000] [--sessions 20]
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -30,6 +33,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--messages", type=int, default=10_000)
     ap.add_argument("--sessions", type=int, default=20)
+    ap.add_argument("--commands", type=int, default=200)
     args = ap.parse_args()
 
     from pushmail.imap.command_table import parse_command
@@ -76,6 +80,13 @@ def main() -> None:
             gc.collect()
             per = (tracemalloc.get_traced_memory()[0] - before) / args.sessions
             tracemalloc.stop()
+            # The price of the map not kept: a UIDONLY session reads it again for
+            # each command (one more query of the mailbox's UIDs).
+            times = []
+            for _ in range(args.commands):
+                t = time.perf_counter()
+                run(kept[0], b"n UID FETCH %d FLAGS" % args.messages)
+                times.append(time.perf_counter() - t)
             view = kept[0].view
             assert view is not None and view.exists == args.messages
             assert view.uidonly == uidonly
@@ -105,6 +116,7 @@ def main() -> None:
                 "awake_bytes_per_session": round(per),
                 "uid_array_bytes": uid_array,
                 "hibernated_bytes_per_session": round(rec),
+                "uid_fetch_one_median_us": round(statistics.median(times) * 1e6),
             }
 
         # One SELECT first claims \Recent for the whole mailbox (RFC 3501 §2.3.2):

@@ -84,3 +84,24 @@ def test_other_sessions_changes_come_as_uidfetch_vanished_exists(store: SqliteSt
     assert untagged(a.ok("a NOOP")) == [b"VANISHED 1,3", b"3 EXISTS"]
     a.ok("a UID STORE 4 +FLAGS.SILENT (\\Deleted)")
     assert untagged(a.ok("a EXPUNGE")) == [b"VANISHED 4"]
+
+
+def test_no_sequence_map_kept_between_commands(store: SqliteStore) -> None:
+    a, b = pair(store)
+    view = a.session.view
+    assert view is not None and b.session.view is not None
+    assert view.shed_count == 4 and len(view.uids) == 0  # only the count is kept
+    assert b.session.view.shed_count is None and len(b.session.view.uids) == 4
+    b.ok("b STORE 2 +FLAGS.SILENT (\\Deleted)")
+    b.ok("b EXPUNGE")
+    append(b, "INBOX", raw_message("new"))
+    # A refused message-number command holds the expunge back (the map is kept
+    # meanwhile) and announces the new message, from a map read again from the
+    # store; the next command reports the expunge.
+    out = a.send("a FETCH 1 FLAGS")
+    assert b"VANISHED" not in out and b"[UIDREQUIRED]" in out and b"* 5 EXISTS\r\n" in out
+    assert view.shed_count is None and view.pending_expunge == {2}
+    assert untagged(a.ok("a NOOP")) == [b"VANISHED 2"]
+    assert view.shed_count == 4
+    out = untagged(a.ok("a UID FETCH 1:* FLAGS"))
+    assert [line.split()[0] for line in out] == [b"1", b"3", b"4", b"5"]

@@ -94,6 +94,7 @@ def event_lines(s: Session, events: list[MailboxChanged], store: Store) -> bytes
             out.extend(_subscriptions(s, state, store))
         elif s.view is not None and ev.mailbox_id == s.view.mailbox_id:
             out.extend(_selected(s, state, s.view, store))
+            s.view.shed()
         else:
             out.extend(_other(s, state, ev, store))
     return b"".join(b"* " + line + b"\r\n" for line in out)
@@ -105,9 +106,12 @@ def idle_refresh(s: Session, view: SelectedView, store: Store) -> list[bytes]:
     (§3), and the plain refresh it used to make reported the EXISTS alone, after
     which NOTIFY found nothing new and the items were never sent."""
     state = s.notify
-    if state is None or _selected_group(state, view, store) is None:
-        return view.refresh(store, True)
-    return _selected(s, state, view, store)
+    try:
+        if state is None or _selected_group(state, view, store) is None:
+            return view.refresh(store, True)
+        return _selected(s, state, view, store)
+    finally:
+        view.shed()  # UIDONLY: no map kept while idling
 
 
 def _selected_group(state: NotifyState, view: SelectedView, store: Store) -> c.NotifyGroup | None:

@@ -210,6 +210,8 @@ class CommandTable:
         try:
             if "UIDONLY" in session.enabled:  # RFC 9586 §3: BAD [UIDREQUIRED]
                 check_uid_only(command, Flag.SEQNUMS in row.flags)
+            if session.view is not None:  # a UIDONLY view's map, let go between commands
+                session.view.load(store)
             return row.handler(session, command, store)
         except ImapError as err:
             session.tagged(command.tag, err.status, err.text, err.code)

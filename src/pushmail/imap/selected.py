@@ -81,6 +81,9 @@ class SelectedView:
     rev2: bool = False  # ENABLE IMAP4rev2: no \Recent, no RECENT (RFC 9051 §E)
     # ENABLE UIDONLY (RFC 9586): ``* uid UIDFETCH`` for FETCH, VANISHED for EXPUNGE.
     uidonly: bool = False
+    # UIDONLY between commands: ``uids`` let go (``shed``), ``exists`` kept here;
+    # ``load`` reads the map again when a command or a refresh needs it.
+    shed_count: int | None = None
     # The keywords announced to the client in FLAGS: a FETCH may show no other
     # (RFC 3501 §7.2.6). A prefix of the store's list, which only grows.
     keywords: tuple[str, ...] = ()
@@ -113,7 +116,30 @@ class SelectedView:
     # -- numbering ------------------------------------------------------------
     @property
     def exists(self) -> int:
-        return len(self.uids)
+        return len(self.uids) if self.shed_count is None else self.shed_count
+
+    def shed(self) -> None:
+        """Between commands, a UIDONLY client holds no message numbers (RFC 9586):
+        let the UID array go (4 bytes a message) and keep only the count. Not while
+        an expunge is held back: then the map differs from the store's list."""
+        if self.uidonly and self.shed_count is None and not self.pending_expunge:
+            self.shed_count = len(self.uids)
+            self.uids = array("I")
+
+    def load(self, store: Store) -> None:
+        """The UID array again after ``shed``: what the client was told of is every
+        UID below ``uidnext`` still present, plus those expunged after ``modseq``
+        (not yet reported), as a hibernated session is rebuilt (``net/hibernated``)."""
+        if self.shed_count is None:
+            return
+        listed = store.uids(self.mailbox_id)
+        uids = array("I", listed[: bisect_left(listed, self.uidnext)])
+        gone = [u for u in store.changes_since(self.mailbox_id, self.modseq).expunged
+                if u < self.uidnext]
+        if gone:
+            uids = array("I", sorted(set(uids).union(gone)))
+        self.uids = uids
+        self.shed_count = None
 
     def seq_of(self, uid: int) -> int | None:
         i = _index(self.uids, uid)
@@ -147,6 +173,7 @@ class SelectedView:
     def refresh(self, store: Store, allow_expunge: bool) -> list[bytes]:
         """Untagged response data (without ``* `` and CRLF) for every change since
         the last report, in an order that keeps sequence numbers right."""
+        self.load(store)
         ch = store.changes_since(self.mailbox_id, self.modseq)
         # New keywords first: the FETCHes below may show them (RFC 3501 §7.2.6).
         out = self.keywords_changed(ch.keywords)
