@@ -3,6 +3,8 @@ UIDFETCH responses instead of FETCH, VANISHED instead of EXPUNGE (without QRESYN
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from test_session_harness import Client, append, raw_message, status_line, store, untagged
 
@@ -105,3 +107,18 @@ def test_no_sequence_map_kept_between_commands(store: SqliteStore) -> None:
     assert view.shed_count == 4
     out = untagged(a.ok("a UID FETCH 1:* FLAGS"))
     assert [line.split()[0] for line in out] == [b"1", b"3", b"4", b"5"]
+
+
+def test_move_vanishes_and_qresync_sequence_match_is_refused(store: SqliteStore) -> None:
+    a, _ = pair(store)
+    out = untagged(a.ok("a UID MOVE 2 Trash"))
+    assert out[0].startswith(b"OK [COPYUID ") and out[1:] == [b"VANISHED 2"]
+    a.ok("a UNSELECT")  # ENABLE: authenticated state only
+    a.ok("a ENABLE QRESYNC")
+    m = re.search(rb"UIDVALIDITY (\d+)", a.ok("a STATUS INBOX (UIDVALIDITY)"))
+    assert m is not None
+    uv = m.group(1).decode()
+    line = status_line(a.send(f"q SELECT INBOX (QRESYNC ({uv} 1 1:4 (1:2 1:2)))"), "q")
+    assert line.startswith(b"q BAD [UIDREQUIRED]"), line
+    out = a.ok(f"q SELECT INBOX (QRESYNC ({uv} 1 1:4))")
+    assert b"* VANISHED (EARLIER) 2\r\n" in out and b" FETCH " not in out
