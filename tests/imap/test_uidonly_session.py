@@ -63,8 +63,10 @@ def test_message_numbers_get_bad_uidrequired(store: SqliteStore) -> None:
 
 def test_uid_commands_answer_with_uidfetch(store: SqliteStore) -> None:
     a, _ = pair(store)
-    out = untagged(a.ok("a UID FETCH 2:* (UID FLAGS)"))
+    out = untagged(a.ok("a UID FETCH 2:* (FLAGS)"))
     assert out == [b"2 UIDFETCH (FLAGS ())", b"3 UIDFETCH (FLAGS ())", b"4 UIDFETCH (FLAGS ())"]
+    # UID only when asked for: no longer added by UID FETCH.
+    assert untagged(a.ok("a UID FETCH 4 (UID FLAGS)")) == [b"4 UIDFETCH (UID 4 FLAGS ())"]
     out = untagged(a.ok("a UID STORE 3 +FLAGS (\\Seen)"))
     assert out == [b"3 UIDFETCH (FLAGS (\\Seen))"]
     assert untagged(a.ok("a UID SEARCH SEEN")) == [b'ESEARCH (TAG "a") UID ALL 3']  # rev2

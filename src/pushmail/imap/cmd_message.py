@@ -42,9 +42,10 @@ def fetch(s: Session, cmd: c.Fetch, store: Store) -> None:
     if cmd.vanished and "QRESYNC" not in s.enabled:  # RFC 7162 §3.2.6: BAD unless enabled
         raise ProtocolError("VANISHED needs ENABLE QRESYNC first")
     items = list(cmd.items)
-    if view.uidonly:  # the UIDFETCH response leads with the UID (RFC 9586 §3.3)
-        items = [i for i in items if i != "UID"]
-    elif cmd.uid and "UID" not in items:
+    # UID FETCH adds UID, except under UIDONLY: the UIDFETCH response leads with the
+    # UID, and carries the UID item only if asked for (as Cyrus does, after
+    # draft-ietf-extra-imap-uidonly-05; RFC 9586 §3.3).
+    if cmd.uid and not view.uidonly and "UID" not in items:
         items.insert(0, "UID")
     if cmd.changedsince is not None and "MODSEQ" not in items:
         items.append("MODSEQ")

@@ -144,9 +144,7 @@ def _fetch_new(
     """FETCH responses for new messages with the items of ``MessageNew (...)``.
     They never set \\Seen: an unsolicited response must not change the mailbox."""
     atts = [a if isinstance(a, str) else _peek(a) for a in items]
-    if view.uidonly:  # the UIDFETCH response leads with the UID (RFC 9586 §3.3)
-        atts = [a for a in atts if a != "UID"]
-    elif "UID" not in atts:
+    if "UID" not in atts and not view.uidonly:  # UIDFETCH leads with it (RFC 9586)
         atts.insert(0, "UID")
     mid = view.mailbox_id
     metas = store.get_messages(mid, uids)
