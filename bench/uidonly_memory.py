@@ -9,7 +9,8 @@ view's UID array (the sequence-number map). Then the same for the record each
 would shrink to when hibernated (``net/hibernated.Hibernated``, what an idle IDLE
 session really is): it keeps a count, not the UIDs, in either mode. And what that
 costs a UIDONLY session per command: the median time of ``UID FETCH n FLAGS``
-(``--commands`` times), which reads the map again first. A first SELECT,
+(``--commands`` times), which reads the map again first, and of ``NOOP``, which
+does not when nothing changed. A first SELECT,
 not measured, takes \Recent for the mailbox, so no measured session holds it.
 
     .venv/bin/python bench/uidonly_memory.py [--messages 10000] [--sessions 20]
@@ -82,11 +83,14 @@ def main() -> None:
             tracemalloc.stop()
             # The price of the map not kept: a UIDONLY session reads it again for
             # each command (one more query of the mailbox's UIDs).
-            times = []
+            times, noops = [], []
             for _ in range(args.commands):
                 t = time.perf_counter()
                 run(kept[0], b"n UID FETCH %d FLAGS" % args.messages)
                 times.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                run(kept[0], b"n NOOP")  # needs no map when nothing changed
+                noops.append(time.perf_counter() - t)
             view = kept[0].view
             assert view is not None and view.exists == args.messages
             assert view.uidonly == uidonly
@@ -117,6 +121,7 @@ def main() -> None:
                 "uid_array_bytes": uid_array,
                 "hibernated_bytes_per_session": round(rec),
                 "uid_fetch_one_median_us": round(statistics.median(times) * 1e6),
+                "noop_median_us": round(statistics.median(noops) * 1e6),
             }
 
         # One SELECT first claims \Recent for the whole mailbox (RFC 3501 §2.3.2):

@@ -7,6 +7,8 @@ import re
 
 from test_session_harness import Client, append, raw_message, status_line, store, untagged
 
+from pushmail.events.interfaces import MailboxChanged
+from pushmail.imap import cmd_notify
 from pushmail.store.sqlite import SqliteStore
 
 __all__ = ["store"]
@@ -122,3 +124,20 @@ def test_move_vanishes_and_qresync_sequence_match_is_refused(store: SqliteStore)
     assert line.startswith(b"q BAD [UIDREQUIRED]"), line
     out = a.ok(f"q SELECT INBOX (QRESYNC ({uv} 1 1:4))")
     assert b"* VANISHED (EARLIER) 2\r\n" in out and b" FETCH " not in out
+
+
+def test_notify_message_new_items_come_as_uidfetch(store: SqliteStore) -> None:
+    a, b = pair(store)
+    a.ok("n NOTIFY SET (selected (MessageNew (UID FLAGS) MessageExpunge FlagChange))")
+    view = a.session.view
+    assert view is not None and view.shed_count == 4
+    append(b, "INBOX", raw_message("new"))
+    b.ok("b STORE 1 +FLAGS.SILENT (\\Deleted)")
+    b.ok("b EXPUNGE")
+    box = store.get_mailbox(b.session.require_user().id, "INBOX")
+    assert box is not None
+    ev = MailboxChanged(box.user_id, box.id, box.highestmodseq, "new")
+    out = cmd_notify.event_lines(a.session, [ev], store)
+    lines = out.split(b"\r\n")[:-1]
+    assert sorted(lines) == [b"* 4 EXISTS", b"* 5 UIDFETCH (UID 5 FLAGS ())", b"* VANISHED 1"]
+    assert view.shed_count == 4  # let go again

@@ -132,9 +132,11 @@ def _selected(s: Session, state: NotifyState, view: SelectedView, store: Store) 
     lines = view.refresh(store, allow_expunge=group.kind != "SELECTED-DELAYED")
     if all(line.startswith(b"OK [HIGHESTMODSEQ ") for line in lines):
         lines = []  # nothing new (a hint of our own change): no MODSEQ owes a note
-    new = [u for u in view.uids if u >= first_new]
-    if group.fetch and new:
-        lines.extend(_fetch_new(view, store, new, group.fetch))
+    if group.fetch and view.uidnext > first_new:
+        view.load(store)  # a shed UIDONLY view: the new UIDs are in the map only
+        new = [u for u in view.uids if u >= first_new]
+        if new:
+            lines.extend(_fetch_new(view, store, new, group.fetch))
     return lines
 
 

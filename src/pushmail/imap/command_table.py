@@ -108,6 +108,9 @@ _SELECTED = frozenset({State.SELECTED})
 _SEQ = Flag.SEQNUMS
 _LAYER = Flag.NEW_LAYER
 
+# The commands that read the selected view's UID array (``SelectedView.load``).
+_USE_THE_MAP = (c.Fetch, c.StoreFlags, c.Copy, c.Search, c.Sort, c.Thread, c.Expunge)
+
 _ROWS = (
     # RFC 3501 §6.1 any state; ID is valid in any state too (RFC 2971 §3.1).
     Row("CAPABILITY", bare(c.Capability), cmd_auth.capability, _ANY),
@@ -210,8 +213,8 @@ class CommandTable:
         try:
             if "UIDONLY" in session.enabled:  # RFC 9586 §3: BAD [UIDREQUIRED]
                 check_uid_only(command, Flag.SEQNUMS in row.flags)
-            if session.view is not None:  # a UIDONLY view's map, let go between commands
-                session.view.load(store)
+            if session.view is not None and isinstance(command, _USE_THE_MAP):
+                session.view.load(store)  # a UIDONLY view's map, let go between commands
             return row.handler(session, command, store)
         except ImapError as err:
             session.tagged(command.tag, err.status, err.text, err.code)

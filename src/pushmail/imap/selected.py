@@ -26,6 +26,7 @@ from pushmail.imap.errors import ProtocolError
 from pushmail.imap.types import SequenceSet
 from pushmail.store.interfaces import (
     MAX_KEYWORDS_PER_MAILBOX,
+    Changes,
     Mailbox,
     MessageMeta,
     SelectInfo,
@@ -126,16 +127,18 @@ class SelectedView:
             self.shed_count = len(self.uids)
             self.uids = array("I")
 
-    def load(self, store: Store) -> None:
+    def load(self, store: Store, ch: Changes | None = None) -> None:
         """The UID array again after ``shed``: what the client was told of is every
         UID below ``uidnext`` still present, plus those expunged after ``modseq``
-        (not yet reported), as a hibernated session is rebuilt (``net/hibernated``)."""
+        (not yet reported), as a hibernated session is rebuilt (``net/hibernated``).
+        ``ch``: the changes since ``modseq`` if already read."""
         if self.shed_count is None:
             return
         listed = store.uids(self.mailbox_id)
         uids = array("I", listed[: bisect_left(listed, self.uidnext)])
-        gone = [u for u in store.changes_since(self.mailbox_id, self.modseq).expunged
-                if u < self.uidnext]
+        if ch is None:
+            ch = store.changes_since(self.mailbox_id, self.modseq)
+        gone = [u for u in ch.expunged if u < self.uidnext]
         if gone:
             uids = array("I", sorted(set(uids).union(gone)))
         self.uids = uids
@@ -173,8 +176,13 @@ class SelectedView:
     def refresh(self, store: Store, allow_expunge: bool) -> list[bytes]:
         """Untagged response data (without ``* `` and CRLF) for every change since
         the last report, in an order that keeps sequence numbers right."""
-        self.load(store)
         ch = store.changes_since(self.mailbox_id, self.modseq)
+        if self.shed_count is not None and (
+            ch.expunged
+            or not ch.expunged_complete
+            or any(m.uid < self.uidnext for m in ch.changed)
+        ):  # a shed UIDONLY view needs its map only for expunges and flag changes
+            self.load(store, ch)
         # New keywords first: the FETCHes below may show them (RFC 3501 §7.2.6).
         out = self.keywords_changed(ch.keywords)
         was_holding = bool(self.pending_expunge)
@@ -190,7 +198,7 @@ class SelectedView:
         new = [m for m in ch.changed if m.uid >= first_new]
         if new:
             self._append_new(store, new)
-            out.extend(new_mail_lines(len(self.uids), len(self.recent), self.rev2))
+            out.extend(new_mail_lines(self.exists, len(self.recent), self.rev2))
         for meta in ch.changed:  # new messages need no FETCH: EXISTS announced them
             if meta.uid >= first_new or meta.uid in self.pending_expunge:
                 continue
@@ -254,7 +262,10 @@ class SelectedView:
         for meta in new:
             if meta.uid >= self.recent_floor and not self.readonly:
                 self.recent.append(meta.uid)  # above every UID held: stays ascending
-            self.uids.append(meta.uid)
+            if self.shed_count is None:
+                self.uids.append(meta.uid)
+            else:  # no map kept: the count is all (``shed``)
+                self.shed_count += 1
         self.uidnext = new[-1].uid + 1
 
     def _report_expunges(self) -> list[bytes]:
