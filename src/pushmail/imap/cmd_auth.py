@@ -19,7 +19,9 @@ from pushmail.imap.session import Action, Session
 from pushmail.store.interfaces import Store
 
 # ENABLE-able extensions (RFC 5161); QRESYNC implies CONDSTORE (RFC 7162 §3.2.3).
-_ENABLEABLE = ("CONDSTORE", "QRESYNC", "IMAP4REV2")
+# UIDONLY: RFC 9586 (ENABLE is refused while a mailbox is selected, so a view is
+# always opened knowing it).
+_ENABLEABLE = ("CONDSTORE", "QRESYNC", "IMAP4REV2", "UIDONLY")
 
 
 def capability(s: Session, cmd: c.Capability, store: Store) -> None:

@@ -42,7 +42,10 @@ def fetch(s: Session, cmd: c.Fetch, store: Store) -> None:
     if cmd.vanished and "QRESYNC" not in s.enabled:  # RFC 7162 §3.2.6: BAD unless enabled
         raise ProtocolError("VANISHED needs ENABLE QRESYNC first")
     items = list(cmd.items)
-    if cmd.uid and "UID" not in items:
+    # UID FETCH adds UID, except under UIDONLY: the UIDFETCH response leads with the
+    # UID, and carries the UID item only if asked for (as Cyrus does, after
+    # draft-ietf-extra-imap-uidonly-05; RFC 9586 §3.3).
+    if cmd.uid and not view.uidonly and "UID" not in items:
         items.insert(0, "UID")
     if cmd.changedsince is not None and "MODSEQ" not in items:
         items.append("MODSEQ")
@@ -80,7 +83,7 @@ def fetch(s: Session, cmd: c.Fetch, store: Store) -> None:
         if emailids is not None:
             ctx.emailid = emailids.get(meta.uid)
         ctx.savedate = saved.get(meta.uid)
-        s.untagged(b"%d FETCH " % seq + render_fetch(items, ctx))
+        s.untagged(view.fetch_head(seq, meta.uid) + render_fetch(items, ctx))
     s.ok(cmd.tag, ("UID " if cmd.uid else "") + "FETCH completed", gone)
 
 
@@ -201,8 +204,8 @@ def _silent_modseqs(
     for meta in changed:
         seq = view.seq_of(meta.uid)
         if seq is not None:
-            head = b"UID %d " % meta.uid  # RFC 7162 §3.2.4: UID with MODSEQ
-            s.untagged(b"%d FETCH (" % seq + head + b"MODSEQ (%d))" % meta.modseq)
+            head = b"" if view.uidonly else b"UID %d " % meta.uid  # RFC 7162 §3.2.4
+            s.untagged(view.fetch_head(seq, meta.uid) + b"(" + head + b"MODSEQ (%d))" % meta.modseq)
 
 
 def _publish(s: Session, store: Store, mailbox_id: int, kind: ChangeKind) -> None:

@@ -94,6 +94,7 @@ def event_lines(s: Session, events: list[MailboxChanged], store: Store) -> bytes
             out.extend(_subscriptions(s, state, store))
         elif s.view is not None and ev.mailbox_id == s.view.mailbox_id:
             out.extend(_selected(s, state, s.view, store))
+            s.view.shed()
         else:
             out.extend(_other(s, state, ev, store))
     return b"".join(b"* " + line + b"\r\n" for line in out)
@@ -105,9 +106,12 @@ def idle_refresh(s: Session, view: SelectedView, store: Store) -> list[bytes]:
     (§3), and the plain refresh it used to make reported the EXISTS alone, after
     which NOTIFY found nothing new and the items were never sent."""
     state = s.notify
-    if state is None or _selected_group(state, view, store) is None:
-        return view.refresh(store, True)
-    return _selected(s, state, view, store)
+    try:
+        if state is None or _selected_group(state, view, store) is None:
+            return view.refresh(store, True)
+        return _selected(s, state, view, store)
+    finally:
+        view.shed()  # UIDONLY: no map kept while idling
 
 
 def _selected_group(state: NotifyState, view: SelectedView, store: Store) -> c.NotifyGroup | None:
@@ -128,9 +132,11 @@ def _selected(s: Session, state: NotifyState, view: SelectedView, store: Store) 
     lines = view.refresh(store, allow_expunge=group.kind != "SELECTED-DELAYED")
     if all(line.startswith(b"OK [HIGHESTMODSEQ ") for line in lines):
         lines = []  # nothing new (a hint of our own change): no MODSEQ owes a note
-    new = [u for u in view.uids if u >= first_new]
-    if group.fetch and new:
-        lines.extend(_fetch_new(view, store, new, group.fetch))
+    if group.fetch and view.uidnext > first_new:
+        view.load(store)  # a shed UIDONLY view: the new UIDs are in the map only
+        new = [u for u in view.uids if u >= first_new]
+        if new:
+            lines.extend(_fetch_new(view, store, new, group.fetch))
     return lines
 
 
@@ -140,7 +146,7 @@ def _fetch_new(
     """FETCH responses for new messages with the items of ``MessageNew (...)``.
     They never set \\Seen: an unsolicited response must not change the mailbox."""
     atts = [a if isinstance(a, str) else _peek(a) for a in items]
-    if "UID" not in atts:
+    if "UID" not in atts and not view.uidonly:  # UIDFETCH leads with it (RFC 9586)
         atts.insert(0, "UID")
     mid = view.mailbox_id
     metas = store.get_messages(mid, uids)
@@ -164,9 +170,10 @@ def _fetch_new(
             savedate=saved.get(meta.uid),
         )
         try:
-            out.append(b"%d FETCH " % seq + render_fetch(atts, ctx))
+            out.append(view.fetch_head(seq, meta.uid) + render_fetch(atts, ctx))
         except ImapError:  # e.g. BINARY of an unknown encoding: the client can ask
-            out.append(b"%d FETCH (UID %d)" % (seq, meta.uid))
+            body = b"()" if view.uidonly else b"(UID %d)" % meta.uid
+            out.append(view.fetch_head(seq, meta.uid) + body)
     return out
 
 

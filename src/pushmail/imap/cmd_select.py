@@ -31,6 +31,7 @@ def select(s: Session, cmd: c.Select, store: Store) -> None:
     view.condstore = "CONDSTORE" in s.enabled
     view.qresync = "QRESYNC" in s.enabled
     view.rev2 = s.rev2
+    view.uidonly = "UIDONLY" in s.enabled
     view.fetch_uid = s.notify is not None
     _announce(s, view, mbox, info.first_unseen_uid)
     if cmd.qresync is not None and cmd.qresync.uidvalidity == mbox.uidvalidity:
@@ -58,7 +59,7 @@ def _announce(s: Session, view: SelectedView, mbox: Mailbox, first_unseen: int |
 def _rev1_counts(s: Session, view: SelectedView, first_unseen: int | None) -> None:
     s.untagged(b"%d RECENT" % len(view.recent))
     seq = None if first_unseen is None else view.seq_of(first_unseen)
-    if seq is not None:
+    if seq is not None and not view.uidonly:  # UNSEEN is a message number (RFC 9586)
         s.untagged(b"OK [UNSEEN %d] first unseen" % seq)
 
 

@@ -73,6 +73,7 @@ from pushmail.imap.parser import (
 )
 from pushmail.imap.session import Action, Session, State
 from pushmail.imap.store_errors import reply_text, response_code
+from pushmail.imap.uidonly import check_uid_only
 from pushmail.store.interfaces import Store, StoreError
 
 # A handler takes the row's own command class; the table holds rows of every class.
@@ -108,6 +109,9 @@ _AUTH_ONLY = frozenset({State.AUTHENTICATED})  # ENABLE: before any SELECT (RFC 
 _SELECTED = frozenset({State.SELECTED})
 _SEQ = Flag.SEQNUMS
 _LAYER = Flag.NEW_LAYER
+
+# The commands that read the selected view's UID array (``SelectedView.load``).
+_USE_THE_MAP = (c.Fetch, c.StoreFlags, c.Copy, c.Search, c.Sort, c.Thread, c.Expunge)
 
 _ROWS = (
     # RFC 3501 §6.1 any state; ID is valid in any state too (RFC 2971 §3.1).
@@ -209,8 +213,13 @@ class CommandTable:
 
         A store error is reported as ``NO`` with its text: it never ends the session.
         """
+        row = self.rows[command.name]
         try:
-            return self.rows[command.name].handler(session, command, store)
+            if "UIDONLY" in session.enabled:  # RFC 9586 §3: BAD [UIDREQUIRED]
+                check_uid_only(command, Flag.SEQNUMS in row.flags)
+            if session.view is not None and isinstance(command, _USE_THE_MAP):
+                session.view.load(store)  # a UIDONLY view's map, let go between commands
+            return row.handler(session, command, store)
         except ImapError as err:
             session.tagged(command.tag, err.status, err.text, err.code)
         except StoreError as err:

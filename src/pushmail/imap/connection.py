@@ -374,7 +374,12 @@ class ConnectionMachine:
         s = self.session
         s.user, s.view, s.loopback = user, view, loopback
         s.state = State.SELECTED
-        flags = (("CONDSTORE", view.condstore), ("QRESYNC", view.qresync), ("IMAP4REV2", view.rev2))
+        flags = (
+            ("CONDSTORE", view.condstore),
+            ("QRESYNC", view.qresync),
+            ("IMAP4REV2", view.rev2),
+            ("UIDONLY", view.uidonly),
+        )
         s.enabled.update(name for name, on in flags if on)
         self.idle_tag = tag
         self._frag.caps = frag_caps(self._limits, True)

@@ -35,6 +35,8 @@ def run_command(
                 s.out[-1:-1] = lines
             else:
                 s.out.extend(lines)
+    if s.view is not None:
+        s.view.shed()  # UIDONLY: no sequence map kept between commands (RFC 9586)
     events = list(s.events)
     s.events.clear()
     return action, s.take_output(), events

@@ -26,6 +26,7 @@ from pushmail.imap.errors import ProtocolError
 from pushmail.imap.types import SequenceSet
 from pushmail.store.interfaces import (
     MAX_KEYWORDS_PER_MAILBOX,
+    Changes,
     Mailbox,
     MessageMeta,
     SelectInfo,
@@ -79,6 +80,11 @@ class SelectedView:
     fetch_uid: bool = False  # NOTIFY is on: unsolicited FETCH carries UID (RFC 5465 §5.1)
     qresync: bool = False  # VANISHED instead of EXPUNGE
     rev2: bool = False  # ENABLE IMAP4rev2: no \Recent, no RECENT (RFC 9051 §E)
+    # ENABLE UIDONLY (RFC 9586): ``* uid UIDFETCH`` for FETCH, VANISHED for EXPUNGE.
+    uidonly: bool = False
+    # UIDONLY between commands: ``uids`` let go (``shed``), ``exists`` kept here;
+    # ``load`` reads the map again when a command or a refresh needs it.
+    shed_count: int | None = None
     # The keywords announced to the client in FLAGS: a FETCH may show no other
     # (RFC 3501 §7.2.6). A prefix of the store's list, which only grows.
     keywords: tuple[str, ...] = ()
@@ -111,7 +117,32 @@ class SelectedView:
     # -- numbering ------------------------------------------------------------
     @property
     def exists(self) -> int:
-        return len(self.uids)
+        return len(self.uids) if self.shed_count is None else self.shed_count
+
+    def shed(self) -> None:
+        """Between commands, a UIDONLY client holds no message numbers (RFC 9586):
+        let the UID array go (4 bytes a message) and keep only the count. Not while
+        an expunge is held back: then the map differs from the store's list."""
+        if self.uidonly and self.shed_count is None and not self.pending_expunge:
+            self.shed_count = len(self.uids)
+            self.uids = array("I")
+
+    def load(self, store: Store, ch: Changes | None = None) -> None:
+        """The UID array again after ``shed``: what the client was told of is every
+        UID below ``uidnext`` still present, plus those expunged after ``modseq``
+        (not yet reported), as a hibernated session is rebuilt (``net/hibernated``).
+        ``ch``: the changes since ``modseq`` if already read."""
+        if self.shed_count is None:
+            return
+        listed = store.uids(self.mailbox_id)
+        uids = array("I", listed[: bisect_left(listed, self.uidnext)])
+        if ch is None:
+            ch = store.changes_since(self.mailbox_id, self.modseq)
+        gone = [u for u in ch.expunged if u < self.uidnext]
+        if gone:
+            uids = array("I", sorted(set(uids).union(gone)))
+        self.uids = uids
+        self.shed_count = None
 
     def seq_of(self, uid: int) -> int | None:
         i = _index(self.uids, uid)
@@ -146,6 +177,12 @@ class SelectedView:
         """Untagged response data (without ``* `` and CRLF) for every change since
         the last report, in an order that keeps sequence numbers right."""
         ch = store.changes_since(self.mailbox_id, self.modseq)
+        if self.shed_count is not None and (
+            ch.expunged
+            or not ch.expunged_complete
+            or any(m.uid < self.uidnext for m in ch.changed)
+        ):  # a shed UIDONLY view needs its map only for expunges and flag changes
+            self.load(store, ch)
         # New keywords first: the FETCHes below may show them (RFC 3501 §7.2.6).
         out = self.keywords_changed(ch.keywords)
         was_holding = bool(self.pending_expunge)
@@ -161,7 +198,7 @@ class SelectedView:
         new = [m for m in ch.changed if m.uid >= first_new]
         if new:
             self._append_new(store, new)
-            out.extend(new_mail_lines(len(self.uids), len(self.recent), self.rev2))
+            out.extend(new_mail_lines(self.exists, len(self.recent), self.rev2))
         for meta in ch.changed:  # new messages need no FETCH: EXISTS announced them
             if meta.uid >= first_new or meta.uid in self.pending_expunge:
                 continue
@@ -202,14 +239,21 @@ class SelectedView:
         (RFC 7162 §3.2.4), IMAP4rev2 (RFC 9051 §6.3.13) and NOTIFY (RFC 5465 §5.1)."""
         return self.qresync or self.condstore or self.rev2 or self.fetch_uid
 
+    def fetch_head(self, seq: int, uid: int) -> bytes:
+        """``n FETCH `` for a message, or ``uid UIDFETCH `` under UIDONLY, whose
+        responses name messages by UID only (RFC 9586 §3.3)."""
+        if self.uidonly:
+            return b"%d UIDFETCH " % uid
+        return b"%d FETCH " % seq
+
     def flags_response(self, seq: int, meta: MessageMeta, with_uid: bool = False) -> bytes:
         parts = []
-        if with_uid:
+        if with_uid and not self.uidonly:  # UIDFETCH leads with the UID already
             parts.append(b"UID %d" % meta.uid)
         parts.append(b"FLAGS " + flag_list(self.flags_of(meta)))
         if self.condstore:
             parts.append(b"MODSEQ (%d)" % meta.modseq)
-        return b"%d FETCH (" % seq + b" ".join(parts) + b")"
+        return self.fetch_head(seq, meta.uid) + b"(" + b" ".join(parts) + b")"
 
     def _append_new(self, store: Store, new: list[MessageMeta]) -> None:
         if not self.readonly:
@@ -218,13 +262,16 @@ class SelectedView:
         for meta in new:
             if meta.uid >= self.recent_floor and not self.readonly:
                 self.recent.append(meta.uid)  # above every UID held: stays ascending
-            self.uids.append(meta.uid)
+            if self.shed_count is None:
+                self.uids.append(meta.uid)
+            else:  # no map kept: the count is all (``shed``)
+                self.shed_count += 1
         self.uidnext = new[-1].uid + 1
 
     def _report_expunges(self) -> list[bytes]:
         gone = sorted(self.pending_expunge)
         self.pending_expunge.clear()
-        if self.qresync:
+        if self.qresync or self.uidonly:  # UIDONLY: VANISHED even without QRESYNC
             for uid in gone:
                 self._remove(uid)
             return [b"VANISHED " + SequenceSet.from_ints(gone).encode().encode()]

@@ -25,6 +25,7 @@ QRESYNC = 2
 LOOPBACK = 4
 READONLY = 8
 REV2 = 16
+UIDONLY = 32  # RFC 9586: wakes to UIDFETCH/VANISHED
 
 _NO_RECENT: array[int] = array("I")
 
@@ -82,6 +83,7 @@ class Hibernated:
             | (LOOPBACK if s.loopback else 0)
             | (READONLY if v.readonly else 0)
             | (REV2 if v.rev2 else 0)
+            | (UIDONLY if v.uidonly else 0)
         )
         self.last_activity = conn.last_activity
         self.last_write = conn.last_write
@@ -170,5 +172,6 @@ def rebuild_view(store: Store, rec: Hibernated, name: str, uidvalidity: int) -> 
         condstore=bool(rec.bits & CONDSTORE),
         qresync=bool(rec.bits & QRESYNC),
         rev2=bool(rec.bits & REV2),
+        uidonly=bool(rec.bits & UIDONLY),
         keywords=ch.keywords[: rec.keywords],  # the refresh announces the rest
     )
