@@ -235,3 +235,34 @@ def test_examine_is_read_only_and_misc_commands(store: SqliteStore) -> None:
     c.ok("a NOOP")
     out = c.ok("a LOGOUT")
     assert untagged(out) == [b"BYE pushmail logging out"] and status_line(out, "a")
+
+
+def test_list_status_of_many_folders_matches_status_and_children(store: SqliteStore) -> None:
+    """LIST-STATUS (RFC 5819) reads all folders' counts at once and \\HasChildren
+    from one pass over the names: each answer is what STATUS of that folder says,
+    and a folder has children exactly when a name lies below it."""
+    c = Client(store)
+    c.login()
+    folders = [f"p{i}" for i in range(12)] + [f"p{i}/c{j}" for i in range(0, 12, 3) for j in (1, 2)]
+    folders += ["p1/c1/d", "q/r/s"]  # q and q/r exist as parents
+    for name in folders:
+        c.ok(f"a CREATE {name}")
+    for n in range(14):
+        append(c, folders[n * 3 % len(folders)], raw_message(f"m{n}"), "\\Seen" * (n % 2))
+    c.ok("a SUBSCRIBE p3")
+    c.ok("a SUBSCRIBE p3/c1")
+    items = "MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN SIZE DELETED"
+    names = [line.rsplit(b" ", 1)[1].decode() for line in untagged(c.ok('a LIST "" *'))]
+    subscribed = untagged(c.ok('a LIST (SUBSCRIBED) "" *'))
+    assert b'LIST (\\HasChildren \\Subscribed) "/" p3' in subscribed
+    for selection in ("", "(SUBSCRIBED) "):
+        lines = untagged(c.ok(f'a LIST {selection}"" * RETURN (STATUS ({items}))'))
+        listed = [line for line in lines if line.startswith(b"LIST ")]
+        assert len(lines) == 2 * len(listed)
+        assert len(listed) == len(subscribed if selection else names)
+        for line, status in zip(lines[::2], lines[1::2], strict=True):
+            name = line.rsplit(b" ", 1)[1].decode()
+            assert untagged(c.ok(f"s STATUS {name} ({items})")) == [status]
+            below = any(other.startswith(name + "/") for other in names)
+            assert (b"\\HasChildren" in line) == below, line
+            assert (b"\\HasNoChildren" in line) == (not below), line

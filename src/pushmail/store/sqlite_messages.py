@@ -10,9 +10,16 @@ from __future__ import annotations
 
 import json
 from array import array
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
-from pushmail.store.interfaces import Changes, MessageCache, MessageMeta, NotFound, SelectInfo
+from pushmail.store.interfaces import (
+    Changes,
+    MailboxCounts,
+    MessageCache,
+    MessageMeta,
+    NotFound,
+    SelectInfo,
+)
 from pushmail.store.sqlite_extras import SqliteStoredData
 
 META_COLS = "SELECT uid, modseq, flags, internaldate, tzoffset, size FROM messages"
@@ -27,6 +34,27 @@ def uid_json(uids: Iterable[int]) -> str:
 
 class SqliteMessageReads(SqliteStoredData):
     """Reading messages; no method here writes."""
+
+    def counts_many(self, mailbox_ids: Collection[int]) -> dict[int, MailboxCounts]:
+        """``counts`` of many mailboxes in one query (LIST-STATUS over hundreds of
+        folders paid a query per folder): one GROUP BY over their messages."""
+        wanted = json.dumps([int(m) for m in mailbox_ids])
+        with self._read() as conn:
+            ids = conn.execute(
+                "SELECT id FROM mailboxes WHERE id IN (SELECT value FROM json_each(?))", (wanted,)
+            ).fetchall()
+            rows = conn.execute(
+                "SELECT m.mailbox_id, count(*), total(m.uid >= b.recent_floor), "
+                f"total({NOT_SEEN}), total(m.size), "
+                f"total({HAS_DELETED}), total(CASE WHEN {HAS_DELETED} THEN m.size ELSE 0 END) "
+                "FROM mailboxes b JOIN messages m ON m.mailbox_id = b.id "
+                "WHERE b.id IN (SELECT value FROM json_each(?)) GROUP BY m.mailbox_id",
+                (wanted,),
+            ).fetchall()
+        out = {int(row[0]): MailboxCounts(0, 0, 0, 0, 0) for row in ids}  # empty ones
+        for mid, *values in rows:
+            out[int(mid)] = MailboxCounts(*(int(v) for v in values))
+        return out
 
     # -- reading messages -------------------------------------------------------
     def list_messages(self, mailbox_id: int) -> list[MessageMeta]:
