@@ -266,3 +266,17 @@ def test_list_status_of_many_folders_matches_status_and_children(store: SqliteSt
             below = any(other.startswith(name + "/") for other in names)
             assert (b"\\HasChildren" in line) == below, line
             assert (b"\\HasNoChildren" in line) == (not below), line
+
+
+def test_fetch_lines_before_a_failing_message_still_go_out(store: SqliteStore) -> None:
+    """FETCH collects its lines and writes them at once; a message that fails
+    (BINARY of an unknown transfer encoding: NO [UNKNOWN-CTE]) still comes after
+    the lines of the messages before it, as when each line went out by itself."""
+    c = Client(store)
+    c.login()
+    append(c, "INBOX", raw_message("fine"))
+    append(c, "INBOX", raw_message("odd", "abc\r\n", "Content-Transfer-Encoding: x-odd\r\n"))
+    c.ok("s SELECT INBOX")
+    out = c.send("f FETCH 1:2 (BINARY.PEEK[1])")
+    assert out.startswith(b"* 1 FETCH (BINARY[1] {7}\r\nhello\r\n)\r\nf NO"), out
+    assert status_line(out, "f").startswith(b"f NO [UNKNOWN-CTE]")
