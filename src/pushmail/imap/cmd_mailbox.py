@@ -147,9 +147,10 @@ def list_(s: Session, cmd: c.ListCmd, store: Store) -> None:
     counts = store.counts_many([b.id for b in listed]) if cmd.status_items else {}
     for box in listed:
         attrs = _attributes(box, names, subscribed, cmd)
-        s.untagged(word + b" (" + b" ".join(attrs) + b") " + _DELIM + b" " + enc_mailbox(box.name))
+        encoded = enc_mailbox(box.name)  # once for both lines
+        s.untagged(word + b" (" + b" ".join(attrs) + b") " + _DELIM + b" " + encoded)
         if cmd.status_items:
-            _status_line(s, store, box, cmd.status_items, counts.get(box.id))
+            _status_line(s, store, box, cmd.status_items, counts.get(box.id), encoded)
     s.ok(cmd.tag, f"{word.decode()} completed")
 
 
@@ -240,9 +241,11 @@ def _status_line(
     box: Mailbox,
     items: tuple[str, ...],
     counts: MailboxCounts | None = None,
+    encoded: bytes | None = None,
 ) -> None:
     vals = _status_values(store, box, items, counts)
-    s.untagged(b"STATUS " + enc_mailbox(box.name) + b" (" + b" ".join(vals) + b")")
+    name = enc_mailbox(box.name) if encoded is None else encoded
+    s.untagged(b"STATUS " + name + b" (" + b" ".join(vals) + b")")
 
 
 def status(s: Session, cmd: c.Status, store: Store) -> None:
