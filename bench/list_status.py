@@ -93,14 +93,16 @@ def measure(servers: dict[str, tuple[int, int]], folders: int, raws: list[bytes]
             for name, imap in conns.items():
                 pid = servers[name][1]
                 if i == 1:
-                    cpu0[name] = cpu_seconds([pid, *descendants(pid)])
+                    # descendants() lists the root too: naming it again counted a one-process
+                    # server (pushmail) twice, and its CPU figures were double (before 2026-12-06).
+                    cpu0[name] = cpu_seconds(descendants(pid))
                 t0 = time.perf_counter()
                 untagged = imap.ok(COMMAND)
                 times[name].append(time.perf_counter() - t0)
                 answers[name] = answer(untagged)
         out: dict[str, object] = {}
         for name, (_, pid) in servers.items():
-            cpu = cpu_seconds([pid, *descendants(pid)]) - cpu0[name]
+            cpu = cpu_seconds(descendants(pid)) - cpu0[name]
             out[name] = {
                 "cold_ms": round(times[name][0] * 1000, 1),
                 "median_ms": round(statistics.median(times[name][1:]) * 1000, 1),
