@@ -235,3 +235,48 @@ def test_examine_is_read_only_and_misc_commands(store: SqliteStore) -> None:
     c.ok("a NOOP")
     out = c.ok("a LOGOUT")
     assert untagged(out) == [b"BYE pushmail logging out"] and status_line(out, "a")
+
+
+def test_list_status_of_many_folders_matches_status_and_children(store: SqliteStore) -> None:
+    """LIST-STATUS (RFC 5819) reads all folders' counts at once and \\HasChildren
+    from one pass over the names: each answer is what STATUS of that folder says,
+    and a folder has children exactly when a name lies below it."""
+    c = Client(store)
+    c.login()
+    folders = [f"p{i}" for i in range(12)] + [f"p{i}/c{j}" for i in range(0, 12, 3) for j in (1, 2)]
+    folders += ["p1/c1/d", "q/r/s"]  # q and q/r exist as parents
+    for name in folders:
+        c.ok(f"a CREATE {name}")
+    for n in range(14):
+        append(c, folders[n * 3 % len(folders)], raw_message(f"m{n}"), "\\Seen" * (n % 2))
+    c.ok("a SUBSCRIBE p3")
+    c.ok("a SUBSCRIBE p3/c1")
+    items = "MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN SIZE DELETED"
+    names = [line.rsplit(b" ", 1)[1].decode() for line in untagged(c.ok('a LIST "" *'))]
+    subscribed = untagged(c.ok('a LIST (SUBSCRIBED) "" *'))
+    assert b'LIST (\\HasChildren \\Subscribed) "/" p3' in subscribed
+    for selection in ("", "(SUBSCRIBED) "):
+        lines = untagged(c.ok(f'a LIST {selection}"" * RETURN (STATUS ({items}))'))
+        listed = [line for line in lines if line.startswith(b"LIST ")]
+        assert len(lines) == 2 * len(listed)
+        assert len(listed) == len(subscribed if selection else names)
+        for line, status in zip(lines[::2], lines[1::2], strict=True):
+            name = line.rsplit(b" ", 1)[1].decode()
+            assert untagged(c.ok(f"s STATUS {name} ({items})")) == [status]
+            below = any(other.startswith(name + "/") for other in names)
+            assert (b"\\HasChildren" in line) == below, line
+            assert (b"\\HasNoChildren" in line) == (not below), line
+
+
+def test_fetch_lines_before_a_failing_message_still_go_out(store: SqliteStore) -> None:
+    """FETCH collects its lines and writes them at once; a message that fails
+    (BINARY of an unknown transfer encoding: NO [UNKNOWN-CTE]) still comes after
+    the lines of the messages before it, as when each line went out by itself."""
+    c = Client(store)
+    c.login()
+    append(c, "INBOX", raw_message("fine"))
+    append(c, "INBOX", raw_message("odd", "abc\r\n", "Content-Transfer-Encoding: x-odd\r\n"))
+    c.ok("s SELECT INBOX")
+    out = c.send("f FETCH 1:2 (BINARY.PEEK[1])")
+    assert out.startswith(b"* 1 FETCH (BINARY[1] {7}\r\nhello\r\n)\r\nf NO"), out
+    assert status_line(out, "f").startswith(b"f NO [UNKNOWN-CTE]")

@@ -483,6 +483,23 @@ def test_counts(store: Store) -> None:
         store.counts(999)
 
 
+def test_counts_many_agrees_with_counts(store: Store) -> None:
+    """LIST-STATUS reads every folder's counts in one query: the same numbers as
+    one ``counts`` per folder, empty folders included, missing ids left out."""
+    u = user(store)
+    ids = [inbox(store, u)] + [store.create_mailbox(u.id, f"f{i}").id for i in range(5)]
+    flags = [frozenset(), frozenset({"\\Seen"}), frozenset({"\\Deleted", "x"})]
+    for n in range(12):
+        if n % 5 != 4:  # f3 stays empty
+            store.append(ids[n % 5], msg(n, flags[n % 3]))
+    store.claim_recent(ids[1])
+    store.append(ids[1], msg(99))
+    many = store.counts_many([*ids, 999])
+    assert many == {mid: store.counts(mid) for mid in ids}
+    assert many[ids[4]].messages == 0 and many[ids[1]].recent == 1
+    assert store.counts_many([]) == {}
+
+
 def test_claim_recent(store: Store) -> None:
     u = user(store)
     ib = inbox(store, u)

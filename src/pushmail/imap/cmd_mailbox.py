@@ -11,13 +11,14 @@ from pushmail.events.interfaces import MailboxChanged
 from pushmail.imap import commands as c
 from pushmail.imap.encoder import mailbox as enc_mailbox
 from pushmail.imap.errors import CommandFailed
-from pushmail.imap.listing import has_children, matches, subscribed_matches
+from pushmail.imap.listing import matches, names_with_children, subscribed_matches
 from pushmail.imap.mutf7 import InvalidName
 from pushmail.imap.session import Session
 from pushmail.store.common import mailbox_object_id
 from pushmail.store.interfaces import (
     HIERARCHY_DELIMITER,
     Mailbox,
+    MailboxCounts,
     Store,
 )
 
@@ -130,22 +131,26 @@ def list_(s: Session, cmd: c.ListCmd, store: Store) -> None:
         return
     uid = s.require_user().id
     boxes = store.list_mailboxes(uid)
-    names = [b.name for b in boxes]
+    names = names_with_children(b.name for b in boxes)
     subscribed = set(store.subscriptions(uid))
     if cmd.lsub or "SUBSCRIBED" in cmd.selection:
         _list_subscribed(s, cmd, store, boxes, subscribed)
         s.ok(cmd.tag, f"{word.decode()} completed")
         return
     want_special = "SPECIAL-USE" in cmd.selection
-    for box in boxes:
-        if not any(matches(cmd.reference, p, box.name) for p in cmd.patterns):
-            continue
-        if want_special and box.special_use is None:
-            continue
+    listed = [
+        box
+        for box in boxes
+        if any(matches(cmd.reference, p, box.name) for p in cmd.patterns)
+        and not (want_special and box.special_use is None)
+    ]
+    counts = store.counts_many([b.id for b in listed]) if cmd.status_items else {}
+    for box in listed:
         attrs = _attributes(box, names, subscribed, cmd)
-        s.untagged(word + b" (" + b" ".join(attrs) + b") " + _DELIM + b" " + enc_mailbox(box.name))
+        encoded = enc_mailbox(box.name)  # once for both lines
+        s.untagged(word + b" (" + b" ".join(attrs) + b") " + _DELIM + b" " + encoded)
         if cmd.status_items:
-            _status_line(s, store, box, cmd.status_items)
+            _status_line(s, store, box, cmd.status_items, counts.get(box.id), encoded)
     s.ok(cmd.tag, f"{word.decode()} completed")
 
 
@@ -158,11 +163,14 @@ def _list_subscribed(
     subscribed names that the pattern stops at: ``\\Noselect`` in LSUB (§6.3.9),
     with CHILDINFO in LIST under RECURSIVEMATCH (RFC 5258 §3.5)."""
     by_name = {b.name: b for b in boxes}
-    names = list(by_name)
+    names = names_with_children(by_name)
     direct, parents = subscribed_matches(cmd.reference, cmd.patterns, subscribed)
     recursive = "RECURSIVEMATCH" in cmd.selection
     want_special = "SPECIAL-USE" in cmd.selection
     shown = direct | parents if cmd.lsub or recursive else direct
+    counts: dict[int, MailboxCounts] = {}
+    if cmd.status_items:
+        counts = store.counts_many([by_name[n].id for n in shown if n in by_name])
     for name in sorted(shown):
         box = by_name.get(name)
         if want_special and (box is None or box.special_use is None):
@@ -181,13 +189,13 @@ def _list_subscribed(
             line += b' ("CHILDINFO" ("SUBSCRIBED"))'
         s.untagged(line)
         if cmd.status_items and box is not None:
-            _status_line(s, store, box, cmd.status_items)
+            _status_line(s, store, box, cmd.status_items, counts.get(box.id))
 
 
 def _attributes(
-    box: Mailbox, names: list[str], subscribed: set[str], cmd: c.ListCmd
+    box: Mailbox, with_children: set[str], subscribed: set[str], cmd: c.ListCmd
 ) -> list[bytes]:
-    attrs = [b"\\HasChildren" if has_children(box.name, names) else b"\\HasNoChildren"]
+    attrs = [b"\\HasChildren" if box.name in with_children else b"\\HasNoChildren"]
     if box.special_use:
         attrs.append(box.special_use.encode())
     if (
@@ -199,8 +207,12 @@ def _attributes(
     return attrs
 
 
-def _status_values(store: Store, box: Mailbox, items: tuple[str, ...]) -> list[bytes]:
-    counts = store.counts(box.id)
+def _status_values(
+    store: Store, box: Mailbox, items: tuple[str, ...], counts: MailboxCounts | None = None
+) -> list[bytes]:
+    """``counts``: read already for many mailboxes (LIST-STATUS); else read here."""
+    if counts is None:
+        counts = store.counts(box.id)
     values = {
         "MESSAGES": counts.messages,
         "RECENT": counts.recent,
@@ -223,9 +235,17 @@ def _status_values(store: Store, box: Mailbox, items: tuple[str, ...]) -> list[b
     return out
 
 
-def _status_line(s: Session, store: Store, box: Mailbox, items: tuple[str, ...]) -> None:
-    vals = _status_values(store, box, items)
-    s.untagged(b"STATUS " + enc_mailbox(box.name) + b" (" + b" ".join(vals) + b")")
+def _status_line(
+    s: Session,
+    store: Store,
+    box: Mailbox,
+    items: tuple[str, ...],
+    counts: MailboxCounts | None = None,
+    encoded: bytes | None = None,
+) -> None:
+    vals = _status_values(store, box, items, counts)
+    name = enc_mailbox(box.name) if encoded is None else encoded
+    s.untagged(b"STATUS " + name + b" (" + b" ".join(vals) + b")")
 
 
 def status(s: Session, cmd: c.Status, store: Store) -> None:

@@ -73,17 +73,25 @@ def fetch(s: Session, cmd: c.Fetch, store: Store) -> None:
     if "EMAILID" in items:
         emailids = store.email_ids(view.mailbox_id, [m.uid for m in metas])
     saved = store.save_dates(view.mailbox_id, [m.uid for m in metas]) if "SAVEDATE" in items else {}
-    for meta in metas:
-        seq = view.seq_of(meta.uid)
-        if seq is None:
-            continue
-        ctx = _context(view, store, seq, meta)
-        if previews is not None:
-            ctx.get_preview = functools.partial(previews.get, meta.uid)
-        if emailids is not None:
-            ctx.emailid = emailids.get(meta.uid)
-        ctx.savedate = saved.get(meta.uid)
-        s.untagged(view.fetch_head(seq, meta.uid) + render_fetch(items, ctx))
+    # One line per message, so per-message work is what FETCH 1:* of a large
+    # mailbox costs: the lines are joined once, not appended one by one.
+    # (Those rendered before a failure, e.g. UNKNOWN-CTE, still go out before its NO.)
+    lines: list[bytes] = []
+    try:
+        for meta in metas:
+            seq = view.seq_of(meta.uid)
+            if seq is None:
+                continue
+            ctx = _context(view, store, seq, meta)
+            if previews is not None:
+                ctx.get_preview = functools.partial(previews.get, meta.uid)
+            if emailids is not None:
+                ctx.emailid = emailids.get(meta.uid)
+            ctx.savedate = saved.get(meta.uid)
+            lines.append(view.fetch_head(seq, meta.uid) + render_fetch(items, ctx))
+    finally:
+        if lines:
+            s.untagged(b"\r\n* ".join(lines))
     s.ok(cmd.tag, ("UID " if cmd.uid else "") + "FETCH completed", gone)
 
 
@@ -93,14 +101,14 @@ _PREVIEW_ITEMS = frozenset({"PREVIEW", "PREVIEW (LAZY)"})
 def _context(view: SelectedView, store: Store, seq: int, meta: MessageMeta) -> FetchContext:
     mid, uid = view.mailbox_id, meta.uid
     return FetchContext(
-        seq=seq,
-        uid=uid,
-        flags=view.flags_of(meta),
-        internaldate=meta.internaldate,
-        size=meta.size,
-        modseq=meta.modseq,
-        get_raw=lambda: store.get_raw(mid, uid),
-        get_cache=lambda: store.get_cache(mid, uid),
+        seq,
+        uid,
+        view.flags_of(meta),
+        meta.internaldate,
+        meta.size,
+        meta.modseq,
+        functools.partial(store.get_raw, mid, uid),
+        functools.partial(store.get_cache, mid, uid),
     )
 
 

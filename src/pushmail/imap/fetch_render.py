@@ -76,6 +76,8 @@ def render_fetch(items: Sequence[FetchAtt], ctx: FetchContext) -> bytes:
     Raises ``CommandFailed`` with code UNKNOWN-CTE for BINARY[] of a part whose
     transfer encoding cannot be undone (RFC 3516 §4.3).
     """
+    if len(items) == 1:  # the common FETCH of one item, without a generator
+        return b"(" + _render_one(items[0], ctx) + b")"
     return paren(_render_one(item, ctx) for item in items)
 
 

@@ -317,6 +317,10 @@ class Store(Protocol):
 
     def counts(self, mailbox_id: int) -> MailboxCounts: ...
 
+    def counts_many(self, mailbox_ids: Collection[int]) -> dict[int, MailboxCounts]:
+        """``counts`` of each mailbox that exists, in one query (LIST-STATUS)."""
+        ...
+
     # -- messages ---------------------------------------------------------------
     def append(self, mailbox_id: int, message: NewMessage) -> Appended:
         """Add one message durably: when this returns, it is on disk (fsync)."""

@@ -536,6 +536,23 @@ class PostgresStore(PgMailboxes, PgSortKeys, PgMetadata):
             raise NotFound(f"no mailbox {mailbox_id}")
         return MailboxCounts(*(int(v) for v in row))
 
+    def counts_many(self, mailbox_ids: Collection[int]) -> dict[int, MailboxCounts]:
+        wanted = [int(m) for m in mailbox_ids]
+        if not wanted:
+            return {}
+        rows = self._read(
+            lambda conn: conn.execute(
+                "SELECT b.id, c.* FROM mailboxes b, LATERAL (SELECT count(*), "
+                "count(*) FILTER (WHERE uid >= b.recent_floor), "
+                f"count(*) FILTER (WHERE {_NOT_SEEN}), coalesce(sum(size), 0), "
+                f"count(*) FILTER (WHERE {_HAS_DELETED}), "
+                f"coalesce(sum(size) FILTER (WHERE {_HAS_DELETED}), 0) FROM messages "
+                "WHERE mailbox_id = b.id) c WHERE b.id = ANY(%s::bigint[])",
+                (wanted,),
+            ).fetchall()
+        )
+        return {int(mid): MailboxCounts(*(int(v) for v in rest)) for mid, *rest in rows}
+
 
 def _set_caches(updates: list[tuple[bytes, bytes, bytes, str, int]], conn: Connection) -> None:
     with conn.cursor() as cur:

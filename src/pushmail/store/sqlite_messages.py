@@ -10,9 +10,16 @@ from __future__ import annotations
 
 import json
 from array import array
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
-from pushmail.store.interfaces import Changes, MessageCache, MessageMeta, NotFound, SelectInfo
+from pushmail.store.interfaces import (
+    Changes,
+    MailboxCounts,
+    MessageCache,
+    MessageMeta,
+    NotFound,
+    SelectInfo,
+)
 from pushmail.store.sqlite_extras import SqliteStoredData
 
 META_COLS = "SELECT uid, modseq, flags, internaldate, tzoffset, size FROM messages"
@@ -27,6 +34,36 @@ def uid_json(uids: Iterable[int]) -> str:
 
 class SqliteMessageReads(SqliteStoredData):
     """Reading messages; no method here writes."""
+
+    def counts_many(self, mailbox_ids: Collection[int]) -> dict[int, MailboxCounts]:
+        """``counts`` of many mailboxes in one query (LIST-STATUS over hundreds of
+        folders paid a query per folder). Grouped by flags text too, of which a
+        mailbox has few distinct values: \\Seen and \\Deleted are then looked up
+        once per group, not tested in SQL per message (half the query's time)."""
+        wanted = json.dumps([int(m) for m in mailbox_ids])
+        with self._read() as conn:
+            ids = conn.execute(
+                "SELECT id FROM mailboxes WHERE id IN (SELECT value FROM json_each(?))", (wanted,)
+            ).fetchall()
+            rows = conn.execute(
+                "SELECT m.mailbox_id, m.flags, count(*), total(m.uid >= b.recent_floor), "
+                "total(m.size) FROM mailboxes b JOIN messages m ON m.mailbox_id = b.id "
+                "WHERE b.id IN (SELECT value FROM json_each(?)) GROUP BY m.mailbox_id, m.flags",
+                (wanted,),
+            ).fetchall()
+        sums = {int(row[0]): [0, 0, 0, 0, 0, 0] for row in ids}  # empty ones too
+        for mid, text, n, recent, size in rows:
+            flags = self._flags(text)
+            c = sums[int(mid)]
+            c[0] += n
+            c[1] += int(recent)
+            c[3] += int(size)
+            if "\\Seen" not in flags:
+                c[2] += n
+            if "\\Deleted" in flags:
+                c[4] += n
+                c[5] += int(size)
+        return {mid: MailboxCounts(*c) for mid, c in sums.items()}
 
     # -- reading messages -------------------------------------------------------
     def list_messages(self, mailbox_id: int) -> list[MessageMeta]:
