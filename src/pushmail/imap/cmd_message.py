@@ -227,7 +227,7 @@ def search(s: Session, cmd: c.Search, store: Store) -> None:
     if cmd.charset is not None and cmd.charset.upper() not in ("US-ASCII", "UTF-8"):
         raise CommandFailed("unsupported charset", "BADCHARSET (US-ASCII UTF-8)")
     found, _ = search_found(s, cmd.key, store)
-    uses_modseq = _mentions(cmd.key, c.SearchModseq)
+    uses_modseq = mentions(cmd.key, c.SearchModseq)
     if uses_modseq:  # a CONDSTORE enabling command (RFC 7162 §3.1)
         s.condstore_command()
     _search_reply(s, cmd, found, uses_modseq)
@@ -246,7 +246,7 @@ def search_found(
                  if uid in metas]
         return every, metas
     body = needs_body(key)
-    emailids = store.email_ids(view.mailbox_id, metas) if _mentions(key, c.SearchObjectId) else {}
+    emailids = store.email_ids(view.mailbox_id, metas) if mentions(key, c.SearchObjectId) else {}
     savedates = store.save_dates(view.mailbox_id, metas) if _mentions_saved(key) else {}
     saved = frozenset(s.saved_search)
     now = time.time()
@@ -297,16 +297,17 @@ def _mentions_saved(key: c.SearchKey) -> bool:
     return False
 
 
-def _mentions(key: c.SearchKey, kind: type) -> bool:
-    """Whether a key of class ``kind`` occurs anywhere in ``key``."""
+def mentions(key: c.SearchKey, kind: type | tuple[type, ...]) -> bool:
+    """Whether a key of class ``kind`` (or of one of the classes) occurs anywhere in
+    ``key`` (SEARCH here, SORT and THREAD in ``cmd_sort``)."""
     if isinstance(key, kind):
         return True
     if isinstance(key, c.SearchNot):
-        return _mentions(key.key, kind)
+        return mentions(key.key, kind)
     if isinstance(key, c.SearchOr):
-        return _mentions(key.left, kind) or _mentions(key.right, kind)
+        return mentions(key.left, kind) or mentions(key.right, kind)
     if isinstance(key, c.SearchAnd):
-        return any(_mentions(k, kind) for k in key.keys)
+        return any(mentions(k, kind) for k in key.keys)
     return False
 
 

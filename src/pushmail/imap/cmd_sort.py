@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from pushmail.imap import commands as c
-from pushmail.imap.cmd_message import search_found
+from pushmail.imap.cmd_message import mentions, search_found
 from pushmail.imap.encoder import quoted
 from pushmail.imap.errors import CommandFailed
 from pushmail.imap.selected import SelectedView
@@ -84,18 +84,6 @@ def _lru_put(cache: OrderedDict[K, V], key: K, value: V, size: int) -> None:
     cache.move_to_end(key)
     while len(cache) > size:
         cache.popitem(last=False)
-
-
-def _mentions(key: c.SearchKey, kinds: tuple[type, ...]) -> bool:
-    if isinstance(key, kinds):
-        return True
-    if isinstance(key, c.SearchNot):
-        return _mentions(key.key, kinds)
-    if isinstance(key, c.SearchOr):
-        return _mentions(key.left, kinds) or _mentions(key.right, kinds)
-    if isinstance(key, c.SearchAnd):
-        return any(_mentions(k, kinds) for k in key.keys)
-    return False
 
 
 def _uncacheable(key: c.SearchKey) -> bool:
@@ -279,7 +267,7 @@ def sort(s: Session, cmd: c.Sort, store: Store) -> None:
         if ak is not None:
             _lru_put(answers, ak, got, ANSWERS_SIZE)
     modseq = 0
-    if _mentions(cmd.key, (c.SearchModseq,)):
+    if mentions(cmd.key, c.SearchModseq):
         s.condstore_command()  # RFC 7162 §3.1: a MODSEQ search key enables CONDSTORE
         modseq = _reported_modseq(s, cmd, store, got)
     if cmd.returns is None:
@@ -341,7 +329,7 @@ def thread(s: Session, cmd: c.Thread, store: Store) -> None:
             got = ordered_subject(_items(store, view, _found(s, cmd.key, store)), cmd.uid)
         if ak is not None:
             _lru_put(answers, ak, got, ANSWERS_SIZE)
-    if _mentions(cmd.key, (c.SearchModseq,)):
+    if mentions(cmd.key, c.SearchModseq):
         s.condstore_command()
     s.untagged(b"THREAD " + got if got else b"THREAD")
     s.ok(cmd.tag, cmd.name + " completed")
